@@ -1,0 +1,1 @@
+"""Segmentation backbones, trainer and sliding-window inference (imports only `synthesis`)."""

@@ -1,0 +1,4 @@
+"""Tumor generators (Hu et al. model-based, DiffTumor). Stand-alone: imports no other project package."""
+from synthesis.protocol import SynthesisOutput, TumorGenerator
+
+__all__ = ["SynthesisOutput", "TumorGenerator"]
