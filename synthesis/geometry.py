@@ -1,0 +1,282 @@
+"""Shared tumor-mask geometry (Hu et al. 2023 shapes, DiffTumor STEP3 per-organ placement).
+
+A tumor of one size type is 1..n elastically deformed ellipsoids, each centred at a random
+organ voxel of an axial slice in the central part of the organ, clipped to the organ.
+Everything is in millimetres and converted with the real voxel spacing, so any CT works
+(the reference assumed 1 mm isotropic voxels, where its voxel numbers equal millimetres).
+
+Sampling (random) and rendering (deterministic, from the stored seed) are separate, so a
+``TumorGeometry`` replays exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from synthesis.elastic import deformed_ellipsoid
+from synthesis.errors import SynthesisInputError
+
+SIZE_TYPES = ("tiny", "small", "medium", "large")
+ORGANS = ("liver", "pancreas", "kidney")
+BASE_RADIUS_MM = {"tiny": 4.0, "small": 8.0, "medium": 16.0, "large": 32.0}
+#: DiffTumor STEP3 type probabilities; "early" is split tiny/small 0.5/0.5.
+DEFAULT_SIZE_PROBS = {"early": 0.8, "medium": 0.1, "large": 0.1}
+#: z windows (fractions of the organ z-extent) tried 10 times each, as DiffTumor widens them.
+Z_WINDOWS = ((0.3, 0.7), (0.2, 0.8), (0.1, 0.9), (0.0, 1.0))
+TRIES_PER_WINDOW = 10
+LIVER_EROSION_HALF_WIDTH_MM = 2.0  # cv2.erode 5x5 at 1 mm
+
+
+@dataclass(frozen=True)
+class SizeRange:
+    """Sampling ranges of one size type.
+
+    Attributes:
+        radius_scale: per-axis semi-axis = base radius x U(lo, hi).
+        count: number of ellipsoids, integer in [lo, hi].
+        elastic_sigma_mm: (lo, hi) of the elastic displacement std.
+        elastic_integer: draw the sigma as an integer (reference ``randint``) instead of uniform.
+    """
+
+    radius_scale: tuple[float, float]
+    count: tuple[int, int]
+    elastic_sigma_mm: tuple[float, float]
+    elastic_integer: bool
+
+
+#: SyntheticTumors (Hu et al.) get_fixed_geo: radii x[0.75,1.25], several tumors per call.
+HU2023_RANGES = {
+    "tiny": SizeRange((0.75, 1.25), (3, 10), (0.5, 1.0), False),
+    "small": SizeRange((0.75, 1.25), (3, 10), (1, 2), True),
+    "medium": SizeRange((0.75, 1.25), (2, 5), (3, 6), True),
+    "large": SizeRange((0.75, 1.25), (1, 3), (5, 10), True),
+}
+#: DiffTumor STEP3: 1-3 early tumors, one medium/large, large semi-axes up to 2.0 x 32 mm.
+DIFFTUMOR_RANGES = {
+    "tiny": SizeRange((0.75, 1.25), (1, 3), (0.5, 1.0), False),
+    "small": SizeRange((0.75, 1.25), (1, 3), (1, 2), True),
+    "medium": SizeRange((0.75, 1.25), (1, 1), (3, 6), True),
+    "large": SizeRange((0.75, 2.0), (1, 1), (5, 10), True),
+}
+GEOMETRY_PRESETS = {"hu2023": HU2023_RANGES, "difftumor": DIFFTUMOR_RANGES}
+
+
+@dataclass(frozen=True)
+class TumorGeometry:
+    """Everything needed to render one tumor mask (JSON-serialisable via ``to_dict``).
+
+    Attributes:
+        size_type: tiny|small|medium|large.
+        organ: liver|pancreas|kidney.
+        centres: per ellipsoid, (i, j, k) centre voxel index in the organ-mask array.
+        radii_mm: per ellipsoid, (3,) semi-axes in mm along the array axes.
+        elastic_sigmas_mm: per ellipsoid, elastic displacement std in mm.
+        deform_seed: seed of the elastic deformations (rendering is deterministic).
+        clip_to_organ: intersect with the organ (False only for exophytic kidney tumors).
+    """
+
+    size_type: str
+    organ: str
+    centres: tuple[tuple[int, int, int], ...]
+    radii_mm: tuple[tuple[float, float, float], ...]
+    elastic_sigmas_mm: tuple[float, ...]
+    deform_seed: int
+    clip_to_organ: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TumorGeometry":
+        return cls(
+            size_type=str(data["size_type"]), organ=str(data["organ"]),
+            centres=tuple(tuple(int(v) for v in c) for c in data["centres"]),
+            radii_mm=tuple(tuple(float(v) for v in r) for r in data["radii_mm"]),
+            elastic_sigmas_mm=tuple(float(s) for s in data["elastic_sigmas_mm"]),
+            deform_seed=int(data["deform_seed"]), clip_to_organ=bool(data["clip_to_organ"]),
+        )
+
+
+def resolve_ranges(ranges: str | Mapping[str, SizeRange] | None) -> Mapping[str, SizeRange]:
+    """Preset name ("hu2023" default, "difftumor") or a {size_type: SizeRange} mapping."""
+    if ranges is None:
+        return HU2023_RANGES
+    if isinstance(ranges, str):
+        if ranges not in GEOMETRY_PRESETS:
+            raise SynthesisInputError(f"geometry preset {ranges!r}: expected one of {sorted(GEOMETRY_PRESETS)}")
+        return GEOMETRY_PRESETS[ranges]
+    return ranges
+
+
+def normalise_size_probs(probs: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Size-type probabilities over SIZE_TYPES; an "early" entry is split tiny/small 0.5/0.5."""
+    probs = dict(DEFAULT_SIZE_PROBS if probs is None else probs)
+    out = {t: 0.0 for t in SIZE_TYPES}
+    for key, value in probs.items():
+        if key == "early":
+            out["tiny"] += 0.5 * value
+            out["small"] += 0.5 * value
+        elif key in out:
+            out[key] += value
+        else:
+            raise SynthesisInputError(f"size_probs: unknown size type {key!r}; expected {SIZE_TYPES} or 'early'")
+    total = sum(out.values())
+    if total <= 0 or any(v < 0 for v in out.values()):
+        raise SynthesisInputError(f"size_probs {probs}: need non-negative values with a positive sum")
+    return {k: v / total for k, v in out.items()}
+
+
+def sample_size_type(rng: np.random.Generator, probs: Mapping[str, float] | None = None) -> str:
+    """Draw a size type (default: early 0.8 -> tiny/small 0.5/0.5, medium 0.1, large 0.1)."""
+    table = normalise_size_probs(probs)
+    return str(rng.choice(SIZE_TYPES, p=[table[t] for t in SIZE_TYPES]))
+
+
+def organ_bbox(organ_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(lo, hi) inclusive voxel bounds of a 3D mask, or None if empty."""
+    lo, hi = [], []
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        idx = np.flatnonzero(np.any(organ_mask, axis=others))
+        if idx.size == 0:
+            return None
+        lo.append(idx[0])
+        hi.append(idx[-1])
+    return np.asarray(lo), np.asarray(hi)
+
+
+def _check_organ(organ_mask: np.ndarray, spacing: Sequence[float], size_type: str,
+                 ranges: Mapping[str, SizeRange]) -> tuple[np.ndarray, np.ndarray]:
+    if organ_mask.ndim != 3:
+        raise SynthesisInputError(f"organ mask: expected a 3D array, got shape {organ_mask.shape}")
+    if size_type not in SIZE_TYPES:
+        raise SynthesisInputError(f"size type {size_type!r}: expected one of {SIZE_TYPES}")
+    box = organ_bbox(organ_mask)
+    if box is None:
+        raise SynthesisInputError("organ mask is empty: no organ voxel to place a tumor in")
+    lo, hi = box
+    sub = organ_mask[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1]
+    volume_mm3 = float(np.count_nonzero(sub)) * float(np.prod(spacing))
+    smallest_mm3 = 4 / 3 * np.pi * (BASE_RADIUS_MM[size_type] * ranges[size_type].radius_scale[0]) ** 3
+    if volume_mm3 < smallest_mm3:
+        raise SynthesisInputError(
+            f"organ mask too small for a {size_type!r} tumor: organ {volume_mm3:.0f} mm^3, "
+            f"the smallest {size_type} tumor is {smallest_mm3:.0f} mm^3")
+    return lo, hi
+
+
+def _slice_candidates(organ_mask, lo, hi, z, spacing, organ, axial_axis) -> np.ndarray:
+    """(n, 3) organ voxels of axial slice z (liver: in-plane eroded), global indices."""
+    index = [slice(lo[a], hi[a] + 1) for a in range(3)]
+    index[axial_axis] = z
+    plane = organ_mask[tuple(index)].astype(bool)
+    if organ == "liver":
+        inplane = [a for a in range(3) if a != axial_axis]
+        half = [max(1, int(round(LIVER_EROSION_HALF_WIDTH_MM / spacing[a]))) for a in inplane]
+        plane = ndimage.binary_erosion(plane, np.ones([2 * h + 1 for h in half], bool), border_value=1)
+    points = np.argwhere(plane)
+    inplane = [a for a in range(3) if a != axial_axis]
+    out = np.empty((len(points), 3), dtype=np.int64)
+    out[:, axial_axis] = z
+    for column, a in enumerate(inplane):
+        out[:, a] = points[:, column] + lo[a]
+    return out
+
+
+def select_centre(organ_mask, lo, hi, spacing, organ, rng, axial_axis=2) -> tuple[int, int, int]:
+    """Random organ voxel on a slice of the central organ z-range (window widens on failure)."""
+    z_lo, z_hi = int(lo[axial_axis]), int(hi[axial_axis])
+    for window in Z_WINDOWS:
+        for _ in range(TRIES_PER_WINDOW):
+            z = int(round(rng.uniform(*window) * (z_hi - z_lo))) + z_lo
+            candidates = _slice_candidates(organ_mask, lo, hi, z, spacing, organ, axial_axis)
+            if len(candidates):
+                return tuple(int(v) for v in candidates[rng.integers(len(candidates))])
+    raise SynthesisInputError(
+        f"organ mask too thin: no {organ} voxel found for a tumor centre after "
+        f"{len(Z_WINDOWS) * TRIES_PER_WINDOW} slices")
+
+
+def _sample_sigma(spec: SizeRange, rng: np.random.Generator) -> float:
+    lo, hi = spec.elastic_sigma_mm
+    return float(rng.integers(int(lo), int(hi) + 1)) if spec.elastic_integer else float(rng.uniform(lo, hi))
+
+
+def sample_geometry(organ_mask: np.ndarray, spacing: Sequence[float], size_type: str, organ: str,
+                    rng: np.random.Generator, *, ranges: str | Mapping[str, SizeRange] | None = None,
+                    axial_axis: int = 2) -> TumorGeometry:
+    """Draw the geometry of one tumor of ``size_type`` in ``organ_mask``.
+
+    Args:
+        organ_mask: (X, Y, Z) bool/0-1 organ mask.
+        spacing: (3,) voxel size in mm.
+        size_type: tiny|small|medium|large.
+        organ: liver (eroded slice), pancreas (large: organ bbox centre), kidney (medium/large:
+            unclipped with p 0.5).
+        rng: randomness.
+        ranges: preset name ("hu2023" default, "difftumor") or {size_type: SizeRange}.
+        axial_axis: array axis of the patient's superior-inferior direction (2 in RAS).
+
+    Raises:
+        SynthesisInputError: empty organ, or organ too small/thin for the size type.
+    """
+    if organ not in ORGANS:
+        raise SynthesisInputError(f"organ {organ!r}: expected one of {ORGANS}")
+    table = resolve_ranges(ranges)
+    spec = table[size_type] if size_type in table else None
+    lo, hi = _check_organ(organ_mask, spacing, size_type, table)
+    count = int(rng.integers(spec.count[0], spec.count[1] + 1))
+    centres, radii, sigmas = [], [], []
+    for _ in range(count):
+        if organ == "pancreas" and size_type == "large":
+            centres.append(tuple(int(v) for v in (lo + hi) // 2))
+        else:
+            centres.append(select_centre(organ_mask, lo, hi, spacing, organ, rng, axial_axis))
+        scale = rng.uniform(*spec.radius_scale, size=3)
+        radii.append(tuple(float(BASE_RADIUS_MM[size_type] * s) for s in scale))
+        sigmas.append(_sample_sigma(spec, rng))
+    exophytic = organ == "kidney" and size_type in ("medium", "large") and rng.random() < 0.5
+    return TumorGeometry(size_type, organ, tuple(centres), tuple(radii), tuple(sigmas),
+                         deform_seed=int(rng.integers(2**31 - 1)), clip_to_organ=not exophytic)
+
+
+def render_tumor_box(organ_mask: np.ndarray, spacing: Sequence[float],
+                     geometry: TumorGeometry) -> tuple[tuple[slice, ...], np.ndarray]:
+    """Render the tumor only on its bounding box (deterministic).
+
+    Returns:
+        (box, mask): slices into the volume and the bool tumor mask on that box
+        (clipped to the organ unless ``geometry.clip_to_organ`` is False).
+    """
+    spacing = np.asarray(spacing, float)
+    shape = np.asarray(organ_mask.shape)
+    rng = np.random.default_rng(geometry.deform_seed)
+    parts = []
+    for centre, radii_mm, sigma_mm in zip(geometry.centres, geometry.radii_mm, geometry.elastic_sigmas_mm):
+        mask, offset = deformed_ellipsoid(np.asarray(radii_mm) / spacing, sigma_mm / spacing, rng)
+        parts.append((mask, np.asarray(centre) + offset))
+    lo = np.clip(np.min([start for _, start in parts], axis=0), 0, shape)
+    hi = np.clip(np.max([start + m.shape for m, start in parts], axis=0), lo, shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    out = np.zeros(tuple(hi - lo), bool)
+    for mask, start in parts:
+        src_lo = np.maximum(lo - start, 0)
+        src_hi = np.minimum(hi - start, mask.shape)
+        if np.any(src_hi <= src_lo):
+            continue
+        dst = tuple(slice(int(s + st - lo_), int(e + st - lo_)) for s, e, st, lo_ in zip(src_lo, src_hi, start, lo))
+        out[dst] |= mask[tuple(slice(int(s), int(e)) for s, e in zip(src_lo, src_hi))]
+    if geometry.clip_to_organ:
+        out &= organ_mask[box].astype(bool)
+    return box, out
+
+
+def render_tumor_mask(organ_mask: np.ndarray, spacing: Sequence[float], geometry: TumorGeometry) -> np.ndarray:
+    """Full-size bool tumor mask (same shape as ``organ_mask``); deterministic."""
+    box, mask = render_tumor_box(organ_mask, spacing, geometry)
+    out = np.zeros(organ_mask.shape, bool)
+    out[box] = mask
+    return out
