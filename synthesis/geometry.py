@@ -135,6 +135,32 @@ def sample_size_type(rng: np.random.Generator, probs: Mapping[str, float] | None
     return str(rng.choice(SIZE_TYPES, p=[table[t] for t in SIZE_TYPES]))
 
 
+@dataclass(frozen=True)
+class PreparedOrgan:
+    """An organ mask with its bounding box and size computed once (reuse it for many tumors
+    in the same CT; on a full 1 mm CT the scan over the mask costs more than a small tumor)."""
+
+    mask: np.ndarray
+    lo: np.ndarray | None
+    hi: np.ndarray | None
+    voxels: int
+
+
+def prepare_organ(organ_mask: "np.ndarray | PreparedOrgan") -> PreparedOrgan:
+    """Wrap a (X, Y, Z) organ mask with its bbox (inclusive lo/hi, None if empty) and voxel count."""
+    if isinstance(organ_mask, PreparedOrgan):
+        return organ_mask
+    organ_mask = np.asarray(organ_mask)
+    if organ_mask.ndim != 3:
+        raise SynthesisInputError(f"organ mask: expected a 3D array, got shape {organ_mask.shape}")
+    box = organ_bbox(organ_mask)
+    if box is None:
+        return PreparedOrgan(organ_mask, None, None, 0)
+    lo, hi = box
+    sub = organ_mask[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1]
+    return PreparedOrgan(organ_mask, lo, hi, int(np.count_nonzero(sub)))
+
+
 def organ_bbox(organ_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(lo, hi) inclusive voxel bounds of a 3D mask, or None if empty."""
     lo, hi = [], []
@@ -148,24 +174,18 @@ def organ_bbox(organ_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return np.asarray(lo), np.asarray(hi)
 
 
-def _check_organ(organ_mask: np.ndarray, spacing: Sequence[float], size_type: str,
-                 ranges: Mapping[str, SizeRange]) -> tuple[np.ndarray, np.ndarray]:
-    if organ_mask.ndim != 3:
-        raise SynthesisInputError(f"organ mask: expected a 3D array, got shape {organ_mask.shape}")
+def _check_organ(organ: PreparedOrgan, spacing: Sequence[float], size_type: str,
+                 ranges: Mapping[str, SizeRange]) -> None:
     if size_type not in SIZE_TYPES:
         raise SynthesisInputError(f"size type {size_type!r}: expected one of {SIZE_TYPES}")
-    box = organ_bbox(organ_mask)
-    if box is None:
+    if organ.voxels == 0:
         raise SynthesisInputError("organ mask is empty: no organ voxel to place a tumor in")
-    lo, hi = box
-    sub = organ_mask[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1]
-    volume_mm3 = float(np.count_nonzero(sub)) * float(np.prod(spacing))
+    volume_mm3 = organ.voxels * float(np.prod(spacing))
     smallest_mm3 = 4 / 3 * np.pi * (BASE_RADIUS_MM[size_type] * ranges[size_type].radius_scale[0]) ** 3
     if volume_mm3 < smallest_mm3:
         raise SynthesisInputError(
             f"organ mask too small for a {size_type!r} tumor: organ {volume_mm3:.0f} mm^3, "
             f"the smallest {size_type} tumor is {smallest_mm3:.0f} mm^3")
-    return lo, hi
 
 
 def _slice_candidates(organ_mask, lo, hi, z, spacing, organ, axial_axis) -> np.ndarray:
@@ -176,7 +196,9 @@ def _slice_candidates(organ_mask, lo, hi, z, spacing, organ, axial_axis) -> np.n
     if organ == "liver":
         inplane = [a for a in range(3) if a != axial_axis]
         half = [max(1, int(round(LIVER_EROSION_HALF_WIDTH_MM / spacing[a]))) for a in inplane]
-        plane = ndimage.binary_erosion(plane, np.ones([2 * h + 1 for h in half], bool), border_value=1)
+        # a rectangle erodes separably (cv2.erode treats the outside as organ: border 1)
+        plane = ndimage.binary_erosion(plane, np.ones((2 * half[0] + 1, 1), bool), border_value=1)
+        plane = ndimage.binary_erosion(plane, np.ones((1, 2 * half[1] + 1), bool), border_value=1)
     points = np.argwhere(plane)
     inplane = [a for a in range(3) if a != axial_axis]
     out = np.empty((len(points), 3), dtype=np.int64)
@@ -205,13 +227,13 @@ def _sample_sigma(spec: SizeRange, rng: np.random.Generator) -> float:
     return float(rng.integers(int(lo), int(hi) + 1)) if spec.elastic_integer else float(rng.uniform(lo, hi))
 
 
-def sample_geometry(organ_mask: np.ndarray, spacing: Sequence[float], size_type: str, organ: str,
+def sample_geometry(organ_mask: "np.ndarray | PreparedOrgan", spacing: Sequence[float], size_type: str, organ: str,
                     rng: np.random.Generator, *, ranges: str | Mapping[str, SizeRange] | None = None,
                     axial_axis: int = 2) -> TumorGeometry:
     """Draw the geometry of one tumor of ``size_type`` in ``organ_mask``.
 
     Args:
-        organ_mask: (X, Y, Z) bool/0-1 organ mask.
+        organ_mask: (X, Y, Z) bool/0-1 organ mask, or ``prepare_organ(mask)`` to reuse its bbox.
         spacing: (3,) voxel size in mm.
         size_type: tiny|small|medium|large.
         organ: liver (eroded slice), pancreas (large: organ bbox centre), kidney (medium/large:
@@ -226,8 +248,9 @@ def sample_geometry(organ_mask: np.ndarray, spacing: Sequence[float], size_type:
     if organ not in ORGANS:
         raise SynthesisInputError(f"organ {organ!r}: expected one of {ORGANS}")
     table = resolve_ranges(ranges)
-    spec = table[size_type] if size_type in table else None
-    lo, hi = _check_organ(organ_mask, spacing, size_type, table)
+    prepared = prepare_organ(organ_mask)
+    _check_organ(prepared, spacing, size_type, table)
+    spec, lo, hi, organ_mask = table[size_type], prepared.lo, prepared.hi, prepared.mask
     count = int(rng.integers(spec.count[0], spec.count[1] + 1))
     centres, radii, sigmas = [], [], []
     for _ in range(count):
@@ -243,39 +266,54 @@ def sample_geometry(organ_mask: np.ndarray, spacing: Sequence[float], size_type:
                          deform_seed=int(rng.integers(2**31 - 1)), clip_to_organ=not exophytic)
 
 
-def render_tumor_box(organ_mask: np.ndarray, spacing: Sequence[float],
-                     geometry: TumorGeometry) -> tuple[tuple[slice, ...], np.ndarray]:
-    """Render the tumor only on its bounding box (deterministic).
+def render_tumor_parts(organ_mask: np.ndarray, spacing: Sequence[float], geometry: TumorGeometry
+                       ) -> list[tuple[tuple[slice, ...], np.ndarray]]:
+    """Render each ellipsoid on its own box (deterministic from ``geometry.deform_seed``).
 
     Returns:
-        (box, mask): slices into the volume and the bool tumor mask on that box
-        (clipped to the organ unless ``geometry.clip_to_organ`` is False).
+        One (box, mask) per ellipsoid that reaches the volume: slices into the volume and the
+        bool mask on that box, clipped to the organ unless ``geometry.clip_to_organ`` is False.
     """
+    organ_mask = organ_mask.mask if isinstance(organ_mask, PreparedOrgan) else organ_mask
     spacing = np.asarray(spacing, float)
     shape = np.asarray(organ_mask.shape)
     rng = np.random.default_rng(geometry.deform_seed)
     parts = []
     for centre, radii_mm, sigma_mm in zip(geometry.centres, geometry.radii_mm, geometry.elastic_sigmas_mm):
         mask, offset = deformed_ellipsoid(np.asarray(radii_mm) / spacing, sigma_mm / spacing, rng)
-        parts.append((mask, np.asarray(centre) + offset))
-    lo = np.clip(np.min([start for _, start in parts], axis=0), 0, shape)
-    hi = np.clip(np.max([start + m.shape for m, start in parts], axis=0), lo, shape)
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-    out = np.zeros(tuple(hi - lo), bool)
-    for mask, start in parts:
-        src_lo = np.maximum(lo - start, 0)
-        src_hi = np.minimum(hi - start, mask.shape)
-        if np.any(src_hi <= src_lo):
+        start = np.asarray(centre) + offset
+        lo, hi = np.clip(start, 0, shape), np.clip(start + mask.shape, 0, shape)
+        if np.any(hi <= lo):
             continue
-        dst = tuple(slice(int(s + st - lo_), int(e + st - lo_)) for s, e, st, lo_ in zip(src_lo, src_hi, start, lo))
-        out[dst] |= mask[tuple(slice(int(s), int(e)) for s, e in zip(src_lo, src_hi))]
-    if geometry.clip_to_organ:
-        out &= organ_mask[box].astype(bool)
-    return box, out
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+        mask = mask[tuple(slice(int(a - s), int(b - s)) for a, b, s in zip(lo, hi, start))]
+        if geometry.clip_to_organ:
+            mask = mask & organ_mask[box].astype(bool)
+        parts.append((box, mask))
+    return parts
+
+
+def render_tumor_box(organ_mask: np.ndarray, spacing: Sequence[float],
+                     geometry: TumorGeometry) -> tuple[tuple[slice, ...], np.ndarray]:
+    """Render the tumor (union of its ellipsoids) only on its bounding box.
+
+    Returns:
+        (box, mask): slices into the volume and the bool tumor mask on that box.
+    """
+    parts = render_tumor_parts(organ_mask, spacing, geometry)
+    if not parts:
+        return (slice(0, 0),) * 3, np.zeros((0, 0, 0), bool)
+    lo = np.min([[s.start for s in box] for box, _ in parts], axis=0)
+    hi = np.max([[s.stop for s in box] for box, _ in parts], axis=0)
+    out = np.zeros(tuple(hi - lo), bool)
+    for box, mask in parts:
+        out[tuple(slice(s.start - a, s.stop - a) for s, a in zip(box, lo))] |= mask
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi)), out
 
 
 def render_tumor_mask(organ_mask: np.ndarray, spacing: Sequence[float], geometry: TumorGeometry) -> np.ndarray:
     """Full-size bool tumor mask (same shape as ``organ_mask``); deterministic."""
+    organ_mask = organ_mask.mask if isinstance(organ_mask, PreparedOrgan) else organ_mask
     box, mask = render_tumor_box(organ_mask, spacing, geometry)
     out = np.zeros(organ_mask.shape, bool)
     out[box] = mask
