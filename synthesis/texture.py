@@ -123,11 +123,20 @@ def hu_texture(shape: Sequence[int], spacing: Sequence[float], sigma_a_mm: float
 
 
 def reference_texture(shape: Sequence[int], sigma_a: float, sigma_b: float, scale: float, base: float,
-                      u0: float, rng: np.random.Generator) -> np.ndarray:
-    """The reference process voxel by voxel on the whole array (min-max over this array);
-    used by tests and the naive perf baseline."""
+                      u0: float, rng: np.random.Generator, bank_normalised: bool = False) -> np.ndarray:
+    """The reference process voxel by voxel on the whole array (sigmas in voxels); used by tests
+    and the naive perf baseline.
+
+    ``bank_normalised``: replace the min-max over this array by the bank's span
+    (0.5 + z / (2 * REFERENCE_Z_HALF_SPAN)), which is what a small cut-out of the reference's
+    420x300x320 bank sees; min-max over a small array exaggerates the contrast for large sigma_a.
+    """
     a = ndimage.gaussian_filter(rng.random(tuple(shape)), sigma_a)
-    a = scale * (a - a.min()) / (a.max() - a.min()) + base
+    if bank_normalised:
+        norm = np.clip(0.5 + (a - a.mean()) / a.std() / (2 * REFERENCE_Z_HALF_SPAN), 0, 1)
+    else:
+        norm = (a - a.min()) / (a.max() - a.min())
+    a = scale * norm + base
     b = ndimage.gaussian_filter((a > rng.random(a.shape)).astype(float), sigma_b)
     beta = u0 / b[b > BETA_THRESHOLD].mean()
     return np.clip(beta * b, 0, 1)
