@@ -57,7 +57,9 @@ def plane_displacements(canvas: Sequence[int], sigma_vox: Sequence[float],
 
 
 def _padded(table: np.ndarray, pad: int, value) -> np.ndarray:
-    return np.pad(table, pad, mode="constant", constant_values=value)
+    out = np.full(len(table) + 2 * pad, value, dtype=np.result_type(table, np.asarray(value)))
+    out[pad:pad + len(table)] = table
+    return out
 
 
 def deformed_ellipsoid(radii_vox: Sequence[float], sigma_vox: Sequence[float],
