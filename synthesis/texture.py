@@ -7,8 +7,8 @@ Reference (SyntheticTumors ``get_predefined_texture``, on a 420x300x320 bank at 
 Both gaussian-smoothed fields are band-limited (sigma_a >= 3 mm, sigma_b >= 4 mm), so we draw
 them on a coarse grid (cell = about sigma/2 voxels) and interpolate linearly to the voxels:
 block sums of Bernoulli(p) voxels are Binomial(cells, p), and the Gaussian is applied at the
-coarse scale with the block's own box-filter variance subtracted. A coarse margin of 4 sigma
-around the box makes the field inside the box the same as a cut-out of an infinite field.
+coarse scale with the block's own box-filter variance subtracted. A coarse noise margin
+around the box makes the field inside the box (nearly) a cut-out of an infinite field.
 With one voxel per cell (small sigma in voxels) this is exactly the reference process.
 
 Min-max normalisation: the reference divides by the extremes of its whole 420x300x320 bank.
@@ -28,6 +28,10 @@ REFERENCE_Z_HALF_SPAN = 6.0
 SALT_CELL_SIGMAS = 2.0  # salt field: coarse sigma >= about 2 cells so linear interpolation is smooth
 # The probability map only modulates p by about +-0.03 (std 0.017), so 1-cell sigma is plenty.
 PROBABILITY_CELL_SIGMAS = 1.0
+# Noise margin around the box, in coarse sigmas. The tumor sits inside its blend box by the
+# blur margin (4 edge sigmas), so 2 texture sigmas here leave >= 3 sigmas of real neighbours
+# around every tumor voxel (kernel mass beyond 3 sigma: 0.3 %); scipy's reflect handles the rest.
+PAD_SIGMAS = 2.0
 BETA_THRESHOLD = 0.12
 
 
@@ -49,7 +53,7 @@ class _CoarseAxis:
         # the block mean is itself a box filter of variance (f^2 - 1) / 12 fine voxels^2
         residual = sigma_vox**2 - (self.factor**2 - 1) / 12.0
         self.sigma = float(np.sqrt(max(residual, 0.25))) / self.factor
-        self.pad = int(4 * self.sigma + 0.5) + 1
+        self.pad = int(PAD_SIGMAS * self.sigma + 0.5) + 1
         self.origin = float(np.floor(start))
         self.size = int(np.ceil((stop - self.origin + 1) / self.factor)) + 2 * self.pad
 
