@@ -19,8 +19,8 @@ from scipy import ndimage
 
 from synthesis.errors import SynthesisInputError
 from synthesis.geometry import (
-    PreparedOrgan, TumorGeometry, normalise_size_probs, organ_bbox, render_tumor_parts, sample_geometry,
-    sample_size_type,
+    SIZE_TYPES, PreparedOrgan, TumorGeometry, normalise_size_probs, organ_bbox, render_tumor_parts,
+    sample_geometry, sample_size_type,
 )
 from synthesis.protocol import SynthesisOutput
 from synthesis.texture import hu_texture
@@ -245,8 +245,19 @@ class HuGenerator:
         del checkpoint  # model-based: no weights
 
     def sample(self, organ_mask: np.ndarray, spacing: Sequence[float], rng: np.random.Generator) -> TumorParams:
-        return sample_params(organ_mask, spacing, rng, self.ranges, self.organ,
-                             size_probs=self.size_probs, axial_axis=self.axial_axis)
+        """Draw a size type, then params; if the organ part of the crop is too small for it, fall
+        back to the next smaller size type that has a non-zero probability (a fixed single size
+        type, e.g. ``{"large": 1}``, raises instead)."""
+        drawn = sample_size_type(rng, self.size_probs)
+        allowed = [t for t in SIZE_TYPES[: SIZE_TYPES.index(drawn) + 1] if self.size_probs[t] > 0]
+        for size_type in reversed(allowed):
+            try:
+                return sample_params(organ_mask, spacing, rng, self.ranges, self.organ, size_type=size_type,
+                                     axial_axis=self.axial_axis)
+            except SynthesisInputError as exc:
+                if size_type == allowed[0] or "empty" in str(exc):
+                    raise
+        raise AssertionError("unreachable")
 
     def _one(self, ct, organ_mask, spacing, rng) -> tuple[np.ndarray, np.ndarray, TumorParams]:
         for _ in range(self.MAX_EMPTY_RETRIES):

@@ -162,3 +162,15 @@ def test_synthesize_rejects_shape_mismatch():
     with pytest.raises(SynthesisInputError, match="shape"):
         synthesize(ct[:-1], organ, params)
     assert dataclasses.is_dataclass(params)
+
+
+def test_generator_falls_back_to_smaller_size_only_when_mixed():
+    spacing = (2.0, 2.0, 2.0)
+    organ = ellipsoid_organ((60, 60, 60), spacing, (12, 12, 12))[None]  # 7 mL: too small for large (58 mL)
+    ct = np.where(organ, ORGAN_HU, 0.0).astype(np.float32)
+    mixed = HuGenerator("liver", size_probs={"small": 0.5, "large": 0.5})
+    sizes = {mixed(ct, organ, spacing, np.random.default_rng(s)).params[0]["geometry"]["size_type"]
+             for s in range(10)}
+    assert sizes == {"small"}
+    with pytest.raises(SynthesisInputError, match="too small for a 'large'"):
+        HuGenerator("liver", size_probs={"large": 1.0})(ct, organ, spacing, np.random.default_rng(0))

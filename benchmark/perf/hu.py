@@ -19,6 +19,9 @@ REFERENCE_BANK = "8.5 s per texture at init, 10 textures, 3.2 GB per process"
 PAD = {"large": 140}  # reference canvas padding per side (80 otherwise; 140 for DiffTumor's large)
 
 
+_CLOCK = [time.process_time]  # set by run(): process CPU time or wall clock
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, default=9, help="timed tumors per size type (median; default 9)")
     parser.add_argument("--naive-repeats", type=int, default=3, help="timed baseline tumors per size type (default 3)")
@@ -29,6 +32,9 @@ def add_arguments(parser) -> None:
                         help="size preset (hu2023: 3-10 tiny/small per tumor as the reference)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-baseline", action="store_true", help="skip the full-volume baseline")
+    parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
+                        help="cpu: CPU time of this process (stable on a shared machine; run with "
+                             "OMP_NUM_THREADS=1), wall: elapsed time (default cpu)")
 
 
 def build_phantom(shape, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -86,11 +92,11 @@ def _timed_tumor(ct, healthy, organ_arg, organ, size_type, rng, ranges):
     """Sample + apply one tumor in place, then restore the touched boxes (not timed)."""
     from synthesis.hu import apply_tumor_, sample_params
 
-    t0 = time.perf_counter()
+    t0 = _CLOCK[0]()
     params = sample_params(organ_arg() if callable(organ_arg) else organ_arg, (1.0, 1.0, 1.0), rng, ranges,
                            "liver", size_type)
     boxes = apply_tumor_(ct, organ, params)
-    elapsed = time.perf_counter() - t0
+    elapsed = _CLOCK[0]() - t0
     for box, _ in boxes:
         ct[box] = healthy[box]
     return elapsed, params
@@ -108,9 +114,9 @@ def _time_ours(ct, healthy, organ, size_type, repeats, rng, ranges):
         reuse.append(elapsed)
         all_params.append(params)
     for params in all_params[:3]:
-        t0 = time.perf_counter()
+        t0 = _CLOCK[0]()
         synthesize(ct, organ, params)
-        pure.append(time.perf_counter() - t0)
+        pure.append(_CLOCK[0]() - t0)
     return _median_ms(with_scan), _median_ms(reuse), _median_ms(pure), all_params
 
 
@@ -119,9 +125,9 @@ def _time_naive(ct, healthy, organ, params_list, bank, rng):
 
     times, identical = [], True
     for params in params_list:
-        t0 = time.perf_counter()
+        t0 = _CLOCK[0]()
         mask = naive_tumor(ct, organ, params, bank, rng)
-        times.append(time.perf_counter() - t0)
+        times.append(_CLOCK[0]() - t0)
         ct[...] = healthy
         ours = np.zeros(organ.shape, bool)
         for box, tumor in apply_tumor_(ct, organ, params):
@@ -136,18 +142,20 @@ def run(args) -> int:
     from synthesis.hu import HuRanges, sample_params
     from synthesis.texture import reference_texture
 
+    _CLOCK[0] = time.process_time if args.clock == "cpu" else time.perf_counter
     rng = np.random.default_rng(args.seed)
     ct, organ = build_phantom(tuple(args.shape), rng)
     healthy = ct.copy()
     ranges = HuRanges(geometry=args.geometry)
-    print(f"CT {tuple(args.shape)} at 1 mm, organ {organ.sum() / 1e6:.2f} L, geometry preset {args.geometry}")
+    print(f"CT {tuple(args.shape)} at 1 mm, organ {organ.sum() / 1e6:.2f} L, geometry preset {args.geometry}, "
+          f"{args.clock} time")
     for size_type in SIZE_TYPES:  # warm-up (imports, caches)
         sample_params(organ, (1.0, 1.0, 1.0), rng, ranges, "liver", size_type)
     bank = None
     if not args.no_baseline:
-        t0 = time.perf_counter()
+        t0 = _CLOCK[0]()
         bank = reference_texture(tuple(args.bank_shape), 3.0, 4.0, 0.2, 0.05, 0.52, rng)
-        print(f"baseline texture bank {tuple(args.bank_shape)}: {time.perf_counter() - t0:.1f} s per texture, "
+        print(f"baseline texture bank {tuple(args.bank_shape)}: {_CLOCK[0]() - t0:.1f} s per texture, "
               f"{bank.nbytes / 1e9:.2f} GB (reference: {REFERENCE_BANK}); ours: no bank")
     header = (f"{'size':7} {'ours ms':>9} {'ours ms*':>9} {'pure API ms':>12} {'baseline ms':>12} "
               f"{'speed-up':>9} {'reference ms':>13}")
