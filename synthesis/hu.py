@@ -23,7 +23,7 @@ from synthesis.geometry import (
     sample_geometry, sample_size_type,
 )
 from synthesis.protocol import SynthesisOutput
-from synthesis.texture import hu_texture
+from synthesis.texture import gaussian_matrix, hu_texture, separable_matmul
 
 BLUR_TRUNCATE = 4.0  # scipy's default: the blur is exactly 0 farther than int(4 sigma + 0.5) voxels
 
@@ -115,16 +115,15 @@ def sample_params(organ_mask: np.ndarray, spacing: Sequence[float], rng: np.rand
 
 def _blurred_mask(tumor: np.ndarray, inner: tuple[slice, ...], shape: tuple[int, ...],
                   sigma_vox: np.ndarray) -> np.ndarray:
-    """gaussian_filter of the tumor mask on its blend box, one axis at a time on the part that
-    can be non-zero so far (same values as filtering the whole box)."""
-    out = np.zeros(shape, np.float32)
-    out[inner] = tumor
-    region = list(inner)
+    """gaussian_filter of the tumor mask placed at ``inner`` of a ``shape`` box (same values as
+    filtering the whole box): one axis at a time, each from the part that can be non-zero so far."""
+    field = tumor.astype(np.float32)
     for axis in range(3):
-        region[axis] = slice(0, shape[axis])
-        view = tuple(region)
-        out[view] = ndimage.gaussian_filter1d(out[view], sigma_vox[axis], axis=axis, truncate=BLUR_TRUNCATE)
-    return out
+        full = gaussian_matrix(shape[axis], sigma_vox[axis], BLUR_TRUNCATE)[:, inner[axis]]  # non-zero inputs only
+        mats = [None, None, None]
+        mats[axis] = full
+        field = separable_matmul(field, mats)
+    return field
 
 
 def _blend_boxes(parts, margin: np.ndarray, shape: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray, list[int]]]:

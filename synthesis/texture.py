@@ -70,15 +70,44 @@ class _CoarseAxis:
         return left, (u - left).astype(np.float32)
 
 
-def _separable_lerp(field: np.ndarray, weights: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Linear interpolation one axis at a time (``field`` is on the coarse grid)."""
-    for axis, (left, w) in enumerate(weights):
-        shape = [1, 1, 1]
-        shape[axis] = len(w)
-        w = w.reshape(shape)
-        low = np.take(field, left, axis=axis)
-        field = low + w * (np.take(field, left + 1, axis=axis) - low)
+def separable_matmul(field: np.ndarray, matrices: Sequence[np.ndarray | None]) -> np.ndarray:
+    """Apply one (n_out, n_in) matrix per axis of a 3D array (None skips an axis).
+
+    Separable linear maps (Gaussian filters, interpolation) as BLAS products: for the short
+    axes of a tumor box this is several times faster than per-tap filtering.
+    """
+    m0, m1, m2 = matrices
+    if m0 is not None:
+        field = (m0 @ field.reshape(field.shape[0], -1)).reshape((m0.shape[0],) + field.shape[1:])
+    if m1 is not None:
+        field = np.matmul(m1, field)
+    if m2 is not None:
+        field = field @ m2.T
     return field
+
+
+def gaussian_matrix(n: int, sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """(n, n) float32 matrix of scipy's gaussian_filter1d (mode reflect) on length-n lines."""
+    return ndimage.gaussian_filter1d(np.eye(n, dtype=np.float32), sigma, axis=0, truncate=truncate)
+
+
+def gaussian_filter_matmul(field: np.ndarray, sigmas: Sequence[float]) -> np.ndarray:
+    """Same values as ``ndimage.gaussian_filter(field, sigmas)`` (reflect), as matrix products."""
+    return separable_matmul(field, [gaussian_matrix(n, s) for n, s in zip(field.shape, sigmas)])
+
+
+def lerp_matrix(left: np.ndarray, weight: np.ndarray, size: int) -> np.ndarray:
+    """(len(left), size) float32 linear-interpolation matrix from (left index, right weight)."""
+    out = np.zeros((len(left), size), np.float32)
+    rows = np.arange(len(left))
+    out[rows, left] = 1 - weight
+    out[rows, left + 1] += weight
+    return out
+
+
+def _separable_lerp(field: np.ndarray, weights: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Linear interpolation from the coarse grid, one axis at a time."""
+    return separable_matmul(field, [lerp_matrix(left, w, n) for (left, w), n in zip(weights, field.shape)])
 
 
 def gaussian_field(coords: Sequence[np.ndarray], sigma_vox: Sequence[float], rng: np.random.Generator) -> np.ndarray:
@@ -94,7 +123,7 @@ def gaussian_field(coords: Sequence[np.ndarray], sigma_vox: Sequence[float], rng
     """
     axes = [_CoarseAxis(c.min(), c.max(), s, PROBABILITY_CELL_SIGMAS) for c, s in zip(coords, sigma_vox)]
     noise = rng.standard_normal(tuple(a.size for a in axes)).astype(np.float32)
-    smooth = ndimage.gaussian_filter(noise, [a.sigma for a in axes])
+    smooth = gaussian_filter_matmul(noise, [a.sigma for a in axes])
     smooth /= np.sqrt(np.prod([kernel_energy(round(a.sigma, 9)) for a in axes]))
     return _separable_lerp(smooth, [a.interp_weights(c) for a, c in zip(axes, coords)])
 
@@ -143,7 +172,7 @@ def hu_texture(shape: Sequence[int], spacing: Sequence[float], sigma_a_mm: float
     probability = scale * np.clip(0.5 + z / (2 * REFERENCE_Z_HALF_SPAN), 0.0, 1.0) + base
     cells = int(np.prod([a.factor for a in axes]))
     salt = binomial_by_inversion(rng, cells, probability).astype(np.float32) / cells
-    salt = ndimage.gaussian_filter(salt, [a.sigma for a in axes])
+    salt = gaussian_filter_matmul(salt, [a.sigma for a in axes])
     b = _separable_lerp(salt, [a.interp_weights(np.arange(n, dtype=float)) for a, n in zip(axes, shape)])
     bright = b[b > BETA_THRESHOLD]
     beta = u0 / float(bright.mean() if bright.size else max(b.mean(), 1e-6))
