@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -19,7 +20,7 @@ DEFAULT_SPACING = (0.8, 0.8, 1.5)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.description = __doc__.split("\n\n", 1)[1]
+    parser.description = __doc__.split(": ", 1)[1].replace("``", "")
     parser.epilog = (
         "examples:\n"
         "  tumorbench perf nsd\n"
@@ -63,14 +64,16 @@ def _lobulated_ellipsoid(shape, spacing, semi_axes, shift_mm, lobes, amplitude=0
     center = np.array(shape) // 2 + np.round(np.asarray(shift_mm) / spacing).astype(int)
     low = np.maximum(center - half_extent, 0)
     high = np.minimum(center + half_extent, shape)
-    axes = [(np.arange(lo, hi) - c) * s for lo, hi, c, s in zip(low, high, center, spacing)]
+    axes = [((np.arange(lo, hi) - c) * s).astype(np.float32) for lo, hi, c, s in zip(low, high, center, spacing)]
     x, y, z = np.meshgrid(*axes, indexing="ij", sparse=True)
-    u, v, w = x / semi_axes[0], y / semi_axes[1], z / semi_axes[2]
-    radius = np.sqrt(u * u + v * v + w * w) + 1e-9
+    u, v, w = (x / np.float32(semi_axes[0]), y / np.float32(semi_axes[1]), z / np.float32(semi_axes[2]))
+    radius = np.sqrt(u * u + v * v + w * w) + np.float32(1e-9)
     modulation = np.ones_like(radius)
     for direction, frequency, phase in lobes:
-        projection = (u * direction[0] + v * direction[1] + w * direction[2]) / radius
-        modulation += amplitude / 2 * np.cos(frequency * np.pi * projection + phase)
+        d0, d1, d2 = (float(c) for c in direction)  # Python floats keep float32 arrays float32
+        projection = (u * d0 + v * d1 + w * d2) / radius
+        angle = np.float32(frequency * np.pi) * projection + np.float32(phase)
+        modulation += np.float32(amplitude / 2) * np.cos(angle)
     mask = np.zeros(shape, dtype=bool)
     mask[tuple(slice(a, b) for a, b in zip(low, high))] = radius <= modulation
     return mask
@@ -123,8 +126,10 @@ def _monai_fn(reference, prediction, spacing, tolerance, use_subvoxels):
     y_pred = torch.from_numpy(prediction)[None, None]
 
     def monai() -> float:
-        nsd = compute_surface_dice(y_pred, y, [tolerance], include_background=True,
-                                   spacing=list(spacing), use_subvoxels=use_subvoxels)
+        with warnings.catch_warnings():  # MONAI warns about its own deprecated argument
+            warnings.simplefilter("ignore", FutureWarning)
+            nsd = compute_surface_dice(y_pred, y, [tolerance], include_background=True,
+                                       spacing=list(spacing), use_subvoxels=use_subvoxels)
         return float(nsd[0, 0])
 
     return monai
