@@ -107,11 +107,14 @@ def test_evaluate_folder_summary_equals_hand_computed_values(tiny):
     assert flat["tumor_dsc_age_lt50"] == 1.0 and flat["sensitivity_sex_F"] == 0.0
 
 
-def test_evaluate_folder_subset_and_output_path(tiny, tmp_path):
+def test_evaluate_folder_subset_output_path_and_workers(tiny, tmp_path):
     root, preds = tiny
     out = tmp_path / "results"
     summary = evaluate_folder(preds, root, case_ids=["c3", "c4"], out=out, progress=False)
     assert json.loads((out / "summary.json").read_text()) == summary
+    parallel = evaluate_folder(preds, root, case_ids=["c3", "c4"], out=tmp_path / "p.json", progress=False,
+                               workers=2)
+    assert parallel == summary and (tmp_path / "p.json").is_file()
     assert summary["mean"]["tumor_dsc"] is None and summary["early_sensitivity"] is None
     assert summary["patient"]["sensitivity"] is None and summary["patient"]["specificity"] == 0.5
 
@@ -133,6 +136,9 @@ def test_wrong_grid_and_bad_labels_are_input_errors(tiny):
     bad[0, 0, 0] = 7
     save(preds / "c1.nii.gz", bad)
     with pytest.raises(InputError, match=r"c1\.nii\.gz.*0/1/2"):
+        evaluate_folder(preds, root, case_ids=["c1"], progress=False)
+    (preds / "c1.nii.gz").write_bytes(b"\x1f\x8b truncated")
+    with pytest.raises(InputError, match=r"c1\.nii\.gz: cannot read prediction"):
         evaluate_folder(preds, root, case_ids=["c1"], progress=False)
     with pytest.raises(InputError, match="cases.csv"):
         evaluate_folder(preds, root, case_ids=["nope"], progress=False)
