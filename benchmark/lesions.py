@@ -57,13 +57,9 @@ def label_components(mask: np.ndarray, min_voxels: int = 1) -> tuple[np.ndarray,
     from scipy import ndimage
 
     labels, count = ndimage.label(np.asarray(mask, dtype=bool), structure=np.ones((3, 3, 3), dtype=bool))
-    components = []
-    for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None:
-            continue
-        voxels = int(np.count_nonzero(labels[box] == index))
-        if voxels >= min_voxels:
-            components.append((index, box, voxels))
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    components = [(index, box, int(sizes[index])) for index, box in enumerate(ndimage.find_objects(labels), start=1)
+                  if box is not None and sizes[index] >= min_voxels]
     return labels, components
 
 

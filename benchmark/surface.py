@@ -145,6 +145,8 @@ def surface_dice(pred: np.ndarray, ref: np.ndarray, spacing, tolerance_mm: float
     if pred.shape != ref.shape or pred.ndim != 3:
         raise ValueError(f"expected two 3D masks of equal shape, got {pred.shape} and {ref.shape}")
     spacing = tuple(float(s) for s in spacing)
+    if len(spacing) != 3 or min(spacing) <= 0 or not tolerance_mm >= 0:
+        raise ValueError(f"expected 3 positive spacings and a tolerance >= 0, got {spacing}, {tolerance_mm}")
     box = bounding_box(pred, ref)
     if box is None:
         return 1.0
