@@ -61,11 +61,12 @@ def corner_codes(mask: np.ndarray, margin: tuple[int, int, int] = (0, 0, 0)) -> 
         margin: extra all-zero corners added on both sides of each axis.
 
     Returns:
-        uint8 array [X + 1 + 2 m0, Y + 1 + 2 m1, Z + 1 + 2 m2]. Corner (i, j, k) (without
+        C-contiguous uint8 array [X + 1 + 2 m0, Y + 1 + 2 m1, Z + 1 + 2 m2]. Corner (i, j, k) (without
         margin) sits between voxels i-1..i, j-1..j, k-1..k; voxel (i-1+a, j-1+b, k-1+c) sets
         bit 7 - (4a + 2b + c), the bit order of DeepMind's correlation kernel.
     """
-    padded = np.pad(mask.astype(np.uint8, copy=False), [(1 + m, 1 + m) for m in margin])
+    # C order matters: border points are addressed by C-order flat index (nibabel gives F order)
+    padded = np.pad(np.ascontiguousarray(mask, dtype=np.uint8), [(1 + m, 1 + m) for m in margin])
     code = (padded[:, :, :-1] << 1) | padded[:, :, 1:]
     code = (code[:, :-1] << 2) | code[:, 1:]
     return (code[:-1] << 4) | code[1:]
@@ -105,7 +106,8 @@ class _Surface:
 
 def _hits_by_gather(source: _Surface, target: _Surface, offsets: np.ndarray) -> np.ndarray:
     """Bool [n_source_border]: border point has a target border point at one of ``offsets``."""
-    strides = np.array(target.border.strides, dtype=np.int64)  # bool: 1 byte per element
+    shape = target.border.shape
+    strides = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)  # C-order flat index steps
     flat_offsets = offsets @ strides
     target_flat = target.border.ravel()
     hit = np.zeros(source.index.size, dtype=bool)

@@ -81,7 +81,13 @@ def test_evaluate_folder_summary_equals_hand_computed_values(tiny):
     assert per_case["c4"]["organ_dsc"] == pytest.approx(2 * 20 * 20 * 10 / (organ_voxels + 20 * 20 * 10))
     assert summary["mean"]["organ_dsc"] == pytest.approx((4 + per_case["c4"]["organ_dsc"]) / 5)
     assert summary["mean"]["tumor_dsc"] == pytest.approx((1 + 0 + 2 / 3) / 3)  # healthy cases excluded
-    assert per_case["c4"]["organ_nsd"] < 1.0 and per_case["c1"]["organ_nsd"] == 1.0
+    assert per_case["c1"]["organ_nsd"] == 1.0
+    cases = build_cases()  # NSD through NIfTI (Fortran-ordered arrays) equals NSD on the arrays
+    for case_id, kind in (("c4", "organ"), ("c5", "tumor")):
+        ref, pred = cases[case_id][2], cases[case_id][3]
+        masks = (pred >= 1, ref >= 1) if kind == "organ" else (pred == 2, ref == 2)
+        expected = surface_dice(*masks, SPACING)
+        assert 0.0 < expected < 1.0 and per_case[case_id][f"{kind}_nsd"] == pytest.approx(expected, abs=1e-12)
 
     assert summary["patient"] == {"sensitivity": pytest.approx(2 / 3), "specificity": 0.5,
                                   "tp": 2, "fn": 1, "tn": 1, "fp": 1}

@@ -34,6 +34,15 @@ def test_nsd_equals_deepmind_on_random_shapes(seed):
         deepmind_nsd(pred, ref, spacing, tolerance), abs=1e-6)
 
 
+def test_nsd_same_for_fortran_ordered_masks():
+    rng = np.random.default_rng(1)  # nibabel hands out Fortran-ordered arrays
+    ref, pred = random_blob(rng, (30, 25, 20), 2.0, 0.5), random_blob(rng, (30, 25, 20), 2.0, 0.5)
+    spacing = (0.7, 1.1, 2.5)
+    expected = deepmind_nsd(pred, ref, spacing, 2.0)
+    assert surface_dice(np.asfortranarray(pred), np.asfortranarray(ref), spacing) == pytest.approx(expected, abs=1e-6)
+    assert surface_dice(pred[:, ::-1], ref[:, ::-1], spacing) == pytest.approx(expected, abs=1e-6)
+
+
 def test_nsd_equals_deepmind_with_large_tolerance_edt_fallback():
     rng = np.random.default_rng(42)
     ref = random_blob(rng, (30, 30, 20), 2.0, 0.5)
