@@ -48,7 +48,10 @@ def is_early(radius_mm: float) -> bool:
     return radius_mm <= EARLY_RADIUS_MM
 
 
-def label_components(mask: np.ndarray, min_voxels: int = 1) -> tuple[np.ndarray, list[tuple[int, tuple[slice, ...], int]]]:
+Component = tuple[int, tuple[slice, ...], int]  # (label, bounding slices, voxel count)
+
+
+def label_components(mask: np.ndarray, min_voxels: int = 1) -> tuple[np.ndarray, list[Component]]:
     """26-connected components of ``mask`` with at least ``min_voxels`` voxels.
 
     Returns:

@@ -66,8 +66,8 @@ def test_surfel_area_table_equals_deepmind():
     from surface_distance import lookup_tables
 
     for spacing in [(1.0, 1.0, 1.0), (0.8, 0.8, 1.5), (0.3, 2.5, 1.1)]:
-        np.testing.assert_allclose(neighbour_code_to_surface_area(spacing),
-                                   lookup_tables.create_table_neighbour_code_to_surface_area(spacing), rtol=0, atol=1e-12)
+        expected = lookup_tables.create_table_neighbour_code_to_surface_area(spacing)
+        np.testing.assert_allclose(neighbour_code_to_surface_area(spacing), expected, rtol=0, atol=1e-12)
 
 
 def test_corner_codes_equal_deepmind_correlation():
