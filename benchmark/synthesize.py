@@ -149,10 +149,7 @@ def synthesize_files(ct_path: str | os.PathLike, organ_path: str | os.PathLike, 
     ct_path, organ_path, out_dir = Path(ct_path), Path(organ_path), Path(out_dir)
     recorded = read_json(replay, "replay params") if replay is not None else None
     if recorded is not None:
-        try:
-            method, organ, label, size = recorded["method"], recorded["organ"], recorded.get("label"), recorded["size"]
-        except (KeyError, TypeError) as exc:
-            raise InputError(f"{replay}: not a params.json written by `tumorbench synthesize` (missing {exc})") from exc
+        method, organ, label, size = _recorded_options(recorded, replay)
     if method not in METHODS or organ not in ORGANS:
         raise InputError(f"--method {method!r} / --organ {organ!r}: expected {METHODS} / {ORGANS}")
     if count < 1:
@@ -166,15 +163,26 @@ def synthesize_files(ct_path: str | os.PathLike, organ_path: str | os.PathLike, 
             tumors, seed, count = recorded["tumors"], recorded["seed"], recorded["count"]
         else:
             ct_out, tumor, tumors = _generate(generator, ct, organ_mask, spacing, count, seed, progress)
-    except SynthesisInputError as exc:
+    except SynthesisInputError as exc:  # e.g. organ too small for the size: name the mask file
         raise InputError(f"{organ_path}: {exc}") from exc
-    params = {"method": method, "organ": organ, "size": size, "count": count, "seed": seed, "label": label,
-              "ct": str(ct_path), "organ_mask": str(organ_path), "shape_ras": list(ct.shape),
-              "spacing_ras_mm": [float(s) for s in spacing],
-              "note": "voxel centres index the CT reoriented to RAS (nibabel closest canonical)",
-              "tumors": tumors}
+    params = _params_doc(method, organ, size, count, seed, label, ct_path, organ_path, ct.shape, spacing, tumors)
     _write(out_dir, ct_img, ct_out, tumor, back, params)
     return out_dir
+
+
+def _params_doc(method, organ, size, count, seed, label, ct_path, organ_path, shape, spacing, tumors) -> dict:
+    return {"method": method, "organ": organ, "size": size, "count": count, "seed": seed, "label": label,
+            "ct": str(ct_path), "organ_mask": str(organ_path), "shape_ras": list(shape),
+            "spacing_ras_mm": [float(s) for s in spacing],
+            "note": "voxel centres index the CT reoriented to RAS (nibabel closest canonical)",
+            "tumors": tumors}
+
+
+def _recorded_options(recorded: Any, replay) -> tuple[str, str, int | None, str]:
+    try:
+        return recorded["method"], recorded["organ"], recorded.get("label"), recorded["size"]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"{replay}: not a params.json written by `tumorbench synthesize` (missing {exc})") from exc
 
 
 def _check_replay(recorded: Mapping[str, Any], shape: Sequence[int], replay) -> None:
