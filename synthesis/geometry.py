@@ -93,16 +93,17 @@ def prepare_organ(organ_mask: "np.ndarray | PreparedOrgan") -> PreparedOrgan:
 
 
 def organ_bbox(organ_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(lo, hi) inclusive voxel bounds of a 3D mask, or None if empty."""
-    lo, hi = [], []
-    for axis in range(3):
-        others = tuple(a for a in range(3) if a != axis)
-        idx = np.flatnonzero(np.any(organ_mask, axis=others))
-        if idx.size == 0:
-            return None
-        lo.append(idx[0])
-        hi.append(idx[-1])
-    return np.asarray(lo), np.asarray(hi)
+    """(lo, hi) inclusive voxel bounds of a 3D mask, or None if empty.
+
+    One pass over the volume (projection along the last axis), then only the box.
+    """
+    plane = np.any(organ_mask, axis=2)
+    rows, cols = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
+    if rows.size == 0:
+        return None
+    sub = organ_mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    depth = np.flatnonzero(sub.any(axis=(0, 1)))
+    return np.asarray([rows[0], cols[0], depth[0]]), np.asarray([rows[-1], cols[-1], depth[-1]])
 
 
 def _check_organ(organ: PreparedOrgan, spacing: Sequence[float], size_type: str,
