@@ -25,12 +25,13 @@ _CLOCK = [time.process_time]  # set by run(): process CPU time or wall clock
 def add_arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, default=9, help="timed tumors per size type (median; default 9)")
     parser.add_argument("--naive-repeats", type=int, default=3, help="timed baseline tumors per size type (default 3)")
-    parser.add_argument("--shape", type=int, nargs=3, default=(366, 303, 336), metavar=("NX", "NY", "NZ"))
+    parser.add_argument("--shape", type=int, nargs=3, default=(366, 303, 336), metavar=("NX", "NY", "NZ"),
+                        help="CT shape at 1 mm (default: the reference's 366 303 336)")
     parser.add_argument("--bank-shape", type=int, nargs=3, default=(420, 300, 320), metavar=("NX", "NY", "NZ"),
                         help="baseline texture bank shape (reference 420 300 320)")
     parser.add_argument("--geometry", choices=["hu2023", "difftumor"], default="hu2023",
                         help="size preset (hu2023: 3-10 tiny/small per tumor as the reference)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the full-volume baseline")
     parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
                         help="cpu: CPU time of this process (stable on a shared machine; run with "
@@ -57,6 +58,8 @@ def naive_tumor(ct: np.ndarray, organ: np.ndarray, params, bank: np.ndarray, rng
     lo, hi = organ_bbox(organ)
     box = tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi))
     organ_box, ct_box = organ[box], ct[box]
+    if any(t < n for t, n in zip(bank.shape, organ_box.shape)):  # small bank (tests): tile it
+        bank = np.pad(bank, [(0, max(0, n - t)) for t, n in zip(bank.shape, organ_box.shape)], mode="wrap")
     start = [int(rng.integers(0, max(1, t - n))) for t, n in zip(bank.shape, organ_box.shape)]
     texture = bank[tuple(slice(s, s + n) for s, n in zip(start, organ_box.shape))]
     geo = params.geometry
@@ -78,7 +81,7 @@ def naive_tumor(ct: np.ndarray, organ: np.ndarray, params, bank: np.ndarray, rng
         geo_mask &= organ_box
     blur = ndimage.gaussian_filter(geo_mask.astype(np.float64), params.edge_sigma_mm / spacing)
     region = organ_box | geo_mask
-    ct_box[region] = (ct_box - texture[: ct_box.shape[0]] * blur * params.difference_hu)[region]
+    ct_box[region] = (ct_box - texture * blur * params.difference_hu)[region]
     out = np.zeros(organ.shape, bool)
     out[box] = geo_mask
     return out
