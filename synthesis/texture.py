@@ -86,9 +86,24 @@ def separable_matmul(field: np.ndarray, matrices: Sequence[np.ndarray | None]) -
     return field
 
 
+@lru_cache(maxsize=256)
+def _gaussian_matrix_cached(n: int, sigma: float, truncate: float) -> np.ndarray:
+    radius = int(truncate * sigma + 0.5)
+    taps = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 * (taps / sigma) ** 2)
+    weights /= weights.sum()
+    src = (np.arange(n)[:, None] + taps[None, :]) % (2 * n)  # scipy "reflect": d c b a | a b c d | d c b a
+    src = np.where(src >= n, 2 * n - 1 - src, src)
+    out = np.zeros((n, n), np.float64)
+    np.add.at(out, (np.repeat(np.arange(n), len(taps)), src.ravel()), np.tile(weights, n))
+    out = out.astype(np.float32)
+    out.flags.writeable = False
+    return out
+
+
 def gaussian_matrix(n: int, sigma: float, truncate: float = 4.0) -> np.ndarray:
     """(n, n) float32 matrix of scipy's gaussian_filter1d (mode reflect) on length-n lines."""
-    return ndimage.gaussian_filter1d(np.eye(n, dtype=np.float32), sigma, axis=0, truncate=truncate)
+    return _gaussian_matrix_cached(int(n), round(float(sigma), 9), float(truncate))
 
 
 def gaussian_filter_matmul(field: np.ndarray, sigmas: Sequence[float]) -> np.ndarray:
