@@ -19,8 +19,8 @@ def crop(organ_value=1, tumor=False, size=40):
 
 
 def make(prob, seed=0):
-    transform = RandTumord(keys=("image", "label"), generator=HuGenerator("liver", size_probs={"small": 1.0}, ranges=HuRanges(geometry="difftumor")),
-                           prob=prob, spacing=(2.0, 2.0, 2.0))
+    generator = HuGenerator("liver", size_probs={"small": 1.0}, ranges=HuRanges(geometry="difftumor"))
+    transform = RandTumord(keys=("image", "label"), generator=generator, prob=prob, spacing=(2.0, 2.0, 2.0))
     transform.set_random_state(seed)
     return transform
 
