@@ -18,6 +18,7 @@ from benchmark.errors import InputError
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 KIND_TAG = "tumorbench.kind"
+REQUIRED_TAGS = ("organ", "backbone", "regime", "fold")
 
 
 @dataclass
@@ -53,7 +54,15 @@ class Cell(RunInfo):
 
     @property
     def fold(self) -> int:
-        return int(self.tags.get("fold", self.params.get("fold", -1)))
+        value = self.tags.get("fold", self.params.get("fold", ""))
+        try:
+            return int(value)
+        except ValueError:
+            raise InputError(f"MLflow run {self.run_id}: tag 'fold' is {value!r}, expected an integer") from None
+
+    def is_complete(self) -> bool:
+        """True when the run names its organ, backbone, regime and fold (tags or params)."""
+        return all(k in self.tags or k in self.params for k in REQUIRED_TAGS)
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -197,6 +206,10 @@ def load_grid(tracking_uri: str | None = None, experiment: str | None = None) ->
     cells, unfinished = {}, {}
     for run in _search(client, [exp.experiment_id], "cell"):  # newest first
         cell = _to_info(run, Cell)
+        if not cell.is_complete():
+            print(f"tumorbench report: warning: run {cell.run_id} ({cell.name}) lacks one of the tags "
+                  f"{REQUIRED_TAGS}; skipped", file=sys.stderr)
+            continue
         if cell.status == "FINISHED":
             cells.setdefault(cell.key, cell)
         elif cell.key not in unfinished:

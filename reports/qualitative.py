@@ -116,7 +116,8 @@ def _row(axes, case_id: str, entry: dict, organ: str, models: list[str]):
     for ax, model in zip(axes[1:], models):
         if model not in pred2d:
             ax.axis("off")
-            ax.text(0.5, 0.5, "prediction\nmissing", ha="center", va="center", fontsize=8, color="grey",
+            why = "prediction\nmissing" if model in entry["cells"] else "no finished\nrun"
+            ax.text(0.5, 0.5, why, ha="center", va="center", fontsize=8, color="grey",
                     transform=ax.transAxes)
             continue
         regime = model.split("·")[1]

@@ -229,7 +229,8 @@ def test_provenance_links_and_grid_file(report):
 
 
 def test_realism_section_embeds_csv(report):
-    assert 'id="realism"' in report["html"] and "0.1235" in report["html"]
+    """Both sources: the MLflow run tagged tumorbench.kind=realism and the --realism folder."""
+    assert 'id="realism"' in report["html"] and "0.1235" in report["html"] and "0.8765" in report["html"]
 
 
 def test_tables_written_as_csv_and_latex(report):

@@ -177,5 +177,18 @@ def build_fake_grid(tmp: Path, seed: int = 0) -> dict:
                 run_ids[key] = log_cell(mlflow, client, exp_id, parent.info.run_id, key, make_summary(per_case),
                                         results_dir, dataset_dir, failed=key == FAILED)
     client.set_terminated(parent.info.run_id, "FINISHED")
+    log_realism_run(client, tmp)
     return {"uri": uri, "experiment": "fake_grid", "experiment_id": exp_id, "run_ids": run_ids, "root": tmp,
             "parent_id": parent.info.run_id}
+
+
+def log_realism_run(client, tmp: Path) -> str:
+    """What the radiomics helper logs: a run tagged tumorbench.kind=realism in its own experiment."""
+    exp_id = client.create_experiment("realism", artifact_location=(tmp / "realism_artifacts").as_uri())
+    run = client.create_run(exp_id, run_name="realism", tags={"tumorbench.kind": "realism"})
+    folder = tmp / "realism_src"
+    folder.mkdir()
+    (folder / "realism_scores.csv").write_text("generator,organ,realism_score\ndifftumor,liver,0.8765432\n")
+    client.log_artifact(run.info.run_id, str(folder / "realism_scores.csv"))
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
