@@ -268,3 +268,28 @@ def test_atomic_output_keeps_old_report_on_failure(report, tmp_path, monkeypatch
     with pytest.raises(RuntimeError):
         build.build_report(out, build.ReportOptions(tracking_uri=report["grid"]["uri"]), progress=False)
     assert (out / "index.html").read_text() == "old" and [p.name for p in out.iterdir()] == ["index.html"]
+
+
+def test_bare_runs_without_artifacts_still_render(report, tmp_path):
+    """A cell with metrics only (no summary.json, no files, no parent run) renders with — and notes."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    from reports.build import ReportOptions, build_report
+
+    client = MlflowClient(tracking_uri=report["grid"]["uri"])
+    exp = client.create_experiment("bare_grid", artifact_location=(tmp_path / "a").as_uri())
+    run = client.create_run(exp, tags={"tumorbench.kind": "cell", "organ": "kidney", "backbone": "nnunet",
+                                       "regime": "hu", "fold": "0"})
+    client.log_batch(run.info.run_id, metrics=[Metric("tumor_dsc", 0.5, 0, 0), Metric("sens_0_5", 0.25, 0, 0)])
+    client.set_terminated(run.info.run_id, "FINISHED")
+    index = build_report(tmp_path / "out", ReportOptions(tracking_uri=report["grid"]["uri"], experiment="bare_grid"),
+                         progress=False)
+    parser = TableParser()
+    parser.feed(index.read_text())
+    row = html_row(parser.tables["table6_kidney"], Regime="hu", Metric="DSC")
+    assert row["fold 0"] == "50.0" and row["paper fold 0"] == "—"
+    assert html_row(parser.tables["table6_kidney"], Regime="hu", Metric="NSD")["fold 0"] == "—"
+    assert html_row(parser.tables["fig10_size_bins"], Regime="hu")["sens r 0-5 mm"] == "25.0"  # metric fallback
+    assert "kidney·nnunet·hu·f0: xorgan_early_sensitivity_kidney not logged" in index.read_text()
+    assert (index.parent / "img" / "curves_kidney.png").is_file()  # curves panel says "no history"
