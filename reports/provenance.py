@@ -54,6 +54,8 @@ def grid_axes(parsed: dict[str, Any]) -> dict[str, list]:
             if isinstance(value, list):
                 axes[axis] = value
                 break
+    if "organs" not in axes and isinstance(parsed.get("datasets"), dict):
+        axes["organs"] = list(parsed["datasets"])  # runner default: every [datasets] key is trained
     return axes
 
 

@@ -75,6 +75,7 @@ def test_grid_axes_from_toml_shapes():
     assert grid_axes({"grid": {"organs": ["liver"], "folds": 3, "regime": "hu"}}) == \
         {"organs": ["liver"], "folds": [0, 1, 2], "regimes": ["hu"]}
     assert grid_axes({"backbones": ["unet", "nnunet"]}) == {"backbones": ["unet", "nnunet"]}
+    assert grid_axes({"datasets": {"liver": "a", "kidney": "b"}})["organs"] == ["liver", "kidney"]
 
 
 def test_best_slice_prefers_largest_gt_cross_section():
