@@ -109,6 +109,13 @@ def _provenance_section(grid: GridData, expected, opts: ReportOptions, grid_file
     return Section("provenance", "Provenance", "Run provenance", "", html=provenance_html(prov, files, unfinished)), prov
 
 
+def _write(folder: Path, sections: list[Section], prov: dict, n_cells: int) -> None:
+    for section in sections:
+        for table in section.tables:
+            table.write(folder / "tables")
+    render_index(folder, sections, prov, n_cells)
+
+
 def build_report(out: str | Path, options: ReportOptions = ReportOptions(), open_browser: bool = False,
                  progress: bool = True) -> Path:
     """Render the full report into ``out`` and return the path of ``out/index.html``.
@@ -137,11 +144,7 @@ def build_report(out: str | Path, options: ReportOptions = ReportOptions(), open
         steps.update()
         realism = _realism_section(grid, options, tmp)
         prov_section, prov = _provenance_section(grid, expected, options, grid_files)
-        sections += ([realism] if realism else []) + [prov_section]
-        for section in sections:
-            for table in section.tables:
-                table.write(tmp / "tables")
-        render_index(tmp, sections, prov, len(grid.cells))
+        _write(tmp, sections + ([realism] if realism else []) + [prov_section], prov, len(grid.cells))
         steps.update()
     steps.close()
     index = out / "index.html"

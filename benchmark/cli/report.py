@@ -37,7 +37,11 @@ def register(subparsers) -> None:
 
 
 def report_entry(args) -> int:
+    import os
+
     from reports.build import ReportOptions, build_report
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per summary.json is noise
 
     options = ReportOptions(experiment=args.experiment, tracking_uri=args.tracking_uri, realism_dir=args.realism,
                             ui_url=args.ui_url, qualitative_cases=args.cases, hardest_cases=args.hardest,
