@@ -60,7 +60,8 @@ def table3(grid: GridData, paper: PaperResults, expected: list[tuple], backbone:
                 metric = f"xorgan_early_sensitivity_{organ}"
                 row += [mean_of([pct(c.metrics.get(metric)) for c in runs]),
                         paper.early_sensitivity(backbone, train, organ, regime)]
-                table.missing += [f"{c.label}: {metric} not logged" for c in runs if metric not in c.metrics]
+                table.missing += [f"{c.label}: {metric} not logged (no early tumors evaluated, or no "
+                                  "cross-organ evaluation)" for c in runs if metric not in c.metrics]
             table.rows.append(row)
     table.missing = missing_notes(grid, expected, lambda k: k[1] == backbone) + table.missing
     return table
@@ -86,8 +87,15 @@ def fold_table(grid: GridData, paper: PaperResults, expected: list[tuple], organ
                 row += [paper.get(number, backbone, metric, organ, regime, f) for f in folds]
                 row.append(paper.get(number, backbone, metric, organ, regime, AVERAGE))
                 table.rows.append(row)
-    table.missing = missing_notes(grid, expected, lambda k: k[0] == organ)
+    table.missing = missing_notes(grid, expected, lambda k: k[0] == organ) + not_logged(
+        [c for c in grid.cells.values() if c.organ == organ], METRIC_LABELS)
     return table
+
+
+def not_logged(cells: list[Cell], metrics) -> list[str]:
+    """Finished cells that lack a metric (the runner leaves out nulls, e.g. a fold without tumors)."""
+    return [f"{c.label}: {m} not logged (undefined, e.g. no validation case with a tumor)"
+            for c in sorted(cells, key=lambda c: c.key) for m in metrics if m not in c.metrics]
 
 
 def per_case(summary: dict | None, metric: str) -> dict[str, float]:
@@ -129,6 +137,9 @@ def table7(grid: GridData, paper: PaperResults, expected: list[tuple], seed: int
                     continue
                 rng = np.random.default_rng([seed, zlib.crc32(f"{organ}{backbone}{fold}{metric}{s}".encode())])
                 cmp = paired_comparison(cases["real"], cases[s], rng, n_boot)
+                if cmp.n < 2:
+                    table.notes.append(f"{organ}·{backbone}·f{fold} {label} {s} vs real: {cmp.n} paired "
+                                       "case(s) with a tumor, too few for a test or CI")
                 row += [cmp.mean_diff if cmp.n else None, cmp.ci, cmp.p_value, cmp.n]
             table.rows.append(row)
     table.missing = missing_notes(grid, expected, lambda k: True)
