@@ -292,4 +292,5 @@ def test_bare_runs_without_artifacts_still_render(report, tmp_path):
     assert html_row(parser.tables["table6_kidney"], Regime="hu", Metric="NSD")["fold 0"] == "—"
     assert html_row(parser.tables["fig10_size_bins"], Regime="hu")["sens r 0-5 mm"] == "25.0"  # metric fallback
     assert "kidney·nnunet·hu·f0: xorgan_early_sensitivity_kidney not logged" in index.read_text()
+    assert "kidney·nnunet·hu·f0: tumor_nsd not logged" in index.read_text()
     assert (index.parent / "img" / "curves_kidney.png").is_file()  # curves panel says "no history"
