@@ -66,47 +66,62 @@ def _panel_grid(n_rows: int, n_cols: int, width: float = 4.2, height: float = 3.
     return fig, axes
 
 
+def _layout(keys) -> tuple[list[str], list[str]]:
+    """Sorted organs (rows) and backbones (columns) present in ``keys`` = (organ, backbone, ...)."""
+    return sorted({k[0] for k in keys}), sorted({k[1] for k in keys})
+
+
 def detection_figure(data: dict, out: Path) -> Figure | None:
-    """Sensitivity by radius bin: one panel per organ x backbone, bars per regime, n on top."""
+    """Sensitivity by radius bin: rows = organs, columns = backbones, bars per regime, n on top."""
     from reports.detection import SIZE_BINS
 
-    panels = sorted({(o, b) for o, b, _ in data})
-    if not panels:
+    if not data:
         return None
-    fig, axes = _panel_grid(1, len(panels))
-    for ax, (organ, backbone) in zip(axes[0], panels):
-        regimes = [r for o, b, r in data if (o, b) == (organ, backbone)]
+    organs, backbones = _layout(data)
+    fig, axes = _panel_grid(len(organs), len(backbones))
+    for (i, organ), (j, backbone) in ((o, b) for o in enumerate(organs) for b in enumerate(backbones)):
+        ax, regimes = axes[i][j], [r for o, b, r in data if (o, b) == (organ, backbone)]
+        if not regimes:
+            ax.axis("off")
+            continue
         series = {r: [data[(organ, backbone, r)][k]["sensitivity"] for k in SIZE_BINS] for r in regimes}
         counts = {r: [data[(organ, backbone, r)][k]["n"] for k in SIZE_BINS] for r in regimes}
         _grouped_bars(ax, list(SIZE_BINS), series, counts, "lesion sensitivity (%)")
         ax.set_xlabel("tumor radius (mm)")
         ax.set_title(f"{organ} · {backbone_label(backbone)}")
     axes[0][0].legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
     return Figure(save_figure(fig, out), "Detection by tumor size",
                   "Lesion-wise sensitivity per equivalent-sphere radius bin, pooled over folds; "
                   "n = ground-truth lesions in the bin, — = no value.")
 
 
 def demographics_figure(data: dict, out: Path) -> Figure | None:
-    """DSC and sensitivity per age/sex group: rows = metric, columns = organ x backbone."""
-    panels = sorted({(o, b) for o, b, _, _ in data})
-    if not panels:
+    """DSC and sensitivity per age/sex group: rows = organ x metric, columns = backbones."""
+    if not data:
         return None
+    organs, backbones = _layout(data)
     group_names = list(dict.fromkeys(g for *_, g in data))
-    fig, axes = _panel_grid(2, len(panels), width=4.8)
-    for col, (organ, backbone) in enumerate(panels):
+    labels = [g.replace("age ", "").replace("sex ", "") for g in group_names]
+    metrics = (("dsc", "tumor DSC (%)"), ("sens", "patient sensitivity (%)"))
+    fig, axes = _panel_grid(2 * len(organs), len(backbones), width=4.8)
+    for (i, organ), (j, backbone) in ((o, b) for o in enumerate(organs) for b in enumerate(backbones)):
         regimes = sort_regimes({r for o, b, r, _ in data if (o, b) == (organ, backbone)})
-        for row, (metric, ylabel) in enumerate((("dsc", "tumor DSC (%)"), ("sens", "patient sensitivity (%)"))):
-            series = {r: [data.get((organ, backbone, r, g), {}).get(metric) for g in group_names] for r in regimes}
-            counts = {r: [data.get((organ, backbone, r, g), {}).get("n") for g in group_names] for r in regimes}
-            ax = axes[row][col]
-            _grouped_bars(ax, [g.replace("age ", "").replace("sex ", "") for g in group_names], series, counts, ylabel)
+        for k, (metric, ylabel) in enumerate(metrics):
+            ax = axes[2 * i + k][j]
+            if not regimes:
+                ax.axis("off")
+                continue
+            cell = lambda r, g: data.get((organ, backbone, r, g), {})
+            _grouped_bars(ax, labels, {r: [cell(r, g).get(metric) for g in group_names] for r in regimes},
+                          {r: [cell(r, g).get("n") for g in group_names] for r in regimes}, ylabel)
             ax.set_xlabel("age group (years) / sex")
             ax.set_title(f"{organ} · {backbone_label(backbone)}")
     axes[0][0].legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     return Figure(save_figure(fig, out), "Performance by age and sex",
-                  "Top: tumor DSC; bottom: patient-level sensitivity; per age group and sex, mean over folds.")
+                  "Per organ: tumor DSC (upper row) and patient-level sensitivity (lower row) per age "
+                  "group and sex, mean over folds; n = patients in the group.")
 
 
 def training_curves(grid: GridData, out_dir: Path) -> list[Figure]:
