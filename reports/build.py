@@ -125,8 +125,11 @@ def build_report(out: str | Path, options: ReportOptions = ReportOptions(), open
     """
     from tqdm import tqdm
 
+    from benchmark.errors import InputError
     from benchmark.io import atomic_dir
 
+    if options.realism_dir is not None and not Path(options.realism_dir).is_dir():
+        raise InputError(f"--realism {options.realism_dir}: folder not found (expected realism_scores.csv and PNGs)")
     grid = load_grid(options.tracking_uri, options.experiment)
     grid_files = provenance.read_grid_files(grid)
     spec = next((g.spec for g in grid_files if g.spec), None)

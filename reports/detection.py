@@ -71,7 +71,7 @@ def patient_table(grid: GridData, expected: list[tuple]) -> ReportTable:
                         "patients with a tumor, specificity over tumor-free patients (%).", columns)
     for organ, backbone, regime, cells in groups(grid):
         patients = [(grid.summary(c) or {}).get("patient") for c in cells]
-        if all(patients):
+        if all(p and all(p.get(k) is not None for k in ("tp", "fn", "tn", "fp")) for p in patients):
             tp, fn, tn, fp = (sum(int(p[k]) for p in patients) for k in ("tp", "fn", "tn", "fp"))
             sens = 100.0 * tp / (tp + fn) if tp + fn else None
             spec = 100.0 * tn / (tn + fp) if tn + fp else None

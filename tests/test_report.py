@@ -252,6 +252,8 @@ def test_cli_errors_write_nothing(report, tmp_path, capsys):
     assert main(["report", "--tracking-uri", missing_db, "--out", str(tmp_path / "y")]) == 2
     assert "MLflow database not found" in capsys.readouterr().err
     assert not (tmp_path / "y").exists()
+    assert main(["report", "--tracking-uri", uri, "--realism", str(tmp_path / "nope"), "--out", str(tmp_path / "z")]) == 2
+    assert "folder not found" in capsys.readouterr().err and not (tmp_path / "z").exists()
 
 
 def test_atomic_output_keeps_old_report_on_failure(report, tmp_path, monkeypatch):
