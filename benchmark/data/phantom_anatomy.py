@@ -202,7 +202,7 @@ def _spine_and_ribs(canvas: Canvas, rng) -> None:
     shape = grid.shape
     rv = ((x / 16.0) ** 2 + ((y + 50.0) / 14.0) ** 2)
     disc = np.abs(((z - rng.uniform(0, 30)) % 30.0) - 15.0) > 12.0  # 6 mm disc every 30 mm
-    canvas.paint(box, np.broadcast_to(rv <= 1.0, shape), BONE, rng.uniform(220.0, 320.0))
+    canvas.paint(box, np.broadcast_to(rv <= 1.0, shape), BONE, rng.uniform(350.0, 450.0))
     canvas.paint(box, np.broadcast_to((rv <= 1.0) & (rv > 0.78), shape), BONE, rng.uniform(700.0, 950.0))
     canvas.paint(box, np.broadcast_to((rv <= 1.0) & disc, shape), MUSCLE, rng.uniform(70.0, 100.0))
     rc = np.sqrt(x**2 + (y + 73.0) ** 2)

@@ -103,12 +103,22 @@ def render_lesion(canvas: Canvas, organ: str, organ_id: int, lesion: Lesion, rng
     if lesion.necrosis_fraction:
         core = 1.0 / (1.0 + np.exp((rn - lesion.necrosis_fraction) / 0.06))
         tumor_hu = tumor_hu * (1 - core) + np.float32(lesion.necrosis_hu) * core
+    label = _attached_to_organ(allowed & (weight >= 0.5), canvas.owner[box] == organ_id)
+    # blend only around the kept lesion: detached islands would be unlabelled "tumor" HU
+    blend = allowed & ndi.binary_dilation(label, iterations=2)
     region_hu = canvas.hu[box]
-    blended = region_hu * (1 - weight) + tumor_hu * weight
-    region_hu[allowed] = blended[allowed]
-    label = allowed & (weight >= 0.5)
+    region_hu[blend] = (region_hu * (1 - weight) + tumor_hu * weight)[blend]
     canvas.owner[box][label] = TUMOR
     return int(label.sum())
+
+
+def _attached_to_organ(label: np.ndarray, organ: np.ndarray) -> np.ndarray:
+    """Keep the connected parts of ``label`` that lie in or touch (6-neighbourhood) the organ."""
+    components, n = ndi.label(label)
+    if n == 0:
+        return label
+    touching = np.unique(components[ndi.binary_dilation(organ) & label])
+    return np.isin(components, touching[touching > 0])
 
 
 def _lobulated_radius(coords, lesion: Lesion, rng) -> np.ndarray:
