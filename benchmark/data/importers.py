@@ -134,8 +134,17 @@ def import_dataset(fmt: str, src, organ: str, out, spacing=(1.0, 1.0, 1.0), demo
         write_cases_csv(tmp, rows)
         write_dataset_json(tmp, name=name or f"{fmt}_{organ}", organ=organ, spacing=spacing,
                            source_format=fmt, num_cases=len(rows))
-        make_splits(tmp)
+        _try_splits(tmp)
     return out
+
+
+def _try_splits(root: Path) -> None:
+    """Write splits.json; a dataset with fewer patients than folds gets none yet (say so)."""
+    try:
+        make_splits(root)
+    except InputError as exc:
+        print(f"tumorbench: note: splits.json not written ({exc}); append more cases or run "
+              "`tumorbench data splits`", file=sys.stderr)
 
 
 def _convert_all(cases: list[SourceCase], case_root: Path, spacing, demo, progress) -> list[dict]:
@@ -151,6 +160,8 @@ def _convert_all(cases: list[SourceCase], case_root: Path, spacing, demo, progre
         info = demo.get(case.case_id, {})
         rows.append({"case_id": case.case_id, "age": info.get("age"), "sex": info.get("sex"),
                      "has_tumor": has_tumor, "role": case.role, "source": case.source})
+    if not rows:
+        raise InputError(f"{cases[0].image.parent.parent}: every case was skipped, nothing to import")
     return rows
 
 
@@ -182,5 +193,5 @@ def _append(fmt, cases, out: Path, organ, spacing, demo, progress) -> Path:
                        num_cases=len(old_rows) + len(rows), **meta)
     if (out / "splits.json").is_file():
         os.replace(out / "splits.json", out / "splits.before-append.json")
-    make_splits(out)
+    _try_splits(out)
     return out
