@@ -159,6 +159,9 @@ def _pancreas(canvas: Canvas, rng) -> None:
     coords = canvas.grid.coords(box)
     rn = tube_distance(coords, line, radii) - SmoothField(rng, 0.08, (20.0, 60.0))(*coords)
     mask = (rn <= 1.0) & canvas.cavity[box]
+    # peripancreatic fat plane: bowel loops do not touch the gland directly
+    rim = (rn <= 1.3) & ~mask & np.isin(canvas.owner[box], (FAT, BOWEL)) & canvas.cavity[box]
+    canvas.paint(box, rim, FAT, rng.uniform(-100.0, -80.0))
     mean_hu = rng.uniform(36.0, 48.0)
     canvas.paint(box, mask, PANCREAS, mean_hu + SmoothField(rng, 5.0, (8.0, 25.0))(*coords))
     canvas.parenchyma_hu[PANCREAS] = mean_hu
