@@ -165,7 +165,12 @@ def test_lits_uncompressed_batches(tmp_path):
     for batch, number in (("Training Batch 1", 0), ("Training Batch 1", 3), ("Training Batch 2", 27),
                           ("Training Batch 2", 28), ("Training Batch 2", 130)):
         ct, labels = _volumes()
-        _save(src / batch / f"volume-{number}.nii", ct)
+        if number == 130:  # stored as uint16 + intercept -1024, as some converters do
+            img = nib.Nifti1Image((ct.astype(np.int32) + 1024).astype(np.uint16), AFFINE)
+            img.header.set_slope_inter(1.0, -1024.0)
+            nib.save(img, str(src / batch / f"volume-{number}.nii"))
+        else:
+            _save(src / batch / f"volume-{number}.nii", ct)
         _save(src / batch / f"segmentation-{number}.nii", labels)
     out = tmp_path / "lits"
     assert main(["data", "import", "--format", "lits", str(src), "--organ", "liver", "--out", str(out),

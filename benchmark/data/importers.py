@@ -20,7 +20,7 @@ import numpy as np
 from benchmark.data.import_sources import SourceCase, find_cases, kits_demographics
 from benchmark.data.layout import Dataset
 from benchmark.data.nifti import save_nifti_reproducible
-from benchmark.data.resample import canonical, resample_to_spacing
+from benchmark.data.resample import resample_to_spacing, to_ras
 from benchmark.data.splits import make_splits
 from benchmark.data.writer import write_cases_csv, write_dataset_json
 from benchmark.errors import InputError
@@ -34,8 +34,8 @@ def _load_canonical(path: Path, what: str):
     import nibabel as nib
 
     try:
-        img = canonical(nib.load(str(path)))
-        array = np.asanyarray(img.dataobj)
+        img = nib.load(str(path))
+        array = _read_scaled(img.dataobj)
     except FileNotFoundError as exc:
         raise InputError(f"{path}: {what} not found") from exc
     except Exception as exc:  # nibabel: ImageFileError, EOFError, zlib.error, ...
@@ -44,7 +44,16 @@ def _load_canonical(path: Path, what: str):
         array = array[..., 0]
     if array.ndim != 3:
         raise InputError(f"{path}: {what} has shape {array.shape}, expected a 3D volume")
-    return array, np.asarray(img.affine, dtype=float)
+    return to_ras(array, img.affine)
+
+
+def _read_scaled(proxy) -> np.ndarray:
+    """Array of a nibabel proxy; slope/intercept applied in float32 (nibabel would give
+    float64, 1.6 GB for a 512x512x800 CT stored as int16 with an intercept)."""
+    slope, inter = getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0)
+    if not hasattr(proxy, "get_unscaled") or (slope == 1.0 and inter == 0.0):
+        return np.asanyarray(proxy)
+    return proxy.get_unscaled().astype(np.float32) * np.float32(slope) + np.float32(inter)
 
 
 def _case_labels(case: SourceCase, shape, affine) -> np.ndarray:

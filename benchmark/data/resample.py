@@ -39,8 +39,15 @@ def resample_to_spacing(array: np.ndarray, affine: np.ndarray, spacing, order: i
     return resampled, np.asarray(affine, dtype=float) @ step
 
 
-def canonical(img):
-    """Reorient a nibabel image to the closest RAS+ axes (no interpolation, just flips/permutes)."""
-    import nibabel as nib
+def to_ras(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flip/permute ``array`` to the closest RAS+ axes, like ``nib.as_closest_canonical``.
 
-    return nib.as_closest_canonical(img)
+    Works on an already-loaded array, so the caller controls its dtype (nibabel's own
+    reorientation reads the data as float64 when the file has a scale/intercept).
+    """
+    from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
+
+    ornt = io_orientation(affine)
+    if np.array_equal(ornt, [[0, 1], [1, 1], [2, 1]]):
+        return array, np.asarray(affine, dtype=float)
+    return apply_orientation(array, ornt), np.asarray(affine, dtype=float) @ inv_ornt_aff(ornt, array.shape)
