@@ -28,6 +28,7 @@ class Canvas:
     hu: np.ndarray
     owner: np.ndarray
     parenchyma_hu: dict[int, float] = field(default_factory=dict)  # mean HU per organ id
+    cavity: np.ndarray | None = field(default=None, repr=False)  # inside the abdominal wall muscles
 
     @classmethod
     def empty(cls, grid: Grid) -> "Canvas":
@@ -49,8 +50,6 @@ class Canvas:
         self.paint(box, mask, owner, mean_hu + texture)
         self.parenchyma_hu[owner] = mean_hu
         return rn
-
-    cavity: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
 
 
 def build_anatomy(grid: Grid, rng: np.random.Generator, sex: str) -> Canvas:
