@@ -92,7 +92,7 @@ def _bowel(canvas: Canvas, rng) -> None:
     """Bowel loops (soft-tissue wall, fluid or gas content) in the anterior / lower abdomen."""
     grid = canvas.grid
     for _ in range(int(rng.integers(7, 12))):
-        center = (rng.uniform(-60, 60), rng.uniform(0, 50), rng.uniform(-70, 10))
+        center = (rng.uniform(-60, 60), rng.uniform(10, 50), rng.uniform(-70, 0))
         semi = rng.uniform(10.0, 18.0, size=3)
         box = grid.box(center, semi * 1.3)
         coords = grid.coords(box)
@@ -161,7 +161,7 @@ def _pancreas(canvas: Canvas, rng) -> None:
     # peripancreatic fat plane: bowel loops do not touch the gland directly
     rim = (rn <= 1.3) & ~mask & np.isin(canvas.owner[box], (FAT, BOWEL)) & canvas.cavity[box]
     canvas.paint(box, rim, FAT, rng.uniform(-100.0, -80.0))
-    mean_hu = rng.uniform(36.0, 48.0)
+    mean_hu = rng.uniform(38.0, 50.0)
     canvas.paint(box, mask, PANCREAS, mean_hu + SmoothField(rng, 5.0, (8.0, 25.0))(*coords))
     canvas.parenchyma_hu[PANCREAS] = mean_hu
 
