@@ -1,6 +1,7 @@
 """Integrity check: a valid phantom passes; every kind of damage gives its own clear message."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import nibabel as nib
@@ -142,3 +143,14 @@ def test_cli_check_exit_codes(dataset, capsys):
     assert len(error_lines) == 1 and "1 dataset problem(s)" in error_lines[0] and "label values [5]" in err
     assert main(["data", "check", str(ds.root / "nope")]) == 2
     assert "dataset folder not found" in capsys.readouterr().err
+
+
+def test_dataset_json_disagreeing_with_cases_csv(dataset):
+    ds, sick, healthy = dataset
+    meta = json.loads((ds.root / "dataset.json").read_text())
+    meta.update(num_cases=7, labels={"background": 0, "liver": 1, "tumor": 2})
+    (ds.root / "dataset.json").write_text(json.dumps(meta))
+    problems = check_dataset(ds.root)
+    assert any("dataset.json: num_cases is 7 but" in p and "lists 5 cases" in p for p in problems)
+    assert any("dataset.json: labels {'background': 0, 'liver': 1" in p for p in problems)
+    assert len(problems) == 2

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from benchmark.data.layout import Dataset
+from benchmark.data.layout import LABELS, Dataset
 from benchmark.data.nifti import read_nifti_array
 from benchmark.data.splits import splits_problems
 from benchmark.errors import InputError
@@ -50,6 +50,11 @@ def _table_problems(ds: Dataset) -> list[str]:
     for case_id, value in zip(ids, ds.cases["has_tumor"]):
         if str(value) not in ("0", "1", "0.0", "1.0"):
             problems.append(f"{csv}: case {case_id}: has_tumor is {value!r}, expected 0 or 1")
+    meta_path = ds.root / "dataset.json"
+    if ds.meta.get("labels", LABELS) != LABELS:
+        problems.append(f"{meta_path}: labels {ds.meta['labels']}, expected {LABELS}")
+    if "num_cases" in ds.meta and ds.meta["num_cases"] != len(ids):
+        problems.append(f"{meta_path}: num_cases is {ds.meta['num_cases']} but {csv} lists {len(ids)} cases")
     listed = set(ids)
     case_root = ds.root / "cases"
     if case_root.is_dir():
