@@ -127,7 +127,7 @@ def test_msd_then_atlas_append_gives_both_roles_and_splits(tmp_path, capsys):
     assert not list(out.glob(".import-staging-*"))
 
 
-def test_kits_layouts_cyst_maps_to_kidney_and_kits19_axes(tmp_path):
+def test_kits_layouts_cyst_maps_to_kidney_and_kits19_axes(tmp_path, capsys):
     src = tmp_path / "kits"
     for i in range(5):
         ct, labels = _volumes((1, 2, 3))
@@ -144,12 +144,14 @@ def test_kits_layouts_cyst_maps_to_kidney_and_kits19_axes(tmp_path):
             seg = "aggregated_MAJ_seg.nii.gz" if i == 1 else "segmentation.nii.gz"  # KiTS21 name
         _save(folder / "imaging.nii.gz", ct, affine)
         _save(folder / seg, labels, affine)
+    _save(src / "kits19" / "data" / "case_00210" / "imaging.nii.gz", _volumes()[0])  # test case: no labels
     clinical = [{"case_id": "case_00000", "age_at_nephrectomy": 57, "gender": "male"}]
     (src / "kits19" / "data" / "kits.json").write_text(json.dumps(clinical))
     out = tmp_path / "kidney"
     import_dataset("kits", src, "kidney", out, spacing=TARGET, progress=False)
     ds = Dataset.open(out)
     assert ds.case_ids() == ["case_00000", "case_00301", "case_00302", "case_00303", "case_00304"]
+    assert "skipping" in capsys.readouterr().err and "case_00210" not in ds.case_ids()
     assert ds.items(["case_00000"])[0]["age"] == 57 and ds.items(["case_00000"])[0]["sex"] == "M"
     cyst = np.zeros(SHAPE, bool)
     cyst[CYST] = True

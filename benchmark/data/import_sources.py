@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,8 +107,10 @@ def _kits(src: Path, organ: str) -> list[SourceCase]:
             continue
         names = ("segmentation.nii.gz", "aggregated_MAJ_seg.nii.gz")  # KiTS19/23, KiTS21
         label = next((folder / n for n in names if (folder / n).is_file()), None)
-        if label is None:
-            raise InputError(f"{folder}: no segmentation.nii.gz (KiTS19/23) or aggregated_MAJ_seg.nii.gz (KiTS21)")
+        if label is None:  # KiTS19 ships its 90 test cases (case_00210+) without labels
+            print(f"tumorbench: note: skipping {folder}: no segmentation.nii.gz (KiTS19/23) or "
+                  "aggregated_MAJ_seg.nii.gz (KiTS21), e.g. a test case", file=sys.stderr)
+            continue
         cases.append(SourceCase(folder.name, image.resolve(), (label.resolve(),), LABEL_MAPS["kits"],
                                 "labeled", "kits"))
     return cases
