@@ -21,7 +21,7 @@ def _file_digests(root):
 
 def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path):
     a = generate_phantom_dataset(tmp_path / "a", "kidney", 5, seed=3, progress=False, **SMALL)[0]
-    b = generate_phantom_dataset(tmp_path / "b", "kidney", 5, seed=3, progress=False, **SMALL)[0]
+    b = generate_phantom_dataset(tmp_path / "b", "kidney", 5, seed=3, progress=False, workers=2, **SMALL)[0]
     c = generate_phantom_dataset(tmp_path / "c", "kidney", 5, seed=4, progress=False, **SMALL)[0]
     digests_a, digests_b, digests_c = _file_digests(a), _file_digests(b), _file_digests(c)
     assert "cases/kidney_000/ct.nii.gz" in digests_a and "splits.json" in digests_a

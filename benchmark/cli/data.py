@@ -58,6 +58,8 @@ def _add_phantom(inner) -> None:
     sub.add_argument("--shape", type=int, nargs=3, metavar=("NX", "NY", "NZ"),
                      help="voxels (default: 224x192x144 mm field of view, 112 96 72 at 2 mm)")
     sub.add_argument("--tumor-fraction", type=float, default=0.6, help="share of cases with tumors (default 0.6)")
+    sub.add_argument("--workers", type=int, default=1,
+                     help="parallel processes (0 = one per CPU; default 1); files are identical for any value")
     sub.set_defaults(func=phantom_entry)
 
 
@@ -86,7 +88,7 @@ def phantom_entry(args) -> int:
     from benchmark.data.commands import phantom_with_summary
 
     print(phantom_with_summary(args.out, args.organ, args.cases, args.seed, shape=args.shape,
-                               spacing=args.spacing, tumor_fraction=args.tumor_fraction))
+                               spacing=args.spacing, tumor_fraction=args.tumor_fraction, workers=args.workers))
     return 0
 
 

@@ -12,10 +12,10 @@ from benchmark.data.summary import summarize_dataset
 
 
 def phantom_with_summary(out, organ: str, n_cases: int, seed: int, shape=None, spacing=None,
-                         tumor_fraction: float = 0.6, progress: bool = True) -> str:
+                         tumor_fraction: float = 0.6, progress: bool = True, workers: int = 1) -> str:
     """Generate phantom dataset(s) and return their summaries (one block per organ)."""
     paths = generate_phantom_dataset(out, organ, n_cases, seed, shape=shape, spacing=spacing,
-                                     tumor_fraction=tumor_fraction, progress=progress)
+                                     tumor_fraction=tumor_fraction, progress=progress, workers=workers)
     return "\n\n".join(summarize_dataset(p) for p in paths)
 
 

@@ -7,6 +7,7 @@ gzip header, so the same seed gives byte-identical files. See docs/data.md.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def tumor_roles(n_cases: int, tumor_fraction: float, rng: np.random.Generator) -
 
 
 def generate_phantom_dataset(out, organ: str, n_cases: int, seed: int, shape=None, spacing=None,
-                             tumor_fraction: float = 0.6, progress: bool = True) -> list[Path]:
+                             tumor_fraction: float = 0.6, progress: bool = True, workers: int = 1) -> list[Path]:
     """Write a phantom dataset (``organ="all"``: out/liver, out/pancreas, out/kidney).
 
     Args:
@@ -101,6 +102,8 @@ def generate_phantom_dataset(out, organ: str, n_cases: int, seed: int, shape=Non
         n_cases: cases per organ (>= 5, one per fold). seed: non-negative int.
         shape: (nx, ny, nz) voxels; spacing: (sx, sy, sz) mm (default 2 mm, 112x96x72).
         tumor_fraction: share of cases with tumors (role labeled); the rest are healthy.
+        workers: processes generating cases in parallel (0 = one per CPU, at most 8); the
+            output is identical for any value.
 
     Returns:
         The dataset folders written.
@@ -118,27 +121,41 @@ def generate_phantom_dataset(out, organ: str, n_cases: int, seed: int, shape=Non
     for target in targets:
         if target.exists() and any(target.iterdir()):
             raise InputError(f"{target}: already exists and is not empty; choose a new --out or delete it")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = min(cpus, 8, int(n_cases)) if workers == 0 else max(1, min(int(workers), int(n_cases)))
     for name, target in zip(organs, targets):
-        _write_dataset(target, name, int(n_cases), int(seed), grid, tumor_fraction, progress)
+        _write_dataset(target, name, int(n_cases), int(seed), grid, tumor_fraction, progress, workers)
     return targets
 
 
+def _write_case(task: tuple) -> dict:
+    """Generate and write one case (top-level so worker processes can run it)."""
+    case_root, organ, grid, seed, index, with_tumor = task
+    case_id = f"{organ}_{index:03d}"
+    rng = np.random.default_rng([seed, ORGANS.index(organ), index])
+    case = generate_case(organ, grid, rng, with_tumor)
+    save_nifti_reproducible(case_root / case_id / "ct.nii.gz", case.ct, grid.affine)
+    save_nifti_reproducible(case_root / case_id / "labels.nii.gz", case.labels, grid.affine)
+    return {"case_id": case_id, "age": case.age, "sex": case.sex, "has_tumor": with_tumor,
+            "role": "labeled" if with_tumor else "healthy", "source": "phantom"}
+
+
 def _write_dataset(target: Path, organ: str, n_cases: int, seed: int, grid: Grid,
-                   tumor_fraction: float, progress: bool) -> None:
+                   tumor_fraction: float, progress: bool, workers: int) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
     from tqdm.auto import tqdm
 
-    organ_index = ORGANS.index(organ)
-    roles = tumor_roles(n_cases, tumor_fraction, np.random.default_rng([seed, organ_index, 10**6]))
-    rows = []
+    roles = tumor_roles(n_cases, tumor_fraction, np.random.default_rng([seed, ORGANS.index(organ), 10**6]))
     with atomic_dir(target) as tmp:
-        for index in tqdm(range(n_cases), desc=f"phantom {organ}", unit="case", disable=not progress):
-            case_id = f"{organ}_{index:03d}"
-            case = generate_case(organ, grid, np.random.default_rng([seed, organ_index, index]), bool(roles[index]))
-            case_dir = tmp / "cases" / case_id
-            save_nifti_reproducible(case_dir / "ct.nii.gz", case.ct, grid.affine)
-            save_nifti_reproducible(case_dir / "labels.nii.gz", case.labels, grid.affine)
-            rows.append({"case_id": case_id, "age": case.age, "sex": case.sex, "has_tumor": bool(roles[index]),
-                         "role": "labeled" if roles[index] else "healthy", "source": "phantom"})
+        tasks = [(tmp / "cases", organ, grid, seed, k, bool(roles[k])) for k in range(n_cases)]
+        bar = dict(total=n_cases, desc=f"phantom {organ}", unit="case", disable=not progress)
+        if workers <= 1:
+            rows = [_write_case(task) for task in tqdm(tasks, **bar)]
+        else:  # every case has its own seed: the files do not depend on the worker count
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                rows = list(tqdm(pool.map(_write_case, tasks), **bar))
         write_cases_csv(tmp, rows)
         write_dataset_json(tmp, name=f"phantom_{organ}", organ=organ, spacing=grid.spacing,
                            source_format="phantom", num_cases=n_cases, seed=seed, shape=list(grid.shape))
