@@ -26,6 +26,8 @@ def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path):
     digests_a, digests_b, digests_c = _file_digests(a), _file_digests(b), _file_digests(c)
     assert "cases/kidney_000/ct.nii.gz" in digests_a and "splits.json" in digests_a
     assert digests_a == digests_b
+    modes = {p.stat().st_mode & 0o777 for p in a.rglob("*") if p.is_file()}
+    assert modes == {0o644 & ~_umask()}  # not the private 0600 of mkstemp
     changed = [k for k in digests_a if k.endswith("ct.nii.gz") and digests_a[k] != digests_c.get(k)]
     assert len(changed) == 5
 
@@ -107,3 +109,11 @@ def test_healthy_case_has_no_tumor_and_same_organ_labels():
     grid = phantom_grid(**SMALL)
     case = generate_case("pancreas", grid, np.random.default_rng(11), with_tumor=False)
     assert case.n_lesions == 0 and not np.any(case.labels == 2) and np.any(case.labels == 1)
+
+
+def _umask():
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
