@@ -170,8 +170,10 @@ def _blend_group(ct_hu, organ_mask, params, parts, lo, hi, sigma_vox, seed) -> n
     region = organ_mask[box].astype(bool)
     if not params.geometry.clip_to_organ:
         region |= tumor  # exophytic: the part outside the organ is tumor too
-    ct_box = ct_hu[box]
-    ct_box[region] -= (texture * blur)[region] * np.float32(params.difference_hu)
+    texture *= blur
+    texture *= np.float32(params.difference_hu)
+    ct_box = ct_hu[box]  # a view: only the region's voxels are written
+    np.subtract(ct_box, texture, out=ct_box, where=region)
     return tumor
 
 

@@ -189,8 +189,10 @@ def hu_texture(shape: Sequence[int], spacing: Sequence[float], sigma_a_mm: float
     salt = binomial_by_inversion(rng, cells, probability).astype(np.float32) / cells
     salt = gaussian_filter_matmul(salt, [a.sigma for a in axes])
     b = _separable_lerp(salt, [a.interp_weights(np.arange(n, dtype=float)) for a, n in zip(axes, shape)])
-    bright = b[b > BETA_THRESHOLD]
-    beta = u0 / float(bright.mean() if bright.size else max(b.mean(), 1e-6))
+    bright = b > BETA_THRESHOLD
+    n_bright = int(np.count_nonzero(bright))
+    mean = float(np.sum(b, where=bright, dtype=np.float64)) / n_bright if n_bright else max(float(b.mean()), 1e-6)
+    beta = u0 / mean
     return np.clip(beta * b, 0.0, 1.0, out=b)
 
 
