@@ -133,8 +133,8 @@ def erode_line(plane: np.ndarray, half: int, axis: int) -> np.ndarray:
     return out
 
 
-def _slice_candidates(organ_mask, lo, hi, z, spacing, organ, axial_axis) -> np.ndarray:
-    """(n, 3) organ voxels of axial slice z (liver: in-plane eroded), global indices."""
+def _slice_plane(organ_mask, lo, hi, z, spacing, organ, axial_axis) -> np.ndarray:
+    """Bool in-plane organ mask of axial slice z on the organ bbox (liver: in-plane eroded)."""
     index = [slice(lo[a], hi[a] + 1) for a in range(3)]
     index[axial_axis] = z
     plane = organ_mask[tuple(index)].astype(bool)
@@ -143,24 +143,25 @@ def _slice_candidates(organ_mask, lo, hi, z, spacing, organ, axial_axis) -> np.n
         half = [max(1, int(round(LIVER_EROSION_HALF_WIDTH_MM / spacing[a]))) for a in inplane]
         # a rectangle erodes separably (cv2.erode treats the outside as organ: border 1)
         plane = erode_line(erode_line(plane, half[0], 0), half[1], 1)
-    points = np.argwhere(plane)
-    inplane = [a for a in range(3) if a != axial_axis]
-    out = np.empty((len(points), 3), dtype=np.int64)
-    out[:, axial_axis] = z
-    for column, a in enumerate(inplane):
-        out[:, a] = points[:, column] + lo[a]
-    return out
+    return plane
 
 
 def select_centre(organ_mask, lo, hi, spacing, organ, rng, axial_axis=2) -> tuple[int, int, int]:
-    """Random organ voxel on a slice of the central organ z-range (window widens on failure)."""
+    """Random organ voxel on a slice of the central organ z-range (window widens on failure).
+
+    The voxel is uniform over the slice's candidates in C order (as ``np.argwhere``)."""
     z_lo, z_hi = int(lo[axial_axis]), int(hi[axial_axis])
+    inplane = [a for a in range(3) if a != axial_axis]
     for window in Z_WINDOWS:
         for _ in range(TRIES_PER_WINDOW):
             z = int(round(rng.uniform(*window) * (z_hi - z_lo))) + z_lo
-            candidates = _slice_candidates(organ_mask, lo, hi, z, spacing, organ, axial_axis)
+            plane = _slice_plane(organ_mask, lo, hi, z, spacing, organ, axial_axis)
+            candidates = np.flatnonzero(plane)
             if len(candidates):
-                return tuple(int(v) for v in candidates[rng.integers(len(candidates))])
+                row, col = np.unravel_index(candidates[rng.integers(len(candidates))], plane.shape)
+                centre = [z, z, z]
+                centre[inplane[0]], centre[inplane[1]] = int(row + lo[inplane[0]]), int(col + lo[inplane[1]])
+                return tuple(centre)
     raise SynthesisInputError(
         f"organ mask too thin: no {organ} voxel found for a tumor centre after "
         f"{len(Z_WINDOWS) * TRIES_PER_WINDOW} slices")
