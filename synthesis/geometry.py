@@ -94,14 +94,15 @@ def prepare_organ(organ_mask: "np.ndarray | PreparedOrgan") -> PreparedOrgan:
 def organ_bbox(organ_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(lo, hi) inclusive voxel bounds of a 3D mask, or None if empty.
 
-    One pass over the volume (projection along the last axis), then only the box.
+    One pass over the volume (projection along the first axis: whole planes OR-ed together,
+    faster than reducing the short contiguous last axis), then only the (j, k) box.
     """
-    plane = np.any(organ_mask, axis=2)
-    rows, cols = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
-    if rows.size == 0:
+    plane = np.any(organ_mask, axis=0)
+    cols, depth = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
+    if cols.size == 0:
         return None
-    sub = organ_mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-    depth = np.flatnonzero(sub.any(axis=(0, 1)))
+    sub = organ_mask[:, cols[0]:cols[-1] + 1, depth[0]:depth[-1] + 1]
+    rows = np.flatnonzero(sub.any(axis=(1, 2)))
     return np.asarray([rows[0], cols[0], depth[0]]), np.asarray([rows[-1], cols[-1], depth[-1]])
 
 

@@ -70,19 +70,51 @@ class _CoarseAxis:
         return left, (u - left).astype(np.float32)
 
 
+BAND_BLOCK = 16  # output rows per product when a matrix is banded (Gaussian, linear interpolation)
+
+
+def _row_blocks(matrix: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """(row start, row stop, first, last + 1 non-zero column) per block of BAND_BLOCK rows."""
+    nonzero = matrix != 0
+    blocks = []
+    for r0 in range(0, matrix.shape[0], BAND_BLOCK):
+        r1 = min(r0 + BAND_BLOCK, matrix.shape[0])
+        cols = np.flatnonzero(nonzero[r0:r1].any(axis=0))
+        if cols.size:
+            blocks.append((r0, r1, int(cols[0]), int(cols[-1]) + 1))
+    return blocks
+
+
+def _apply_axis(field: np.ndarray, matrix: np.ndarray, axis: int) -> np.ndarray:
+    """``matrix`` (n_out, n_in) applied along ``axis`` of a 3D array; a long matrix is applied
+    block by block on its non-zero columns only (the same sums without the zero terms)."""
+    if matrix.shape[0] < 3 * BAND_BLOCK:
+        blocks = [(0, matrix.shape[0], 0, matrix.shape[1])]
+    else:
+        blocks = _row_blocks(matrix)
+    shape = list(field.shape)
+    shape[axis] = matrix.shape[0]
+    out = np.zeros(shape, np.result_type(field, matrix))
+    for r0, r1, c0, c1 in blocks:
+        part = matrix[r0:r1, c0:c1]
+        if axis == 0:
+            out[r0:r1] = (part @ field[c0:c1].reshape(c1 - c0, -1)).reshape((r1 - r0,) + field.shape[1:])
+        elif axis == 1:
+            out[:, r0:r1] = np.matmul(part, field[:, c0:c1])
+        else:
+            out[..., r0:r1] = field[..., c0:c1] @ part.T
+    return out
+
+
 def separable_matmul(field: np.ndarray, matrices: Sequence[np.ndarray | None]) -> np.ndarray:
     """Apply one (n_out, n_in) matrix per axis of a 3D array (None skips an axis).
 
     Separable linear maps (Gaussian filters, interpolation) as BLAS products: for the short
     axes of a tumor box this is several times faster than per-tap filtering.
     """
-    m0, m1, m2 = matrices
-    if m0 is not None:
-        field = (m0 @ field.reshape(field.shape[0], -1)).reshape((m0.shape[0],) + field.shape[1:])
-    if m1 is not None:
-        field = np.matmul(m1, field)
-    if m2 is not None:
-        field = field @ m2.T
+    for axis, matrix in enumerate(matrices):
+        if matrix is not None:
+            field = _apply_axis(field, matrix, axis)
     return field
 
 
