@@ -167,9 +167,10 @@ def _blend_group(ct_hu, organ_mask, params, parts, lo, hi, sigma_vox, seed) -> n
     blur = _blurred_mask(tumor[inner], inner, tumor.shape, sigma_vox)
     texture = hu_texture(tumor.shape, params.spacing, params.sigma_a_mm, params.sigma_b_mm, params.scale,
                          params.base, params.u0, np.random.default_rng(seed))
-    region = organ_mask[box].astype(bool)
+    region = organ_mask[box]
+    region = region if region.dtype == bool else region.astype(bool)
     if not params.geometry.clip_to_organ:
-        region |= tumor  # exophytic: the part outside the organ is tumor too
+        region = region | tumor  # exophytic: the part outside the organ is tumor too (new array)
     texture *= blur
     texture *= np.float32(params.difference_hu)
     ct_box = ct_hu[box]  # a view: only the region's voxels are written

@@ -187,12 +187,13 @@ def binomial_by_inversion(rng: np.random.Generator, n: int, p: np.ndarray) -> np
     cdf = pmf.copy()
     ratio = p / q
     count = np.zeros(p.shape, np.int32)
+    above, step = np.empty(p.shape, bool), np.empty_like(ratio)  # reused buffers, same arithmetic
     for k in range(n):
-        above = u > cdf  # X = #{k : CDF(k) < u}
+        np.greater(u, cdf, out=above)  # X = #{k : CDF(k) < u}
         if not above.any():
             break
         count += above
-        pmf *= ratio * ((n - k) / (k + 1))
+        pmf *= np.multiply(ratio, (n - k) / (k + 1), out=step)
         cdf += pmf
     return count
 
@@ -224,8 +225,8 @@ def hu_texture(shape: Sequence[int], spacing: Sequence[float], sigma_a_mm: float
     bright = b > BETA_THRESHOLD
     n_bright = int(np.count_nonzero(bright))
     mean = float(np.sum(b, where=bright, dtype=np.float64)) / n_bright if n_bright else max(float(b.mean()), 1e-6)
-    beta = u0 / mean
-    return np.clip(beta * b, 0.0, 1.0, out=b)
+    b *= np.float32(u0 / mean)
+    return np.clip(b, 0.0, 1.0, out=b)
 
 
 def reference_texture(shape: Sequence[int], sigma_a: float, sigma_b: float, scale: float, base: float,
