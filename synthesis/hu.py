@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from synthesis.errors import SynthesisInputError
 from synthesis.geometry import (

@@ -147,7 +147,7 @@ def _time_naive(ct, healthy, organ, params_list, bank, rng):
 
 
 def run(args) -> int:
-    from synthesis.geometry import SIZE_TYPES, normalise_size_probs
+    from synthesis.geometry import SIZE_TYPES
     from synthesis.hu import HuRanges, sample_params
     from synthesis.texture import reference_texture
 
@@ -179,6 +179,14 @@ def run(args) -> int:
         check = "" if same is None else ("  masks identical" if same else "  MASKS DIFFER")
         print(f"{size_type:7} {with_scan:9.1f} {reuse:9.1f} {pure:12.1f} {naive:12.1f} "
               f"{naive / with_scan:8.1f}x {REFERENCE_MS:>13} {_vs_reference(with_scan):>13}{check}")
+    _print_mix(rows)
+    return 0
+
+
+def _print_mix(rows) -> None:
+    """Default size mix row (tiny/small 0.4 each, medium/large 0.1) and the column legend."""
+    from synthesis.geometry import SIZE_TYPES, normalise_size_probs
+
     probs = normalise_size_probs(None)
     mix = sum(probs[t] * rows[t][0] for t in SIZE_TYPES)
     mix_naive = sum(probs[t] * rows[t][1] for t in SIZE_TYPES)
@@ -188,4 +196,3 @@ def run(args) -> int:
     print("ours ms: sample params (incl. the organ-mask scan) + synthesis in place; ours ms*: organ scanned "
           "once per CT; pure API: synthesize() incl. copying the whole CT; baseline: full organ box, "
           "texture bank cut-out (medians); vs reference: the published 130-180 ms / ours ms")
-    return 0
