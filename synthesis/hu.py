@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from synthesis.errors import SynthesisInputError
 from synthesis.geometry import (
@@ -167,11 +166,14 @@ def _blend_group(ct_hu, organ_mask, params, parts, lo, hi, sigma_vox, seed) -> n
     blur = _blurred_mask(tumor[inner], inner, tumor.shape, sigma_vox)
     texture = hu_texture(tumor.shape, params.spacing, params.sigma_a_mm, params.sigma_b_mm, params.scale,
                          params.base, params.u0, np.random.default_rng(seed))
-    region = organ_mask[box].astype(bool)
+    region = organ_mask[box]
+    region = region if region.dtype == bool else region.astype(bool)
     if not params.geometry.clip_to_organ:
-        region |= tumor  # exophytic: the part outside the organ is tumor too
-    ct_box = ct_hu[box]
-    ct_box[region] -= (texture * blur)[region] * np.float32(params.difference_hu)
+        region = region | tumor  # exophytic: the part outside the organ is tumor too (new array)
+    texture *= blur
+    texture *= np.float32(params.difference_hu)
+    ct_box = ct_hu[box]  # a view: only the region's voxels are written
+    np.subtract(ct_box, texture, out=ct_box, where=region)
     return tumor
 
 

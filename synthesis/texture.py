@@ -70,19 +70,51 @@ class _CoarseAxis:
         return left, (u - left).astype(np.float32)
 
 
+BAND_BLOCK = 16  # output rows per product when a matrix is banded (Gaussian, linear interpolation)
+
+
+def _row_blocks(matrix: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """(row start, row stop, first, last + 1 non-zero column) per block of BAND_BLOCK rows."""
+    nonzero = matrix != 0
+    blocks = []
+    for r0 in range(0, matrix.shape[0], BAND_BLOCK):
+        r1 = min(r0 + BAND_BLOCK, matrix.shape[0])
+        cols = np.flatnonzero(nonzero[r0:r1].any(axis=0))
+        if cols.size:
+            blocks.append((r0, r1, int(cols[0]), int(cols[-1]) + 1))
+    return blocks
+
+
+def _apply_axis(field: np.ndarray, matrix: np.ndarray, axis: int) -> np.ndarray:
+    """``matrix`` (n_out, n_in) applied along ``axis`` of a 3D array; a long matrix is applied
+    block by block on its non-zero columns only (the same sums without the zero terms)."""
+    if matrix.shape[0] < 3 * BAND_BLOCK:
+        blocks = [(0, matrix.shape[0], 0, matrix.shape[1])]
+    else:
+        blocks = _row_blocks(matrix)
+    shape = list(field.shape)
+    shape[axis] = matrix.shape[0]
+    out = np.zeros(shape, np.result_type(field, matrix))
+    for r0, r1, c0, c1 in blocks:
+        part = matrix[r0:r1, c0:c1]
+        if axis == 0:
+            out[r0:r1] = (part @ field[c0:c1].reshape(c1 - c0, -1)).reshape((r1 - r0,) + field.shape[1:])
+        elif axis == 1:
+            out[:, r0:r1] = np.matmul(part, field[:, c0:c1])
+        else:
+            out[..., r0:r1] = field[..., c0:c1] @ part.T
+    return out
+
+
 def separable_matmul(field: np.ndarray, matrices: Sequence[np.ndarray | None]) -> np.ndarray:
     """Apply one (n_out, n_in) matrix per axis of a 3D array (None skips an axis).
 
     Separable linear maps (Gaussian filters, interpolation) as BLAS products: for the short
     axes of a tumor box this is several times faster than per-tap filtering.
     """
-    m0, m1, m2 = matrices
-    if m0 is not None:
-        field = (m0 @ field.reshape(field.shape[0], -1)).reshape((m0.shape[0],) + field.shape[1:])
-    if m1 is not None:
-        field = np.matmul(m1, field)
-    if m2 is not None:
-        field = field @ m2.T
+    for axis, matrix in enumerate(matrices):
+        if matrix is not None:
+            field = _apply_axis(field, matrix, axis)
     return field
 
 
@@ -155,12 +187,13 @@ def binomial_by_inversion(rng: np.random.Generator, n: int, p: np.ndarray) -> np
     cdf = pmf.copy()
     ratio = p / q
     count = np.zeros(p.shape, np.int32)
+    above, step = np.empty(p.shape, bool), np.empty_like(ratio)  # reused buffers, same arithmetic
     for k in range(n):
-        above = u > cdf  # X = #{k : CDF(k) < u}
+        np.greater(u, cdf, out=above)  # X = #{k : CDF(k) < u}
         if not above.any():
             break
         count += above
-        pmf *= ratio * ((n - k) / (k + 1))
+        pmf *= np.multiply(ratio, (n - k) / (k + 1), out=step)
         cdf += pmf
     return count
 
@@ -189,9 +222,11 @@ def hu_texture(shape: Sequence[int], spacing: Sequence[float], sigma_a_mm: float
     salt = binomial_by_inversion(rng, cells, probability).astype(np.float32) / cells
     salt = gaussian_filter_matmul(salt, [a.sigma for a in axes])
     b = _separable_lerp(salt, [a.interp_weights(np.arange(n, dtype=float)) for a, n in zip(axes, shape)])
-    bright = b[b > BETA_THRESHOLD]
-    beta = u0 / float(bright.mean() if bright.size else max(b.mean(), 1e-6))
-    return np.clip(beta * b, 0.0, 1.0, out=b)
+    bright = b > BETA_THRESHOLD
+    n_bright = int(np.count_nonzero(bright))
+    mean = float(np.sum(b, where=bright, dtype=np.float64)) / n_bright if n_bright else max(float(b.mean()), 1e-6)
+    b *= np.float32(u0 / mean)
+    return np.clip(b, 0.0, 1.0, out=b)
 
 
 def reference_texture(shape: Sequence[int], sigma_a: float, sigma_b: float, scale: float, base: float,

@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 REFERENCE_MS = "130-180"  # reference: 0.13-0.18 s per tumor at 1 mm 366x303x336 (bank precomputed)
+REFERENCE_RANGE_MS = (130.0, 180.0)
 REFERENCE_BANK = "8.5 s per texture at init, 10 textures, 3.2 GB per process"
 PAD = {"large": 140}  # reference canvas padding per side (80 otherwise; 140 for DiffTumor's large)
 
@@ -87,6 +88,11 @@ def naive_tumor(ct: np.ndarray, organ: np.ndarray, params, bank: np.ndarray, rng
     return out
 
 
+def _vs_reference(ours_ms: float) -> str:
+    """Speed-up range against the reference's published 130-180 ms per tumor."""
+    return f"{REFERENCE_RANGE_MS[0] / ours_ms:.1f}-{REFERENCE_RANGE_MS[1] / ours_ms:.1f}x"
+
+
 def _median_ms(samples) -> float:
     return 1000.0 * statistics.median(samples)
 
@@ -141,7 +147,7 @@ def _time_naive(ct, healthy, organ, params_list, bank, rng):
 
 
 def run(args) -> int:
-    from synthesis.geometry import SIZE_TYPES, normalise_size_probs
+    from synthesis.geometry import SIZE_TYPES
     from synthesis.hu import HuRanges, sample_params
     from synthesis.texture import reference_texture
 
@@ -161,7 +167,7 @@ def run(args) -> int:
         print(f"baseline texture bank {tuple(args.bank_shape)}: {_CLOCK[0]() - t0:.1f} s per texture, "
               f"{bank.nbytes / 1e9:.2f} GB (reference: {REFERENCE_BANK}); ours: no bank")
     header = (f"{'size':7} {'ours ms':>9} {'ours ms*':>9} {'pure API ms':>12} {'baseline ms':>12} "
-              f"{'speed-up':>9} {'reference ms':>13}")
+              f"{'speed-up':>9} {'reference ms':>13} {'vs reference':>13}")
     print(header)
     rows = {}
     for size_type in SIZE_TYPES:
@@ -172,13 +178,21 @@ def run(args) -> int:
         rows[size_type] = (with_scan, naive)
         check = "" if same is None else ("  masks identical" if same else "  MASKS DIFFER")
         print(f"{size_type:7} {with_scan:9.1f} {reuse:9.1f} {pure:12.1f} {naive:12.1f} "
-              f"{naive / with_scan:8.1f}x {REFERENCE_MS:>13}{check}")
+              f"{naive / with_scan:8.1f}x {REFERENCE_MS:>13} {_vs_reference(with_scan):>13}{check}")
+    _print_mix(rows)
+    return 0
+
+
+def _print_mix(rows) -> None:
+    """Default size mix row (tiny/small 0.4 each, medium/large 0.1) and the column legend."""
+    from synthesis.geometry import SIZE_TYPES, normalise_size_probs
+
     probs = normalise_size_probs(None)
     mix = sum(probs[t] * rows[t][0] for t in SIZE_TYPES)
     mix_naive = sum(probs[t] * rows[t][1] for t in SIZE_TYPES)
-    print(f"{'mix':7} {mix:9.1f} {'':9} {'':12} {mix_naive:12.1f} {mix_naive / mix:8.1f}x {REFERENCE_MS:>13}"
+    print(f"{'mix':7} {mix:9.1f} {'':9} {'':12} {mix_naive:12.1f} {mix_naive / mix:8.1f}x {REFERENCE_MS:>13} "
+          f"{_vs_reference(mix):>13}"
           "   (default mix: tiny/small 0.4 each, medium/large 0.1)")
     print("ours ms: sample params (incl. the organ-mask scan) + synthesis in place; ours ms*: organ scanned "
           "once per CT; pure API: synthesize() incl. copying the whole CT; baseline: full organ box, "
-          "texture bank cut-out (medians)")
-    return 0
+          "texture bank cut-out (medians); vs reference: the published 130-180 ms / ours ms")

@@ -1,0 +1,64 @@
+"""The fast paths of the Hu synthesis compute exactly what the straightforward code computes:
+shifted-AND erosion = scipy's binary_erosion, the first-axis bbox scan = argwhere bounds,
+column-pruned elastic shapes = three sequential resamplings (also under strong deformation),
+banded separable products = dense products."""
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from synthesis.elastic import deform_volume_reference, deformed_ellipsoid, plane_displacements
+from synthesis.geometry import erode_line, organ_bbox
+from synthesis.texture import BAND_BLOCK, gaussian_matrix, lerp_matrix, separable_matmul
+
+
+def test_erode_line_equals_scipy_binary_erosion_with_border_one():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        plane = rng.random(tuple(rng.integers(1, 40, 2))) < rng.uniform(0.3, 0.99)
+        half, axis = int(rng.integers(1, 5)), int(rng.integers(2))
+        footprint = np.ones((2 * half + 1, 1) if axis == 0 else (1, 2 * half + 1), bool)
+        expected = ndimage.binary_erosion(plane, footprint, border_value=1)
+        np.testing.assert_array_equal(erode_line(plane, half, axis), expected)
+
+
+def test_organ_bbox_equals_argwhere_bounds():
+    rng = np.random.default_rng(1)
+    for trial in range(200):
+        mask = rng.random(tuple(rng.integers(1, 16, 3))) < rng.uniform(0.0, 0.05)
+        mask = mask.astype(np.uint8) if trial % 2 else mask
+        points = np.argwhere(mask)
+        box = organ_bbox(mask)
+        if len(points) == 0:
+            assert box is None
+        else:
+            np.testing.assert_array_equal(box[0], points.min(axis=0))
+            np.testing.assert_array_equal(box[1], points.max(axis=0))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_pruned_deformation_equals_sequential_resamplings_strong_fields(seed):
+    rng = np.random.default_rng(100 + seed)
+    radii = rng.uniform(1.0, 7.0, 3)
+    sigma = rng.uniform(0.5, 4.0, 3)  # up to about a radius: the column bound must stay conservative
+    mask, offset = deformed_ellipsoid(radii, sigma, np.random.default_rng(seed))
+    canvas = [max(4, int(np.ceil(4 * r))) for r in radii]
+    centre = np.asarray([n // 2 for n in canvas])
+    fields = plane_displacements(canvas, sigma, np.random.default_rng(seed))
+    grid = np.ogrid[tuple(slice(0, n) for n in canvas)]
+    expected = deform_volume_reference(sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii)) <= 1, fields)
+    got = np.zeros(canvas, bool)
+    got[tuple(slice(a, a + n) for a, n in zip(centre + offset, mask.shape))] = mask
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_banded_separable_products_equal_dense_products():
+    rng = np.random.default_rng(2)
+    n = 4 * BAND_BLOCK + 3  # long enough for the block-wise path on every axis
+    field = rng.random((n, n - 5, n + 2)).astype(np.float32)
+    left = np.minimum((np.arange(n) * 0.45).astype(np.intp), field.shape[1] - 2)
+    matrices = [gaussian_matrix(n, 1.7), lerp_matrix(left, rng.random(n).astype(np.float32), field.shape[1]),
+                gaussian_matrix(n + 2, 3.2)[:, :]]
+    dense = np.einsum("ai,ijk->ajk", matrices[0], field, optimize=True)
+    dense = np.einsum("bj,ajk->abk", matrices[1], dense, optimize=True)
+    dense = np.einsum("ck,abk->abc", matrices[2], dense, optimize=True)
+    np.testing.assert_allclose(separable_matmul(field, matrices), dense, rtol=1e-5, atol=1e-6)
