@@ -70,7 +70,8 @@ def segmentation_loss(logits: torch.Tensor, label: torch.Tensor, loss_fn) -> tor
     return sum(w * loss_fn(h, label) for w, h in zip(weights, heads)) / sum(weights)
 
 
-def _make_loss():
+def make_loss():
+    """DiceCE as the official trainers (squared_pred, smooth_nr=0, smooth_dr=1e-6)."""
     from monai.losses import DiceCELoss
 
     return DiceCELoss(to_onehot_y=True, softmax=True, squared_pred=True, smooth_nr=0.0, smooth_dr=1e-6)
@@ -112,21 +113,26 @@ def _resume(run: _Run, path: Path, config: TrainConfig, device: torch.device) ->
     run.epoch, run.history, run.best = int(state["epoch"]), list(state["history"]), state["best"]
 
 
+def train_step(step_model, optimizer, loss_fn, batch: dict, device: torch.device, amp: bool) -> float:
+    """One optimisation step on a batch from :mod:`models.data`; returns the loss."""
+    image = batch["image"].to(device, non_blocking=True)
+    label = batch["label"].to(device, non_blocking=True)
+    with autocast(device, amp):
+        loss = segmentation_loss(step_model(image), label, loss_fn)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
 def _train_epoch(run: _Run, step_model, loss_fn, batches, config: TrainConfig, device, progress) -> float:
     from tqdm.auto import tqdm
 
     run.model.train()
     losses = []
-    bar = tqdm(batches, total=None, desc=f"epoch {run.epoch + 1}", disable=not progress, leave=False)
+    bar = tqdm(batches, desc=f"epoch {run.epoch + 1}/{config.epochs}", disable=not progress, leave=False)
     for batch in bar:
-        image = batch["image"].to(device, non_blocking=True)
-        label = batch["label"].to(device, non_blocking=True)
-        with autocast(device, config.amp):
-            loss = segmentation_loss(step_model(image), label, loss_fn)
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        run.optimizer.step()
-        losses.append(float(loss.detach()))
+        losses.append(train_step(step_model, run.optimizer, loss_fn, batch, device, config.amp))
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
     return float(np.mean(losses))
 
@@ -222,7 +228,7 @@ def train(
     volumes = load_volumes(train_items, config.crop_size, progress, "caching train volumes")
     val_volumes = load_volumes(val_items, (1, 1, 1), progress, "caching val volumes")
     n_batches = iterations_per_epoch(config, len(volumes))
-    loss_fn = _make_loss()
+    loss_fn = make_loss()
     with torch.random.fork_rng(devices=_fork_devices(device)):
         run = _new_run(config, device)
         last = out_dir / "last.pt"
