@@ -6,7 +6,7 @@ import torch
 from models_testdata import HEALTHY_BODY_HU, CountingGenerator, make_items
 
 from models.config import TrainConfig, child_rng
-from models.data import finish_batch, plan_batch
+from models.data import epoch_batches, finish_batch, plan_batch
 from models.trainer import train
 from models.volumes import load_volumes
 
@@ -155,3 +155,14 @@ def test_each_backbone_trains_two_iterations(items, tmp_path, name):
     result = train(cfg, train_items, val_items, tmp_path, generator=CountingGenerator(), progress=False)
     assert len(result.history) == 1 and np.isfinite(result.history[0]["train_loss"])
     assert (tmp_path / "best.pt").exists() and (tmp_path / "last.pt").exists()
+
+
+def test_worker_loading_gives_the_same_batches(items):
+    train_items, _ = items
+    volumes = load_volumes(train_items, CROP, progress=False)
+    generator = CountingGenerator()
+    serial = list(epoch_batches(volumes, _config(num_workers=0, synth_prob=1.0), 4, 3, generator))
+    parallel = list(epoch_batches(volumes, _config(num_workers=2, synth_prob=1.0), 4, 3, generator))
+    assert sum(b["n_synth"] for b in serial) > 0
+    for a, b in zip(serial, parallel, strict=True):
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
