@@ -107,6 +107,8 @@ def plan_batch(
         vol = volumes[int(i)]
         wants_tumor = bool(can_synthesize and vol.healthy and rng.random() < cfg.synth_prob)
         region = _window_slices(_select_start(vol, cfg, wants_tumor, rng), cfg.crop_size)
+        # A case without organ voxels in reach cannot host a tumor: keep it a negative.
+        wants_tumor = wants_tumor and bool((vol.label[region] == 1).any())
         k = _rot90_k(cfg, rng)
         cts.append(np.rot90(vol.ct_hu[region], k, axes=(0, 1)))
         labels.append(np.rot90(vol.label[region], k, axes=(0, 1)))
