@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="tiny", choices=["tiny", "paper"], help="backbone preset")
     parser.add_argument("--crop", type=int, default=None, help="cubic crop edge in voxels (tiny 48, paper 96)")
     parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument("--iters", type=int, default=10, help="timed iterations per variant")
+    parser.add_argument("--iters", type=int, default=20, help="timed iterations per variant")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations per variant")
     parser.add_argument("--synth-prob", type=float, default=0.5)
     parser.add_argument("--generator", default="hu", help="synthesis.registry name (falls back to a "
@@ -38,53 +38,81 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     rows = run_benchmark(args)
-    header = f"{'variant':<28}{'it/s':>8}{'data ms/it':>12}{'step ms/it':>12}{'synth/it':>10}"
+    header = (f"{'variant':<26}{'it/s':>7}{'data ms/it':>12}{'step ms/it':>12}{'CPU s/it':>10}"
+              f"{'synth/it':>10}")
     print(f"backbone={args.backbone} size={args.size} crop={rows[0]['crop']} batch={args.batch_size} "
-          f"device={args.device} workers={args.num_workers} generator={rows[1]['generator']}")
+          f"device={args.device} workers={args.num_workers} generator={rows[1]['generator']} "
+          f"iters={args.iters} (medians; variants interleaved)")
     print(header)
     print("-" * len(header))
     for row in rows:
-        print(f"{row['variant']:<28}{row['its']:>8.2f}{row['data_ms']:>12.1f}{row['step_ms']:>12.1f}"
-              f"{row['synth_per_it']:>10.2f}")
+        print(f"{row['variant']:<26}{row['its']:>7.2f}{row['data_ms']:>12.1f}{row['step_ms']:>12.1f}"
+              f"{row['cpu_s']:>10.2f}{row['synth_per_it']:>10.2f}")
     base, synth = rows
-    print(f"synthesis slows training to {synth['its'] / base['its']:.2f}x of the baseline it/s")
+    print(f"with synthesis: {synth['its'] / base['its']:.2f}x the baseline it/s; "
+          f"data time {synth['data_ms'] / max(base['data_ms'], 1e-9):.1f}x")
     return 0
 
 
-def _timer(device) -> float:
+def _timer(device) -> tuple[float, float]:
     import torch
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return time.perf_counter()
+    return time.perf_counter(), time.process_time()
 
 
-def measure(volumes, config, generator, device, iters: int, warmup: int) -> dict:
-    """Time ``warmup + iters`` training iterations; returns it/s and ms per phase."""
-    import torch
+class _Lane:
+    """One variant's model, optimizer, batch stream and per-iteration timings."""
 
-    from models.data import epoch_batches
-    from models.inference import build_model
-    from models.trainer import make_loss, train_step
+    def __init__(self, volumes, config, generator, device, n_batches: int):
+        import torch
 
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(config.seed)
-        model = build_model(config).to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    loss_fn = make_loss()
-    batches = epoch_batches(volumes, config, 0, warmup + iters, generator)
-    data_s = step_s = 0.0
-    n_synth = 0
+        from models.data import epoch_batches
+        from models.inference import build_model
+        from models.trainer import make_loss
+
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(config.seed)
+            self.model = build_model(config).to(device).train()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.loss_fn, self.config, self.device = make_loss(), config, device
+        self.batches = epoch_batches(volumes, config, 0, n_batches, generator)
+        self.data_s, self.step_s, self.cpu_s, self.n_synth = [], [], [], 0
+
+    def step(self, timed: bool) -> None:
+        from models.trainer import train_step
+
+        t0, c0 = _timer(self.device)
+        batch = next(self.batches)
+        t1, _ = _timer(self.device)
+        train_step(self.model, self.optimizer, self.loss_fn, batch, self.device, self.config.amp)
+        t2, c2 = _timer(self.device)
+        if timed:
+            self.data_s.append(t1 - t0)
+            self.step_s.append(t2 - t1)
+            self.cpu_s.append(c2 - c0)
+            self.n_synth += batch["n_synth"]
+
+    def summary(self) -> dict:
+        import numpy as np
+
+        data, step = float(np.median(self.data_s)), float(np.median(self.step_s))
+        return {"its": 1.0 / (data + step), "data_ms": 1e3 * data, "step_ms": 1e3 * step,
+                "cpu_s": float(np.median(self.cpu_s)), "synth_per_it": self.n_synth / len(self.data_s)}
+
+
+def measure(volumes, configs_generators, device, iters: int, warmup: int) -> list[dict]:
+    """Time ``iters`` iterations of each (config, generator) variant after ``warmup``.
+
+    Iterations of the variants alternate, so machine load affects all of them alike; medians
+    of the per-iteration wall times give it/s (CPU s/it = process CPU time, all threads).
+    """
+    lanes = [_Lane(volumes, cfg, gen, device, warmup + iters) for cfg, gen in configs_generators]
     for i in range(warmup + iters):
-        t0 = _timer(device)
-        batch = next(batches)
-        t1 = _timer(device)
-        train_step(model, optimizer, loss_fn, batch, device, config.amp)
-        t2 = _timer(device)
-        if i >= warmup:
-            data_s, step_s, n_synth = data_s + t1 - t0, step_s + t2 - t1, n_synth + batch["n_synth"]
-    return {"its": iters / (data_s + step_s), "data_ms": 1e3 * data_s / iters, "step_ms": 1e3 * step_s / iters,
-            "synth_per_it": n_synth / iters}
+        for lane in lanes:
+            lane.step(timed=i >= warmup)
+    return [lane.summary() for lane in lanes]
 
 
 class EllipsoidGenerator:
@@ -172,8 +200,7 @@ def run_benchmark(args) -> list[dict]:
     shape = (int(crop * 2.3), crop * 2, int(crop * 1.5))
     volumes = phantom_volumes(shape, n=4, seed=args.seed)
     generator = _make_generator(args.generator, args.organ, device)
-    rows = []
-    for variant, gen in (("baseline (no synthesis)", None), (f"synthesis p={args.synth_prob}", generator)):
-        row = measure(volumes, config, gen, device, args.iters, args.warmup)
-        rows.append({"variant": variant, "crop": crop, "generator": getattr(gen, "name", "-"), **row})
-    return rows
+    variants = (("baseline (no synthesis)", None), (f"synthesis p={args.synth_prob}", generator))
+    results = measure(volumes, [(config, gen) for _, gen in variants], device, args.iters, args.warmup)
+    return [{"variant": name, "crop": crop, "generator": getattr(gen, "name", "-"), **row}
+            for (name, gen), row in zip(variants, results)]
