@@ -37,3 +37,29 @@ def test_tiny_unet_learns_liver_phantom(tmp_path):
           f"best {result.history and max(h.get('val_tumor_dsc', 0) for h in result.history):.3f}")
     assert np.mean(organ) > 0.8
     assert n_tumors == 0 or detected >= 1
+
+
+def test_tiny_unet_learns_fixture_phantom(tmp_path):
+    """Same check on the small models/ fixture cases (always available)."""
+    import nibabel as nib
+    from models_testdata import make_items
+
+    from models.config import TrainConfig
+    from models.inference import dice, predict_items
+    from models.trainer import train
+
+    items = make_items(tmp_path / "cases", n_labeled=8, n_healthy=0, seed=11, shape=(48, 44, 40))
+    cfg = TrainConfig(backbone="unet", size="tiny", crop_size=(32, 32, 32), spacing=(2.0, 2.0, 2.0), epochs=30,
+                      iters_per_epoch=4, val_every=10, warmup_epochs=2, lr=3e-3, seed=0)
+    result = train(cfg, items[:6], items[6:], tmp_path / "run", progress=False)
+    paths = predict_items(result.best_ckpt, items[6:], tmp_path / "pred", progress=False)
+    organ, found = [], 0
+    for item, path in zip(items[6:], paths):
+        pred = np.asarray(nib.load(str(path)).dataobj)
+        truth = np.asarray(nib.load(item["label"]).dataobj)
+        organ.append(dice(pred >= 1, truth >= 1))
+        found += bool(((pred == 2) & (truth == 2)).any())
+    print(f"fixture phantom: organ DSC {np.mean(organ):.3f}, tumors detected {found}/2, "
+          f"val history {[(h['epoch'], round(h.get('val_tumor_dsc', -1), 3)) for h in result.history if 'val_tumor_dsc' in h]}")
+    assert np.mean(organ) > 0.8
+    assert found >= 1

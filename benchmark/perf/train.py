@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
               f"{'synth/it':>10}")
     print(f"backbone={args.backbone} size={args.size} crop={rows[0]['crop']} batch={args.batch_size} "
           f"device={args.device} workers={args.num_workers} generator={rows[1]['generator']} "
-          f"iters={args.iters} (medians; variants interleaved)")
+          f"iters={args.iters} (means; variants interleaved)")
     print(header)
     print("-" * len(header))
     for row in rows:
@@ -97,16 +97,16 @@ class _Lane:
     def summary(self) -> dict:
         import numpy as np
 
-        data, step = float(np.median(self.data_s)), float(np.median(self.step_s))
+        data, step = float(np.mean(self.data_s)), float(np.mean(self.step_s))
         return {"its": 1.0 / (data + step), "data_ms": 1e3 * data, "step_ms": 1e3 * step,
-                "cpu_s": float(np.median(self.cpu_s)), "synth_per_it": self.n_synth / len(self.data_s)}
+                "cpu_s": float(np.mean(self.cpu_s)), "synth_per_it": self.n_synth / len(self.data_s)}
 
 
 def measure(volumes, configs_generators, device, iters: int, warmup: int) -> list[dict]:
     """Time ``iters`` iterations of each (config, generator) variant after ``warmup``.
 
-    Iterations of the variants alternate, so machine load affects all of them alike; medians
-    of the per-iteration wall times give it/s (CPU s/it = process CPU time, all threads).
+    Iterations of the variants alternate, so machine load affects all of them alike; it/s is
+    1 / (mean data + mean step wall time); CPU s/it is process CPU time (all threads).
     """
     lanes = [_Lane(volumes, cfg, gen, device, warmup + iters) for cfg, gen in configs_generators]
     for i in range(warmup + iters):
