@@ -87,22 +87,36 @@ def load_volumes(items: Iterable[Mapping], min_shape: Sequence[int], progress: b
     return [load_volume(item, min_shape) for item in tqdm(items, desc=desc, disable=not progress, leave=False)]
 
 
-def write_labels_atomic(labels: np.ndarray, reference, path: str | os.PathLike) -> Path:
-    """Write (X, Y, Z) uint8 ``labels`` with ``reference``'s affine/header, via temp + rename."""
-    import nibabel as nib
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
+
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call ``write(tmp_path)`` on a temp file next to ``path`` (same suffixes), then rename it
+    onto ``path``; nothing is left half-written. The file gets the umask's permissions
+    (mkstemp alone would make it private 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = reference.header.copy()
-    header.set_data_dtype(np.uint8)
-    header.set_slope_inter(1, 0)
-    out = nib.Nifti1Image(np.asarray(labels, dtype=np.uint8), reference.affine, header)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=".nii.gz", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix="".join(path.suffixes), dir=path.parent)
     os.close(fd)
     try:
-        nib.save(out, tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_labels_atomic(labels: np.ndarray, reference, path: str | os.PathLike) -> Path:
+    """Write (X, Y, Z) uint8 ``labels`` with ``reference``'s affine/header, atomically."""
+    import nibabel as nib
+
+    header = reference.header.copy()
+    header.set_data_dtype(np.uint8)
+    header.set_slope_inter(1, 0)
+    out = nib.Nifti1Image(np.asarray(labels, dtype=np.uint8), reference.affine, header)
+    return atomic_write(path, lambda tmp: nib.save(out, tmp))

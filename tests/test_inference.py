@@ -87,3 +87,19 @@ def test_load_model_rebuilds_network_and_config(trained):
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
     with pytest.raises(ValueError, match="checkpoint not found"):
         load_model(result.best_ckpt.with_name("nope.pt"), "cpu")
+
+
+def test_outputs_follow_the_umask(trained, tmp_path):
+    import os
+
+    result, items = trained
+    from models.checkpoint import save_checkpoint
+
+    old = os.umask(0o022)
+    try:
+        path = predict_items(result.best_ckpt, items[:1], tmp_path, organ_postprocess=False, progress=False)[0]
+        ckpt = save_checkpoint(tmp_path / "x.pt", {"model": {}, "config": {}})
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0600
+    assert ckpt.stat().st_mode & 0o777 == 0o644
