@@ -166,3 +166,20 @@ def test_worker_loading_gives_the_same_batches(items):
     assert sum(b["n_synth"] for b in serial) > 0
     for a, b in zip(serial, parallel, strict=True):
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
+
+
+def test_hu_generator_plugs_into_the_pipeline(items):
+    pytest.importorskip("synthesis.hu")
+    from synthesis.registry import make_generator
+
+    train_items, _ = items
+    volumes = load_volumes(train_items[3:], CROP, progress=False)  # healthy cases
+    cfg = _config(synth_prob=1.0, batch_size=3, shift_prob=0.0)
+    plan = plan_batch(volumes, [0, 1, 2], cfg, True, child_rng(4))
+    batch = finish_batch(plan, cfg, make_generator("hu", "liver"), child_rng(5))
+    tumor = batch["label"][:, 0].numpy() == 2
+    assert plan.synth.all() and tumor.any(axis=(1, 2, 3)).all()
+    assert (plan.label[tumor] == 1).all()  # liver tumors lie inside the organ
+    low, high = cfg.window
+    before = np.clip((plan.ct_hu[tumor] - low) / (high - low), 0, 1)
+    assert batch["image"][:, 0].numpy()[tumor].mean() < before.mean()  # hypo-attenuating
