@@ -149,8 +149,11 @@ class EllipsoidGenerator:
 
 
 def _make_generator(name: str, organ: str, device):
-    from synthesis.registry import make_generator
+    from benchmark.errors import InputError
+    from synthesis.registry import GENERATORS, make_generator
 
+    if name not in GENERATORS:
+        raise InputError(f"--generator {name!r}: expected one of {sorted(GENERATORS)}")
     try:
         return make_generator(name, organ, device=str(device))
     except (ModuleNotFoundError, ImportError, AttributeError):
