@@ -1,0 +1,198 @@
+"""Training data: cached volumes, pos/neg crops, on-the-fly synthesis, window, augmentation.
+
+One pipeline for every regime. Per batch (all randomness from child seeds of the cell seed,
+keyed by epoch and batch index, so a resumed run replays the same batches):
+
+1. crop (HU): centre on a label > 0 voxel with ``pos_fraction`` (RandCropByPosNegLabeld with
+   ``image_threshold`` = window low, so negatives sit in the body), else on a background voxel;
+   healthy crops chosen for synthesis are always organ-centred with enough organ;
+2. RandRotate90 on axes (0, 1) (k = 2 only when those axes differ in length);
+3. synthesis: the crops of healthy cases drawn with ``synth_prob`` go, as one batch, through the
+   :class:`~synthesis.protocol.TumorGenerator` (in HU, before windowing); label := 2 on its mask;
+4. window [lo, hi] HU -> [0, 1] (clipped); RandShiftIntensity (offset ~ U(-0.1, 0.1)).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from models.config import STREAM_DATA, STREAM_SYNTHESIS, TrainConfig, child_rng
+from models.volumes import Volume
+
+_MAX_SELECT_TRIES = 10
+
+
+@dataclass
+class CropPlan:
+    """Stage-1 output for one batch (numpy, HU). ``synth``: which crops get a tumor."""
+
+    ct_hu: np.ndarray  # (B, X, Y, Z) float32
+    label: np.ndarray  # (B, X, Y, Z) uint8
+    synth: np.ndarray  # (B,) bool
+    shift: np.ndarray  # (B,) float32 intensity offset after windowing (0 = no shift)
+    case_ids: tuple[str, ...]
+
+
+def epoch_order(n_items: int, n_samples: int, seed: int, epoch: int) -> np.ndarray:
+    """Item index per sample of an epoch: concatenated random permutations (each item once
+    per pass, as one random crop per scan per epoch in the official trainer)."""
+    rng = child_rng(seed, STREAM_DATA, epoch)
+    passes = -(-n_samples // n_items)
+    return np.concatenate([rng.permutation(n_items) for _ in range(passes)])[:n_samples]
+
+
+def _start(center: Sequence[int], shape: Sequence[int], crop: Sequence[int]) -> tuple[int, ...]:
+    return tuple(int(min(max(c - k // 2, 0), s - k)) for c, s, k in zip(center, shape, crop))
+
+
+def _window_slices(start: Sequence[int], crop: Sequence[int]) -> tuple[slice, ...]:
+    return tuple(slice(s, s + k) for s, k in zip(start, crop))
+
+
+def _background_center(vol: Volume, low_hu: float, rng: np.random.Generator) -> tuple[int, ...]:
+    """Random label-0 voxel inside the body (HU > ``low_hu``), by rejection sampling
+    (no index list: a 1 mm abdomen has ~10^8 background voxels)."""
+    shape = vol.label.shape
+    for _ in range(200):
+        idx = tuple(int(rng.integers(0, s)) for s in shape)
+        if vol.label[idx] == 0 and vol.ct_hu[idx] > low_hu:
+            return idx
+    return idx
+
+
+def _foreground_center(vol: Volume, rng: np.random.Generator) -> tuple[int, ...]:
+    if vol.fg_index.size == 0:
+        return tuple(int(rng.integers(0, s)) for s in vol.label.shape)
+    flat = vol.fg_index[int(rng.integers(0, vol.fg_index.size))]
+    return tuple(int(i) for i in np.unravel_index(flat, vol.label.shape))
+
+
+def _select_start(vol: Volume, cfg: TrainConfig, synth: bool, rng: np.random.Generator) -> tuple[int, ...]:
+    crop = cfg.crop_size
+    if not synth:
+        positive = rng.random() < cfg.pos_fraction
+        center = _foreground_center(vol, rng) if positive else _background_center(vol, cfg.window[0], rng)
+        return _start(center, vol.label.shape, crop)
+    # As RandCropByPosNegLabeld_select: a healthy crop that gets a tumor needs enough organ.
+    need = cfg.synth_min_organ_fraction * float(np.prod(crop))
+    best, best_count = None, -1
+    for _ in range(_MAX_SELECT_TRIES):
+        start = _start(_foreground_center(vol, rng), vol.label.shape, crop)
+        count = int(np.count_nonzero(vol.label[_window_slices(start, crop)] == 1))
+        if count > best_count:
+            best, best_count = start, count
+        if count >= need:
+            break
+    return best
+
+
+def _rot90_k(cfg: TrainConfig, rng: np.random.Generator) -> int:
+    if rng.random() >= cfg.rot90_prob:
+        return 0
+    k = int(rng.integers(1, 4))  # MONAI RandRotate90 max_k=3
+    # k = 1, 3 would swap unequal axes and break batching: use the half turn instead.
+    return k if cfg.crop_size[0] == cfg.crop_size[1] else 2
+
+
+def plan_batch(
+    volumes: Sequence[Volume], indices: Sequence[int], cfg: TrainConfig, can_synthesize: bool,
+    rng: np.random.Generator,
+) -> CropPlan:
+    """Stage 1-2 for one batch: crops in HU, rotated, with synthesis/shift decisions drawn."""
+    cts, labels, synth, shift = [], [], [], []
+    for i in indices:
+        vol = volumes[int(i)]
+        wants_tumor = bool(can_synthesize and vol.healthy and rng.random() < cfg.synth_prob)
+        region = _window_slices(_select_start(vol, cfg, wants_tumor, rng), cfg.crop_size)
+        # A case without organ voxels in reach cannot host a tumor: keep it a negative.
+        wants_tumor = wants_tumor and bool((vol.label[region] == 1).any())
+        k = _rot90_k(cfg, rng)
+        cts.append(np.rot90(vol.ct_hu[region], k, axes=(0, 1)))
+        labels.append(np.rot90(vol.label[region], k, axes=(0, 1)))
+        synth.append(wants_tumor)
+        shift.append(rng.uniform(-cfg.shift_offset, cfg.shift_offset) if rng.random() < cfg.shift_prob else 0.0)
+    return CropPlan(
+        ct_hu=np.ascontiguousarray(np.stack(cts), dtype=np.float32),
+        label=np.ascontiguousarray(np.stack(labels), dtype=np.uint8),
+        synth=np.asarray(synth, dtype=bool),
+        shift=np.asarray(shift, dtype=np.float32),
+        case_ids=tuple(volumes[int(i)].case_id for i in indices),
+    )
+
+
+def finish_batch(plan: CropPlan, cfg: TrainConfig, generator, rng: np.random.Generator) -> dict:
+    """Stage 3-4: synthesis on the selected crops (one generator call), window, shift.
+
+    Returns:
+        ``image`` (B, 1, X, Y, Z) float32 in [0, 1] (+ shift), ``label`` (B, 1, X, Y, Z) int64,
+        ``n_synth`` number of synthetic tumors, ``case_ids``.
+    """
+    ct, label = plan.ct_hu.copy(), plan.label.copy()
+    n_synth = int(plan.synth.sum())
+    if n_synth:
+        out = generator(ct[plan.synth], label[plan.synth] >= 1, cfg.spacing, rng)
+        ct[plan.synth] = out.ct_hu
+        sub = label[plan.synth]
+        sub[np.asarray(out.tumor_mask, dtype=bool)] = 2
+        label[plan.synth] = sub
+    low, high = cfg.window
+    image = np.clip((ct - low) / (high - low), 0.0, 1.0) + plan.shift[:, None, None, None]
+    return {
+        "image": torch.from_numpy(image.astype(np.float32)[:, None]),
+        "label": torch.from_numpy(label.astype(np.int64)[:, None]),
+        "n_synth": n_synth,
+        "case_ids": list(plan.case_ids),
+    }
+
+
+class EpochBatches(torch.utils.data.Dataset):
+    """Batch ``b`` of epoch ``epoch`` as a map-style item (DataLoader with ``batch_size=None``),
+    so workers can build batches in any order and the result stays deterministic."""
+
+    def __init__(self, volumes, cfg: TrainConfig, epoch: int, n_batches: int, generator, synth_here: bool):
+        self.volumes, self.cfg, self.epoch, self.generator = volumes, cfg, epoch, generator
+        self.synth_here = synth_here
+        self.n_batches = n_batches
+        self.order = epoch_order(len(volumes), n_batches * cfg.batch_size, cfg.seed, epoch)
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def __getitem__(self, b: int):
+        cfg = self.cfg
+        indices = self.order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+        plan = plan_batch(self.volumes, indices, cfg, self.generator is not None,
+                          child_rng(cfg.seed, STREAM_DATA, self.epoch, b))
+        if not self.synth_here:
+            return plan
+        return finish_batch(plan, cfg, self.generator, child_rng(cfg.seed, STREAM_SYNTHESIS, self.epoch, b))
+
+
+def _identity(item):
+    return item
+
+
+def _generator_on_cuda(generator) -> bool:
+    return "cuda" in str(getattr(generator, "device", "cpu"))
+
+
+def epoch_batches(volumes, cfg: TrainConfig, epoch: int, n_batches: int, generator) -> Iterator[dict]:
+    """Yield the finished batches of one epoch, in order.
+
+    With ``num_workers > 0`` cropping (and CPU synthesis) runs in DataLoader workers, overlapping
+    the training step; a CUDA generator always runs in this process (no CUDA in forked workers).
+    """
+    synth_here = cfg.num_workers > 0 and not _generator_on_cuda(generator)
+    dataset = EpochBatches(volumes, cfg, epoch, n_batches, generator, synth_here or cfg.num_workers == 0)
+    if cfg.num_workers == 0:
+        yield from (dataset[b] for b in range(n_batches))
+        return
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False, num_workers=cfg.num_workers,
+                                         collate_fn=_identity)
+    for b, item in enumerate(loader):
+        if isinstance(item, CropPlan):
+            item = finish_batch(item, cfg, generator, child_rng(cfg.seed, STREAM_SYNTHESIS, epoch, b))
+        yield item
