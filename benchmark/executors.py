@@ -94,7 +94,7 @@ def _run_submitit(tasks, todo, outcomes, stages, slurm: Mapping[str, Any], folde
     submitit starts every job at once, so at most ``max_parallel`` are kept in flight."""
     import submitit
 
-    ex = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=cluster)
+    ex = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
     params = {"timeout_min": int(slurm["time_min"]), "mem_gb": slurm["mem_gb"],
               "cpus_per_task": int(slurm["cpus_per_task"]), "name": "tumorbench"}
     if cluster == "slurm":

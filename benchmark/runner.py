@@ -86,7 +86,7 @@ def run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True,
         run_name=task.run_name, note=_note(task), tags=_tags(task))
     buffer = tracking.MetricBuffer(client, run_id)
     try:
-        summaries = run_pipeline(task, stages, log_metrics=buffer.log, report=report,
+        summaries = run_pipeline(task, stages, log_metrics=buffer.log_epoch, report=report,
                                  progress=progress, train_only=train_only)
         buffer.flush()
         metrics = _final_metrics(client, run_id, task, summaries)

@@ -134,13 +134,47 @@ def make_fake_dataset(root: Path, organ: str, n_cases: int = 10) -> Path:
     return root
 
 
-def write_grid(path: Path, datasets: dict, name: str, results: Path, **overrides) -> Path:
-    """A small grid TOML; ``overrides`` replace top-level keys (TOML literal strings)."""
+def write_grid(path: Path, datasets: dict, name: str, results: Path, extra: str = "", **overrides) -> Path:
+    """A small grid TOML; ``overrides`` replace top-level keys (TOML literal strings),
+    ``extra`` is appended (more tables)."""
     top = {"name": json.dumps(name), "preset": '"tiny"', "seed": "0", "results_dir": json.dumps(str(results)),
            "organs": '["liver"]', "backbones": '["unet"]', "folds": "[0]", "regimes": '["real", "hu"]'}
     top.update(overrides)
     lines = [f"{k} = {v}" for k, v in top.items()]
     lines += ["", "[datasets]"] + [f"{o} = {json.dumps(str(p))}" for o, p in datasets.items()]
     lines += ["", "[train]", "epochs = 3", "lr = 0.001", "crop_size = [16, 16, 16]"]
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n" + extra)
     return path
+
+
+# --- MLflow store for tests -----------------------------------------------------------------
+def fresh_tracking_uri(tmp_path: Path) -> str:
+    """A sqlite store of its own for one test, copied from a migrated empty template.
+
+    Creating MLflow's tables takes 5-20 s; the template is made once per MLflow version in
+    the temp folder (atomically renamed into place) and copied in milliseconds.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    import mlflow
+
+    template = Path(tempfile.gettempdir()) / f"tumorbench-mlflow-template-{mlflow.__version__}.db"
+    if not template.is_file():
+        folder = Path(tempfile.mkdtemp(prefix="tumorbench-mlflow-template-"))
+        mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
+        os.replace(folder / "mlflow.db", template)
+        shutil.rmtree(folder, ignore_errors=True)
+    store = tmp_path / "mlruns"
+    store.mkdir(exist_ok=True)
+    shutil.copy(template, store / "mlflow.db")
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def cell_runs(uri: str, experiment: str, kind: str = "cell"):
+    """DataFrame of the experiment's runs of ``kind`` (mlflow.search_runs)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(experiment_names=[experiment], filter_string=f"tags.`tumorbench.kind` = '{kind}'")
