@@ -125,7 +125,7 @@ def parse_grid(text: str, path: Path | None = None) -> Grid:
 def _no_unknown(table: dict, known, where: str, prefix: str) -> None:
     for key in table:
         if key not in known:
-            raise InputError(f"{where}: unknown field {prefix}{key!r}; expected one of {sorted(known)}")
+            raise InputError(f"{where}: unknown field '{prefix}{key}'; expected one of {sorted(known)}")
 
 
 def _name(raw: dict, where: str) -> str:

@@ -192,3 +192,23 @@ def start_ui(tracking_uri: str | None = None, port: int = 5000, host: str = "127
         client_for(uri)  # creates the folder so a fresh store opens
         cmd += ["--default-artifact-root", root.as_uri()]
     return subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+
+
+def serve_ui(tracking_uri: str | None = None, port: int = 5000) -> int:
+    """Run the UI in the foreground until Ctrl-C; returns the server's exit code."""
+    from benchmark.errors import InputError
+
+    if not 0 < port < 65536:
+        raise InputError(f"--port: {port} is not a TCP port (1-65535)")
+    process = start_ui(tracking_uri, port=port)
+    print(f"MLflow UI for {resolve_tracking_uri(tracking_uri)}: http://127.0.0.1:{port}  (Ctrl-C stops it)",
+          flush=True)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        return 0
