@@ -142,3 +142,38 @@ def test_submitit_local_executor_runs_a_cell(setup, monkeypatch):
     assert len(runs) == 1 and runs["status"][0] == "FINISHED"
     assert Path(runs["tags.results_dir"][0], "DONE").is_file()
     assert list((tmp / "results" / ".submitit").glob("*_result.pkl"))  # it ran as a submitit job
+
+
+def test_cli_dry_run_and_bad_grid(setup, capsys, tmp_path):
+    from benchmark.cli import main
+
+    grid, uri, tmp = setup
+    assert main(["run", str(grid), "--dry-run", "--only", "fold=1"]) == 0
+    assert "2 cells" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nregimes = ["gan"]\n[datasets]\nliver = "/nowhere"\n')
+    assert main(["run", str(bad), "--dry-run"]) == 2
+    assert "field 'regimes' has 'gan'" in capsys.readouterr().err
+    assert main(["tune", str(grid), "--cell", "organ=liver"]) == 2
+    assert "--cell" in capsys.readouterr().err
+
+
+def test_previews_written_for_predicted_cases(tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    from benchmark.data import Dataset
+    from benchmark.stages import render_previews
+
+    root = make_fake_dataset(tmp_path / "ds", "liver", n_cases=5)
+    labels = np.zeros((20, 20, 10), np.uint8)
+    labels[5:15, 5:15, 2:8] = 1
+    labels[8:11, 8:11, 6] = 2  # the tumor is on slice 6 only
+    for case in ("liver_000", "liver_001"):
+        nib.save(nib.Nifti1Image(np.full(labels.shape, 40, np.int16), np.eye(4)), root / "cases" / case / "ct.nii.gz")
+        nib.save(nib.Nifti1Image(labels, np.eye(4)), root / "cases" / case / "labels.nii.gz")
+    (tmp_path / "pred").mkdir()
+    nib.save(nib.Nifti1Image(labels, np.eye(4)), tmp_path / "pred" / "liver_000.nii.gz")
+    written = render_previews(Dataset.open(root), ["liver_000", "liver_001"], tmp_path / "pred", tmp_path / "png", n=3)
+    assert [p.name for p in written] == ["liver_000.png"]  # liver_001 has no prediction
+    assert written[0].read_bytes()[:4] == b"\x89PNG"
