@@ -20,7 +20,7 @@ class Stages:
     """Functions a cell calls.
 
     Attributes:
-        make_config: ``(backbone, preset, seed, hyperparameters: dict) -> TrainConfig``.
+        make_config: ``(backbone, preset, seed, hyperparameters: dict, *, spacing) -> TrainConfig``.
         make_generator: ``(name, organ, **kwargs) -> TumorGenerator`` (synthesis.registry).
         train: ``models.trainer.train`` signature.
         predict: ``models.inference.predict_items`` signature.
@@ -42,8 +42,12 @@ def real_stages() -> Stages:
                   predict=_predict, evaluate=_evaluate, previews=render_previews)
 
 
-def make_train_config(backbone: str, preset: str, seed: int, hyperparameters: dict[str, Any]):
-    """``models.trainer.TrainConfig`` of a cell; unknown hyperparameters raise InputError."""
+def make_train_config(backbone: str, preset: str, seed: int, hyperparameters: dict[str, Any], *,
+                      spacing: Sequence[float] | None = None):
+    """``models.trainer.TrainConfig`` of a cell; unknown hyperparameters raise InputError.
+
+    ``spacing`` (mm) is the dataset's; the config takes it when it has such a field.
+    """
     from models.trainer import TrainConfig
 
     known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -51,7 +55,12 @@ def make_train_config(backbone: str, preset: str, seed: int, hyperparameters: di
     if unknown:
         raise InputError(f"grid [train]: fields {unknown} are not TrainConfig fields {sorted(known)}")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in hyperparameters.items()}
-    return TrainConfig(backbone=backbone, size=preset, seed=seed, **values)
+    if spacing is not None and "spacing" in known:
+        values["spacing"] = tuple(float(s) for s in spacing)
+    try:
+        return TrainConfig(backbone=backbone, size=preset, seed=seed, **values)
+    except ValueError as exc:  # TrainConfig validates its values
+        raise InputError(f"grid [train]: {exc}") from exc
 
 
 def _make_generator(name: str, organ: str, **kwargs):
@@ -140,7 +149,7 @@ def run_pipeline(task, stages: Stages, *, log_metrics, report=None, progress: bo
         raise InputError(f"{dataset.root}: dataset changed since the grid was expanded "
                          f"(fingerprint {dataset.fingerprint()} != {cell.dataset_fingerprint})")
     train_ids, val_ids = dataset.fold(cell.fold)
-    config = stages.make_config(cell.backbone, cell.preset, cell.seed, cell.hp())
+    config = stages.make_config(cell.backbone, cell.preset, cell.seed, cell.hp(), spacing=dataset.spacing)
     write_json_atomic(out / "cell.json", cell.to_dict())
     write_json_atomic(out / "train_config.json", _as_dict(config))
     stages.train(config, dataset.items(train_ids), dataset.items(val_ids), out / "train",
@@ -172,9 +181,10 @@ def _predict_and_evaluate(task, stages: Stages, ckpt: Path, dataset, case_ids, o
                        overlap=float(task.setting("overlap")),
                        organ_postprocess=bool(task.setting("organ_postprocess")), progress=progress)
         write_text_atomic(marker, "\n".join(case_ids) + "\n")
-    summary = stages.evaluate(pred_dir, dataset, case_ids=list(case_ids))
     path = out / "summary.json" if organ == task.cell.organ else out / "cross_organ" / organ / "summary.json"
-    write_json_atomic(path, summary)
+    summary = stages.evaluate(pred_dir, dataset, case_ids=list(case_ids), out=path, progress=progress)
+    if not path.is_file():  # evaluate_folder writes it; make sure whatever evaluated did
+        write_json_atomic(path, summary)
     return summary
 
 

@@ -32,7 +32,7 @@ class FakeConfig:
     crop_size: tuple = (16, 16, 16)
 
 
-def fake_make_config(backbone, preset, seed, hyperparameters):
+def fake_make_config(backbone, preset, seed, hyperparameters, *, spacing=None):
     return FakeConfig(backbone=backbone, size=preset, seed=seed, epochs=hyperparameters["epochs"],
                       lr=hyperparameters["lr"], crop_size=tuple(hyperparameters["crop_size"]))
 
@@ -85,7 +85,7 @@ def fake_predict(ckpt_path, items, out_dir, *, device="cpu", overlap=0.75, organ
     return paths
 
 
-def fake_evaluate(pred_dir, dataset, case_ids=None, out=None):
+def fake_evaluate(pred_dir, dataset, case_ids=None, out=None, progress=True):
     """Summary in the contract's shape; sensitivity = n cases / (n cases + 1)."""
     n = len(case_ids)
     files = sorted(p.name for p in Path(pred_dir).glob("*.nii.gz"))
