@@ -92,16 +92,7 @@ def _run_submitit(tasks, todo, outcomes, stages, slurm: Mapping[str, Any], folde
                   max_parallel: int, *, cluster: str, view) -> None:
     """Slurm: one job array (parallelism from [slurm] array_parallelism). Local cluster:
     submitit starts every job at once, so at most ``max_parallel`` are kept in flight."""
-    import submitit
-
-    ex = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
-    params = {"timeout_min": int(slurm["time_min"]), "mem_gb": slurm["mem_gb"],
-              "cpus_per_task": int(slurm["cpus_per_task"]), "name": "tumorbench"}
-    if cluster == "slurm":
-        params.update(gpus_per_node=int(slurm["gpus_per_node"]),
-                      slurm_array_parallelism=int(slurm["array_parallelism"]))
-        params.update({f"slurm_{k}": slurm[k] for k in ("partition", "account", "constraint") if slurm.get(k)})
-    ex.update_parameters(**params)
+    ex = submitit_executor(folder, slurm, cluster)
     if cluster == "slurm":
         jobs = ex.map_array(run_cell_job, [tasks[i] for i in todo], [stages] * len(todo))
         _collect(dict(zip(jobs, todo)), tasks, outcomes, view, started_all=True)
@@ -113,6 +104,21 @@ def _run_submitit(tasks, todo, outcomes, stages, slurm: Mapping[str, Any], folde
             running[ex.submit(run_cell_job, tasks[i], stages)] = i
             view.started()
         _collect(running, tasks, outcomes, view, started_all=False, first_only=True)
+
+
+def submitit_executor(folder: Path, slurm: Mapping[str, Any], cluster: str):
+    """A submitit AutoExecutor configured from the grid's [slurm] table."""
+    import submitit
+
+    ex = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+    params = {"timeout_min": int(slurm["time_min"]), "mem_gb": slurm["mem_gb"],
+              "cpus_per_task": int(slurm["cpus_per_task"]), "name": "tumorbench"}
+    if cluster == "slurm":
+        params.update(gpus_per_node=int(slurm["gpus_per_node"]),
+                      slurm_array_parallelism=int(slurm["array_parallelism"]))
+        params.update({f"slurm_{k}": slurm[k] for k in ("partition", "account", "constraint") if slurm.get(k)})
+    ex.update_parameters(**params)
+    return ex
 
 
 def _collect(jobs: dict, tasks, outcomes, view, *, started_all: bool, first_only: bool = False) -> None:

@@ -177,3 +177,21 @@ def test_previews_written_for_predicted_cases(tmp_path):
     written = render_previews(Dataset.open(root), ["liver_000", "liver_001"], tmp_path / "pred", tmp_path / "png", n=3)
     assert [p.name for p in written] == ["liver_000.png"]  # liver_001 has no prediction
     assert written[0].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_slurm_parameters_reach_the_sbatch_script(tmp_path, monkeypatch):
+    """No cluster here: pretend srun exists and read the sbatch script submitit would submit."""
+    import submitit
+
+    from benchmark.executors import submitit_executor
+    from benchmark.grid import parse_grid
+
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", staticmethod(lambda: 1))
+    grid = parse_grid('name = "g"\n[datasets]\nliver = "/d"\n[slurm]\npartition = "gpu"\ngpus_per_node = 2\n'
+                      'time_min = 90\nmem_gb = 32\narray_parallelism = 3\naccount = "lab"\n')
+    ex = submitit_executor(tmp_path, grid.slurm, cluster="slurm")
+    script = ex._executor._make_submission_file_text("python -m x", "uid")
+    for line in ("--partition=gpu", "--gpus-per-node=2", "--time=90", "--mem=32GB", "--account=lab",
+                 "--cpus-per-task=8", "--job-name=tumorbench"):
+        assert f"#SBATCH {line}" in script, line
+    assert ex._executor.parameters["array_parallelism"] == 3
