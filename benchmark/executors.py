@@ -15,11 +15,14 @@ from benchmark.errors import InputError
 EXECUTORS = ("local", "slurm", "submitit-local")
 
 
-def run_cell_job(task, stages=None):
-    """Entry of a worker process / Slurm job: run one cell, never raise for cell errors."""
+def run_cell_job(task, stages=None, progress: bool = False):
+    """Entry of a worker process / Slurm job: run one cell, never raise for cell errors.
+
+    Inner progress bars (training, inference) only when cells run one at a time here.
+    """
     from benchmark.runner import run_cell
 
-    return run_cell(task, stages, progress=False)
+    return run_cell(task, stages, progress=progress)
 
 
 def execute(tasks: Sequence, *, executor: str, max_parallel: int, stages, slurm: Mapping[str, Any],
@@ -35,7 +38,7 @@ def execute(tasks: Sequence, *, executor: str, max_parallel: int, stages, slurm:
     if executor == "local" and max_parallel == 1:
         for i in todo:
             view.started()
-            outcomes[i] = run_cell_job(tasks[i], stages)
+            outcomes[i] = run_cell_job(tasks[i], stages, progress=progress)
             view.ended(outcomes[i].status)
     elif executor == "local":
         _run_pool(tasks, todo, outcomes, stages, max_parallel, view)

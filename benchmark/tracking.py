@@ -191,7 +191,9 @@ def start_ui(tracking_uri: str | None = None, port: int = 5000, host: str = "127
     if root is not None:
         client_for(uri)  # creates the folder so a fresh store opens
         cmd += ["--default-artifact-root", root.as_uri()]
-    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+    # The server's background job runner (GenAI jobs) is a third Python process we never use.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env)
 
 
 def serve_ui(tracking_uri: str | None = None, port: int = 5000) -> int:

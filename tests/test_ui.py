@@ -19,7 +19,7 @@ def test_ui_serves_the_store_on_loopback(tmp_path):
     port = _free_port()
     process = start_ui(fresh_tracking_uri(tmp_path), port=port)
     try:
-        status, deadline = None, time.monotonic() + 120
+        status, deadline = None, time.monotonic() + 240
         while status is None and time.monotonic() < deadline and process.poll() is None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
