@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 from benchmark.cell import Cell, cells_from_grid, parse_only, select
 from benchmark.errors import InputError
 from benchmark.grid import EVAL_DEFAULTS, Grid, load_grid
+from benchmark.io import write_json_atomic
 from benchmark import tracking
 
 
@@ -88,11 +89,7 @@ def run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True,
     try:
         summaries = run_pipeline(task, stages, log_metrics=buffer.log_epoch, report=report,
                                  progress=progress, train_only=train_only)
-        buffer.flush()
-        metrics = _final_metrics(client, run_id, task, summaries)
-        buffer.log(metrics)
-        buffer.flush()
-        _log_artifacts(client, run_id, task.results_dir)
+        metrics = _log_results(client, buffer, run_id, task, summaries)
     except stop_exceptions as exc:
         _end(client, buffer, run_id, "KILLED", {"stopped": type(exc).__name__})
         raise
@@ -105,8 +102,6 @@ def run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True,
             raise
         return CellOutcome(task.cell, "failed", run_id, str(task.results_dir), error=_one_line(exc))
     _end(client, buffer, run_id, "FINISHED", {})
-    from benchmark.io import write_json_atomic
-
     write_json_atomic(task.results_dir / "DONE", {"run_id": run_id, "resumed": resumed})
     return CellOutcome(task.cell, "finished", run_id, str(task.results_dir), metrics)
 
@@ -126,6 +121,16 @@ def _note(task: CellTask) -> str:
             f"{cell.regime} tumors; evaluated on the held-out fold"
             + (f" and cross-organ on {', '.join(others)}" if others else "")
             + f". Results: `{task.results_dir}`.")
+
+
+def _log_results(client, buffer, run_id: str, task: CellTask, summaries: Mapping[str, dict]) -> dict[str, float]:
+    """Final metrics (one request) and the result files as artifacts."""
+    buffer.flush()
+    metrics = _final_metrics(client, run_id, task, summaries)
+    buffer.log(metrics)
+    buffer.flush()
+    _log_artifacts(client, run_id, task.results_dir)
+    return metrics
 
 
 def _final_metrics(client, run_id: str, task: CellTask, summaries: Mapping[str, dict]) -> dict[str, float]:
