@@ -197,25 +197,35 @@ def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int
     if dry_run:
         print_cell_table(cells, grid.results_dir)
         return []
-    uri = tracking.resolve_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                                        or grid.mlflow.get("tracking_uri"))
-    client = tracking.client_for(uri)
-    experiment_id = tracking.ensure_experiment(client, grid.mlflow.get("experiment", grid.name), uri)
-    parent = tracking.start_parent_run(
-        client, experiment_id, name=f"grid {grid.name}", kind="grid",
-        note=f"{len(cells)} cells of grid `{grid.path}`; results under `{grid.results_dir}`.",
-        tags={"results_root": str(grid.results_dir)})
-    client.log_text(parent, grid.source, "grid.toml")
+    client, uri, experiment_id, parent = _open_grid_run(grid, len(cells), tracking_uri)
     checkpoints = _difftumor_checkpoints(grid, cells, progress)
     tasks = [_task(grid, cell, uri, experiment_id, parent, checkpoints.get(cell.organ)) for cell in cells]
-    outcomes = execute(tasks, executor=executor, max_parallel=max_parallel, stages=stages,
-                       slurm=grid.slurm, folder=grid.results_dir / ".submitit", progress=progress)
+    try:
+        outcomes = execute(tasks, executor=executor, max_parallel=max_parallel, stages=stages,
+                           slurm=grid.slurm, folder=grid.results_dir / ".submitit", progress=progress)
+    except BaseException:  # Ctrl-C, or an error outside any cell: close the grid's run
+        client.set_terminated(parent, "KILLED")
+        raise
     counts = {s: sum(o.status == s for o in outcomes) for s in ("finished", "skipped", "failed")}
     summary = tracking.MetricBuffer(client, parent)
     summary.log({f"cells_{k}": v for k, v in counts.items()})
     summary.flush()
     client.set_terminated(parent, "FAILED" if counts["failed"] else "FINISHED")
     return outcomes
+
+
+def _open_grid_run(grid: Grid, n_cells: int, tracking_uri: str | None):
+    """(client, uri, experiment id, parent run id) of this invocation, grid.toml logged."""
+    uri = tracking.resolve_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+                                        or grid.mlflow.get("tracking_uri"))
+    client = tracking.client_for(uri)
+    experiment_id = tracking.ensure_experiment(client, grid.mlflow.get("experiment", grid.name), uri)
+    parent = tracking.start_parent_run(
+        client, experiment_id, name=f"grid {grid.name}", kind="grid",
+        note=f"{n_cells} cells of grid `{grid.path}`; results under `{grid.results_dir}`.",
+        tags={"results_root": str(grid.results_dir)})
+    client.log_text(parent, grid.source, "grid.toml")
+    return client, uri, experiment_id, parent
 
 
 def _fingerprints(grid: Grid) -> dict[str, str]:
