@@ -56,9 +56,7 @@ def _skip_finished(tasks: Sequence, outcomes: list) -> list[int]:
 
     finished: dict[tuple[str, str, str], Any] = {}
     for uri, exp in {(t.tracking_uri, t.experiment_id) for t in tasks}:
-        client = tracking.client_for(uri)
-        runs = client.search_runs([exp], filter_string="attributes.status = 'FINISHED'", max_results=50000)
-        for run in runs:
+        for run in _finished_runs(tracking.client_for(uri), exp):
             key = (uri, run.data.tags.get("cell_hash", ""), run.data.tags.get(tracking.KIND_TAG, ""))
             finished.setdefault(key, run)
     todo = []
@@ -70,6 +68,18 @@ def _skip_finished(tasks: Sequence, outcomes: list) -> list[int]:
             outcomes[i] = CellOutcome(task.cell, "skipped", run.info.run_id, str(task.results_dir),
                                       dict(run.data.metrics))
     return todo
+
+
+def _finished_runs(client, experiment_id: str) -> list:
+    """Every FINISHED run of the experiment (all pages)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string="attributes.status = 'FINISHED'",
+                                  max_results=5000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 def _run_pool(tasks, todo, outcomes, stages, max_parallel: int, view) -> None:
