@@ -32,7 +32,8 @@ def _missing() -> list[str]:
     return missing
 
 
-pytestmark = pytest.mark.skipif(bool(_missing()), reason=f"parts not merged yet: {_missing()}")
+MISSING = _missing()
+pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"parts not merged yet: {MISSING}")
 SHAPE = (64, 56, 40)  # 2 mm phantom, smaller than the default 112x96x72 for CPU speed
 
 
