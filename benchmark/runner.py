@@ -254,9 +254,10 @@ def _difftumor_checkpoints(grid: Grid, cells: Sequence[Cell], progress: bool) ->
     except ImportError as exc:
         raise InputError(f"{grid.path}: generators.difftumor.checkpoints = \"auto\" needs "
                          f"benchmark.generators.train_tiny_generators ({exc})") from exc
-    made = train_tiny_generators({o: grid.datasets[o] for o in organs}, grid.results_dir / "generators",
-                                 device=grid.device, seed=grid.seed, progress=progress)
-    return {organ: str(path) for organ, path in made.items()}
+    # cached by the trainer: reruns reuse the checkpoints when config and data are unchanged
+    return {organ: str(train_tiny_generators(grid.datasets[organ], grid.results_dir / "generators" / organ,
+                                             organ, device=grid.device, progress=progress))
+            for organ in organs}
 
 
 def print_cell_table(cells: Sequence[Cell], results_root: Path, file=None) -> None:
