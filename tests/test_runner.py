@@ -195,3 +195,26 @@ def test_slurm_parameters_reach_the_sbatch_script(tmp_path, monkeypatch):
                  "--cpus-per-task=8", "--job-name=tumorbench"):
         assert f"#SBATCH {line}" in script, line
     assert ex._executor.parameters["array_parallelism"] == 3
+
+
+def test_difftumor_auto_checkpoints_are_trained_once_per_organ(setup, monkeypatch):
+    import sys
+    import types
+
+    grid, uri, tmp = setup
+    calls = []
+
+    def fake_train_tiny_generators(dataset_dir, out_dir, organ=None, device="cpu", *, progress=True):
+        calls.append((Path(dataset_dir).name, organ))
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        return Path(out_dir)
+
+    monkeypatch.setitem(sys.modules, "benchmark.generators",
+                        types.SimpleNamespace(train_tiny_generators=fake_train_tiny_generators))
+    text = grid.read_text().replace('regimes = ["real", "hu"]', 'regimes = ["difftumor"]')
+    grid.write_text(text + '\n[generators.difftumor]\ncheckpoints = "auto"\n')
+    outcomes = _run(grid, uri)  # two folds, one organ
+    assert [o.status for o in outcomes] == ["finished", "finished"] and calls == [("liver", "liver")]
+    used = json.loads(next((tmp / "results").glob("liver/unet/difftumor/fold_0__*/train/generator.json")).read_text())
+    assert used["name"] == "difftumor" and used["checkpoint"] == str(tmp / "results" / "generators" / "liver")
+    assert cell_runs(uri, "exp")["params.generator.checkpoint"].tolist() == ["auto", "auto"]
