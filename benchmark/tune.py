@@ -64,7 +64,7 @@ def tune_cell(grid: Grid | str | Path, cell: str, n_trials: int, *, storage: str
     seed = grid.seed + 1009 * len(study.get_trials(deepcopy=False))
     study = optuna.load_study(study_name=study_name, storage=rdb, pruner=_pruner(grid, base),
                               sampler=optuna.samplers.TPESampler(seed=seed))
-    context = _mlflow_context(grid, base, study_name, storage, tracking_uri)
+    context = {**_mlflow_context(grid, base, study_name, storage, tracking_uri), "folder": folder}
     objective = _objective(grid, base, context, stages)
     remaining = n_trials - _count(study, ("COMPLETE", "PRUNED"))
     if remaining > 0:
@@ -141,7 +141,8 @@ def _objective(grid: Grid, base, context: dict, stages):
         trial.set_user_attr("cell_hash", cell.hash)
         trial.set_user_attr("regime", base.regime)
         task = replace(_task(grid, cell, context["uri"], context["experiment_id"], context["run_id"], None),
-                       kind="trial", run_name=f"{base.run_name} trial {trial.number}")
+                       kind="trial", run_name=f"{base.run_name} trial {trial.number}",
+                       results_root=str(context["folder"] / "trials"))
 
         def report(epoch: int, value: float) -> None:
             trial.report(float(value), int(epoch))

@@ -81,6 +81,7 @@ def test_killed_trial_is_requeued_and_resumes_its_run(grid, tmp_path, monkeypatc
     assert len(runs) == 2  # the killed trial's run was reopened, not duplicated
     killed = runs[runs["tags.cell_hash"] == trials[0].user_attrs["cell_hash"]]
     assert killed["tags.resumed"].iloc[0] == "1" and killed["status"].iloc[0] == "FINISHED"
-    train = next((tmp_path / "results").glob(f"liver/unet/hu/fold_0__{trials[0].user_attrs['cell_hash']}/train"))
+    trial_dirs = tmp_path / "results" / "tune" / "s" / "trials"
+    train = next(trial_dirs.glob(f"liver/unet/hu/fold_0__{trials[0].user_attrs['cell_hash']}/train"))
     assert train.joinpath("starts.txt").read_text() == "0\n1\n"  # resumed from its checkpoint
     assert len(cell_runs(uri, "tuning", "study")) == 1 and result.n_complete + result.n_pruned == 2
