@@ -1,0 +1,180 @@
+"""A cell: everything that determines one trained model, hashed into its results folder.
+
+The fields of `Cell` are exactly the MLflow params of the cell's run. Paths (where the
+dataset lives, where results go) are deliberately *not* fields: moving a dataset keeps its
+fingerprint, so the hash and the finished results stay valid.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from benchmark.errors import InputError
+
+FILTER_KEYS = ("organ", "backbone", "fold", "regime")
+
+
+class _FrozenMap(tuple):
+    """Sorted (key, value) pairs standing for a nested dict (hashable, thaws back to a dict)."""
+
+
+def _freeze(value: Any) -> Any:
+    """Lists -> tuples and dicts -> sorted pairs (recursively) so cells are hashable."""
+    if isinstance(value, _FrozenMap):
+        return value
+    if isinstance(value, dict):
+        return _FrozenMap(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, _FrozenMap):
+        return {k: _thaw(v) for k, v in value}
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def _pairs_to_dict(pairs: tuple) -> dict[str, Any]:
+    return {key: _thaw(value) for key, value in pairs}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid cell (organ x backbone x fold x regime + settings).
+
+    Attributes:
+        hyperparameters: sorted ``(name, value)`` pairs of `models.trainer.TrainConfig` fields.
+        generator: sorted ``(name, value)`` pairs; empty for the ``real`` regime, else
+            ``name`` (hu|difftumor) plus constructor kwargs (``checkpoint`` dir or "auto").
+    """
+
+    organ: str
+    backbone: str
+    fold: int
+    regime: str
+    preset: str
+    seed: int
+    dataset_fingerprint: str
+    hyperparameters: tuple[tuple[str, Any], ...] = ()
+    generator: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("hyperparameters", "generator"):
+            value = getattr(self, name)
+            pairs = value.items() if isinstance(value, Mapping) else value
+            object.__setattr__(self, name, _freeze({str(k): v for k, v in pairs}))
+        object.__setattr__(self, "fold", int(self.fold))
+        object.__setattr__(self, "seed", int(self.seed))
+
+    # --- serialisation ------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["hyperparameters"] = _pairs_to_dict(self.hyperparameters)
+        out["generator"] = _pairs_to_dict(self.generator)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Cell":
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        missing = names - set(data) - {"hyperparameters", "generator"}
+        if unknown or missing:
+            raise InputError(f"cell.json: unknown fields {sorted(unknown)}, missing {sorted(missing)}")
+        return cls(**{k: data[k] for k in names if k in data})
+
+    @property
+    def hash(self) -> str:
+        """12 hex chars of sha256 over canonical JSON (sorted keys, no spaces): stable across
+        processes and Python versions, changes when any field changes."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    # --- views ---------------------------------------------------------------------
+    @property
+    def run_name(self) -> str:
+        return f"{self.organ}·{self.backbone}·{self.regime}·f{self.fold}"
+
+    def hp(self) -> dict[str, Any]:
+        return _pairs_to_dict(self.hyperparameters)
+
+    def generator_config(self) -> dict[str, Any]:
+        return _pairs_to_dict(self.generator)
+
+    def params(self) -> dict[str, str]:
+        """Flat MLflow params: scalar fields, hyperparameters by name, ``generator.<key>``."""
+        flat = {k: v for k, v in self.to_dict().items() if k not in ("hyperparameters", "generator")}
+        flat.update(self.hp())
+        flat.update({f"generator.{k}": v for k, v in self.generator_config().items()})
+        return {k: json.dumps(v) if isinstance(v, (list, dict)) else str(v) for k, v in flat.items()}
+
+    def relative_dir(self) -> Path:
+        """``<organ>/<backbone>/<regime>/fold_<k>__<hash>`` under the results root."""
+        return Path(self.organ, self.backbone, self.regime, f"fold_{self.fold}__{self.hash}")
+
+    def with_overrides(self, hyperparameters: Mapping[str, Any] | None = None,
+                       generator: Mapping[str, Any] | None = None) -> "Cell":
+        """A copy with some hyperparameters / generator kwargs replaced (Optuna trials)."""
+        return replace(
+            self,
+            hyperparameters={**self.hp(), **(hyperparameters or {})},
+            generator={**self.generator_config(), **(generator or {})} if self.generator else (),
+        )
+
+
+def cells_from_grid(grid, fingerprints: Mapping[str, str]) -> list[Cell]:
+    """Expand a `benchmark.grid.Grid` into cells, organ-major order.
+
+    Args:
+        fingerprints: organ -> `Dataset.fingerprint()` of that organ's dataset.
+    """
+    out = []
+    for organ in grid.organs:
+        for backbone in grid.backbones:
+            for fold in grid.folds:
+                for regime in grid.regimes:
+                    out.append(Cell(
+                        organ=organ, backbone=backbone, fold=fold, regime=regime,
+                        preset=grid.preset, seed=grid.seed,
+                        dataset_fingerprint=fingerprints[organ],
+                        hyperparameters=grid.train,
+                        generator=_generator_for(grid, regime, organ),
+                    ))
+    return out
+
+
+def _generator_for(grid, regime: str, organ: str) -> dict[str, Any]:
+    if regime == "real":
+        return {}
+    kwargs = {k: v for k, v in grid.generators.get(regime, {}).items() if k != "checkpoints"}
+    if regime == "difftumor":
+        ckpts = grid.generators["difftumor"]["checkpoints"]
+        if ckpts != "auto" and organ not in ckpts:
+            raise InputError(f"{grid.path}: field 'generators.difftumor.checkpoints' has no {organ!r} entry")
+        kwargs["checkpoint"] = "auto" if ckpts == "auto" else str(Path(ckpts[organ]).resolve())
+    return {"name": regime, **kwargs}
+
+
+def parse_only(text: str | None) -> dict[str, set[str]]:
+    """``"organ=liver,regime=hu,regime=real"`` -> ``{"organ": {"liver"}, "regime": {"hu", "real"}}``.
+
+    A key given twice (or ``regime=hu|real``) matches any of its values.
+    """
+    if not text:
+        return {}
+    out: dict[str, set[str]] = {}
+    for part in text.split(","):
+        key, sep, value = part.strip().partition("=")
+        if not sep or key not in FILTER_KEYS or not value:
+            raise InputError(f"--only: {part!r} is not key=value with key in {list(FILTER_KEYS)}")
+        out.setdefault(key, set()).update(value.split("|"))
+    return out
+
+
+def select(cells: Iterable[Cell], only: Mapping[str, set[str]]) -> list[Cell]:
+    return [c for c in cells if all(str(getattr(c, k)) in vals for k, vals in only.items())]

@@ -1,0 +1,191 @@
+"""Where cells run: in this process, in N local worker processes, or as submitit jobs.
+
+Every executor calls the same `run_cell_job(task, stages)`; cells already FINISHED in
+MLflow are answered here without dispatching anything. A progress bar counts cells
+done / running / failed / left.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from benchmark.errors import InputError
+
+EXECUTORS = ("local", "slurm", "submitit-local")
+
+
+def run_cell_job(task, stages=None, progress: bool = False):
+    """Entry of a worker process / Slurm job: run one cell, never raise for cell errors.
+
+    Inner progress bars (training, inference) only when cells run one at a time here.
+    """
+    from benchmark.runner import run_cell
+
+    return run_cell(task, stages, progress=progress)
+
+
+def execute(tasks: Sequence, *, executor: str, max_parallel: int, stages, slurm: Mapping[str, Any],
+            folder: Path, progress: bool = True) -> list:
+    """Run ``tasks`` (CellTask) and return their CellOutcome in the same order."""
+    if executor not in EXECUTORS:
+        raise InputError(f"--executor: {executor!r}; expected one of {list(EXECUTORS)}")
+    if max_parallel < 1:
+        raise InputError(f"--max-parallel: must be >= 1, got {max_parallel}")
+    outcomes: list = [None] * len(tasks)
+    todo = _skip_finished(tasks, outcomes)
+    view = _Progress(len(tasks), sum(o is not None for o in outcomes), progress)
+    if executor == "local" and max_parallel == 1:
+        for i in todo:
+            view.started()
+            outcomes[i] = run_cell_job(tasks[i], stages, progress=progress)
+            view.ended(outcomes[i].status)
+    elif executor == "local":
+        _run_pool(tasks, todo, outcomes, stages, max_parallel, view)
+    else:
+        _run_submitit(tasks, todo, outcomes, stages, slurm, folder, max_parallel,
+                      cluster="local" if executor == "submitit-local" else "slurm", view=view)
+    view.close()
+    return outcomes
+
+
+def _skip_finished(tasks: Sequence, outcomes: list) -> list[int]:
+    """Fill outcomes of cells whose MLflow run FINISHED (one search per experiment)."""
+    from benchmark import tracking
+    from benchmark.runner import CellOutcome
+
+    finished: dict[tuple[str, str, str], Any] = {}
+    for uri, exp in {(t.tracking_uri, t.experiment_id) for t in tasks}:
+        for run in _finished_runs(tracking.client_for(uri), exp):
+            key = (uri, run.data.tags.get("cell_hash", ""), run.data.tags.get(tracking.KIND_TAG, ""))
+            finished.setdefault(key, run)
+    todo = []
+    for i, task in enumerate(tasks):
+        run = finished.get((task.tracking_uri, task.cell.hash, task.kind))
+        if run is None:
+            todo.append(i)
+        else:
+            outcomes[i] = CellOutcome(task.cell, "skipped", run.info.run_id, str(task.results_dir),
+                                      dict(run.data.metrics))
+    return todo
+
+
+def _finished_runs(client, experiment_id: str) -> list:
+    """Every FINISHED run of the experiment (all pages)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string="attributes.status = 'FINISHED'",
+                                  max_results=5000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _run_pool(tasks, todo, outcomes, stages, max_parallel: int, view) -> None:
+    """N spawned worker processes (spawn: torch and forked threads do not mix)."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max_parallel, mp_context=ctx) as pool:
+        pending = {}
+        for i in todo:
+            pending[pool.submit(run_cell_job, tasks[i], stages)] = i
+            view.started()
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                i = pending.pop(future)
+                outcomes[i] = _result_or_failure(tasks[i], future.result)
+                view.ended(outcomes[i].status)
+
+
+def _run_submitit(tasks, todo, outcomes, stages, slurm: Mapping[str, Any], folder: Path,
+                  max_parallel: int, *, cluster: str, view) -> None:
+    """Slurm: one job array (parallelism from [slurm] array_parallelism). Local cluster:
+    submitit starts every job at once, so at most ``max_parallel`` are kept in flight."""
+    ex = submitit_executor(folder, slurm, cluster)
+    if cluster == "slurm":
+        jobs = ex.map_array(run_cell_job, [tasks[i] for i in todo], [stages] * len(todo))
+        _collect(dict(zip(jobs, todo)), tasks, outcomes, view, started_all=True)
+        return
+    queue, running = list(todo), {}
+    while queue or running:
+        while queue and len(running) < max_parallel:
+            i = queue.pop(0)
+            running[ex.submit(run_cell_job, tasks[i], stages)] = i
+            view.started()
+        _collect(running, tasks, outcomes, view, started_all=False, first_only=True)
+
+
+def submitit_executor(folder: Path, slurm: Mapping[str, Any], cluster: str):
+    """A submitit AutoExecutor configured from the grid's [slurm] table."""
+    import submitit
+
+    ex = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+    params = {"timeout_min": int(slurm["time_min"]), "mem_gb": slurm["mem_gb"],
+              "cpus_per_task": int(slurm["cpus_per_task"]), "name": "tumorbench"}
+    if cluster == "slurm":
+        params.update(gpus_per_node=int(slurm["gpus_per_node"]),
+                      slurm_array_parallelism=int(slurm["array_parallelism"]))
+        params.update({f"slurm_{k}": slurm[k] for k in ("partition", "account", "constraint") if slurm.get(k)})
+    ex.update_parameters(**params)
+    return ex
+
+
+def _collect(jobs: dict, tasks, outcomes, view, *, started_all: bool, first_only: bool = False) -> None:
+    """Poll submitit jobs; record outcomes of finished ones (all, or the first to end)."""
+    if started_all:
+        for _ in jobs:
+            view.started()
+    while jobs:
+        done = [job for job in jobs if job.done()]
+        for job in done:
+            i = jobs.pop(job)
+            outcomes[i] = _result_or_failure(tasks[i], job.result)
+            view.ended(outcomes[i].status)
+        if done and first_only:
+            return
+        if not done:
+            time.sleep(0.5)
+
+
+def _result_or_failure(task, get_result):
+    """A worker that died (killed, out of memory, Slurm timeout) becomes a failed outcome;
+    its MLflow run stays RUNNING and the next invocation resumes it."""
+    from benchmark.runner import CellOutcome
+
+    try:
+        return get_result()
+    except Exception as exc:  # BrokenProcessPool, submitit.core.utils.FailedJobError, ...
+        return CellOutcome(task.cell, "failed", None, str(task.results_dir),
+                           error=f"worker died: {type(exc).__name__}: {str(exc)[-500:]}")
+
+
+class _Progress:
+    """tqdm bar over cells with done / running / failed counts in its postfix."""
+
+    def __init__(self, total: int, skipped: int, enabled: bool):
+        from tqdm.auto import tqdm
+
+        self.counts = {"done": 0, "skipped": skipped, "failed": 0, "running": 0}
+        self.bar = tqdm(total=total, initial=skipped, desc="cells", unit="cell", disable=not enabled)
+        self._show()
+
+    def started(self) -> None:
+        self.counts["running"] += 1
+        self._show()
+
+    def ended(self, status: str) -> None:
+        self.counts["running"] -= 1
+        self.counts["failed" if status == "failed" else "skipped" if status == "skipped" else "done"] += 1
+        self.bar.update(1)
+        self._show()
+
+    def _show(self) -> None:
+        left = self.bar.total - sum(v for k, v in self.counts.items() if k != "running") - self.counts["running"]
+        self.bar.set_postfix(**self.counts, left=left, refresh=True)
+
+    def close(self) -> None:
+        self.bar.close()

@@ -1,0 +1,254 @@
+"""Experiment grids: a TOML file naming datasets, backbones, folds, regimes and settings.
+
+A grid expands into cells (one trained model each, see `benchmark.cell`). Example
+(`grids/demo.toml` has a commented one)::
+
+    name = "demo"            # MLflow experiment name
+    preset = "tiny"          # tiny | paper (backbone size)
+    seed = 0
+    device = "cpu"
+    results_dir = "results"
+    organs = ["liver"]       # trained organs (default: every [datasets] key)
+    backbones = ["unet"]
+    folds = [0]
+    regimes = ["real", "hu"]
+
+    [datasets]               # organ -> dataset folder (evaluation targets too)
+    liver = "demo_out/phantom/liver"
+
+    [train]                  # models.trainer.TrainConfig fields
+    epochs = 2
+    crop_size = [48, 48, 32]
+
+Relative paths are resolved against the current working directory.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import InputError
+
+ORGANS = ("liver", "pancreas", "kidney")
+REGIMES = ("real", "hu", "difftumor")
+PRESETS = ("tiny", "paper")
+BACKBONES = ("unet", "nnunet", "swin_unetr")
+# models.trainer.TrainConfig fields a grid may set (backbone/size/seed come from the cell).
+TRAIN_KEYS = (
+    "crop_size", "batch_size", "lr", "weight_decay", "epochs", "iters_per_epoch", "val_every",
+    "warmup_epochs", "synth_prob", "num_workers", "amp", "window",
+)
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "tiny": {"epochs": 2, "iters_per_epoch": 4, "val_every": 1, "batch_size": 1,
+             "crop_size": [48, 48, 32], "lr": 1e-3, "weight_decay": 1e-5, "synth_prob": 0.5},
+    "paper": {"epochs": 400, "iters_per_epoch": 250, "val_every": 10, "batch_size": 2,
+              "crop_size": [96, 96, 96], "lr": 1e-4, "weight_decay": 1e-5, "synth_prob": 0.5},
+}
+EVAL_DEFAULTS = {"cross_organ": True, "cross_organ_cases": "val", "overlap": 0.5,
+                 "organ_postprocess": True, "previews": 3}
+SLURM_DEFAULTS = {"partition": None, "gpus_per_node": 1, "cpus_per_task": 8, "time_min": 720,
+                  "mem_gb": 64, "array_parallelism": 16, "account": None, "constraint": None}
+OPTUNA_DEFAULTS = {"pruner": "median", "n_startup_trials": 2, "n_warmup_steps": 1}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A validated grid (see module docstring). Build with `load_grid` / `parse_grid`."""
+
+    name: str
+    source: str  # the TOML text (logged as the parent run's grid.toml)
+    path: Path | None
+    datasets: dict[str, Path]
+    organs: tuple[str, ...]
+    backbones: tuple[str, ...]
+    folds: tuple[int, ...]
+    regimes: tuple[str, ...]
+    preset: str
+    seed: int
+    device: str
+    results_dir: Path
+    train: dict[str, Any]
+    generators: dict[str, dict[str, Any]]
+    evaluate: dict[str, Any]
+    slurm: dict[str, Any]
+    mlflow: dict[str, Any]
+    optuna: dict[str, Any] = field(default_factory=dict)
+
+    def eval_organs(self, organ: str) -> tuple[str, ...]:
+        """Organs a model trained on ``organ`` is evaluated on (its own first)."""
+        others = [o for o in self.datasets if o != organ] if self.evaluate["cross_organ"] else []
+        return (organ, *others)
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and validate a grid TOML file; InputError names the file and field on problems."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: grid file not found")
+    text = path.read_text()
+    return parse_grid(text, path)
+
+
+def parse_grid(text: str, path: Path | None = None) -> Grid:
+    where = str(path) if path else "<grid>"
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{where}: not valid TOML ({exc})") from exc
+    known = {"name", "preset", "seed", "device", "results_dir", "organs", "backbones", "folds",
+             "regimes", "datasets", "train", "generators", "evaluate", "slurm", "mlflow", "optuna"}
+    _no_unknown(raw, known, where, "")
+    datasets = _datasets(raw, where)
+    preset = _choice(raw.get("preset", "tiny"), PRESETS, where, "preset")
+    organs = tuple(_str_list(raw, "organs", list(datasets), where))
+    for organ in organs:
+        if organ not in datasets:
+            raise InputError(f"{where}: field 'organs' lists {organ!r} but [datasets] has no {organ!r} path")
+    return Grid(
+        name=_name(raw, where), source=text, path=path, datasets=datasets, organs=organs,
+        backbones=tuple(_choice(b, BACKBONES, where, "backbones") for b in _str_list(raw, "backbones", ["unet"], where)),
+        folds=tuple(_folds(raw, where)),
+        regimes=tuple(_choice(r, REGIMES, where, "regimes") for r in _str_list(raw, "regimes", ["real"], where)),
+        preset=preset, seed=_int(raw.get("seed", 0), where, "seed"),
+        device=str(raw.get("device", "cpu")), results_dir=Path(raw.get("results_dir", "results")).resolve(),
+        train=_train(raw.get("train", {}), preset, where),
+        generators=_generators(raw.get("generators", {}), where),
+        evaluate=_section(raw, "evaluate", EVAL_DEFAULTS, where),
+        slurm=_section(raw, "slurm", SLURM_DEFAULTS, where),
+        mlflow=_mlflow(raw.get("mlflow", {}), where),
+        optuna=_optuna(raw.get("optuna", {}), where),
+    )
+
+
+def _no_unknown(table: dict, known, where: str, prefix: str) -> None:
+    for key in table:
+        if key not in known:
+            raise InputError(f"{where}: unknown field '{prefix}{key}'; expected one of {sorted(known)}")
+
+
+def _name(raw: dict, where: str) -> str:
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(f"{where}: field 'name' missing or empty (expected the experiment name)")
+    return name
+
+
+def _datasets(raw: dict, where: str) -> dict[str, Path]:
+    table = raw.get("datasets")
+    if not isinstance(table, dict) or not table:
+        raise InputError(f"{where}: section [datasets] missing (expected organ = \"path\" lines)")
+    out = {}
+    for organ, value in table.items():
+        _choice(organ, ORGANS, where, "datasets")
+        if not isinstance(value, str):
+            raise InputError(f"{where}: field 'datasets.{organ}' must be a path string")
+        out[organ] = Path(value).expanduser().resolve()
+    return out
+
+
+def _choice(value: Any, allowed, where: str, field_name: str):
+    if value not in allowed:
+        raise InputError(f"{where}: field {field_name!r} has {value!r}; expected one of {list(allowed)}")
+    return value
+
+
+def _int(value: Any, where: str, field_name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{where}: field {field_name!r} must be an integer, got {value!r}")
+    return value
+
+
+def _str_list(raw: dict, key: str, default: list[str], where: str) -> list[str]:
+    value = raw.get(key, default)
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise InputError(f"{where}: field {key!r} must be a non-empty list of strings, got {value!r}")
+    return list(dict.fromkeys(value))
+
+
+def _folds(raw: dict, where: str) -> list[int]:
+    value = raw.get("folds", [0])
+    if isinstance(value, int):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise InputError(f"{where}: field 'folds' must be a non-empty list of integers 0-4")
+    for fold in value:
+        if _int(fold, where, "folds") not in range(5):
+            raise InputError(f"{where}: field 'folds' has {fold}; expected integers 0-4")
+    return list(dict.fromkeys(value))
+
+
+def _train(table: dict, preset: str, where: str) -> dict[str, Any]:
+    _no_unknown(table, TRAIN_KEYS, where, "train.")
+    merged = {**TRAIN_DEFAULTS[preset], **table}
+    for key in ("epochs", "iters_per_epoch", "val_every", "batch_size"):
+        if key in merged and (_int(merged[key], where, f"train.{key}") < 1):
+            raise InputError(f"{where}: field 'train.{key}' must be >= 1, got {merged[key]}")
+    crop = merged.get("crop_size")
+    if not (isinstance(crop, list) and len(crop) == 3 and all(isinstance(c, int) and c >= 16 for c in crop)):
+        raise InputError(f"{where}: field 'train.crop_size' must be 3 integers >= 16, got {crop!r}")
+    for key in ("lr", "weight_decay", "synth_prob"):
+        if not isinstance(merged.get(key), (int, float)) or merged[key] < 0:
+            raise InputError(f"{where}: field 'train.{key}' must be a number >= 0, got {merged.get(key)!r}")
+    if merged["synth_prob"] > 1:
+        raise InputError(f"{where}: field 'train.synth_prob' must be in [0, 1], got {merged['synth_prob']}")
+    return merged
+
+
+def _generators(table: dict, where: str) -> dict[str, dict[str, Any]]:
+    _no_unknown(table, ("hu", "difftumor"), where, "generators.")
+    out = {"hu": dict(table.get("hu", {})), "difftumor": dict(table.get("difftumor", {}))}
+    ckpt = out["difftumor"].get("checkpoints", "auto")
+    if ckpt != "auto" and not (isinstance(ckpt, dict) and all(isinstance(v, str) for v in ckpt.values())):
+        raise InputError(f"{where}: field 'generators.difftumor.checkpoints' must be \"auto\" or "
+                         f"a table organ = \"checkpoint dir\", got {ckpt!r}")
+    out["difftumor"]["checkpoints"] = ckpt
+    return out
+
+
+def _section(raw: dict, key: str, defaults: dict, where: str) -> dict[str, Any]:
+    table = raw.get(key, {})
+    if not isinstance(table, dict):
+        raise InputError(f"{where}: [{key}] must be a table")
+    _no_unknown(table, defaults, where, f"{key}.")
+    return {**defaults, **table}
+
+
+def _mlflow(table: dict, where: str) -> dict[str, Any]:
+    _no_unknown(table, ("experiment", "tracking_uri"), where, "mlflow.")
+    return dict(table)
+
+
+def _optuna(table: dict, where: str) -> dict[str, Any]:
+    _no_unknown(table, (*OPTUNA_DEFAULTS, "space"), where, "optuna.")
+    merged = {**OPTUNA_DEFAULTS, **table}
+    _choice(merged["pruner"], ("median", "hyperband", "none"), where, "optuna.pruner")
+    merged["space"] = {k: _space_entry(k, v, where) for k, v in table.get("space", {}).items()}
+    return merged
+
+
+def _space_entry(key: str, spec: Any, where: str) -> dict[str, Any]:
+    """One search dimension: ``{low, high, log?, step?}`` (int if both ints) or ``{choices}``.
+
+    Keys are `[train]` fields or ``generator.<kwarg>`` (passed to the generator constructor).
+    """
+    name = f"optuna.space.{key}"
+    if key not in TRAIN_KEYS and not key.startswith("generator."):
+        raise InputError(f"{where}: field {name!r}: expected a [train] field {list(TRAIN_KEYS)} "
+                         "or 'generator.<kwarg>'")
+    if not isinstance(spec, dict):
+        raise InputError(f"{where}: field {name!r} must be a table {{low, high, log}} or {{choices}}")
+    if "choices" in spec:
+        if not isinstance(spec["choices"], list) or not spec["choices"] or set(spec) != {"choices"}:
+            raise InputError(f"{where}: field {name!r}: 'choices' must be a non-empty list (and alone)")
+        return dict(spec)
+    _no_unknown(spec, ("low", "high", "log", "step"), where, f"{name}.")
+    low, high = spec.get("low"), spec.get("high")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) or low >= high:
+        raise InputError(f"{where}: field {name!r} needs numbers low < high, got low={low!r} high={high!r}")
+    if spec.get("log") and low <= 0:
+        raise InputError(f"{where}: field {name!r}: log scale needs low > 0, got {low}")
+    return {"log": False, **spec}

@@ -1,0 +1,216 @@
+"""MLflow bookkeeping for grids and cells (client API only: safe in worker processes).
+
+Store: ``sqlite:///<cwd>/mlruns/mlflow.db`` with artifacts in ``<cwd>/mlruns/artifacts``,
+unless ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` says otherwise (any MLflow server or
+SQLAlchemy URL). Tags/params/metrics follow docs/contracts.md (the report reads them).
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+KIND_TAG = "tumorbench.kind"
+PARENT_TAG = "mlflow.parentRunId"
+NOTE_TAG = "mlflow.note.content"
+AGE_KEYS = {"<50": "lt50", "50-59": "50_59", "60-69": "60_69", "70+": "70p"}
+SIZE_KEYS = {"0-5": "0_5", "5-10": "5_10", "10-15": "10_15", "15-20": "15_20", "20+": "20_inf"}
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """``uri`` > $MLFLOW_TRACKING_URI > the project store under the current directory."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{Path.cwd().resolve() / 'mlruns' / 'mlflow.db'}"
+
+
+def local_artifact_root(uri: str) -> Path | None:
+    """``<db folder>/artifacts`` for a sqlite store (None for servers / other databases)."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):]).resolve().parent / "artifacts"
+    return None
+
+
+def client_for(uri: str):
+    """An MlflowClient for ``uri``; creates the sqlite folder first (sqlite will not)."""
+    from mlflow import MlflowClient
+
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=uri)
+
+
+def ensure_experiment(client, name: str, uri: str) -> str:
+    """Experiment id of ``name``, created (artifacts next to a sqlite store) if missing."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    root = local_artifact_root(uri)
+    location = (root / re.sub(r"[^\w.-]+", "_", name)).as_uri() if root else None
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:  # another worker created it meanwhile
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def git_commit() -> str:
+    """HEAD of the source tree this code runs from ("unknown" outside git)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def start_parent_run(client, experiment_id: str, *, name: str, kind: str, note: str,
+                     tags: Mapping[str, str] | None = None) -> str:
+    run = client.create_run(experiment_id, run_name=name, tags={
+        KIND_TAG: kind, NOTE_TAG: note, "git_commit": git_commit(), **(tags or {})})
+    return run.info.run_id
+
+
+def find_run(client, experiment_id: str, cell_hash: str, kind: str):
+    """The newest run tagged with ``cell_hash`` and ``kind`` (None if there is none)."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.cell_hash = '{cell_hash}' and tags.`{KIND_TAG}` = '{kind}'",
+        order_by=["attributes.start_time DESC"], max_results=5)
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    return (finished or list(runs) or [None])[0]
+
+
+def open_cell_run(client, experiment_id: str, *, cell, tags: Mapping[str, str], kind: str,
+                  parent_run_id: str | None, note: str, run_name: str | None = None) -> tuple[str, bool]:
+    """Create the cell's run, or reopen its unfinished one (same run id, status RUNNING).
+
+    Returns:
+        (run_id, resumed): ``resumed`` is True when an earlier RUNNING/FAILED/KILLED run of
+        the same cell hash was reopened.
+    """
+    from mlflow.entities import Param
+
+    existing = find_run(client, experiment_id, cell.hash, kind)
+    if existing is not None:
+        client.update_run(existing.info.run_id, status="RUNNING")
+        for stale in ("error", "stopped"):  # from the attempt that is now retried
+            if stale in existing.data.tags:
+                client.delete_tag(existing.info.run_id, stale)
+        client.set_tag(existing.info.run_id, "resumed", str(int(existing.data.tags.get("resumed", "0")) + 1))
+        return existing.info.run_id, True
+    all_tags = {KIND_TAG: kind, NOTE_TAG: note, "cell_hash": cell.hash, **tags}
+    if parent_run_id:
+        all_tags[PARENT_TAG] = parent_run_id
+    run = client.create_run(experiment_id, run_name=run_name or cell.run_name, tags=all_tags)
+    params = [Param(k, v[:6000]) for k, v in cell.params().items()]
+    client.log_batch(run.info.run_id, params=params)
+    return run.info.run_id, False
+
+
+class MetricBuffer:
+    """Collects metrics and sends them in one ``log_batch`` call per flush.
+
+    One request per value is ~5x slower on sqlite. The trainer's per-epoch callback uses
+    `log_epoch`: one request per epoch carrying all its values, sent right away so that a
+    killed run never has a checkpoint for an epoch whose metrics were lost.
+    """
+
+    def __init__(self, client, run_id: str, flush_every: int = 50):
+        self.client, self.run_id, self.flush_every = client, run_id, flush_every
+        self._pending: list = []
+
+    def log(self, metrics: Mapping[str, Any], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        for key, value in metrics.items():
+            if value is None or isinstance(value, bool):
+                continue
+            value = float(value)
+            if value == value:  # NaN is not a metric value
+                self._pending.append(Metric(key, value, now, int(step)))
+        if len(self._pending) >= self.flush_every:
+            self.flush()
+
+    def log_epoch(self, metrics: Mapping[str, Any], step: int) -> None:
+        self.log(metrics, step)
+        self.flush()
+
+    def flush(self) -> None:
+        while self._pending:  # log_batch accepts at most 1000 metrics
+            chunk, self._pending = self._pending[:1000], self._pending[1000:]
+            self.client.log_batch(self.run_id, metrics=chunk)
+
+
+def summary_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
+    """Final metrics of a cell from its own-organ summary.json (nulls are left out)."""
+    out: dict[str, Any] = dict(summary.get("mean", {}))
+    patient = summary.get("patient", {})
+    out["patient_sensitivity"] = patient.get("sensitivity")
+    out["patient_specificity"] = patient.get("specificity")
+    out["early_sensitivity"] = summary.get("early_sensitivity")
+    for key, short in SIZE_KEYS.items():
+        out[f"sens_{short}"] = summary.get("size_bins", {}).get(key, {}).get("sensitivity")
+    demo = summary.get("demographics", {})
+    for group, short in AGE_KEYS.items():
+        stats = demo.get("age", {}).get(group, {})
+        out[f"tumor_dsc_age_{short}"] = stats.get("tumor_dsc")
+        out[f"sensitivity_age_{short}"] = stats.get("patient_sensitivity")
+    for sex in ("M", "F"):
+        stats = demo.get("sex", {}).get(sex, {})
+        out[f"tumor_dsc_sex_{sex}"] = stats.get("tumor_dsc")
+        out[f"sensitivity_sex_{sex}"] = stats.get("patient_sensitivity")
+    return {k: float(v) for k, v in out.items() if v is not None}
+
+
+def cross_organ_metrics(organ: str, summary: Mapping[str, Any]) -> dict[str, float]:
+    """``xorgan_early_sensitivity_<organ>`` / ``xorgan_patient_sensitivity_<organ>``."""
+    values = {f"xorgan_early_sensitivity_{organ}": summary.get("early_sensitivity"),
+              f"xorgan_patient_sensitivity_{organ}": summary.get("patient", {}).get("sensitivity")}
+    return {k: float(v) for k, v in values.items() if v is not None}
+
+
+def start_ui(tracking_uri: str | None = None, port: int = 5000, host: str = "127.0.0.1"):
+    """Start ``mlflow server`` (1 worker) for the store on ``host:port``; returns the Popen.
+
+    The caller waits on it (CLI) or terminates it (tests).
+    """
+    import sys
+
+    uri = resolve_tracking_uri(tracking_uri)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+           "--host", host, "--port", str(port), "--workers", "1"]
+    root = local_artifact_root(uri)
+    if root is not None:
+        client_for(uri)  # creates the folder so a fresh store opens
+        cmd += ["--default-artifact-root", root.as_uri()]
+    # The server's background job runner (GenAI jobs) is a third Python process we never use.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env)
+
+
+def serve_ui(tracking_uri: str | None = None, port: int = 5000) -> int:
+    """Run the UI in the foreground until Ctrl-C; returns the server's exit code."""
+    from benchmark.errors import InputError
+
+    if not 0 < port < 65536:
+        raise InputError(f"--port: {port} is not a TCP port (1-65535)")
+    process = start_ui(tracking_uri, port=port)
+    print(f"MLflow UI for {resolve_tracking_uri(tracking_uri)}: http://127.0.0.1:{port}  (Ctrl-C stops it)",
+          flush=True)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        return 0

@@ -1,0 +1,105 @@
+"""Grid TOML: validation errors name the field; expansion counts, cross-organ targets, --only."""
+from __future__ import annotations
+
+import pytest
+
+from test_runner_fakes import make_fake_dataset
+from benchmark.cell import cells_from_grid, parse_only, select
+from benchmark.errors import InputError
+from benchmark.grid import load_grid, parse_grid
+
+BASE = """
+name = "g"
+organs = ["liver", "kidney"]
+backbones = ["unet", "swin_unetr"]
+folds = [0, 1, 2]
+regimes = ["real", "hu", "difftumor"]
+[datasets]
+liver = "/data/liver"
+kidney = "/data/kidney"
+pancreas = "/data/pancreas"
+[generators.difftumor]
+checkpoints = {liver = "/ckpt/liver", kidney = "/ckpt/kidney"}
+"""
+FP = {"liver": "a", "kidney": "b", "pancreas": "c"}
+
+
+def test_expansion_counts_and_cross_organ_targets():
+    grid = parse_grid(BASE)
+    cells = cells_from_grid(grid, FP)
+    assert len(cells) == 2 * 2 * 3 * 3
+    assert len({c.hash for c in cells}) == len(cells)
+    assert grid.eval_organs("liver") == ("liver", "kidney", "pancreas")  # own organ first
+    assert grid.eval_organs("kidney") == ("kidney", "liver", "pancreas")
+    no_cross = parse_grid(BASE + "[evaluate]\ncross_organ = false\n")
+    assert no_cross.eval_organs("liver") == ("liver",)
+    real = [c for c in cells if c.regime == "real"]
+    assert all(c.generator == () for c in real)
+    diff = next(c for c in cells if c.regime == "difftumor" and c.organ == "kidney")
+    assert diff.generator_config() == {"name": "difftumor", "checkpoint": "/ckpt/kidney"}
+    assert {c.dataset_fingerprint for c in cells if c.organ == "kidney"} == {"b"}
+    assert dict(cells[0].hyperparameters)["epochs"] == 2  # tiny preset default
+
+
+def test_only_filter():
+    cells = cells_from_grid(parse_grid(BASE), FP)
+    picked = select(cells, parse_only("organ=liver,regime=hu"))
+    assert len(picked) == 2 * 3 and {(c.organ, c.regime) for c in picked} == {("liver", "hu")}
+    assert len(select(cells, parse_only("regime=hu|real,fold=2,fold=0"))) == 2 * 2 * 2 * 2
+    with pytest.raises(InputError, match="--only: 'colour=red'"):
+        parse_only("colour=red")
+
+
+@pytest.mark.parametrize("patch, field", [
+    (("name = \"g\"", "name = \"\""), "'name'"),
+    (("regimes = [\"real\", \"hu\", \"difftumor\"]", "regimes = [\"gan\"]"), "'regimes'"),
+    (("folds = [0, 1, 2]", "folds = [7]"), "'folds'"),
+    (("backbones = [\"unet\", \"swin_unetr\"]", "backbones = [\"resnet\"]"), "'backbones'"),
+    (("organs = [\"liver\", \"kidney\"]", "organs = [\"liver\", \"lung\"]"), "'organs'"),
+    (("[datasets]", "colour = 1\n[datasets]"), "'colour'"),
+    (("checkpoints = {liver", "checkpoints = 3\n#"), "generators.difftumor.checkpoints"),
+])
+def test_validation_names_the_field(patch, field):
+    with pytest.raises(InputError, match=field):
+        parse_grid(BASE.replace(*patch))
+
+
+def test_train_optuna_and_file_errors(tmp_path):
+    with pytest.raises(InputError, match="train.crop_size"):
+        parse_grid(BASE + "[train]\ncrop_size = [8, 8]\n")
+    with pytest.raises(InputError, match="train.synth_prob"):
+        parse_grid(BASE + "[train]\nsynth_prob = 1.5\n")
+    with pytest.raises(InputError, match="train.momentum"):
+        parse_grid(BASE + "[train]\nmomentum = 0.9\n")
+    with pytest.raises(InputError, match="optuna.space.lr"):
+        parse_grid(BASE + "[optuna.space]\nlr = {low = 0.1, high = 0.01}\n")
+    with pytest.raises(InputError, match="optuna.space.colour"):
+        parse_grid(BASE + "[optuna.space]\ncolour = {choices = [1]}\n")
+    with pytest.raises(InputError, match="optuna.pruner"):
+        parse_grid(BASE + "[optuna]\npruner = \"asha\"\n")
+    with pytest.raises(InputError, match="not valid TOML"):
+        parse_grid("name = ")
+    with pytest.raises(InputError, match="grid file not found"):
+        load_grid(tmp_path / "nope.toml")
+    grid = parse_grid(BASE + "[optuna.space]\nlr = {low = 1e-4, high = 1e-2, log = true}\n"
+                      "batch_size = {choices = [1, 2]}\n")
+    assert grid.optuna["space"]["lr"] == {"low": 1e-4, "high": 1e-2, "log": True}
+
+
+def test_missing_dataset_is_reported_by_run(tmp_path):
+    from benchmark.runner import run_grid
+
+    make_fake_dataset(tmp_path / "liver", "liver")
+    grid = tmp_path / "g.toml"
+    grid.write_text(f'name = "g"\n[datasets]\nliver = "{tmp_path / "liver"}"\npancreas = "{tmp_path / "nope"}"\n')
+    with pytest.raises(InputError, match="nope"):
+        run_grid(grid, dry_run=True, progress=False)
+
+
+def test_example_grids_parse():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "grids"
+    for path in sorted(root.glob("*.toml")):
+        grid = load_grid(path)
+        assert cells_from_grid(grid, {o: "x" for o in grid.datasets}), path
