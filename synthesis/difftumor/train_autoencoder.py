@@ -19,7 +19,7 @@ from synthesis.difftumor.config import AutoencoderConfig, AutoencoderTrainConfig
 from synthesis.difftumor.crops import load_volumes, sample_batch
 from synthesis.difftumor.discriminator import build_discriminator
 from synthesis.difftumor.training import (LogMetrics, autocast, load_resume_state, multistep_lr, progress_bar,
-                                          restore, save_resume_state, set_lr, step_generators)
+                                          restore, save_resume_state, seeded_init, set_lr, step_generators)
 
 FORMAT = "tumorbench.difftumor.autoencoder/1"
 
@@ -66,8 +66,9 @@ def train_autoencoder(items: Sequence[dict[str, Any]], out_dir: str | os.PathLik
 
 
 def _build(model_config: AutoencoderConfig, cfg: AutoencoderTrainConfig, device: torch.device) -> dict[str, Any]:
-    autoencoder = VQAutoencoder(model_config).to(device).train()
-    discriminator = build_discriminator(cfg.disc_channels, cfg.disc_layers).to(device).train()
+    with seeded_init(cfg.seed):
+        autoencoder = VQAutoencoder(model_config).to(device).train()
+        discriminator = build_discriminator(cfg.disc_channels, cfg.disc_layers).to(device).train()
     return {
         "autoencoder": autoencoder,
         "discriminator": discriminator,

@@ -21,7 +21,7 @@ from synthesis.difftumor.config import DenoiserConfig, DiffusionTrainConfig, Sch
 from synthesis.difftumor.crops import has_stage_tumors, load_volumes, sample_batch
 from synthesis.difftumor.denoiser import build_denoiser, build_scheduler, condition, denoise_step_input
 from synthesis.difftumor.training import (LogMetrics, autocast, file_sha256, load_resume_state, progress_bar,
-                                          restore, save_resume_state, step_generators)
+                                          restore, save_resume_state, seeded_init, step_generators)
 from synthesis.errors import SynthesisInputError
 
 FORMAT = "tumorbench.difftumor.diffusion/1"
@@ -86,7 +86,8 @@ def _stage_volumes(items, window, stage: str, early_radius_mm: float):
 
 
 def _build(config: DenoiserConfig, cfg: DiffusionTrainConfig, device: torch.device) -> dict[str, Any]:
-    denoiser = build_denoiser(config).to(device).train()
+    with seeded_init(cfg.seed):
+        denoiser = build_denoiser(config).to(device).train()
     ema = copy.deepcopy(denoiser).eval().requires_grad_(False)
     return {"denoiser": denoiser, "ema": ema, "opt": torch.optim.Adam(denoiser.parameters(), lr=cfg.lr)}
 

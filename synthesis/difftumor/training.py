@@ -25,6 +25,15 @@ def step_generators(seed: int, step: int) -> tuple[np.random.Generator, torch.Ge
     return rng, torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
 
 
+@contextlib.contextmanager
+def seeded_init(seed: int):
+    """Seed the CPU RNG for module construction (weight init) and restore the caller's state
+    afterwards, so two runs with one config start from the same weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 def autocast(device: torch.device, enabled: bool):
     """bf16 autocast on CUDA when ``enabled``; a no-op on CPU (AMP is CUDA-only here)."""
     if enabled and device.type == "cuda":
