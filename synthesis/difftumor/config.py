@@ -55,6 +55,7 @@ class AutoencoderTrainConfig:
     feature_match_weight: float = 4.0
     grad_clip: float = 1.0
     foreground_prob: float = 0.95
+    tumor_crop_prob: float = 0.0  # extra: centre on a tumor voxel (rare texture) w.p. this
     checkpoint_every: int = 500
     amp: bool = True  # bf16 autocast, only ever used on CUDA
     seed: int = 1234
@@ -117,10 +118,12 @@ def autoencoder_preset(preset: str) -> tuple[AutoencoderConfig, AutoencoderTrain
     _check_preset(preset)
     if preset == "paper":
         return AutoencoderConfig(), AutoencoderTrainConfig()
-    model = AutoencoderConfig(channels=(4, 8, 16), num_codes=512, decoder_res_blocks=1, norm_groups=4)
+    # few codes: a tiny batch has ~2k latent vectors, and codes seen less than once per step
+    # (EMA count < 1) are restarted every step, which churns a large codebook
+    model = AutoencoderConfig(channels=(4, 8, 16), num_codes=256, decoder_res_blocks=1, norm_groups=4)
     train = AutoencoderTrainConfig(
-        crop_size=(32, 32, 32), batch_size=4, lr=2e-3, steps=200, disc_start=150, disc_channels=8,
-        disc_layers=2, checkpoint_every=100, foreground_prob=0.95)
+        crop_size=(32, 32, 32), batch_size=4, lr=1e-3, steps=200, disc_start=150, disc_channels=8,
+        disc_layers=2, checkpoint_every=100, foreground_prob=0.95, tumor_crop_prob=0.5)
     return model, train
 
 

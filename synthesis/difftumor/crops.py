@@ -115,12 +115,17 @@ def sample_center(volume: Volume, rng: np.random.Generator, target_prob: float, 
 
 
 def sample_batch(volumes: Sequence[Volume], rng: np.random.Generator, batch_size: int, crop_size: Sequence[int],
-                 target_prob: float, target: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """(images (B, 1, *crop) float32 in [-1, 1], tumor masks (B, 1, *crop) float32 {0, 1})."""
+                 target_prob: float, target: int = 2, tumor_prob: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(images (B, 1, *crop) float32 in [-1, 1], tumor masks (B, 1, *crop) float32 {0, 1}).
+
+    Each crop is centred on a tumor voxel w.p. ``tumor_prob``, otherwise by ``sample_center``."""
     images, masks = [], []
     for _ in range(batch_size):
         volume = volumes[rng.integers(len(volumes))]
-        center = sample_center(volume, rng, target_prob, target)
+        if tumor_prob and rng.random() < tumor_prob:
+            center = sample_center(volume, rng, 1.0, 2)
+        else:
+            center = sample_center(volume, rng, target_prob, target)
         images.append(crop_at(volume.image, center, crop_size, fill=-1.0).astype(np.float32))
         masks.append((crop_at(volume.label, center, crop_size, fill=0) == 2).astype(np.float32))
     return np.stack(images)[:, None], np.stack(masks)[:, None]

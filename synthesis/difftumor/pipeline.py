@@ -71,6 +71,7 @@ class DiffTumorPipeline:
             blur_sigmas = low + (high - low) * draws
         return np.stack([blend(c, d, m, float(s)) for c, d, m, s in zip(ct, decoded, masks, blur_sigmas)])
 
+    @torch.no_grad()
     def generate(self, ct: np.ndarray, masks: np.ndarray, generator: torch.Generator) -> np.ndarray:
         """Decoded crops (B, X, Y, Z) in HU from the reverse diffusion (before blending)."""
         device = self.device

@@ -52,7 +52,8 @@ def train_autoencoder(items: Sequence[dict[str, Any]], out_dir: str | os.PathLik
         for step in range(start, train_config.steps):
             rng, generator = step_generators(train_config.seed, step)
             images, _ = sample_batch(volumes, rng, train_config.batch_size, train_config.crop_size,
-                                     train_config.foreground_prob, target=1)
+                                     train_config.foreground_prob, target=1,
+                                     tumor_prob=train_config.tumor_crop_prob)
             metrics = train_step(parts, torch.from_numpy(images).to(device), step, train_config, generator)
             bar.update(1)
             bar.set_postfix(l1=f"{metrics['ae_l1']:.4f}")
