@@ -1,6 +1,6 @@
 """Small synthetic CT cases for the DiffTumor tests: a bright ellipsoid organ with dark round tumors.
 
-Used until/unless the phantom dataset is wanted; arrays are in HU at 2 mm spacing.
+Arrays are in HU at 2 mm spacing; small enough for second-scale training steps.
 """
 from __future__ import annotations
 
@@ -42,51 +42,3 @@ def make_items(n: int = 4, seed: int = 0, **kwargs) -> list[dict]:
                       "age": None, "sex": None, "spacing": SPACING})
     return items
 
-
-def install_geometry_standin() -> None:
-    """Until synthesis/geometry.py (owner: hu) is merged, register a minimal module with its API
-    (spheres of a size-type radius at a random organ voxel, clipped to the organ)."""
-    import sys
-    import types
-    from dataclasses import dataclass
-
-    try:
-        import synthesis.geometry  # noqa: F401
-        return
-    except ModuleNotFoundError:
-        pass
-
-    @dataclass(frozen=True)
-    class TumorGeometry:
-        size_type: str
-        organ: str
-        centres: tuple
-        radii_mm: tuple
-
-    radius_mm = {"tiny": 4.0, "small": 8.0, "medium": 16.0, "large": 32.0}
-
-    def sample_size_type(rng, probs=None):
-        probs = probs or {"tiny": 0.4, "small": 0.4, "medium": 0.1, "large": 0.1}
-        names = sorted(probs)
-        weights = np.array([probs[n] for n in names], dtype=float)
-        return names[rng.choice(len(names), p=weights / weights.sum())]
-
-    def sample_geometry(organ_mask, spacing, size_type, organ, rng):
-        coords = np.argwhere(organ_mask)
-        centre = tuple(int(v) for v in coords[rng.integers(len(coords))])
-        return TumorGeometry(size_type, organ, (centre,), ((radius_mm[size_type],) * 3,))
-
-    def render_tumor_mask(organ_mask, spacing, geometry):
-        grid = np.indices(organ_mask.shape).astype(np.float32)
-        centre = np.array(geometry.centres[0], dtype=np.float32)[:, None, None, None]
-        scale = (np.array(geometry.radii_mm[0]) / np.array(spacing))[:, None, None, None]
-        return ((((grid - centre) / scale) ** 2).sum(0) <= 1.0) & organ_mask.astype(bool)
-
-    module = types.ModuleType("synthesis.geometry")
-    module.TumorGeometry = TumorGeometry
-    module.sample_size_type, module.sample_geometry = sample_size_type, sample_geometry
-    module.render_tumor_mask = render_tumor_mask
-    sys.modules["synthesis.geometry"] = module
-    import synthesis
-
-    synthesis.geometry = module

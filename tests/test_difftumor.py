@@ -12,17 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from _difftumor_fixtures import ORGAN_HU, SPACING, install_geometry_standin, make_case, make_items
+from _difftumor_fixtures import ORGAN_HU, SPACING, make_case, make_items
 
-install_geometry_standin()
-
-from synthesis.difftumor import config as cfg  # noqa: E402
-from synthesis.difftumor.checkpoint import load_autoencoder  # noqa: E402
-from synthesis.difftumor.generator import DiffTumorGenerator  # noqa: E402
-from synthesis.difftumor.train_autoencoder import train_autoencoder  # noqa: E402
-from synthesis.difftumor.train_diffusion import train_diffusion  # noqa: E402
-from synthesis.errors import SynthesisInputError  # noqa: E402
-from synthesis.protocol import TumorGenerator  # noqa: E402
+from synthesis.difftumor import config as cfg
+from synthesis.difftumor.checkpoint import load_autoencoder
+from synthesis.difftumor.generator import DiffTumorGenerator
+from synthesis.difftumor.train_autoencoder import train_autoencoder
+from synthesis.difftumor.train_diffusion import train_diffusion
+from synthesis.errors import SynthesisInputError
+from synthesis.protocol import TumorGenerator
 
 AE_MODEL = cfg.AutoencoderConfig(channels=(8, 16, 16), num_codes=32, decoder_res_blocks=1, norm_groups=4)
 AE_TRAIN = cfg.AutoencoderTrainConfig(crop_size=(16, 16, 16), batch_size=2, lr=5e-4, steps=160, disc_start=120,

@@ -8,11 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from _difftumor_fixtures import SPACING, install_geometry_standin, make_case
+from _difftumor_fixtures import SPACING, make_case
 
-install_geometry_standin()
-
-from benchmark.cli import main  # noqa: E402
+from benchmark.cli import main
 
 
 @pytest.fixture(autouse=True)

@@ -65,8 +65,7 @@ class DiffTumorGenerator:
         self.pipelines, self.crop_size = dict(pipelines), tuple(int(c) for c in crop_size)
 
     def _needed_stages(self) -> set[str]:
-        probs = geometry.normalise_size_probs(self.size_probs) if hasattr(geometry, "normalise_size_probs") \
-            else (self.size_probs or {size: 1.0 for size in SIZE_STAGE})
+        probs = geometry.normalise_size_probs(self.size_probs)
         return {SIZE_STAGE[size] for size, p in probs.items() if p > 0}
 
     def __call__(self, ct_hu: np.ndarray, organ_mask: np.ndarray, spacing: Sequence[float],
