@@ -1,0 +1,74 @@
+"""`tumorbench generator`: train the DiffTumor autoencoder and diffusion models on a dataset."""
+from __future__ import annotations
+
+import argparse
+
+EPILOG_AE = """examples:
+  tumorbench generator train-autoencoder data/liver --out ckpt/difftumor --preset tiny
+  tumorbench generator train-autoencoder data/atlas --out ckpt/difftumor --preset paper --device cuda
+
+Killing and re-running the same command resumes from ckpt/.../train_state/autoencoder.pt."""
+
+EPILOG_DIFF = """examples:
+  tumorbench generator train-diffusion data/liver --autoencoder ckpt/difftumor --early --out ckpt/difftumor
+  tumorbench generator train-diffusion data/liver --autoencoder ckpt/difftumor --non-early --preset paper \\
+      --device cuda --fold 0 --out ckpt/difftumor
+
+Trains on crops around the real tumors of the labeled cases (early: radius <= 10 mm). Use the
+result with `tumorbench synthesize --method difftumor --checkpoint ckpt/difftumor`."""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "generator", help="train the DiffTumor generative models (autoencoder, diffusion)",
+        description="Train DiffTumor: stage 1 a 3D VQGAN autoencoder, stage 2 latent diffusion inpainting "
+                    "models (early T=4 and non-early T=200) per organ. Presets: tiny (32^3 crops, CPU, minutes) "
+                    "and paper (96^3 crops, official sizes, GPU).")
+    inner = parser.add_subparsers(dest="generator_what", metavar="<what>")
+    ae = inner.add_parser("train-autoencoder", help="stage 1: train the VQGAN autoencoder",
+                          description="Train the 3D VQGAN autoencoder on crops of all cases of DATASET.",
+                          epilog=EPILOG_AE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(ae)
+    ae.set_defaults(func=train_autoencoder_entry)
+    diff = inner.add_parser("train-diffusion", help="stage 2: train an early or non-early diffusion model",
+                            description="Train a latent diffusion inpainting model for one organ and tumor stage.",
+                            epilog=EPILOG_DIFF, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(diff)
+    diff.add_argument("--autoencoder", required=True, metavar="CKPT",
+                      help="checkpoint folder (or its autoencoder.pt) of the trained autoencoder")
+    diff.add_argument("--organ", choices=("liver", "pancreas", "kidney"),
+                      help="organ the model is for (default: the dataset's organ)")
+    stage = diff.add_mutually_exclusive_group(required=True)
+    stage.add_argument("--early", dest="stage", action="store_const", const="early",
+                       help="tiny/small tumors: T=4, 4-step DDPM sampling")
+    stage.add_argument("--non-early", dest="stage", action="store_const", const="nonearly",
+                       help="medium/large tumors: T=200, 50-step DDIM sampling")
+    diff.set_defaults(func=train_diffusion_entry)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", metavar="DATASET", help="canonical dataset folder (dataset.json, cases.csv)")
+    parser.add_argument("--out", required=True, metavar="CKPT", help="checkpoint folder to write (created)")
+    parser.add_argument("--preset", choices=("tiny", "paper"), default="tiny", help="model/crop sizes (default tiny)")
+    parser.add_argument("--steps", type=int, help="training steps (default: the preset's)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    parser.add_argument("--fold", type=int, help="train only on this fold's training cases (default: all cases)")
+
+
+def train_autoencoder_entry(args) -> int:
+    from benchmark.generators import train_autoencoder_on_dataset
+
+    path = train_autoencoder_on_dataset(args.dataset, args.out, preset=args.preset, steps=args.steps,
+                                        device=args.device, fold=args.fold)
+    print(f"autoencoder written to {path}")
+    return 0
+
+
+def train_diffusion_entry(args) -> int:
+    from benchmark.generators import train_diffusion_on_dataset
+
+    path = train_diffusion_on_dataset(args.dataset, args.autoencoder, args.out, stage=args.stage, organ=args.organ,
+                                      preset=args.preset, steps=args.steps, device=args.device, fold=args.fold)
+    print(f"diffusion model written to {path}")
+    return 0

@@ -1,0 +1,122 @@
+"""Training the DiffTumor generators on a canonical dataset (API behind `tumorbench generator`).
+
+Resolves the dataset into item dicts (benchmark.data.Dataset) and calls the training functions in
+synthesis.difftumor, logging losses to MLflow when a run is active.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from benchmark.errors import InputError
+
+STAGE_FLAGS = {"early": "--early", "nonearly": "--non-early"}
+
+
+def _items(dataset_dir: str | Path, labeled_only: bool, fold: int | None) -> tuple[Any, list[dict[str, Any]]]:
+    """(Dataset, items): all cases (or labeled ones), restricted to fold ``fold``'s training cases."""
+    from benchmark.data import Dataset
+
+    dataset = Dataset.open(dataset_dir)
+    ids = dataset.case_ids("labeled") if labeled_only else dataset.case_ids()
+    if fold is not None:
+        train_ids = set(dataset.fold(fold)[0])
+        ids = [case_id for case_id in ids if case_id in train_ids]
+    if not ids:
+        what = "labeled cases (with real tumors)" if labeled_only else "cases"
+        raise InputError(f"{dataset.root / 'cases.csv'}: no {what} to train on" + (f" in fold {fold}" if fold is not None else ""))
+    items = dataset.items(ids)
+    for item in items:
+        item["spacing"] = dataset.spacing
+    return dataset, items
+
+
+def mlflow_logger() -> Callable[[dict[str, float], int], None] | None:
+    """``log_metrics(dict, step)`` into the active MLflow run, or None when no run is active
+    (mlflow is only imported when someone already imported it, so no run can exist otherwise)."""
+    if "mlflow" not in sys.modules:
+        return None
+    import mlflow
+
+    if mlflow.active_run() is None:
+        return None
+    return lambda metrics, step: mlflow.log_metrics(metrics, step=step)
+
+
+def _meta(dataset: Any, preset: str) -> dict[str, Any]:
+    return {"preset": preset, "dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint(),
+            "organ_of_dataset": dataset.organ, "spacing": list(dataset.spacing)}
+
+
+def train_autoencoder_on_dataset(dataset_dir: str | Path, out: str | Path, *, preset: str = "tiny",
+                                 steps: int | None = None, device: str = "cpu", fold: int | None = None,
+                                 progress: bool = True) -> Path:
+    """Train the stage-1 autoencoder on all cases (or fold ``fold``'s training cases); returns the .pt."""
+    from synthesis.difftumor.config import autoencoder_preset, with_steps
+    from synthesis.difftumor.train_autoencoder import train_autoencoder
+
+    dataset, items = _items(dataset_dir, labeled_only=False, fold=fold)
+    model_config, train_config = autoencoder_preset(preset)
+    return train_autoencoder(items, out, model_config, with_steps(train_config, steps), device=device,
+                             log_metrics=mlflow_logger(), progress=progress, meta=_meta(dataset, preset))
+
+
+def train_diffusion_on_dataset(dataset_dir: str | Path, autoencoder: str | Path, out: str | Path, *, stage: str,
+                               organ: str | None = None, preset: str = "tiny", steps: int | None = None,
+                               device: str = "cpu", fold: int | None = None, progress: bool = True) -> Path:
+    """Train one organ/stage diffusion model on crops around the real tumors of labeled cases."""
+    from synthesis.difftumor.config import diffusion_preset, with_steps
+    from synthesis.difftumor.train_diffusion import train_diffusion
+
+    dataset, items = _items(dataset_dir, labeled_only=True, fold=fold)
+    organ = organ or dataset.organ
+    denoiser, scheduler, train_config = diffusion_preset(preset, stage)
+    autoencoder_dir = Path(autoencoder)
+    if autoencoder_dir.is_file():
+        autoencoder_dir = autoencoder_dir.parent
+    return train_diffusion(items, autoencoder_dir, out, organ, stage, denoiser, scheduler,
+                           with_steps(train_config, steps), device=device, log_metrics=mlflow_logger(),
+                           progress=progress, meta=_meta(dataset, preset))
+
+
+def train_tiny_generators(dataset_dir: str | Path, out_dir: str | Path, organ: str | None = None,
+                          device: str = "cpu", *, progress: bool = True) -> Path:
+    """Tiny autoencoder + early + non-early models for ``organ`` in ``out_dir`` (cached).
+
+    A model is retrained only if its files are missing or its JSON does not match the tiny config
+    (or, for diffusion models, the autoencoder it was trained with). Returns ``out_dir``.
+    """
+    from synthesis.difftumor.config import autoencoder_preset, diffusion_preset, to_dict
+    from synthesis.difftumor.training import file_sha256
+
+    out_dir = Path(out_dir)
+    dataset, _ = _items(dataset_dir, labeled_only=False, fold=None)
+    organ = organ or dataset.organ
+    model_config, train_config = autoencoder_preset("tiny")
+    wanted = {"model": to_dict(model_config), "train": to_dict(train_config),
+              "dataset_fingerprint": dataset.fingerprint()}
+    if not _cached(out_dir / "autoencoder", wanted):
+        train_autoencoder_on_dataset(dataset_dir, out_dir, preset="tiny", device=device, progress=progress)
+    ae_sha = file_sha256(out_dir / "autoencoder.pt")
+    for stage in STAGE_FLAGS:
+        denoiser, scheduler, train = diffusion_preset("tiny", stage)
+        wanted = {"denoiser": to_dict(denoiser), "scheduler": to_dict(scheduler), "train": to_dict(train),
+                  "autoencoder_sha256": ae_sha, "dataset_fingerprint": dataset.fingerprint()}
+        if not _cached(out_dir / f"diffusion_{organ}_{stage}", wanted):
+            train_diffusion_on_dataset(dataset_dir, out_dir, out_dir, stage=stage, organ=organ, preset="tiny",
+                                       device=device, progress=progress)
+    return out_dir
+
+
+def _cached(stem: Path, wanted: dict[str, Any]) -> bool:
+    """True when stem.pt exists and stem.json has every ``wanted`` field equal."""
+    json_path, weights = stem.with_suffix(".json"), stem.with_suffix(".pt")
+    if not (json_path.is_file() and weights.is_file()):
+        return False
+    try:
+        meta = json.loads(json_path.read_text())
+    except json.JSONDecodeError:
+        return False
+    return all(meta.get(key) == value for key, value in wanted.items())

@@ -1,0 +1,126 @@
+"""DiffTumor files on disk: exported models and resumable training states.
+
+Checkpoint DIR layout (weights are plain state dicts, configs JSON)::
+
+    autoencoder.pt / autoencoder.json
+    diffusion_<organ>_early.pt / .json       (EMA weights of the T=4 model)
+    diffusion_<organ>_nonearly.pt / .json    (EMA weights of the T=200 model)
+    train_state/<name>.pt                    (resume state: weights, optimisers, step)
+
+All writes go to a temp file renamed into place, so a killed run never leaves half a file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from synthesis.difftumor.config import (STAGES, AutoencoderConfig, DenoiserConfig, SchedulerConfig, from_dict)
+from synthesis.errors import SynthesisInputError
+
+AUTOENCODER = "autoencoder"
+
+
+def diffusion_name(organ: str, stage: str) -> str:
+    if stage not in STAGES:
+        raise SynthesisInputError(f"stage {stage!r}: expected one of {STAGES}")
+    return f"diffusion_{organ}_{stage}"
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    _atomic_write(Path(path), lambda tmp: torch.save(obj, tmp))
+
+
+def save_json(path: str | os.PathLike, obj: Any) -> None:
+    _atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(obj, indent=2) + "\n"))
+
+
+def load_torch(path: str | os.PathLike, what: str, device: str | torch.device = "cpu") -> Any:
+    """torch.load(weights_only=True) with a clear error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SynthesisInputError(f"{path}: {what} not found")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # pickle / zip errors for corrupt files
+        raise SynthesisInputError(f"{path}: cannot read {what} ({type(exc).__name__}: {exc})") from exc
+
+
+def load_json(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise SynthesisInputError(f"{path}: {what} not found")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SynthesisInputError(f"{path}: {what} is not valid JSON ({exc})") from exc
+
+
+def export_model(directory: str | os.PathLike, name: str, state_dict: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Write ``name``.pt (weights) then ``name``.json (config; its presence marks completion)."""
+    directory = Path(directory)
+    save_torch(directory / f"{name}.pt", {k: v.detach().cpu() for k, v in state_dict.items()})
+    save_json(directory / f"{name}.json", meta)
+
+
+def load_autoencoder(directory: str | os.PathLike, device: str | torch.device = "cpu"):
+    """(VQAutoencoder in eval mode, meta dict) from ``directory``/autoencoder.{pt,json}."""
+    from synthesis.difftumor.autoencoder import VQAutoencoder
+
+    directory = _checkpoint_dir(directory)
+    meta = load_json(directory / f"{AUTOENCODER}.json", "DiffTumor autoencoder config")
+    config = from_dict(AutoencoderConfig, meta.get("model", {}), str(directory / f"{AUTOENCODER}.json"))
+    model = VQAutoencoder(config)
+    _load_state(model, directory / f"{AUTOENCODER}.pt", "DiffTumor autoencoder weights", device)
+    return model.to(device).eval(), meta
+
+
+def load_diffusion(directory: str | os.PathLike, organ: str, stage: str, device: str | torch.device = "cpu"):
+    """(denoiser in eval mode, SchedulerConfig, meta dict) of one organ/stage model."""
+    from synthesis.difftumor.denoiser import build_denoiser
+
+    directory = _checkpoint_dir(directory)
+    name = diffusion_name(organ, stage)
+    json_path = directory / f"{name}.json"
+    if not json_path.is_file():
+        flag = "--early" if stage == "early" else "--non-early"
+        raise SynthesisInputError(
+            f"{json_path}: DiffTumor {stage} model for {organ} not found; train it with `tumorbench generator "
+            f"train-diffusion DATASET --autoencoder {directory} --organ {organ} {flag} --out {directory}`")
+    meta = load_json(json_path, f"DiffTumor {stage} diffusion config")
+    denoiser = build_denoiser(from_dict(DenoiserConfig, meta.get("denoiser", {}), str(json_path)))
+    scheduler = from_dict(SchedulerConfig, meta.get("scheduler", {}), str(json_path))
+    _load_state(denoiser, directory / f"{name}.pt", f"DiffTumor {stage} diffusion weights", device)
+    return denoiser.to(device).eval(), scheduler, meta
+
+
+def _checkpoint_dir(directory: str | os.PathLike) -> Path:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise SynthesisInputError(f"{directory}: DiffTumor checkpoint folder not found (expected autoencoder.pt, "
+                                  "autoencoder.json, diffusion_<organ>_<early|nonearly>.pt/.json)")
+    return directory
+
+
+def _load_state(model: torch.nn.Module, path: Path, what: str, device: str | torch.device) -> None:
+    state = load_torch(path, what, device)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise SynthesisInputError(f"{path}: {what} do not match the config in the .json ({exc})") from exc

@@ -1,0 +1,44 @@
+"""Small synthetic CT cases for the DiffTumor tests: a bright ellipsoid organ with dark round tumors.
+
+Arrays are in HU at 2 mm spacing; small enough for second-scale training steps.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+ORGAN_HU, TUMOR_HU, FAT_HU = 120.0, 0.0, -100.0
+SPACING = (2.0, 2.0, 2.0)
+
+
+def make_case(seed: int, shape=(48, 48, 48), tumor_radii=(3, 4, 7)) -> tuple[np.ndarray, np.ndarray]:
+    """(ct HU float32, labels uint8 0/1/2) with an ellipsoid organ and spherical tumors inside."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij"))
+    center = np.array(shape, dtype=np.float32)[:, None, None, None] / 2
+    radii = np.array([s * 0.38 for s in shape], dtype=np.float32)[:, None, None, None]
+    organ = (((grid - center) / radii) ** 2).sum(0) <= 1.0
+    label = organ.astype(np.uint8)
+    ct = np.full(shape, FAT_HU, np.float32)
+    ct[organ] = ORGAN_HU
+    coords = np.argwhere(organ)
+    for radius in tumor_radii:
+        for _ in range(50):
+            c = coords[rng.integers(len(coords))]
+            ball = ((grid - c[:, None, None, None]) ** 2).sum(0) <= radius ** 2
+            if (organ[ball]).all():
+                break
+        ct[ball] = TUMOR_HU
+        label[ball] = 2
+    ct += rng.normal(0.0, 8.0, shape).astype(np.float32)
+    return ct, label
+
+
+def make_items(n: int = 4, seed: int = 0, **kwargs) -> list[dict]:
+    """Training items with in-memory arrays (``image``/``label`` arrays + ``spacing``)."""
+    items = []
+    for index in range(n):
+        ct, label = make_case(seed + index, **kwargs)
+        items.append({"case_id": f"case{index}", "image": ct, "label": label, "healthy": False,
+                      "age": None, "sex": None, "spacing": SPACING})
+    return items
+

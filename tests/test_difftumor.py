@@ -1,0 +1,169 @@
+"""DiffTumor: autoencoder training, diffusion inpainting, generator protocol, checkpoints, resume.
+
+Models and crops are tiny (16^3 crops of 2 mm synthetic cases) so the whole file runs in about a
+minute on 2 cores; the tiny/paper presets are exercised by the CLI and perf benchmark instead.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from _difftumor_fixtures import ORGAN_HU, SPACING, make_case, make_items
+
+from synthesis.difftumor import config as cfg
+from synthesis.difftumor.checkpoint import load_autoencoder
+from synthesis.difftumor.generator import DiffTumorGenerator
+from synthesis.difftumor.train_autoencoder import train_autoencoder
+from synthesis.difftumor.train_diffusion import train_diffusion
+from synthesis.errors import SynthesisInputError
+from synthesis.protocol import TumorGenerator
+
+AE_MODEL = cfg.AutoencoderConfig(channels=(8, 16, 16), num_codes=32, decoder_res_blocks=1, norm_groups=4)
+AE_TRAIN = cfg.AutoencoderTrainConfig(crop_size=(16, 16, 16), batch_size=2, lr=5e-4, steps=160, disc_start=120,
+                                      disc_channels=4, disc_layers=2, checkpoint_every=80, tumor_crop_prob=0.5)
+DENOISER = cfg.DenoiserConfig(channels=(16, 32), attention_levels=(False, False), num_res_blocks=1,
+                              norm_groups=8, num_head_channels=16)
+DIFF_TRAIN = cfg.DiffusionTrainConfig(crop_size=(16, 16, 16), batch_size=4, lr=3e-3, steps=160, ema_decay=0.9,
+                                      ema_every=1, ema_start=10, tumor_crop_prob=1.0, checkpoint_every=60)
+ORGAN = "liver"
+
+
+def _items():
+    return make_items(3, seed=0, shape=(32, 32, 32), tumor_radii=(3, 3, 4))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny convolutions gain nothing from threads and suffer badly on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Autoencoder + early model trained once for the module; returns (ckpt dir, AE loss history)."""
+    out = tmp_path_factory.mktemp("difftumor_ckpt")
+    history: list[tuple[int, float]] = []
+    train_autoencoder(_items(), out, AE_MODEL, AE_TRAIN, progress=False,
+                      log_metrics=lambda metrics, step: history.append((step, metrics["ae_l1"])),
+                      meta={"spacing": list(SPACING)})
+    train_diffusion(_items(), out, out, ORGAN, "early", DENOISER, cfg.scheduler_for_stage("early"), DIFF_TRAIN,
+                    progress=False)
+    return out, history
+
+
+def _healthy_batch(n: int = 2):
+    ct, label = make_case(7, shape=(32, 32, 32), tumor_radii=())
+    return np.stack([ct] * n), np.stack([label == 1] * n)
+
+
+def _generator(ckpt, **kwargs) -> DiffTumorGenerator:
+    probs = {"tiny": 0.0, "small": 1.0, "medium": 0.0, "large": 0.0}
+    return DiffTumorGenerator(ORGAN, checkpoint=ckpt, size_probs=probs, **kwargs)
+
+
+def test_autoencoder_reconstruction_error_falls(trained):
+    _, history = trained
+    first = np.mean([l1 for step, l1 in history if step < 3])
+    last = np.mean([l1 for step, l1 in history if step >= AE_TRAIN.steps - 6])
+    assert last < 0.5 * first, f"L1 {first:.3f} -> {last:.3f}"
+
+
+def test_generator_satisfies_protocol(trained):
+    generator = _generator(trained[0])
+    assert isinstance(generator, TumorGenerator)
+    assert generator.name == "difftumor" and generator.organ == ORGAN
+
+
+def test_changes_only_near_mask_and_darker_inside(trained):
+    ct, organ = _healthy_batch(4)
+    out = _generator(trained[0], blur_sigma_range=(0.0, 0.5))(ct, organ, SPACING, np.random.default_rng(3))
+    assert out.ct_hu.shape == ct.shape and out.tumor_mask.shape == ct.shape
+    from scipy import ndimage
+
+    for b in range(len(ct)):
+        mask = out.tumor_mask[b]
+        assert mask.any() and not (mask & ~organ[b]).any()
+        reach = int(np.ceil(4 * out.params[b]["blur_sigma"])) + 1
+        near = ndimage.binary_dilation(mask, structure=np.ones((3, 3, 3), bool), iterations=reach)
+        np.testing.assert_array_equal(out.ct_hu[b][~near], ct[b][~near])
+    # real tumors of the training cases are darker than the organ (0 vs 120 HU, noise sd 8 HU);
+    # a light blur keeps the blend weight near 1 inside the mask
+    generated = out.ct_hu[out.tumor_mask].mean()
+    assert generated < ORGAN_HU - 15, generated
+    assert json.dumps(out.params)  # replayable, JSON-serialisable
+
+
+def test_same_seed_same_output_and_checkpoint_roundtrip(trained):
+    ct, organ = _healthy_batch()
+    first = _generator(trained[0])(ct, organ, SPACING, np.random.default_rng(11))
+    again = _generator(trained[0])(ct, organ, SPACING, np.random.default_rng(11))  # reloads from disk
+    np.testing.assert_array_equal(first.ct_hu, again.ct_hu)
+    np.testing.assert_array_equal(first.tumor_mask, again.tumor_mask)
+    other = _generator(trained[0])(ct, organ, SPACING, np.random.default_rng(12))
+    assert not np.array_equal(first.ct_hu, other.ct_hu)
+
+
+def test_full_volume_larger_than_model_crop(trained):
+    ct, label = make_case(5, shape=(40, 36, 44), tumor_radii=())
+    out = _generator(trained[0])(ct[None], (label == 1)[None], SPACING, np.random.default_rng(0))
+    assert out.ct_hu.shape == (1, 40, 36, 44) and out.tumor_mask[0].any()
+    start = out.params[0]["window_start"]
+    inside = np.zeros(ct.shape, bool)
+    inside[tuple(slice(s, s + 16) for s in start)] = True
+    np.testing.assert_array_equal(out.ct_hu[0][~inside], ct[~inside])
+
+
+def test_missing_or_bad_checkpoint_is_a_clear_error(tmp_path, trained):
+    with pytest.raises(SynthesisInputError, match="checkpoint folder not found"):
+        _generator(tmp_path / "nope")
+    with pytest.raises(SynthesisInputError, match="autoencoder config not found"):
+        _generator(tmp_path)
+    with pytest.raises(SynthesisInputError, match="nonearly model for liver not found"):
+        DiffTumorGenerator(ORGAN, checkpoint=trained[0])  # default size probs need the non-early model
+    (tmp_path / "autoencoder.json").write_text((trained[0] / "autoencoder.json").read_text())
+    (tmp_path / "autoencoder.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SynthesisInputError, match="cannot read DiffTumor autoencoder weights"):
+        _generator(tmp_path)
+    with pytest.raises(SynthesisInputError, match="trained weights"):
+        DiffTumorGenerator(ORGAN)
+
+
+def test_autoencoder_roundtrip_is_identical(trained, tmp_path):
+    model, _ = load_autoencoder(trained[0])
+    image = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (1, 1, 16, 16, 16)).astype(np.float32))
+    again, _ = load_autoencoder(trained[0])
+    with torch.no_grad():
+        torch.testing.assert_close(model.decode(model.encode(image)), again.decode(again.encode(image)),
+                                   rtol=0, atol=0)
+
+
+def test_training_resumes_after_interruption(tmp_path):
+    train = dataclasses.replace(AE_TRAIN, steps=6, disc_start=3, checkpoint_every=2)
+    items = _items()
+    train_autoencoder(items, tmp_path / "straight", AE_MODEL, train, progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_step_4(metrics, step):
+        if step == 4:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_autoencoder(items, tmp_path / "resumed", AE_MODEL, train, progress=False, log_metrics=kill_at_step_4)
+    assert not (tmp_path / "resumed" / "autoencoder.pt").exists()
+    state = torch.load(tmp_path / "resumed" / "train_state" / "autoencoder.pt", weights_only=True)
+    assert state["step"] == 4
+    train_autoencoder(items, tmp_path / "resumed", AE_MODEL, train, progress=False)
+    straight = torch.load(tmp_path / "straight" / "autoencoder.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "resumed" / "autoencoder.pt", weights_only=True)
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=0, msg=key)

@@ -1,0 +1,87 @@
+"""`tumorbench generator` CLI + benchmark.generators on a small canonical dataset (2 training steps)."""
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from _difftumor_fixtures import SPACING, make_case
+
+from benchmark.cli import main
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """Canonical layout: 3 labeled cases + 1 healthy case of 40^3 voxels at 2 mm."""
+    root = tmp_path / "liver"
+    rows = ["case_id,age,sex,has_tumor,role,source"]
+    affine = np.diag([*SPACING, 1.0])
+    for index in range(4):
+        healthy = index == 3
+        ct, label = make_case(index, shape=(40, 40, 40), tumor_radii=() if healthy else (3, 7))
+        case_dir = root / "cases" / f"c{index}"
+        case_dir.mkdir(parents=True)
+        nib.save(nib.Nifti1Image(ct, affine), case_dir / "ct.nii.gz")
+        nib.save(nib.Nifti1Image(label, affine), case_dir / "labels.nii.gz")
+        rows.append(f"c{index},60,F,{int(not healthy)},{'healthy' if healthy else 'labeled'},phantom")
+    (root / "cases.csv").write_text("\n".join(rows) + "\n")
+    (root / "dataset.json").write_text(json.dumps({
+        "name": "mini", "organ": "liver", "labels": {"background": 0, "organ": 1, "tumor": 2},
+        "spacing": list(SPACING), "source_format": "phantom", "num_cases": 4}))
+    return root
+
+
+def test_cli_trains_all_three_models_and_generator_uses_them(dataset, tmp_path, capsys):
+    ckpt = tmp_path / "ckpt"
+    assert main(["generator", "train-autoencoder", str(dataset), "--out", str(ckpt), "--steps", "2"]) == 0
+    for flag in ("--early", "--non-early"):
+        assert main(["generator", "train-diffusion", str(dataset), "--autoencoder", str(ckpt / "autoencoder.pt"),
+                     flag, "--out", str(ckpt), "--steps", "2"]) == 0
+    meta = json.loads((ckpt / "diffusion_liver_nonearly.json").read_text())
+    assert meta["scheduler"] == {"train_timesteps": 200, "sample_steps": 50, "sampler": "ddim"}
+    assert meta["steps_done"] == 2 and meta["spacing"] == list(SPACING)
+    assert json.loads((ckpt / "autoencoder.json").read_text())["preset"] == "tiny"
+
+    from synthesis.registry import make_generator
+
+    generator = make_generator("difftumor", "liver", checkpoint=ckpt)
+    ct, label = make_case(9, shape=(40, 40, 40), tumor_radii=())
+    out = generator(ct[None], (label == 1)[None], SPACING, np.random.default_rng(0))
+    assert out.tumor_mask.any() and out.params[0]["stage"] in ("early", "nonearly")
+
+
+def test_train_tiny_generators_skips_cached_models(dataset, tmp_path, monkeypatch):
+    from benchmark import generators
+    from synthesis.difftumor import config
+
+    real_ae, real_diff = config.autoencoder_preset, config.diffusion_preset
+
+    def short(fn):  # same presets, 2 steps, so the test checks the caching, not the training
+        return lambda *a: tuple(config.with_steps(c, 2) if hasattr(c, "steps") else c for c in fn(*a))
+
+    monkeypatch.setattr(config, "autoencoder_preset", short(real_ae))
+    monkeypatch.setattr(config, "diffusion_preset", short(real_diff))
+    out = generators.train_tiny_generators(dataset, tmp_path / "tiny", progress=False)
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.pt")}
+    assert set(stamps) == {"autoencoder.pt", "diffusion_liver_early.pt", "diffusion_liver_nonearly.pt"}
+    generators.train_tiny_generators(dataset, tmp_path / "tiny", progress=False)
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.pt")} == stamps
+
+
+def test_cli_bad_autoencoder_is_a_clear_error(dataset, tmp_path, capsys):
+    code = main(["generator", "train-diffusion", str(dataset), "--autoencoder", str(tmp_path / "missing"),
+                 "--early", "--out", str(tmp_path / "o"), "--steps", "1"])
+    assert code == 2
+    assert "checkpoint folder not found" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "diffusion_liver_early.pt").exists()
