@@ -1,0 +1,129 @@
+"""Realism analysis of a radiomics feature table: scores, effect sizes, embeddings, cross-organ.
+
+Input: the ``features.csv`` table (one row per tumor with ``source`` = real|<generator>,
+``organ``, ``radius_mm``, ``early`` and ``original_*`` feature columns). Output files in
+``out_dir``: realism_scores.csv, effect_sizes.csv, effect_sizes_top.csv, embedding.png,
+distributions_<organ>_<generator>.png and, with several organs, cross_organ.csv,
+cross_organ_frechet.csv, cross_organ_embedding.png.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reports import realism_plots as plots
+from reports import realism_stats as stats
+from reports.radiomics import feature_columns
+
+
+def _pair_scores(real: np.ndarray, other: np.ndarray, seed: int) -> dict[str, Any]:
+    test = stats.classifier_two_sample_test(real, other, seed=seed)
+    return {"n_real": len(real), "n_other": len(other),
+            "frechet": stats.frechet_radiomics_distance(real, other) if min(len(real), len(other)) > 1 else float("nan"),
+            "c2st_auc": test.auc, "c2st_ci_low": test.ci_low, "c2st_ci_high": test.ci_high}
+
+
+def realism_scores(x: np.ndarray, frame: Any, names: list[str], seed: int, top_k: int) -> tuple[Any, Any]:
+    """Scores and effect sizes of every generator vs real, per organ.
+
+    A ``real-split`` row (real tumors split in two random halves) gives the noise floor of
+    both scores at that sample size.
+    """
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    rows, effects = [], []
+    for organ in sorted(set(frame["organ"])):
+        in_organ = (frame["organ"] == organ).to_numpy()
+        real = x[in_organ & (frame["source"] == "real").to_numpy()]
+        half = rng.permutation(len(real))
+        rows.append({"organ": organ, "generator": "real-split",
+                     **_pair_scores(real[half[: len(real) // 2]], real[half[len(real) // 2:]], seed)})
+        for gen in sorted(set(frame.loc[in_organ, "source"]) - {"real"}):
+            other = x[in_organ & (frame["source"] == gen).to_numpy()]
+            rows.append({"organ": organ, "generator": gen, **_pair_scores(real, other, seed)})
+            if len(real) > 1 and len(other) > 1:
+                table = stats.effect_sizes(real, other, names)
+                table.insert(0, "generator", gen)
+                table.insert(0, "organ", organ)
+                effects.append(table)
+    effects_frame = pd.concat(effects, ignore_index=True) if effects else pd.DataFrame(
+        columns=["organ", "generator", "feature", "smd", "abs_smd", "ks", "ks_p", "mean_real", "mean_other"])
+    return pd.DataFrame(rows), effects_frame
+
+
+def cross_organ(x: np.ndarray, frame: Any, seed: int, out_dir: Path, method: str) -> Any:
+    """Seed paper Fig 2: are early real tumors of different organs alike (vs non-early ones)?"""
+    import pandas as pd
+
+    real = (frame["source"] == "real").to_numpy()
+    rows, panels, frechets = [], [], []
+    for label, subset in (("early (r<=10mm)", real & frame["early"].to_numpy(bool)),
+                          ("non-early (r>10mm)", real & ~frame["early"].to_numpy(bool))):
+        organs = frame.loc[subset, "organ"].to_numpy()
+        sub = x[subset]
+        acc = stats.group_classifier_accuracy(sub, organs, seed=seed) if len(sub) else {}
+        rows.append({"group": label, **acc})
+        if len(set(organs)) > 1 and min(np.unique(organs, return_counts=True)[1]) > 1:
+            table = stats.pairwise_frechet(sub, organs).stack().rename("frechet").reset_index()
+            table.columns = ["organ_a", "organ_b", "frechet"]
+            table.insert(0, "group", label)
+            frechets.append(table[table["organ_a"] < table["organ_b"]])
+        coords = _embed(sub, method, seed) if len(sub) > 2 else np.zeros((len(sub), 2))
+        panels.append((coords, organs.tolist(), f"real {label}: organ classifier acc "
+                       f"{acc.get('accuracy', float('nan')):.2f} (chance {acc.get('chance', float('nan')):.2f})"))
+    plots.plot_embedding_panels(panels, out_dir / "cross_organ_embedding.png", method=method.upper())
+    table = pd.DataFrame(rows)
+    table.to_csv(out_dir / "cross_organ.csv", index=False)
+    if frechets:
+        pd.concat(frechets, ignore_index=True).to_csv(out_dir / "cross_organ_frechet.csv", index=False)
+    return table
+
+
+def _embed(x: np.ndarray, method: str, seed: int) -> np.ndarray:
+    return stats.embed_2d(x, method=method if len(x) > 5 else "pca", seed=seed)
+
+
+def embedding_method(requested: str = "auto") -> str:
+    """``tsne`` when requested or available (auto), else ``pca``."""
+    if requested != "auto":
+        return requested
+    try:
+        import sklearn.manifold  # noqa: F401
+
+        return "tsne"
+    except ImportError:
+        return "pca"
+
+
+def analyze(table: Any, out_dir: str | Path, *, seed: int = 0, top_k: int = 8,
+            embedding: str = "auto") -> dict[str, Any]:
+    """Write every realism table and figure for a feature table; return a JSON-able summary."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    x, names, keep = stats.clean_features(table, feature_columns(table.columns))
+    frame = table[keep].reset_index(drop=True)
+    if len(frame) < 4 or not names:
+        raise ValueError(f"only {len(frame)} tumors with finite features; need at least 4 for the realism analysis")
+    scores, effects = realism_scores(x, frame, names, seed, top_k)
+    scores.to_csv(out_dir / "realism_scores.csv", index=False)
+    effects.to_csv(out_dir / "effect_sizes.csv", index=False)
+    top = effects.groupby(["organ", "generator"], sort=True).head(top_k)
+    top.to_csv(out_dir / "effect_sizes_top.csv", index=False)
+    method = embedding_method(embedding)
+    coords = _embed(x, method, seed)
+    labels = (frame["organ"] + " " + frame["source"]) if frame["organ"].nunique() > 1 else frame["source"]
+    plots.plot_embedding(coords, labels.tolist(), out_dir / "embedding.png",
+                         f"Radiomics ({len(names)} features) of real vs synthetic tumors", method=method.upper())
+    for (organ, gen), group in top.groupby(["organ", "generator"]):
+        cols = [names.index(f) for f in group["feature"]]
+        samples = {src: x[((frame["organ"] == organ) & (frame["source"] == src)).to_numpy()][:, cols]
+                   for src in ("real", gen)}
+        plots.plot_feature_distributions(samples, list(group["feature"]), out_dir / f"distributions_{organ}_{gen}.png")
+    summary = {"n_tumors": int(len(table)), "n_used": int(len(frame)), "n_features": len(names),
+               "embedding": method, "scores": scores.to_dict("records")}
+    if frame.loc[frame["source"] == "real", "organ"].nunique() > 1:
+        summary["cross_organ"] = cross_organ(x, frame, seed, out_dir, method).to_dict("records")
+    return summary
