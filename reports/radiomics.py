@@ -143,8 +143,7 @@ def extract_roi_features(ct_hu: np.ndarray, mask: np.ndarray, spacing: Sequence[
     for key, value in result.items():
         if not key.startswith("original_"):
             continue
-        value = float(np.asarray(value, dtype=float).ravel()[0]) if np.size(value) else float("nan")
-        row[key] = value
+        row[key] = value = _as_float(value)
         klass = key.split("_")[1]
         if not np.isfinite(value) and klass not in bad:
             bad.append(klass)
@@ -184,6 +183,16 @@ def extract_table(records: Any, config: ExtractorConfig, *, jobs: int = 1,
     features = pd.DataFrame(rows, index=records.index)
     columns = ["status", "n_voxels"] + _ordered_features(features.columns, config)
     return pd.concat([records, features.reindex(columns=columns)], axis=1)
+
+
+def _as_float(value: Any) -> float:
+    """pyradiomics returns 0-d arrays; axis lengths of flat ROIs come back complex -> NaN."""
+    arr = np.asarray(value).ravel()
+    if arr.size == 0:
+        return float("nan")
+    if np.iscomplexobj(arr):
+        return float(arr[0].real) if abs(arr[0].imag) < 1e-12 else float("nan")
+    return float(arr[0])
 
 
 def _extract_with(extractor, ct_path: str, mask_path: str, config: ExtractorConfig) -> dict[str, Any]:

@@ -26,11 +26,11 @@ def _colors(labels: Sequence[str]) -> dict[str, str]:
     return {n: PALETTE.get(n) or next(extra) for n in names}
 
 
-def _save(fig, path: str | Path) -> Path:
+def _save(fig, path: str | Path, tight: bool = True) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight" if tight else None)
     tmp.replace(path)  # atomic: a reader never sees half a PNG
     _pyplot().close(fig)
     return path
@@ -85,6 +85,7 @@ def plot_feature_distributions(samples: Mapping[str, np.ndarray], features: Sequ
     plt = _pyplot()
     nrows = max(1, int(np.ceil(len(features) / ncols)))
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.5 * nrows), squeeze=False)
+    fig.subplots_adjust(hspace=0.45, wspace=0.3, left=0.04, right=0.98, top=0.93, bottom=0.06)
     colors = _colors(list(samples))
     for j, ax in enumerate(axes.ravel()):
         if j >= len(features):
@@ -97,8 +98,7 @@ def plot_feature_distributions(samples: Mapping[str, np.ndarray], features: Sequ
         ax.set_title(features[j].removeprefix("original_"), fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0, 0].legend(fontsize=7, frameon=False)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, tight=False)  # tight bbox costs seconds per 8-panel figure
 
 
 def plot_proportions(table: Any, path: str | Path, title: str, value: str = "value",
@@ -118,7 +118,7 @@ def plot_proportions(table: Any, path: str | Path, title: str, value: str = "val
         x = np.arange(len(groups)) + (k - (len(metrics) - 1) / 2) * width
         vals = sub[value].to_numpy(dtype=float)
         err = np.vstack([vals - sub["ci_low"].to_numpy(float), sub["ci_high"].to_numpy(float) - vals])
-        ax.bar(x, vals, width, label=name, yerr=np.nan_to_num(err), capsize=3)
+        ax.bar(x, vals, width, label=name, yerr=np.clip(np.nan_to_num(err), 0, None), capsize=3)
     ax.axhline(0.5, ls="--", c="grey", lw=1)
     ax.set_xticks(np.arange(len(groups)), groups, rotation=20, fontsize=8)
     ax.set_ylim(0, 1.05)

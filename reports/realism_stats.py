@@ -5,6 +5,7 @@ All functions take plain (N, F) float arrays or DataFrames; randomness is an exp
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -51,7 +52,9 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
     cov_a = np.atleast_2d(np.cov(a, rowvar=False))
     cov_b = np.atleast_2d(np.cov(b, rowvar=False))
-    covmean = linalg.sqrtm(cov_a @ cov_b)
+    with warnings.catch_warnings():  # singular when N < F (few tumors, 91 features): expected
+        warnings.simplefilter("ignore")
+        covmean = linalg.sqrtm(cov_a @ cov_b)
     covmean = np.real(covmean)  # tiny imaginary parts come from round-off on singular covariances
     value = float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean))
     return max(value, 0.0)
@@ -82,7 +85,6 @@ def classifier_two_sample_test(a: np.ndarray, b: np.ndarray, seed: int = 0, n_sp
     of those is reported with a 95% percentile bootstrap CI over tumors (``n_boot`` resamples).
     """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import RepeatedStratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -100,20 +102,28 @@ def classifier_two_sample_test(a: np.ndarray, b: np.ndarray, seed: int = 0, n_sp
         prob[test] += model.predict_proba(x[test])[:, 1]
         count[test] += 1
     prob /= count
-    auc = float(roc_auc_score(y, prob))
+    auc = rank_auc(y, prob)
     low, high = _bootstrap_auc_ci(y, prob, np.random.default_rng(seed), n_boot)
     return TwoSampleResult(auc, low, high, len(a), len(b))
 
 
+def rank_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC via the Mann-Whitney rank sum (ties count half); y in {0, 1}."""
+    from scipy.stats import rankdata
+
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    ranks = rankdata(score)
+    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def _bootstrap_auc_ci(y: np.ndarray, prob: np.ndarray, rng: np.random.Generator,
                       n_boot: int) -> tuple[float, float]:
-    from sklearn.metrics import roc_auc_score
-
     aucs = []
     for _ in range(n_boot):
         idx = rng.integers(0, len(y), len(y))
         if y[idx].min() != y[idx].max():  # both classes needed for an AUC
-            aucs.append(roc_auc_score(y[idx], prob[idx]))
+            aucs.append(rank_auc(y[idx], prob[idx]))
     if not aucs:
         return float("nan"), float("nan")
     return float(np.percentile(aucs, 2.5)), float(np.percentile(aucs, 97.5))
@@ -133,7 +143,9 @@ def effect_sizes(real: np.ndarray, other: np.ndarray, names: Sequence[str]) -> A
         r, o = real[:, j], other[:, j]
         pooled = np.sqrt((r.var(ddof=1) + o.var(ddof=1)) / 2) if min(len(r), len(o)) > 1 else 0.0
         smd = (o.mean() - r.mean()) / pooled if pooled > 1e-12 else 0.0
-        ks = stats.ks_2samp(r, o)
+        with warnings.catch_warnings():  # "exact calculation unsuccessful" falls back to asymptotic
+            warnings.simplefilter("ignore")
+            ks = stats.ks_2samp(r, o)
         rows.append({"feature": name, "smd": smd, "abs_smd": abs(smd), "ks": ks.statistic,
                      "ks_p": ks.pvalue, "mean_real": r.mean(), "mean_other": o.mean()})
     table = pd.DataFrame(rows)

@@ -72,3 +72,12 @@ def test_group_classifier_finds_separable_organs_and_chance_for_mixed():
     assert result["accuracy"] < 0.55
     table = stats.pairwise_frechet(separable, groups)
     assert table.loc["liver", "liver"] == 0 and table.loc["liver", "kidney"] > 1
+
+
+def test_rank_auc_equals_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 50)
+    score = rng.integers(0, 6, 50).astype(float)  # many ties
+    assert stats.rank_auc(y, score) == pytest.approx(roc_auc_score(y, score))
