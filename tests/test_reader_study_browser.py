@@ -31,8 +31,11 @@ class DevTools:
         self._read, from_browser_w = os.pipe()
 
         def wire():  # runs in the child before exec: the protocol wants exactly fds 3 and 4
-            os.dup2(to_browser_r, 3)
-            os.dup2(from_browser_w, 4)
+            # dup first: the pipe ends may themselves be fds 3/4, and dup2(fd, fd) would keep
+            # close-on-exec set
+            read_end, write_end = os.dup(to_browser_r), os.dup(from_browser_w)
+            os.dup2(read_end, 3)
+            os.dup2(write_end, 4)
 
         self.proc = subprocess.Popen(
             [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",

@@ -48,11 +48,25 @@ def thumbnail_png(ct_hu: np.ndarray, mask: np.ndarray, window: tuple[float, floa
     return buffer.getvalue()
 
 
+def square_around_tumor(ct_hu: np.ndarray, mask: np.ndarray, min_half: int = 12,
+                        radii: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """In-plane square window centred on the tumor, half-size ``max(min_half, radii * extent)``
+    voxels, all slices; the tumor with some surrounding organ, as in the paper's gallery."""
+    idx = np.argwhere(mask)
+    centre = (idx.min(0) + idx.max(0)) // 2
+    half = int(max(min_half, np.ceil(radii * (idx.max(0) - idx.min(0) + 1)[:2].max() / 2)))
+    box = tuple(slice(max(0, int(c) - half), int(c) + half + 1) for c in centre[:2])
+    return ct_hu[box], mask[box]
+
+
 def _img_tag(row: Any, outline: bool) -> str:
     import nibabel as nib
 
-    ct = np.asarray(nib.load(str(row.ct_path)).dataobj)
-    mask = np.asarray(nib.load(str(row.mask_path)).dataobj)
+    prefix = "context_" if getattr(row, "context_ct_path", None) else ""
+    ct = np.asarray(nib.load(str(getattr(row, f"{prefix}ct_path"))).dataobj)
+    mask = np.asarray(nib.load(str(getattr(row, f"{prefix}mask_path"))).dataobj) > 0
+    if prefix:
+        ct, mask = square_around_tumor(ct, mask)
     data = base64.b64encode(thumbnail_png(ct, mask, outline=outline)).decode("ascii")
     caption = f"r={row.radius_mm:.1f} mm"
     return (f'<figure><img src="data:image/png;base64,{data}" title="{html.escape(str(row.tumor_id))}">'
@@ -72,7 +86,8 @@ def write_gallery(tumors: Any, path: str | Path, *, per_row: int = 8, outline: b
 
     Args:
         tumors: DataFrame with ``tumor_id, source ('real' or generator), organ, radius_mm,
-            ct_path, mask_path`` (the tumors.csv of a realism collection).
+            ct_path, mask_path`` and optionally ``context_ct_path, context_mask_path`` (absolute
+            paths; the tumors.csv of a realism collection). Context crops are preferred.
         path: output .html file.
         per_row: tumors per row; with more, an evenly spaced selection over radius is shown.
     """
