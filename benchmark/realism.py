@@ -12,6 +12,7 @@ center_z`` (paths relative to OUT).
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,6 +21,7 @@ import numpy as np
 from benchmark.errors import InputError
 from benchmark.realism_crops import (EARLY_RADIUS_MM, SIZE_TYPES, CropSettings, components, context_box,
                                      equivalent_radius, roi_box, size_bin, size_type_for_radius)
+from synthesis.errors import SynthesisInputError
 
 def save_tumor(out: Path, tumor_id: str, ct: np.ndarray, tumor: np.ndarray, spacing: Sequence[float],
                meta: dict[str, Any], settings: CropSettings) -> dict[str, Any]:
@@ -138,10 +140,14 @@ def collect_synthetic(dataset: Any, name: str, size_types: Sequence[str], rng: n
         if size_type not in generators:
             probs = {t: float(t == size_type) for t in SIZE_TYPES}
             generators[size_type] = make_generator(name, dataset.organ, size_probs=probs, **generator_kwargs)
-        ct, tumor = synthesize_on_case(generators[size_type], *loaded[1], dataset.spacing, rng)
+        try:
+            ct, tumor = synthesize_on_case(generators[size_type], *loaded[1], dataset.spacing, rng)
+        except SynthesisInputError as exc:  # e.g. organ too thin for this size type: skip, say so
+            warnings.warn(f"{name} on {case_id} ({size_type}): {exc}", stacklevel=2)
+            continue
         comps = components(tumor, settings.min_voxels)
         if not comps:
-            continue  # e.g. a tiny tumor clipped away by the organ boundary; counted in the summary
+            continue  # e.g. a tiny tumor clipped away by the organ boundary
         meta = {"source": name, "organ": dataset.organ, "dataset": dataset.name, "case_id": case_id,
                 "requested_size_type": size_type}
         tumor_id = f"{dataset.organ}_{name}_{len(rows):04d}"
