@@ -12,7 +12,7 @@ center_z`` (paths relative to OUT).
 """
 from __future__ import annotations
 
-import warnings
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -143,7 +143,7 @@ def collect_synthetic(dataset: Any, name: str, size_types: Sequence[str], rng: n
         try:
             ct, tumor = synthesize_on_case(generators[size_type], *loaded[1], dataset.spacing, rng)
         except SynthesisInputError as exc:  # e.g. organ too thin for this size type: skip, say so
-            warnings.warn(f"{name} on {case_id} ({size_type}): {exc}", stacklevel=2)
+            tqdm.write(f"warning: {name} on {case_id} ({size_type}) skipped: {exc}", file=sys.stderr)
             continue
         comps = components(tumor, settings.min_voxels)
         if not comps:

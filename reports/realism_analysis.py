@@ -19,17 +19,20 @@ from reports.radiomics import feature_columns
 
 
 def _pair_scores(real: np.ndarray, other: np.ndarray, seed: int) -> dict[str, Any]:
+    """Scores of two already z-scored samples (same scaling for every row of an organ)."""
     test = stats.classifier_two_sample_test(real, other, seed=seed)
     return {"n_real": len(real), "n_other": len(other),
-            "frechet": stats.frechet_radiomics_distance(real, other) if min(len(real), len(other)) > 1 else float("nan"),
+            "frechet": stats.frechet_distance(real, other) if min(len(real), len(other)) > 1 else float("nan"),
             "c2st_auc": test.auc, "c2st_ci_low": test.ci_low, "c2st_ci_high": test.ci_high}
 
 
 def realism_scores(x: np.ndarray, frame: Any, names: list[str], seed: int, top_k: int) -> tuple[Any, Any]:
     """Scores and effect sizes of every generator vs real, per organ.
 
-    A ``real-split`` row (real tumors split in two random halves) gives the noise floor of
-    both scores at that sample size.
+    Features are z-scored once per organ with the mean/SD of all its tumors (real and every
+    generator), so rows of an organ share one scale and a near-constant real feature cannot
+    blow up. A ``real-split`` row (real tumors split in two random halves) gives the noise
+    floor of both scores at that sample size.
     """
     import pandas as pd
 
@@ -37,15 +40,18 @@ def realism_scores(x: np.ndarray, frame: Any, names: list[str], seed: int, top_k
     rows, effects = [], []
     for organ in sorted(set(frame["organ"])):
         in_organ = (frame["organ"] == organ).to_numpy()
-        real = x[in_organ & (frame["source"] == "real").to_numpy()]
+        xz = np.zeros_like(x)
+        xz[in_organ] = stats.standardize(x[in_organ])[0]
+        real = xz[in_organ & (frame["source"] == "real").to_numpy()]
         half = rng.permutation(len(real))
         rows.append({"organ": organ, "generator": "real-split",
                      **_pair_scores(real[half[: len(real) // 2]], real[half[len(real) // 2:]], seed)})
         for gen in sorted(set(frame.loc[in_organ, "source"]) - {"real"}):
-            other = x[in_organ & (frame["source"] == gen).to_numpy()]
+            other = xz[in_organ & (frame["source"] == gen).to_numpy()]
             rows.append({"organ": organ, "generator": gen, **_pair_scores(real, other, seed)})
             if len(real) > 1 and len(other) > 1:
-                table = stats.effect_sizes(real, other, names)
+                table = stats.effect_sizes(x[in_organ & (frame["source"] == "real").to_numpy()],
+                                           x[in_organ & (frame["source"] == gen).to_numpy()], names)
                 table.insert(0, "generator", gen)
                 table.insert(0, "organ", organ)
                 effects.append(table)
