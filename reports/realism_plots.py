@@ -45,7 +45,8 @@ def _scatter(ax, coords: np.ndarray, labels: Sequence[str], title: str) -> None:
     ax.set_title(title, fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.legend(fontsize=8, loc="best", frameon=False)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), frameon=False,
+              ncol=min(3, len(set(labels.tolist()))))
 
 
 def plot_embedding(coords: np.ndarray, labels: Sequence[str], path: str | Path, title: str,

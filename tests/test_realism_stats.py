@@ -81,3 +81,20 @@ def test_rank_auc_equals_sklearn():
     y = rng.integers(0, 2, 50)
     score = rng.integers(0, 6, 50).astype(float)  # many ties
     assert stats.rank_auc(y, score) == pytest.approx(roc_auc_score(y, score))
+
+
+def test_realism_scores_rank_a_shifted_generator_above_a_faithful_one():
+    from reports.realism_analysis import realism_scores
+
+    rng = np.random.default_rng(6)
+    n, f = 60, 10
+    x = np.concatenate([rng.normal(size=(n, f)), rng.normal(size=(n, f)), rng.normal(size=(n, f)) + 1.0])
+    frame = pd.DataFrame({"organ": "liver", "source": ["real"] * n + ["faithful"] * n + ["shifted"] * n})
+    scores, effects = realism_scores(x, frame, [f"f{j}" for j in range(f)], seed=0, top_k=3)
+    by_gen = scores.set_index("generator")
+    assert list(by_gen.index) == ["real-split", "faithful", "shifted"]
+    assert by_gen.loc["shifted", "c2st_auc"] > 0.9 > 0.7 > by_gen.loc["faithful", "c2st_auc"]
+    assert by_gen.loc["shifted", "frechet"] > 3 * by_gen.loc["faithful", "frechet"]
+    assert by_gen.loc["shifted", "frechet_pca"] > 3 * by_gen.loc["faithful", "frechet_pca"]
+    shifted = effects[effects.generator == "shifted"]
+    assert (shifted.smd > 0.6).all()  # every feature moved by one SD
