@@ -1,0 +1,126 @@
+"""Tumor-wise detection: connected lesions, equivalent-sphere radius, size bins, hits.
+
+Conventions (after Hu et al. issue #8 and DiffTumor ``data_transfer.py``/``postprocess.py``):
+  * a lesion is a 26-connected component of the tumor mask (``scipy.ndimage.label`` with a
+    3x3x3 structure), in the reference and in the prediction alike;
+  * components with fewer than ``min_voxels`` voxels are ignored on both sides (DiffTumor
+    skips reference components under 8 voxels; specks in the prediction are noise);
+  * ``volume_mm3`` = voxel count x voxel volume (float, not truncated to int);
+    ``radius_mm`` = (3 V / 4 pi)^(1/3), the radius of the sphere of the same volume;
+  * size bins on the radius: [0,5) "0-5", [5,10) "5-10", [10,15) "10-15", [15,20) "15-20",
+    >= 20 "20+"; an early tumor has radius <= 10 mm (diameter <= 2 cm);
+  * a reference lesion is detected when it shares at least one voxel with a kept predicted
+    component; a false positive is a kept predicted component touching no reference lesion
+    voxel (any reference tumor voxel, including ignored specks);
+  * ``centroid_vox`` is the centre of mass in voxel coordinates (floats, array axis order).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from benchmark.surface import bounding_box
+
+SIZE_BINS: tuple[tuple[str, float, float], ...] = (
+    ("0-5", 0.0, 5.0), ("5-10", 5.0, 10.0), ("10-15", 10.0, 15.0), ("15-20", 15.0, 20.0),
+    ("20+", 20.0, math.inf),
+)
+EARLY_RADIUS_MM = 10.0
+DEFAULT_MIN_VOXELS = 8
+
+
+def equivalent_radius_mm(volume_mm3: float) -> float:
+    """Radius (mm) of the sphere whose volume is ``volume_mm3``."""
+    return (3.0 * volume_mm3 / (4.0 * math.pi)) ** (1.0 / 3.0)
+
+
+def size_bin(radius_mm: float) -> str:
+    """Name of the radius bin ("0-5" ... "20+") holding ``radius_mm`` (left-closed bins)."""
+    for name, low, high in SIZE_BINS:
+        if low <= radius_mm < high:
+            return name
+    raise ValueError(f"radius must be >= 0, got {radius_mm}")
+
+
+def is_early(radius_mm: float) -> bool:
+    """Early tumor: equivalent radius <= 10 mm."""
+    return radius_mm <= EARLY_RADIUS_MM
+
+
+Component = tuple[int, tuple[slice, ...], int]  # (label, bounding slices, voxel count)
+
+
+def label_components(mask: np.ndarray, min_voxels: int = 1) -> tuple[np.ndarray, list[Component]]:
+    """26-connected components of ``mask`` with at least ``min_voxels`` voxels.
+
+    Returns:
+        (int32 label array [mask.shape], [(label, bounding slices, voxel count), ...]).
+    """
+    from scipy import ndimage
+
+    labels, count = ndimage.label(np.asarray(mask, dtype=bool), structure=np.ones((3, 3, 3), dtype=bool))
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    components = [(index, box, int(sizes[index])) for index, box in enumerate(ndimage.find_objects(labels), start=1)
+                  if box is not None and sizes[index] >= min_voxels]
+    return labels, components
+
+
+def _record(labels: np.ndarray, index: int, box: tuple[slice, ...], voxels: int, voxel_mm3: float,
+            detected: bool | None) -> dict:
+    """Lesion record; ``detected=None`` makes a false-positive record (no bin, no flag)."""
+    inside = np.argwhere(labels[box] == index)
+    centroid = inside.mean(axis=0) + np.array([s.start for s in box])
+    volume = voxels * voxel_mm3
+    radius = equivalent_radius_mm(volume)
+    record = {"volume_mm3": float(volume), "radius_mm": float(radius)}
+    if detected is not None:
+        record.update(size_bin=size_bin(radius), detected=detected)
+    record["centroid_vox"] = [float(c) for c in centroid]
+    return record
+
+
+def detect_lesions(pred: np.ndarray, ref: np.ndarray, spacing, min_voxels: int = DEFAULT_MIN_VOXELS) -> dict:
+    """Match reference lesions with predicted tumor components.
+
+    Args:
+        pred: bool array [X, Y, Z], predicted tumor mask.
+        ref: bool array [X, Y, Z], reference tumor mask.
+        spacing: voxel size (mm) along the 3 axes.
+        min_voxels: components smaller than this are ignored on both sides.
+
+    Returns:
+        {"lesions": [{"volume_mm3", "radius_mm", "size_bin", "detected", "centroid_vox"}],
+         "false_positives": [{"volume_mm3", "radius_mm", "centroid_vox"}],
+         "n_pred_components": number of kept predicted components}; lesions in label order
+        (raster order of their first voxel).
+    """
+    pred, ref = np.asarray(pred, dtype=bool), np.asarray(ref, dtype=bool)
+    if pred.shape != ref.shape:
+        raise ValueError(f"pred and ref shapes differ: {pred.shape} vs {ref.shape}")
+    box = bounding_box(pred, ref)  # labelling only the tumors' box is much cheaper
+    if box is None:
+        return {"lesions": [], "false_positives": [], "n_pred_components": 0}
+    found = _detect_in_box(pred[box], ref[box], spacing, min_voxels)
+    origin = np.array([s.start for s in box], dtype=float)
+    for record in found["lesions"] + found["false_positives"]:
+        record["centroid_vox"] = [float(c) for c in np.asarray(record["centroid_vox"]) + origin]
+    return found
+
+
+def _detect_in_box(pred: np.ndarray, ref: np.ndarray, spacing, min_voxels: int) -> dict:
+    voxel_mm3 = float(np.prod([float(s) for s in spacing]))
+    pred_labels, pred_components = label_components(pred, min_voxels)
+    kept_pred = np.zeros(pred.shape, dtype=bool)
+    for index, box, _ in pred_components:
+        kept_pred[box] |= pred_labels[box] == index
+    ref_labels, ref_components = label_components(ref, min_voxels)
+    lesions = []
+    for index, box, voxels in ref_components:
+        detected = bool(kept_pred[box][ref_labels[box] == index].any())
+        lesions.append(_record(ref_labels, index, box, voxels, voxel_mm3, detected))
+    false_positives = []
+    for index, box, voxels in pred_components:
+        if not ref[box][pred_labels[box] == index].any():
+            false_positives.append(_record(pred_labels, index, box, voxels, voxel_mm3, None))
+    return {"lesions": lesions, "false_positives": false_positives, "n_pred_components": len(pred_components)}

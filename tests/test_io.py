@@ -1,0 +1,51 @@
+"""Atomic writing leaves nothing half-written; corrupt NIfTI files give a clear error."""
+
+import numpy as np
+import pytest
+
+from benchmark.errors import InputError
+from benchmark.io import atomic_dir, load_nifti, save_nifti_atomic, write_json_atomic
+
+
+def test_atomic_dir_failure_keeps_old_target_and_no_temp(tmp_path):
+    target = tmp_path / "dataset"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "new.txt").write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset"]
+    assert sorted(p.name for p in target.iterdir()) == ["old.txt"]
+
+
+def test_atomic_dir_success_replaces_target(tmp_path):
+    target = tmp_path / "dataset"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with atomic_dir(target) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset"]
+
+
+def test_nifti_round_trip_and_json(tmp_path):
+    data = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+    affine = np.diag([-0.8, -0.8, 2.5, 1.0])
+    save_nifti_atomic(tmp_path / "a.nii.gz", data, affine)
+    img = load_nifti(tmp_path / "a.nii.gz")
+    assert np.array_equal(np.asarray(img.dataobj), data)
+    assert np.allclose(img.affine, affine)
+    write_json_atomic(tmp_path / "p.json", {"x": np.float32(1.5), "v": np.arange(2)})
+    assert (tmp_path / "p.json").read_text().count("1.5") == 1
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_truncated_gzip_is_reported_with_the_file_name(tmp_path):
+    save_nifti_atomic(tmp_path / "ct.nii.gz", np.random.default_rng(0).normal(size=(16, 16, 16)), np.eye(4))
+    raw = (tmp_path / "ct.nii.gz").read_bytes()
+    (tmp_path / "ct.nii.gz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(InputError, match=r"ct\.nii\.gz: cannot read"):
+        load_nifti(tmp_path / "ct.nii.gz", "CT")
+    with pytest.raises(InputError, match="not found"):
+        load_nifti(tmp_path / "missing.nii.gz")
