@@ -1,7 +1,7 @@
 """Collect real and synthetic tumors as small NIfTI crops (input of radiomics and reader studies).
 
-Real tumors: 3D connected components (6-connectivity, >= 8 voxels, as DiffTumor's
-``filter_liver_early_tumor``) of label 2 in labeled cases. Synthetic tumors: for each sampled
+Real tumors: 26-connected components (>= 8 voxels, as the evaluation's lesions in
+benchmark/lesions.py and DiffTumor's minimum size) of label 2 in labeled cases. Synthetic tumors: for each sampled
 real tumor, the generator adds one tumor of the matching size type to a healthy case of the same
 dataset (``make_generator(name, organ, size_probs={type: 1})``), so size distributions match.
 

@@ -1,6 +1,9 @@
-"""Tumor geometry helpers for the realism analysis: size bins, components, crop boxes.
+"""Tumor geometry helpers for the realism analysis: size types, components, crop boxes.
 
-Arrays are (X, Y, Z) with spacing (sx, sy, sz) in mm.
+Arrays are (X, Y, Z) with spacing (sx, sy, sz) in mm. Lesions, radii and size bins follow the
+evaluation's definitions (benchmark/lesions.py: 26-connected components, equivalent-sphere
+radius, bins 0-5/5-10/10-15/15-20/20+ mm, early = radius <= 10 mm), so a "5-10 mm real tumor"
+here is the same object the tumor-wise sensitivity counts.
 """
 from __future__ import annotations
 
@@ -9,9 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
-SIZE_BINS = ((0, 5, "0-5"), (5, 10, "5-10"), (10, 15, "10-15"), (15, 20, "15-20"), (20, np.inf, "20+"))
+from benchmark.lesions import EARLY_RADIUS_MM, equivalent_radius_mm, size_bin  # noqa: F401 (re-exported)
+
 SIZE_TYPES = ("tiny", "small", "medium", "large")
-EARLY_RADIUS_MM = 10.0
 
 
 @dataclass(frozen=True)
@@ -24,11 +27,6 @@ class CropSettings:
     min_voxels: int = 8
 
 
-def size_bin(radius_mm: float) -> str:
-    """Size bin of the paper's tumor-wise sensitivity (equivalent radius, mm)."""
-    return next(name for lo, hi, name in SIZE_BINS if lo <= radius_mm < hi)
-
-
 def size_type_for_radius(radius_mm: float) -> str:
     """Generator size type closest to a real tumor (Hu/DiffTumor base radii 4/8/16/32 mm)."""
     if radius_mm <= 6:
@@ -39,15 +37,16 @@ def size_type_for_radius(radius_mm: float) -> str:
 
 
 def equivalent_radius(n_voxels: int, spacing: Sequence[float]) -> float:
-    volume = n_voxels * float(np.prod(spacing))
-    return float((3 * volume / (4 * np.pi)) ** (1 / 3))
+    """Equivalent-sphere radius (mm) of ``n_voxels`` voxels of ``spacing`` (mm)."""
+    return float(equivalent_radius_mm(n_voxels * float(np.prod(spacing))))
 
 
 def components(mask: np.ndarray, min_voxels: int) -> list[np.ndarray]:
-    """Connected components (6-connectivity) of a bool (X, Y, Z) mask, each as a bool array."""
+    """26-connected components of a bool (X, Y, Z) mask (as the evaluation's lesions), each as a
+    bool array; components under ``min_voxels`` are dropped."""
     from scipy import ndimage
 
-    labelled, count = ndimage.label(mask)
+    labelled, count = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     sizes = np.bincount(labelled.ravel())
     return [labelled == k for k in range(1, count + 1) if sizes[k] >= min_voxels]
 
