@@ -30,6 +30,10 @@ def run_radiomics(dataset_paths: Sequence[str | Path], generators: Sequence[str]
     from reports.radiomics import ExtractorConfig, extract_table
     from reports.realism_analysis import analyze
 
+    if n is not None and n < 2:
+        raise InputError(f"--n {n}: need at least 2 real tumors per dataset (or omit --n for all)")
+    if jobs < 1:
+        raise InputError(f"--jobs {jobs}: expected a positive number of processes")
     config = ExtractorConfig(firstorder=firstorder, resample_mm=resample_mm)
     out = Path(out)
     with atomic_dir(out) as tmp:
@@ -150,6 +154,8 @@ def make_reader_study(dataset_paths: Sequence[str | Path], generators: Sequence[
     from reports.reader_study.gallery import write_gallery
     from reports.reader_study.make import write_study
 
+    if n_real < 1 or n_synthetic < 0:
+        raise InputError(f"--n-real {n_real} / --n-synthetic {n_synthetic}: expected >= 1 and >= 0")
     if task == "real-vs-synthetic" and not generators:
         raise InputError("--generators: the real-vs-synthetic task needs at least one generator (e.g. hu)")
     gens = list(generators) if task == "real-vs-synthetic" else []
