@@ -1,0 +1,137 @@
+"""Elastically deformed ellipsoids (the tumor shape model of Hu et al. / DiffTumor), scipy only.
+
+The reference builds a filled ellipsoid in a ``(4rx, 4ry, 4rz)`` canvas and deforms it three
+times with ``elasticdeform.deform_random_grid(sigma, points=3, order=0)`` on the axis pairs
+(0,1), (1,2), (0,2). Each deformation draws a random displacement per control point of a 3x3
+grid spanning the canvas plane, upsamples it with a cubic spline and resamples the mask with
+nearest neighbour: ``out[p] = in[round(p + d(p))]`` (0 outside the canvas).
+
+Instead of resampling the whole canvas three times we compose the three coordinate maps and
+evaluate the ellipsoid inequality analytically, only on the part of the canvas the deformed
+shape can reach (ellipsoid + largest displacement). The result is the same voxel set as the
+three sequential nearest-neighbour resamplings, at a fraction of the cost.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+#: Axis pairs in the order the reference applies them.
+DEFORM_PLANES = ((0, 1), (1, 2), (0, 2))
+CONTROL_POINTS = 3
+
+
+@lru_cache(maxsize=512)
+def _spline_matrix(n_out: int, points: int) -> np.ndarray:
+    """(n_out, points) weights of cubic-spline interpolation from ``points`` evenly spaced
+    control points spanning [0, n_out - 1] (spline interpolation is linear in the data)."""
+    coords = np.linspace(0.0, points - 1.0, n_out)[None]
+    columns = [ndimage.map_coordinates(np.eye(points)[j], coords, order=3, mode="nearest")
+               for j in range(points)]
+    return np.stack(columns, axis=1)
+
+
+def plane_displacements(canvas: Sequence[int], sigma_vox: Sequence[float],
+                        rng: np.random.Generator) -> list[np.ndarray]:
+    """Smooth random displacement fields for the three planes.
+
+    Args:
+        canvas: (3,) canvas shape in voxels.
+        sigma_vox: (3,) displacement std per axis in voxels (control-point displacements).
+        rng: source of the control-point displacements.
+
+    Returns:
+        For each plane (a, b) in ``DEFORM_PLANES``: float32 array (2, n_a, n_b), the
+        displacement along a and along b, in voxels.
+    """
+    fields = []
+    for a, b in DEFORM_PLANES:
+        control = rng.standard_normal((2, CONTROL_POINTS, CONTROL_POINTS))
+        control *= np.asarray([sigma_vox[a], sigma_vox[b]])[:, None, None]
+        left, right = _spline_matrix(canvas[a], CONTROL_POINTS), _spline_matrix(canvas[b], CONTROL_POINTS)
+        fields.append(np.einsum("ip,cpq,jq->cij", left, control, right).astype(np.float32))
+    return fields
+
+
+def _padded(table: np.ndarray, pad: int, value) -> np.ndarray:
+    out = np.full(len(table) + 2 * pad, value, dtype=np.result_type(table, np.asarray(value)))
+    out[pad:pad + len(table)] = table
+    return out
+
+
+def deformed_ellipsoid(radii_vox: Sequence[float], sigma_vox: Sequence[float],
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Filled ellipsoid deformed elastically on the three planes.
+
+    Args:
+        radii_vox: (3,) semi-axes in voxels (may be fractional, anisotropic spacing).
+        sigma_vox: (3,) elastic displacement std per axis in voxels.
+        rng: source of the deformation.
+
+    Returns:
+        (mask, offset): bool array (a, b, c) with the deformed shape, and the (3,) int
+        offset of ``mask[0, 0, 0]`` relative to the ellipsoid centre voxel.
+    """
+    radii = np.maximum(np.asarray(radii_vox, float), 0.5)
+    canvas = [max(4, int(np.ceil(4 * r))) for r in radii]
+    centre = np.asarray([n // 2 for n in canvas])
+    # rint(q + d) == q + rint(d) for integer q: integer displacement tables, no float work per voxel.
+    d01, d12, d02 = (np.rint(f).astype(np.int32) for f in plane_displacements(canvas, sigma_vox, rng))
+    reach = np.zeros(3, int)
+    for field, (a, b) in zip((d01, d12, d02), DEFORM_PLANES):
+        reach[a] += int(np.abs(field[0]).max())
+        reach[b] += int(np.abs(field[1]).max())
+    pad = int(reach.max()) + 1
+    lo = np.maximum(centre - np.ceil(radii).astype(int) - reach - 1, 0)
+    hi = np.minimum(centre + np.ceil(radii).astype(int) + reach + 2, canvas)
+    i = np.arange(lo[0], hi[0])[:, None]
+    j = np.arange(lo[1], hi[1])[None, :, None]
+    k = np.arange(lo[2], hi[2])[None, :]
+    # out = D02(D12(D01(E))): follow the (0,2) map first; it only depends on (i, k).
+    qi = i + d02[0][i, k]
+    qk = k + d02[1][i, k]
+    inside = [_padded(np.ones(n, bool), pad, False) for n in canvas]
+    terms = [_padded(((np.arange(n) - centre[a]) / radii[a]) ** 2, pad, np.inf).astype(np.float32)
+             for a, n in enumerate(canvas)]
+    ok_2d = inside[0][qi + pad] & inside[2][qk + pad]
+    tables = (d12[0].ravel(), d12[1].ravel(), d01[0].ravel(), d01[1].ravel())
+    out = np.empty((len(qi), j.size, qk.shape[1]), bool)
+    # Slabs along axis 0 keep the temporaries in cache (large tumors have ~2M voxels).
+    step = max(1, 65536 // out[0].size)
+    for s in range(0, len(qi), step):
+        rows = slice(s, s + step)
+        out[rows] = _follow_slab(qi[rows], qk[rows], ok_2d[rows], j, canvas, pad, tables, terms, inside)
+    return out, lo - centre
+
+
+def _follow_slab(qi, qk, ok_2d, j, canvas, pad, tables, terms, inside) -> np.ndarray:
+    """Follow the (1,2) then (0,1) maps for a slab and test the ellipsoid inequality."""
+    qi, qk = qi[:, None, :], qk[:, None, :]
+    flat = j * canvas[2] + np.clip(qk, 0, canvas[2] - 1)
+    qj = j + tables[0].take(flat)
+    qk = qk + tables[1].take(flat)
+    ok = ok_2d[:, None, :] & inside[1].take(qj + pad)
+    flat = np.clip(qi, 0, canvas[0] - 1) * canvas[1] + np.clip(qj, 0, canvas[1] - 1)
+    qi = qi + tables[2].take(flat)
+    qj = qj + tables[3].take(flat)
+    total = terms[0].take(qi + pad) + terms[1].take(qj + pad) + terms[2].take(qk + pad)
+    return (total <= 1.0) & ok
+
+
+def deform_volume_reference(volume: np.ndarray, fields: list[np.ndarray]) -> np.ndarray:
+    """Straightforward three sequential order-0 resamplings of a whole canvas (used by tests
+    and the naive perf baseline to check/compare the composed fast path)."""
+    out = volume
+    for field, (a, b) in zip(fields, DEFORM_PLANES):
+        grid = list(np.meshgrid(*[np.arange(n) for n in out.shape], indexing="ij"))
+        expand = [slice(None)] * 3
+        other = 3 - a - b
+        expand[other] = None
+        grid[a] = grid[a] + field[0][tuple(expand)]
+        grid[b] = grid[b] + field[1][tuple(expand)]
+        out = ndimage.map_coordinates(out.astype(np.float32), [np.rint(g) for g in grid],
+                                      order=0, mode="constant", cval=0.0) > 0.5
+    return out

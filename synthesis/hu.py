@@ -1,0 +1,284 @@
+"""Hu et al. (CVPR 2023) model-based tumor synthesis, in HU, on the tumor's box only.
+
+``sample_params`` draws everything random (geometry + texture + intensity + seeds) into a
+frozen, JSON-serialisable ``TumorParams``; ``synthesize`` is then a pure function of
+(ct, organ mask, params), so a params dict replays a tumor exactly.
+
+Blending as the reference ``get_tumor``: ``ct - texture * gaussian(mask, sigma) * difference``
+on organ voxels (the tumor is hypo-attenuating relative to the local parenchyma; underlying
+anatomy and noise are kept). Per-organ placement follows DiffTumor STEP3 (see geometry.py);
+an exophytic kidney tumor is also darkened outside the organ (where it is labelled tumor).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from synthesis.errors import SynthesisInputError
+from synthesis.geometry import (
+    SIZE_TYPES, PreparedOrgan, TumorGeometry, normalise_size_probs, organ_bbox, render_tumor_parts,
+    sample_geometry, sample_size_type,
+)
+from synthesis.protocol import SynthesisOutput
+from synthesis.texture import gaussian_matrix, hu_texture, separable_matmul
+
+BLUR_TRUNCATE = 4.0  # scipy's default: the blur is exactly 0 farther than int(4 sigma + 0.5) voxels
+
+
+@dataclass(frozen=True)
+class HuRanges:
+    """Sampling ranges (reference values; sigma_a/sigma_b are the reference bank's choices)."""
+
+    difference_hu: tuple[float, float] = (65.0, 145.0)
+    edge_sigma_mm: tuple[float, float] = (1.0, 2.0)
+    sigma_a_mm: tuple[float, ...] = (3.0, 6.0, 9.0, 12.0, 15.0)
+    sigma_b_mm: tuple[float, ...] = (4.0, 7.0)
+    u0: tuple[float, float] = (0.5, 0.55)
+    scale: tuple[float, float] = (0.19, 0.21)
+    base: tuple[float, float] = (0.04, 0.06)
+    geometry: str = "hu2023"  # geometry preset: "hu2023" (reference counts) or "difftumor"
+
+
+@dataclass(frozen=True)
+class TumorParams:
+    """Everything that defines one synthetic tumor (``to_dict`` is JSON-serialisable).
+
+    Attributes:
+        geometry: tumor shape and placement (voxel centres, radii in mm, deformation seed).
+        spacing: (3,) voxel size in mm the params were drawn for.
+        sigma_a_mm, sigma_b_mm, scale, base, u0: texture parameters (see texture.py).
+        difference_hu: maximal darkening in HU (texture 1, blurred mask 1).
+        edge_sigma_mm: Gaussian blur of the mask edge, mm.
+        texture_seed: seed of the texture noise.
+    """
+
+    geometry: TumorGeometry
+    spacing: tuple[float, float, float]
+    sigma_a_mm: float
+    sigma_b_mm: float
+    scale: float
+    base: float
+    u0: float
+    difference_hu: float
+    edge_sigma_mm: float
+    texture_seed: int
+    method: str = field(default="hu")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TumorParams":
+        try:
+            values = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+            values["geometry"] = TumorGeometry.from_dict(data["geometry"])
+            values["spacing"] = tuple(float(s) for s in data["spacing"])
+            for key in ("sigma_a_mm", "sigma_b_mm", "scale", "base", "u0", "difference_hu", "edge_sigma_mm"):
+                values[key] = float(values[key])
+            values["texture_seed"] = int(values["texture_seed"])
+            return cls(**values)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SynthesisInputError(f"tumor params: missing or invalid field ({exc!r})") from exc
+
+
+def sample_params(organ_mask: np.ndarray, spacing: Sequence[float], rng: np.random.Generator,
+                  ranges: HuRanges | None = None, organ: str = "liver", size_type: str | None = None,
+                  size_probs: Mapping[str, float] | None = None, axial_axis: int = 2) -> TumorParams:
+    """Draw the params of one tumor.
+
+    Args:
+        organ_mask: (X, Y, Z) organ mask.
+        spacing: (3,) voxel size in mm.
+        rng: randomness.
+        ranges: sampling ranges (default ``HuRanges()``).
+        organ: liver|pancreas|kidney (placement variant).
+        size_type: tiny|small|medium|large, or None to draw one from ``size_probs``.
+        size_probs: size-type probabilities (default early 0.8 / medium 0.1 / large 0.1).
+        axial_axis: array axis of the superior-inferior direction.
+    """
+    ranges = ranges or HuRanges()
+    size_type = size_type or sample_size_type(rng, size_probs)
+    geometry = sample_geometry(organ_mask, spacing, size_type, organ, rng,
+                               ranges=ranges.geometry, axial_axis=axial_axis)
+    return TumorParams(
+        geometry=geometry, spacing=tuple(float(s) for s in spacing),
+        sigma_a_mm=float(rng.choice(ranges.sigma_a_mm)), sigma_b_mm=float(rng.choice(ranges.sigma_b_mm)),
+        scale=float(rng.uniform(*ranges.scale)), base=float(rng.uniform(*ranges.base)),
+        u0=float(rng.uniform(*ranges.u0)), difference_hu=float(rng.uniform(*ranges.difference_hu)),
+        edge_sigma_mm=float(rng.uniform(*ranges.edge_sigma_mm)),
+        texture_seed=int(rng.integers(2**31 - 1)),
+    )
+
+
+def _blurred_mask(tumor: np.ndarray, inner: tuple[slice, ...], shape: tuple[int, ...],
+                  sigma_vox: np.ndarray) -> np.ndarray:
+    """gaussian_filter of the tumor mask placed at ``inner`` of a ``shape`` box (same values as
+    filtering the whole box): one axis at a time, each from the part that can be non-zero so far."""
+    field = tumor.astype(np.float32)
+    for axis in range(3):
+        full = gaussian_matrix(shape[axis], sigma_vox[axis], BLUR_TRUNCATE)[:, inner[axis]]  # non-zero inputs only
+        mats = [None, None, None]
+        mats[axis] = full
+        field = separable_matmul(field, mats)
+    return field
+
+
+def _blend_boxes(parts, margin: np.ndarray, shape: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray, list[int]]]:
+    """Group the ellipsoids whose blend boxes (tumor box + blur margin) overlap.
+
+    Returns:
+        (lo, hi, part indices) per group; the groups' boxes do not overlap, so each is blended
+        on its own (the reference blends the union on the whole organ box: same voxels).
+    """
+    groups = []
+    for index, (box, _) in enumerate(parts):
+        lo = np.maximum(np.asarray([s.start for s in box]) - margin, 0)
+        hi = np.minimum(np.asarray([s.stop for s in box]) + margin, shape)
+        groups.append((lo, hi, [index]))
+    merged = True
+    while merged:
+        merged = False
+        for a in range(len(groups)):
+            for b in range(a + 1, len(groups)):
+                (lo_a, hi_a, ia), (lo_b, hi_b, ib) = groups[a], groups[b]
+                if np.all(lo_a < hi_b) and np.all(lo_b < hi_a):
+                    groups[a] = (np.minimum(lo_a, lo_b), np.maximum(hi_a, hi_b), ia + ib)
+                    del groups[b]
+                    merged = True
+                    break
+            if merged:
+                break
+    return groups
+
+
+def _blend_group(ct_hu, organ_mask, params, parts, lo, hi, sigma_vox, seed) -> np.ndarray:
+    """Darken one blend box of ``ct_hu`` in place; returns the tumor mask on that box."""
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    tumor = np.zeros(tuple(int(b - a) for a, b in zip(lo, hi)), bool)
+    for part_box, mask in parts:
+        tumor[tuple(slice(s.start - int(a), s.stop - int(a)) for s, a in zip(part_box, lo))] |= mask
+    extent = organ_bbox(tumor)
+    if extent is None:  # every ellipsoid of the group fell outside the organ
+        return tumor
+    inner = tuple(slice(int(a), int(b) + 1) for a, b in zip(*extent))
+    blur = _blurred_mask(tumor[inner], inner, tumor.shape, sigma_vox)
+    texture = hu_texture(tumor.shape, params.spacing, params.sigma_a_mm, params.sigma_b_mm, params.scale,
+                         params.base, params.u0, np.random.default_rng(seed))
+    region = organ_mask[box].astype(bool)
+    if not params.geometry.clip_to_organ:
+        region |= tumor  # exophytic: the part outside the organ is tumor too
+    ct_box = ct_hu[box]
+    ct_box[region] -= (texture * blur)[region] * np.float32(params.difference_hu)
+    return tumor
+
+
+def apply_tumor_(ct_hu: np.ndarray, organ_mask: np.ndarray, params: TumorParams
+                 ) -> list[tuple[tuple[slice, ...], np.ndarray]]:
+    """Add the tumor to ``ct_hu`` IN PLACE (float array), touching only its blend boxes.
+
+    Each group of overlapping ellipsoids gets its own box (tumor + blur margin), its own
+    texture (seeded from ``params.texture_seed`` and the group index) and blur.
+
+    Returns:
+        [(box, tumor)]: slices of each blend box and the bool tumor mask on it.
+    """
+    organ_mask = organ_mask.mask if isinstance(organ_mask, PreparedOrgan) else organ_mask
+    spacing = np.asarray(params.spacing, float)
+    parts = render_tumor_parts(organ_mask, spacing, params.geometry)
+    sigma_vox = params.edge_sigma_mm / spacing
+    margin = (BLUR_TRUNCATE * sigma_vox + 0.5).astype(int) + 1
+    out = []
+    groups = _blend_boxes(parts, margin, ct_hu.shape)
+    seeds = np.random.SeedSequence(params.texture_seed).spawn(len(groups))
+    for (lo, hi, members), seed in zip(groups, seeds):
+        tumor = _blend_group(ct_hu, organ_mask, params, [parts[i] for i in members], lo, hi, sigma_vox, seed)
+        out.append((tuple(slice(int(a), int(b)) for a, b in zip(lo, hi)), tumor))
+    return out
+
+
+def _check_inputs(ct_hu: np.ndarray, organ_mask: np.ndarray, params: TumorParams) -> None:
+    if ct_hu.ndim != 3 or ct_hu.shape != organ_mask.shape:
+        raise SynthesisInputError(
+            f"CT shape {ct_hu.shape} and organ mask shape {organ_mask.shape}: expected equal 3D shapes")
+    if not isinstance(params, TumorParams):
+        raise SynthesisInputError(f"params: expected TumorParams, got {type(params).__name__}")
+
+
+def synthesize(ct_hu: np.ndarray, organ_mask: np.ndarray, params: TumorParams,
+               rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Pure Hu synthesis: returns (new CT float32 in HU, bool tumor mask); inputs unchanged.
+
+    Args:
+        ct_hu: (X, Y, Z) CT in HU (not windowed).
+        organ_mask: (X, Y, Z) organ mask.
+        params: from ``sample_params`` (carries every seed, so the output is a function of it).
+        rng: unused; all randomness lives in ``params`` (accepted for API symmetry).
+    """
+    del rng
+    organ_mask = organ_mask.mask if isinstance(organ_mask, PreparedOrgan) else organ_mask
+    _check_inputs(ct_hu, organ_mask, params)
+    out = np.array(ct_hu, dtype=np.float32, copy=True)
+    mask = np.zeros(out.shape, bool)
+    for box, tumor in apply_tumor_(out, organ_mask, params):
+        mask[box] |= tumor
+    return out, mask
+
+
+class HuGenerator:
+    """``TumorGenerator`` for the Hu regime: one freshly drawn tumor per crop (CPU, numpy)."""
+
+    name = "hu"
+    MAX_EMPTY_RETRIES = 5
+
+    def __init__(self, organ: str, *, device: Any = "cpu", checkpoint: Any = None,
+                 size_probs: Mapping[str, float] | None = None, ranges: HuRanges | None = None,
+                 axial_axis: int = 2):
+        self.organ = organ
+        self.device = device  # numpy only; kept so every generator takes the same arguments
+        self.size_probs = normalise_size_probs(size_probs)
+        self.ranges = ranges or HuRanges()
+        self.axial_axis = axial_axis
+        del checkpoint  # model-based: no weights
+
+    def sample(self, organ_mask: np.ndarray, spacing: Sequence[float], rng: np.random.Generator) -> TumorParams:
+        """Draw a size type, then params; if the organ part of the crop is too small for it, fall
+        back to the next smaller size type that has a non-zero probability (a fixed single size
+        type, e.g. ``{"large": 1}``, raises instead)."""
+        drawn = sample_size_type(rng, self.size_probs)
+        allowed = [t for t in SIZE_TYPES[: SIZE_TYPES.index(drawn) + 1] if self.size_probs[t] > 0]
+        for size_type in reversed(allowed):
+            try:
+                return sample_params(organ_mask, spacing, rng, self.ranges, self.organ, size_type=size_type,
+                                     axial_axis=self.axial_axis)
+            except SynthesisInputError as exc:
+                if size_type == allowed[0] or "empty" in str(exc):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _one(self, ct, organ_mask, spacing, rng) -> tuple[np.ndarray, np.ndarray, TumorParams]:
+        for _ in range(self.MAX_EMPTY_RETRIES):
+            params = self.sample(organ_mask, spacing, rng)
+            ct_out, mask = synthesize(ct, organ_mask, params)
+            if mask.any():  # a deformation can, rarely, push a tiny clipped tumor out of the organ
+                return ct_out, mask, params
+        raise SynthesisInputError(f"organ mask: no tumor voxel inside the {self.organ} after "
+                                  f"{self.MAX_EMPTY_RETRIES} draws (organ too thin?)")
+
+    def __call__(self, ct_hu: np.ndarray, organ_mask: np.ndarray, spacing: Sequence[float],
+                 rng: np.random.Generator) -> SynthesisOutput:
+        """(B, X, Y, Z) crops in HU + organ masks -> SynthesisOutput (one tumor per crop)."""
+        if ct_hu.ndim != 4 or ct_hu.shape != organ_mask.shape:
+            raise SynthesisInputError(f"expected (B, X, Y, Z) CT and organ mask of equal shape, "
+                                      f"got {ct_hu.shape} and {organ_mask.shape}")
+        results = [self._one(ct, organ, spacing, rng) for ct, organ in zip(ct_hu, organ_mask)]
+        return SynthesisOutput(
+            ct_hu=np.stack([r[0] for r in results]), tumor_mask=np.stack([r[1] for r in results]),
+            params=tuple({"method": self.name, **r[2].to_dict()} for r in results))
+
+    def replay(self, ct_hu: np.ndarray, organ_mask: np.ndarray, params: Mapping[str, Any]
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Re-apply one tumor from its params dict (as in ``SynthesisOutput.params``)."""
+        return synthesize(ct_hu, organ_mask, TumorParams.from_dict(params))

@@ -1,0 +1,83 @@
+"""Tumor size types and their sampling ranges (Hu et al. 2023 and DiffTumor STEP3 presets)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from synthesis.errors import SynthesisInputError
+
+SIZE_TYPES = ("tiny", "small", "medium", "large")
+BASE_RADIUS_MM = {"tiny": 4.0, "small": 8.0, "medium": 16.0, "large": 32.0}
+#: DiffTumor STEP3 type probabilities; "early" is split tiny/small 0.5/0.5.
+DEFAULT_SIZE_PROBS = {"early": 0.8, "medium": 0.1, "large": 0.1}
+
+
+@dataclass(frozen=True)
+class SizeRange:
+    """Sampling ranges of one size type.
+
+    Attributes:
+        radius_scale: per-axis semi-axis = base radius x U(lo, hi).
+        count: number of ellipsoids, integer in [lo, hi].
+        elastic_sigma_mm: (lo, hi) of the elastic displacement std.
+        elastic_integer: draw the sigma as an integer (reference ``randint``) instead of uniform.
+    """
+
+    radius_scale: tuple[float, float]
+    count: tuple[int, int]
+    elastic_sigma_mm: tuple[float, float]
+    elastic_integer: bool
+
+
+#: SyntheticTumors (Hu et al.) get_fixed_geo: radii x[0.75,1.25], several tumors per call.
+HU2023_RANGES = {
+    "tiny": SizeRange((0.75, 1.25), (3, 10), (0.5, 1.0), False),
+    "small": SizeRange((0.75, 1.25), (3, 10), (1, 2), True),
+    "medium": SizeRange((0.75, 1.25), (2, 5), (3, 6), True),
+    "large": SizeRange((0.75, 1.25), (1, 3), (5, 10), True),
+}
+#: DiffTumor STEP3: 1-3 early tumors, one medium/large, large semi-axes up to 2.0 x 32 mm.
+DIFFTUMOR_RANGES = {
+    "tiny": SizeRange((0.75, 1.25), (1, 3), (0.5, 1.0), False),
+    "small": SizeRange((0.75, 1.25), (1, 3), (1, 2), True),
+    "medium": SizeRange((0.75, 1.25), (1, 1), (3, 6), True),
+    "large": SizeRange((0.75, 2.0), (1, 1), (5, 10), True),
+}
+GEOMETRY_PRESETS = {"hu2023": HU2023_RANGES, "difftumor": DIFFTUMOR_RANGES}
+
+
+def resolve_ranges(ranges: str | Mapping[str, SizeRange] | None) -> Mapping[str, SizeRange]:
+    """Preset name ("hu2023" default, "difftumor") or a {size_type: SizeRange} mapping."""
+    if ranges is None:
+        return HU2023_RANGES
+    if isinstance(ranges, str):
+        if ranges not in GEOMETRY_PRESETS:
+            raise SynthesisInputError(f"geometry preset {ranges!r}: expected one of {sorted(GEOMETRY_PRESETS)}")
+        return GEOMETRY_PRESETS[ranges]
+    return ranges
+
+
+def normalise_size_probs(probs: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Size-type probabilities over SIZE_TYPES; an "early" entry is split tiny/small 0.5/0.5."""
+    probs = dict(DEFAULT_SIZE_PROBS if probs is None else probs)
+    out = {t: 0.0 for t in SIZE_TYPES}
+    for key, value in probs.items():
+        if key == "early":
+            out["tiny"] += 0.5 * value
+            out["small"] += 0.5 * value
+        elif key in out:
+            out[key] += value
+        else:
+            raise SynthesisInputError(f"size_probs: unknown size type {key!r}; expected {SIZE_TYPES} or 'early'")
+    total = sum(out.values())
+    if total <= 0 or any(v < 0 for v in out.values()):
+        raise SynthesisInputError(f"size_probs {probs}: need non-negative values with a positive sum")
+    return {k: v / total for k, v in out.items()}
+
+
+def sample_size_type(rng: np.random.Generator, probs: Mapping[str, float] | None = None) -> str:
+    """Draw a size type (default: early 0.8 -> tiny/small 0.5/0.5, medium 0.1, large 0.1)."""
+    table = normalise_size_probs(probs)
+    return str(rng.choice(SIZE_TYPES, p=[table[t] for t in SIZE_TYPES]))

@@ -1,0 +1,176 @@
+"""Hu et al. synthesis: intensity model, locality, purity, replay, generator protocol."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from synthesis.errors import SynthesisInputError
+from synthesis.hu import HuGenerator, HuRanges, TumorParams, _blurred_mask, sample_params, synthesize
+from synthesis.protocol import SynthesisOutput, TumorGenerator
+from synthesis.texture import hu_texture, reference_texture
+
+ORGAN_HU = 100.0
+
+
+def ellipsoid_organ(extent_mm, spacing, semi_axes_mm):
+    """Bool ellipsoid organ centred in a box of ``extent_mm``."""
+    shape = tuple(int(round(e / s)) for e, s in zip(extent_mm, spacing))
+    grid = np.ogrid[tuple(slice(0, n) for n in shape)]
+    dist = sum((((g + 0.5) * s - e / 2) / r) ** 2 for g, s, e, r in zip(grid, spacing, extent_mm, semi_axes_mm))
+    return dist <= 1.0
+
+
+def make_case(spacing, extent=(90, 80, 80), semi=(40, 34, 32), seed=0):
+    organ = ellipsoid_organ(extent, spacing, semi)
+    rng = np.random.default_rng(seed)
+    ct = np.where(organ, ORGAN_HU, -50.0) + rng.normal(0, 5, organ.shape)
+    return ct.astype(np.float32), organ
+
+
+@pytest.mark.parametrize("spacing", [(1.5, 1.5, 1.5), (0.9, 1.1, 2.5)])
+def test_tumor_in_organ_and_changes_are_local(spacing):
+    ct, organ = make_case(spacing)
+    ct_before, organ_before = ct.copy(), organ.copy()
+    for seed, size in enumerate(("tiny", "small", "medium")):
+        params = sample_params(organ, spacing, np.random.default_rng(seed), organ="liver", size_type=size)
+        out, tumor = synthesize(ct, organ, params)
+        np.testing.assert_array_equal(ct, ct_before)  # inputs untouched
+        np.testing.assert_array_equal(organ, organ_before)
+        assert tumor.any() and not (tumor & ~organ).any()
+        changed = out != ct
+        assert not (changed & ~organ).any()  # nothing outside the organ
+        # blur support: at most int(4 sigma + 0.5) voxels from the tumor (per axis)
+        radius = (4 * params.edge_sigma_mm / np.asarray(spacing) + 0.5).astype(int)
+        support = ndimage.maximum_filter(tumor, size=tuple(2 * radius + 1))
+        assert not (changed & ~support).any()
+        assert (out <= ct + 1e-4).all()  # hypo-attenuating only
+
+
+def test_mean_drop_is_texture_mean_times_difference():
+    spacing = (1.0, 1.0, 1.0)
+    organ = ellipsoid_organ((80, 80, 80), spacing, (38, 38, 38))
+    ct = np.where(organ, ORGAN_HU, 0.0).astype(np.float32)  # flat organ: the drop is texture*blur*difference
+    ratios, u0s = [], []
+    for seed in range(4):
+        params = sample_params(organ, spacing, np.random.default_rng(seed), organ="liver", size_type="medium",
+                               ranges=HuRanges(geometry="difftumor"))
+        out, tumor = synthesize(ct, organ, params)
+        core = ndimage.distance_transform_edt(tumor) > 3 * params.edge_sigma_mm  # blur > 0.99 there
+        assert core.sum() > 100
+        drop = float((ct - out)[core].mean())
+        assert 65 * 0.35 <= drop <= 145 * 0.75
+        # texture is spatially correlated (sigma_b 4-7 mm), so one core's mean wanders around u0
+        ratios.append(drop / params.difference_hu)
+        u0s.append(params.u0)
+        rim_drop = float((ct - out)[tumor & ~core].mean())
+        assert 0 < rim_drop < drop  # the blurred edge is darkened less
+    assert all(0.35 <= r <= 0.75 for r in ratios)
+    assert np.mean(ratios) == pytest.approx(np.mean(u0s), abs=0.06)
+
+
+def test_replay_from_params_dict_is_identical():
+    spacing = (1.2, 1.2, 2.0)
+    ct, organ = make_case(spacing)
+    params = sample_params(organ, spacing, np.random.default_rng(3), organ="pancreas", size_type="small")
+    out1, mask1 = synthesize(ct, organ, params)
+    restored = TumorParams.from_dict(json.loads(json.dumps(params.to_dict())))
+    assert restored == params
+    out2, mask2 = synthesize(ct, organ, restored)
+    np.testing.assert_array_equal(out1, out2)
+    np.testing.assert_array_equal(mask1, mask2)
+    with pytest.raises(SynthesisInputError, match="missing or invalid"):
+        TumorParams.from_dict({"geometry": params.geometry.to_dict()})
+
+
+def test_exophytic_kidney_tumor_is_darkened_outside_the_organ():
+    spacing = (1.0, 1.0, 1.0)
+    organ = ellipsoid_organ((80, 80, 80), spacing, (30, 14, 30))
+    ct = np.where(organ, ORGAN_HU, 20.0).astype(np.float32)
+    for seed in range(40):
+        params = sample_params(organ, spacing, np.random.default_rng(seed), organ="kidney", size_type="medium")
+        if params.geometry.clip_to_organ:
+            continue
+        out, tumor = synthesize(ct, organ, params)
+        outside = tumor & ~organ
+        assert outside.any() and (out[outside] < ct[outside]).mean() > 0.9
+        assert not ((out != ct) & ~organ & ~tumor).any()
+        return
+    pytest.fail("no exophytic draw")
+
+
+def test_blur_on_box_equals_full_volume_blur():
+    rng = np.random.default_rng(0)
+    tumor = ndimage.binary_dilation(rng.random((9, 7, 8)) > 0.6)
+    sigma = np.array([1.3, 0.9, 2.0])
+    margin = (4 * sigma + 0.5).astype(int) + 1
+    shape = tuple(np.asarray(tumor.shape) + 2 * margin)
+    inner = tuple(slice(m, m + n) for m, n in zip(margin, tumor.shape))
+    full = np.zeros(shape, np.float32)
+    full[inner] = tumor
+    np.testing.assert_allclose(_blurred_mask(tumor, inner, shape, sigma), ndimage.gaussian_filter(full, sigma),
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("sigma_a,sigma_b,spacing", [(3.0, 4.0, (1.0, 1.0, 1.0)), (12.0, 7.0, (1.0, 1.0, 1.0)),
+                                                     (6.0, 4.0, (2.0, 2.0, 2.0))])
+def test_texture_statistics_match_reference_process(sigma_a, sigma_b, spacing):
+    u0 = 0.52
+    ours = [hu_texture((64, 64, 64), spacing, sigma_a, sigma_b, 0.2, 0.05, u0, np.random.default_rng(s))
+            for s in range(2)]
+    voxels = np.asarray(spacing)
+    ref = [reference_texture((64, 64, 64), sigma_a / voxels[0], sigma_b / voxels[0], 0.2, 0.05, u0,
+                             np.random.default_rng(s), bank_normalised=True) for s in range(2)]
+    for tex in ours:
+        assert tex.dtype == np.float32 and tex.min() >= 0 and tex.max() <= 1
+        assert float(tex.mean()) == pytest.approx(u0, abs=0.03)
+    ratio = np.mean([t.std() for t in ours]) / np.mean([t.std() for t in ref])
+    assert 0.6 < ratio < 1.4
+    lag = max(1, int(sigma_b / voxels[0]))  # correlation at one sigma_b: smooth, not white
+    corr = [np.corrcoef(t[:-lag].ravel(), t[lag:].ravel())[0, 1] for t in ours + ref]
+    assert min(corr) > 0.4 and abs(np.mean(corr[:2]) - np.mean(corr[2:])) < 0.15
+
+
+def test_generator_protocol_and_batches():
+    spacing = (2.0, 2.0, 2.0)
+    organs = np.stack([ellipsoid_organ((96, 96, 96), spacing, (40, 36, 30)),
+                       ellipsoid_organ((96, 96, 96), spacing, (30, 40, 38))])
+    ct = np.where(organs, ORGAN_HU, -20.0).astype(np.float32)
+    gen = HuGenerator("liver", size_probs={"early": 1.0})
+    assert isinstance(gen, TumorGenerator) and gen.name == "hu" and gen.organ == "liver"
+    out = gen(ct, organs, spacing, np.random.default_rng(0))
+    assert isinstance(out, SynthesisOutput)
+    assert out.ct_hu.shape == ct.shape and out.ct_hu.dtype == np.float32 and out.tumor_mask.dtype == bool
+    assert len(out.params) == 2 and all(p["method"] == "hu" for p in out.params)
+    json.dumps(out.params)
+    for b in range(2):
+        assert out.tumor_mask[b].any() and not (out.tumor_mask[b] & ~organs[b]).any()
+        assert out.params[b]["geometry"]["size_type"] in ("tiny", "small")
+        replay_ct, replay_mask = gen.replay(ct[b], organs[b], out.params[b])
+        np.testing.assert_array_equal(replay_ct, out.ct_hu[b])
+        np.testing.assert_array_equal(replay_mask, out.tumor_mask[b])
+    again = gen(ct, organs, spacing, np.random.default_rng(0))
+    np.testing.assert_array_equal(again.ct_hu, out.ct_hu)
+    with pytest.raises(SynthesisInputError, match="B, X, Y, Z"):
+        gen(ct[0], organs[0], spacing, np.random.default_rng(0))
+
+
+def test_synthesize_rejects_shape_mismatch():
+    ct, organ = make_case((2.0, 2.0, 2.0))
+    params = sample_params(organ, (2.0, 2.0, 2.0), np.random.default_rng(0), size_type="tiny")
+    with pytest.raises(SynthesisInputError, match="shape"):
+        synthesize(ct[:-1], organ, params)
+    assert dataclasses.is_dataclass(params)
+
+
+def test_generator_falls_back_to_smaller_size_only_when_mixed():
+    spacing = (2.0, 2.0, 2.0)
+    organ = ellipsoid_organ((60, 60, 60), spacing, (12, 12, 12))[None]  # 7 mL: too small for large (58 mL)
+    ct = np.where(organ, ORGAN_HU, 0.0).astype(np.float32)
+    mixed = HuGenerator("liver", size_probs={"small": 0.5, "large": 0.5})
+    sizes = {mixed(ct, organ, spacing, np.random.default_rng(s)).params[0]["geometry"]["size_type"]
+             for s in range(10)}
+    assert sizes == {"small"}
+    with pytest.raises(SynthesisInputError, match="too small for a 'large'"):
+        HuGenerator("liver", size_probs={"large": 1.0})(ct, organ, spacing, np.random.default_rng(0))
