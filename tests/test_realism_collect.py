@@ -54,3 +54,24 @@ def test_no_healthy_case_is_a_clear_error(tmp_path, toy_generator):
     data = write_dataset(tmp_path / "d", "kidney", n_labeled=2, n_healthy=0, seed=0)
     with pytest.raises(InputError, match="healthy"):
         collect_tumors([data], ["sphere"], 2, tmp_path / "out", progress=False)
+
+
+def test_hu_generator_tumors_sit_in_the_organ_of_healthy_cases(liver, tmp_path):
+    pytest.importorskip("synthesis.hu")
+    from benchmark.data import Dataset
+    from benchmark.io import load_nifti
+    from benchmark.realism import collect_tumors
+
+    table = collect_tumors([liver], ["hu"], 4, tmp_path, seed=0, progress=False)
+    hu = table[table.source == "hu"]
+    assert 1 <= len(hu) <= 4 and set(hu.requested_size_type) <= {"tiny", "small", "medium", "large"}
+    dataset = Dataset.open(liver)
+    for row in hu.itertuples():
+        assert row.case_id in dataset.case_ids("healthy")
+        ct = np.asarray(nib.load(tmp_path / row.context_ct_path).dataobj)
+        mask = np.asarray(nib.load(tmp_path / row.context_mask_path).dataobj) > 0
+        # hypo-attenuating, as Hu et al.: darker than the toy liver parenchyma (60 +/- 12 HU)
+        assert ct[mask].mean() < 60 - 15
+        # Hu tumors are clipped to the organ: every tumor voxel is an organ voxel of that case
+        labels = np.asarray(load_nifti(dataset.labels_path(row.case_id)).dataobj)
+        assert labels.sum() > 0 and row.volume_mm3 <= (labels > 0).sum() * 8.0
