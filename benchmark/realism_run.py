@@ -90,10 +90,31 @@ def log_realism_run(out: Path, summary: dict[str, Any], config: dict[str, Any], 
         mlflow.log_params({"n": summary["n"], "seed": summary["seed"], "bin_width": config["bin_width"],
                            "resample_mm": config["resample_mm"], "n_features": summary["n_features"]})
         mlflow.log_metrics(_realism_metrics(summary))
-        for path in sorted(out.iterdir()):
-            if path.is_file() and path.suffix in (".csv", ".png", ".json"):
-                mlflow.log_artifact(str(path))
+        _log_artifacts(out)
         return run.info.run_id
+
+
+FULL_TABLES = ("features.csv", "effect_sizes.csv", "tumors.csv")
+
+
+def _log_artifacts(out: Path) -> None:
+    """Summary tables and figures at the artifact root (what the report shows); the per-tumor and
+    per-feature tables gzipped under ``full/`` (hundreds of rows, for download, not display)."""
+    import gzip
+    import tempfile
+
+    import mlflow
+
+    for path in sorted(out.iterdir()):
+        if not path.is_file() or path.suffix not in (".csv", ".png", ".json"):
+            continue
+        if path.name not in FULL_TABLES:
+            mlflow.log_artifact(str(path))
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            packed = Path(tmp) / f"{path.name}.gz"
+            packed.write_bytes(gzip.compress(path.read_bytes()))
+            mlflow.log_artifact(str(packed), artifact_path="full")
 
 
 def _realism_metrics(summary: dict[str, Any]) -> dict[str, float]:

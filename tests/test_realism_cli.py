@@ -42,8 +42,12 @@ def test_radiomics_command_writes_scores_tables_and_plots(datasets, tmp_path, to
     runs = mlflow.search_runs(experiment_names=["realism-test"], output_format="list")
     assert len(runs) == 1 and runs[0].data.tags["tumorbench.kind"] == "realism"
     assert "c2st_auc_liver_sphere" in runs[0].data.metrics
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs[0].info.run_id)}
-    assert {"realism_scores.csv", "embedding.png", "features.csv"} <= artifacts
+    client = mlflow.MlflowClient()
+    artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    assert {"realism_scores.csv", "embedding.png", "effect_sizes_top.csv", "full"} <= artifacts
+    assert "features.csv" not in artifacts  # big tables go gzipped under full/
+    full = client.download_artifacts(runs[0].info.run_id, "full/features.csv.gz", str(tmp_path / "dl"))
+    pd.testing.assert_frame_equal(pd.read_csv(full), features)
 
 
 def test_reader_study_make_and_score_round_trip(datasets, tmp_path, toy_generator, capsys):
