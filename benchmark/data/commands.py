@@ -1,0 +1,41 @@
+"""One API call per `tumorbench data ...` command (the CLI entries only parse arguments)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmark.data.check import ensure_valid
+from benchmark.data.importers import import_dataset
+from benchmark.data.layout import Dataset
+from benchmark.data.phantom import generate_phantom_dataset
+from benchmark.data.splits import make_splits
+from benchmark.data.summary import summarize_dataset
+
+
+def phantom_with_summary(out, organ: str, n_cases: int, seed: int, shape=None, spacing=None,
+                         tumor_fraction: float = 0.6, progress: bool = True, workers: int = 1) -> str:
+    """Generate phantom dataset(s) and return their summaries (one block per organ)."""
+    paths = generate_phantom_dataset(out, organ, n_cases, seed, shape=shape, spacing=spacing,
+                                     tumor_fraction=tumor_fraction, progress=progress, workers=workers)
+    return "\n\n".join(summarize_dataset(p) for p in paths)
+
+
+def import_with_summary(fmt: str, src, organ: str, out, **kwargs) -> str:
+    """Import a public dataset, then return its summary."""
+    return summarize_dataset(import_dataset(fmt, src, organ, out, **kwargs))
+
+
+def check_report(path, progress: bool = True) -> str:
+    """Validate the dataset (InputError listing the problems) and return a one-line OK."""
+    ensure_valid(path, progress=progress)
+    ds = Dataset.open(path)
+    return f"{ds.root}: OK ({len(ds.cases)} cases, organ {ds.organ})"
+
+
+def splits_report(path, n_folds: int, seed: int, force: bool) -> str:
+    """Write splits.json unless present (or forced) and describe the folds."""
+    existed = (Path(path) / "splits.json").is_file()
+    split_path = make_splits(path, n_folds=n_folds, seed=seed, force=force)
+    ds = Dataset.open(path)
+    sizes = [len(f["val"]) for f in ds.splits]
+    state = "kept existing" if existed and not force else "wrote"
+    return f"{state} {split_path}: {len(sizes)} folds, val sizes {sizes}"

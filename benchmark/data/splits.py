@@ -1,0 +1,109 @@
+"""Patient-level, stratified k-fold splits written once to ``splits.json`` (nnU-Net habit).
+
+Cases are grouped by patient (the optional ``patient_id`` column of cases.csv, else the case
+id), stratified by (role, has_tumor) and dealt round-robin over the folds after a seeded
+shuffle, so every stratum is spread evenly and fold sizes differ by at most one patient.
+An existing splits.json is never regenerated (results computed on it stay comparable)
+unless ``force=True``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.data.layout import Dataset
+from benchmark.errors import InputError
+from benchmark.io import write_json_atomic
+
+DEFAULT_SEED = 12345
+DEFAULT_FOLDS = 5
+
+
+def compute_splits(cases, n_folds: int = DEFAULT_FOLDS, seed: int = DEFAULT_SEED) -> list[dict[str, list[str]]]:
+    """Folds for a cases table (pandas DataFrame with case_id, role, has_tumor[, patient_id]).
+
+    Returns:
+        ``n_folds`` dicts ``{"train": [...], "val": [...]}`` with sorted case ids; the val
+        sets are disjoint and cover every case; all cases of a patient share one val fold.
+    """
+    patients = _patient_strata(cases)
+    if len(patients) < n_folds:
+        raise InputError(f"cases.csv: {len(patients)} patients, need at least n_folds={n_folds} for the splits")
+    rng = np.random.default_rng(seed)
+    fold_of_patient: dict[str, int] = {}
+    counter = 0  # continues across strata so the fold sizes stay balanced overall
+    for stratum in sorted(set(patients.values())):
+        members = sorted(p for p, s in patients.items() if s == stratum)
+        for patient in rng.permutation(members):
+            fold_of_patient[str(patient)] = counter % n_folds
+            counter += 1
+    patient_col = _patient_column(cases)
+    folds = []
+    for k in range(n_folds):
+        val = sorted(str(c) for c, p in zip(cases["case_id"], patient_col) if fold_of_patient[p] == k)
+        val_set = set(val)
+        train = sorted(str(c) for c in cases["case_id"] if str(c) not in val_set)
+        folds.append({"train": train, "val": val})
+    return folds
+
+
+def _patient_column(cases) -> list[str]:
+    if "patient_id" in cases.columns:
+        return [str(p) if p == p and str(p) else str(c) for p, c in zip(cases["patient_id"], cases["case_id"])]
+    return [str(c) for c in cases["case_id"]]
+
+
+def _patient_strata(cases) -> dict[str, tuple[str, int]]:
+    """Patient -> (role, has_tumor); a patient with any labeled/tumor case counts as such."""
+    strata: dict[str, tuple[str, int]] = {}
+    for patient, role, tumor in zip(_patient_column(cases), cases["role"], cases["has_tumor"]):
+        prev_role, prev_tumor = strata.get(patient, ("healthy", 0))
+        new_role = "labeled" if "labeled" in (prev_role, str(role)) else "healthy"
+        strata[patient] = (new_role, max(prev_tumor, int(tumor)))
+    return strata
+
+
+def make_splits(dataset: str | Path | Dataset, n_folds: int = DEFAULT_FOLDS, seed: int = DEFAULT_SEED,
+                force: bool = False) -> Path:
+    """Write ``splits.json`` for the dataset unless it already exists (or ``force``).
+
+    Returns:
+        Path of splits.json (existing or new).
+    """
+    ds = dataset if isinstance(dataset, Dataset) else Dataset.open(dataset)
+    path = ds.root / "splits.json"
+    if path.is_file() and not force:
+        return path
+    if n_folds < 2:
+        raise InputError(f"--folds {n_folds}: expected at least 2 folds")
+    write_json_atomic(path, compute_splits(ds.cases, n_folds=n_folds, seed=seed))
+    ds._splits = None  # re-read on next access
+    return path
+
+
+def splits_problems(ds: Dataset) -> list[str]:
+    """Problems of an existing splits.json: unknown ids, cases in no / several val folds, overlap."""
+    path = ds.root / "splits.json"
+    if not path.is_file():
+        return []
+    try:
+        folds = ds.splits
+    except InputError as exc:
+        return [str(exc)]
+    known = set(ds.case_ids())
+    problems, seen = [], {}
+    for k, fold in enumerate(folds):
+        if not isinstance(fold, dict) or not {"train", "val"} <= set(fold):
+            return [f"{path}: fold {k} is not a {{'train': [...], 'val': [...]}} object"]
+        for case in sorted(set(fold["train"]) & set(fold["val"])):
+            problems.append(f"{path}: fold {k}: case {case} is in both train and val")
+        for case in sorted((set(fold["train"]) | set(fold["val"])) - known):
+            problems.append(f"{path}: fold {k}: case {case} is not listed in cases.csv")
+        for case in fold["val"]:
+            seen.setdefault(case, []).append(k)
+    for case in sorted(known):
+        if len(seen.get(case, [])) != 1:
+            problems.append(f"{path}: case {case} is in the val set of folds {seen.get(case, [])}, expected exactly one"
+                            " (run `tumorbench data splits --force` after adding cases)")
+    return problems

@@ -1,0 +1,119 @@
+"""Phantom generator: determinism, anatomy HU ranges, tumor placement and appearance."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from benchmark.data import Dataset
+from benchmark.data.phantom import generate_case, generate_phantom_dataset, phantom_grid
+from benchmark.errors import InputError
+
+SMALL = dict(shape=(56, 48, 36), spacing=(4.0, 4.0, 4.0))  # same 224x192x144 mm field of view
+
+
+def _file_digests(root):
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path):
+    a = generate_phantom_dataset(tmp_path / "a", "kidney", 5, seed=3, progress=False, **SMALL)[0]
+    b = generate_phantom_dataset(tmp_path / "b", "kidney", 5, seed=3, progress=False, workers=2, **SMALL)[0]
+    c = generate_phantom_dataset(tmp_path / "c", "kidney", 5, seed=4, progress=False, **SMALL)[0]
+    digests_a, digests_b, digests_c = _file_digests(a), _file_digests(b), _file_digests(c)
+    assert "cases/kidney_000/ct.nii.gz" in digests_a and "splits.json" in digests_a
+    assert digests_a == digests_b
+    modes = {p.stat().st_mode & 0o777 for p in a.rglob("*") if p.is_file()}
+    assert modes == {0o644 & ~_umask()}  # not the private 0600 of mkstemp
+    changed = [k for k in digests_a if k.endswith("ct.nii.gz") and digests_a[k] != digests_c.get(k)]
+    assert len(changed) == 5
+
+
+def test_all_organs_layout_and_roles(tmp_path):
+    paths = generate_phantom_dataset(tmp_path / "ph", "all", 5, seed=0, progress=False, **SMALL)
+    assert [p.name for p in paths] == ["liver", "pancreas", "kidney"]
+    for path in paths:
+        ds = Dataset.open(path)
+        assert ds.organ == path.name and ds.spacing == (4.0, 4.0, 4.0)
+        assert sorted(ds.cases["role"]) == ["healthy", "healthy", "labeled", "labeled", "labeled"]  # 0.6 of 5
+        assert (ds.cases["has_tumor"] == (ds.cases["role"] == "labeled").astype(int)).all()
+        assert ds.cases["age"].between(20, 90).all() and set(ds.cases["sex"]) <= {"M", "F"}
+        assert len(ds.splits) == 5
+
+
+def test_refuses_non_empty_output_and_bad_arguments(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "keep.txt").write_text("user data")
+    with pytest.raises(InputError, match="not empty"):
+        generate_phantom_dataset(tmp_path / "x", "liver", 5, seed=0, progress=False, **SMALL)
+    assert (tmp_path / "x" / "keep.txt").read_text() == "user data"
+    with pytest.raises(InputError, match="--cases 3"):
+        generate_phantom_dataset(tmp_path / "y", "liver", 3, seed=0, progress=False)
+    with pytest.raises(InputError, match="--organ 'lung'"):
+        generate_phantom_dataset(tmp_path / "y", "lung", 5, seed=0, progress=False)
+    assert not (tmp_path / "y").exists()
+
+
+@pytest.fixture(scope="module")
+def cases():
+    """Two tumor cases per organ at the default 2 mm grid (no files)."""
+    grid = phantom_grid()
+    return {organ: [generate_case(organ, grid, np.random.default_rng([7, i, k]), True) for k in range(2)]
+            for i, organ in enumerate(("liver", "pancreas", "kidney"))}
+
+
+PARENCHYMA_HU = {"liver": (45, 75), "pancreas": (25, 55), "kidney": (90, 170)}
+MIN_ORGAN_ML = {"liver": 150, "pancreas": 20, "kidney": 60}
+
+
+@pytest.mark.parametrize("organ", ["liver", "pancreas", "kidney"])
+def test_organ_hu_size_and_tumor_properties(cases, organ):
+    for case in cases[organ]:
+        ct, labels = case.ct.astype(float), case.labels
+        assert case.ct.dtype == np.int16 and labels.dtype == np.uint8
+        assert set(np.unique(labels)) == {0, 1, 2}
+        organ_mask = labels == 1
+        core = ndi.binary_erosion(organ_mask, iterations=2)  # away from partial-volume edges
+        lo, hi = PARENCHYMA_HU[organ]
+        assert lo <= ct[core].mean() <= hi
+        assert (labels > 0).sum() * 8 / 1000 >= MIN_ORGAN_ML[organ]  # 2 mm voxels = 8 mm^3
+        components, n = ndi.label(labels == 2)
+        touching = set(np.unique(components[ndi.binary_dilation(organ_mask) & (labels == 2)])) - {0}
+        assert n >= 1 and touching == set(range(1, n + 1))
+        tumor_mean = ct[labels == 2].mean()
+        if organ == "kidney":
+            assert abs(tumor_mean - ct[core].mean()) > 15  # hypo or hyper, but visible
+        else:
+            assert tumor_mean < ct[core].mean() - 15
+
+
+def test_background_anatomy_hu(cases):
+    case = cases["liver"][0]
+    ct = case.ct.astype(float)
+    assert abs(ct[:3, :3, :].mean() + 1000) < 10  # air in the corners
+    nx, ny, nz = ct.shape
+    # vertebral body: on the midline, ~50 mm posterior of the centre (y = -50 mm)
+    spine = ct[nx // 2 - 2: nx // 2 + 2, ny // 2 - 27: ny // 2 - 23, :]
+    assert np.percentile(spine, 90) > 300
+    body = ct > -500
+    fat = (ct > -150) & (ct < -50) & body
+    assert fat.sum() > 0.05 * body.sum()  # subcutaneous + intra-abdominal fat present
+    noise = ct[:20, :10, :].std()  # air region: scanner noise only
+    assert 5 < noise < 20
+
+
+def test_healthy_case_has_no_tumor_and_same_organ_labels():
+    grid = phantom_grid(**SMALL)
+    case = generate_case("pancreas", grid, np.random.default_rng(11), with_tumor=False)
+    assert case.n_lesions == 0 and not np.any(case.labels == 2) and np.any(case.labels == 1)
+
+
+def _umask():
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
