@@ -101,9 +101,9 @@ def write_gallery(tumors: Any, path: str | Path, *, per_row: int = 8, outline: b
             parts.append(_row("real", real, per_row, outline))
             parts.append(_row(source, sub[sub["source"] == source], per_row, outline))
     style = ("body{font-family:system-ui,sans-serif;background:#111;color:#ddd;margin:16px}"
-             ".row{display:flex;gap:6px;align-items:flex-end;margin:4px 0}"
-             ".label{width:90px;font-weight:bold}figure{margin:0;text-align:center}"
-             "figcaption{font-size:11px;color:#aaa}img{image-rendering:pixelated;height:120px}")
+             ".row{display:flex;gap:6px;align-items:center;margin:4px 0;overflow-x:auto}"
+             ".label{flex:0 0 90px;font-weight:bold}figure{flex:0 0 auto;margin:0;text-align:center}"
+             "figcaption{font-size:11px;color:#aaa}img{image-rendering:pixelated;width:120px;height:120px}")
     text = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
     path = Path(path)
