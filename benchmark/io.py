@@ -12,6 +12,17 @@ from typing import Any, Iterator
 from benchmark.errors import InputError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _apply_umask(path: Path, mode: int) -> None:
+    """mkstemp/mkdtemp create private 0600/0700 entries; published results follow the umask."""
+    os.chmod(path, mode & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp folder next to ``target``; on success it replaces ``target``.
@@ -21,6 +32,7 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    _apply_umask(tmp, 0o777)
     try:
         yield tmp
     except BaseException:
@@ -48,6 +60,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", suffix=suffix, dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    _apply_umask(tmp, 0o666)
     try:
         yield tmp
     except BaseException:

@@ -49,3 +49,18 @@ def test_truncated_gzip_is_reported_with_the_file_name(tmp_path):
         load_nifti(tmp_path / "ct.nii.gz", "CT")
     with pytest.raises(InputError, match="not found"):
         load_nifti(tmp_path / "missing.nii.gz")
+
+
+def test_atomic_outputs_follow_the_umask_not_private_temp_modes(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "f").write_text("x")
+        write_json_atomic(tmp_path / "p.json", {})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "p.json").stat().st_mode) == 0o644

@@ -22,7 +22,7 @@ from benchmark.data.layout import Dataset
 from benchmark.data.nifti import save_nifti_reproducible
 from benchmark.data.resample import resample_to_spacing, to_ras
 from benchmark.data.splits import make_splits
-from benchmark.data.writer import make_readable, write_cases_csv, write_dataset_json
+from benchmark.data.writer import write_cases_csv, write_dataset_json
 from benchmark.errors import InputError
 from benchmark.io import atomic_dir
 
@@ -144,7 +144,6 @@ def import_dataset(fmt: str, src, organ: str, out, spacing=(1.0, 1.0, 1.0), demo
         write_dataset_json(tmp, name=name or f"{fmt}_{organ}", organ=organ, spacing=spacing,
                            source_format=fmt, num_cases=len(rows))
         _try_splits(tmp)
-        make_readable(tmp)
     return out
 
 
@@ -204,5 +203,4 @@ def _append(fmt, cases, out: Path, organ, spacing, demo, progress) -> Path:
     if (out / "splits.json").is_file():
         os.replace(out / "splits.json", out / "splits.before-append.json")
     _try_splits(out)
-    make_readable(out)
     return out

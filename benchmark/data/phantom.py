@@ -20,7 +20,7 @@ from benchmark.data.phantom_anatomy import ORGAN_IDS, TUMOR, build_anatomy
 from benchmark.data.phantom_shapes import Grid
 from benchmark.data.phantom_tumors import render_lesion, sample_lesions
 from benchmark.data.splits import make_splits
-from benchmark.data.writer import make_readable, write_cases_csv, write_dataset_json
+from benchmark.data.writer import write_cases_csv, write_dataset_json
 from benchmark.errors import InputError
 from benchmark.io import atomic_dir
 
@@ -160,4 +160,3 @@ def _write_dataset(target: Path, organ: str, n_cases: int, seed: int, grid: Grid
         write_dataset_json(tmp, name=f"phantom_{organ}", organ=organ, spacing=grid.spacing,
                            source_format="phantom", num_cases=n_cases, seed=seed, shape=list(grid.shape))
         make_splits(tmp)
-        make_readable(tmp)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -43,18 +42,3 @@ def write_cases_csv(root: Path, rows: Iterable[dict[str, Any]]) -> None:
         writer.writerow(clean)
     write_text_atomic(Path(root) / "cases.csv", buffer.getvalue())
 
-
-def make_readable(root: Path) -> None:
-    """Give ``root`` and everything below it normal permissions (0755/0644 minus the umask).
-
-    The atomic writers use mkstemp/mkdtemp, which create private (0600/0700) entries; a
-    dataset is meant to be read by other users and jobs.
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(root, 0o755 & ~umask)
-    for folder, dirs, files in os.walk(root):
-        for name in dirs:
-            os.chmod(os.path.join(folder, name), 0o755 & ~umask)
-        for name in files:
-            os.chmod(os.path.join(folder, name), 0o644 & ~umask)
