@@ -121,7 +121,7 @@ def _realism_metrics(summary: dict[str, Any]) -> dict[str, float]:
     metrics = {"n_tumors": float(summary["n_used"])}
     for row in summary["scores"]:
         key = f"{row['organ']}_{row['generator'].replace('-', '_')}"
-        for name in ("frechet", "c2st_auc"):
+        for name in ("frechet", "frechet_pca", "c2st_auc"):
             if row[name] == row[name]:  # skip NaN
                 metrics[f"{name}_{key}"] = float(row[name])
     for row in summary.get("cross_organ", []):
@@ -143,9 +143,13 @@ def _study_cases(tumors: Any, task: str, n_real: int, n_synthetic: int, rng: np.
         chosen = tumors[tumors["source"] == "real"]
     else:
         real = tumors[tumors["source"] == "real"]
-        synth = tumors[tumors["source"] != "real"]
-        chosen = real.iloc[np.sort(rng.permutation(len(real))[:n_real])]
-        chosen = pd.concat([chosen, synth.iloc[np.sort(rng.permutation(len(synth))[:n_synthetic])]])
+        parts = [real.iloc[np.sort(rng.permutation(len(real))[:n_real])]]
+        generators = sorted(set(tumors["source"]) - {"real"})
+        for k, name in enumerate(generators):  # n_synthetic spread evenly over the generators
+            share = n_synthetic // len(generators) + (k < n_synthetic % len(generators))
+            synth = tumors[tumors["source"] == name]
+            parts.append(synth.iloc[np.sort(rng.permutation(len(synth))[:share])])
+        chosen = pd.concat(parts)
     prefix = "roi" if task == "organ" else "context"
     cases = []
     for row in chosen.itertuples():
