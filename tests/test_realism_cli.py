@@ -84,3 +84,12 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
     assert main(["reader-study", "score", str(tmp_path), "--answers", "x.csv"]) == 2
     assert "key.csv" in capsys.readouterr().err
+
+
+def test_synthetic_cases_are_spread_over_generators(datasets, tmp_path, toy_generator):
+    out = tmp_path / "two"
+    assert main(["reader-study", "make", str(datasets[0]), "--generators", "sphere,sphere2", "--n-real", "2",
+                 "--n-synthetic", "5", "--out", str(out)]) == 0
+    key = pd.read_csv(out / "key.csv")
+    assert key.source.value_counts().to_dict() == {"sphere": 3, "sphere2": 2, "real": 2}
+    assert set(key.truth[key.source != "real"]) == {"synthetic"}

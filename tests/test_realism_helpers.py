@@ -90,7 +90,7 @@ def toy_generator(monkeypatch):
 
     real = registry.make_generator
     monkeypatch.setattr(registry, "make_generator",
-                        lambda name, organ, **kw: SphereGenerator(organ, **kw) if name == "sphere" else real(name, organ, **kw))
+                        lambda name, organ, **kw: SphereGenerator(organ, **kw) if name.startswith("sphere") else real(name, organ, **kw))
     return SphereGenerator
 
 
