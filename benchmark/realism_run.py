@@ -21,7 +21,8 @@ DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 def run_radiomics(dataset_paths: Sequence[str | Path], generators: Sequence[str], n: int | None,
                   out: str | Path, *, seed: int = 0, jobs: int = 1, checkpoints: dict[str, str] | None = None,
                   device: str = "cpu", firstorder: bool = False, resample_mm: float | None = 1.0,
-                  embedding: str = "auto", experiment: str | None = None, progress: bool = True) -> dict[str, Any]:
+                  embedding: str = "auto", experiment: str | None = None, early_only: bool = False,
+                  progress: bool = True) -> dict[str, Any]:
     """Collect tumors, extract radiomics, score realism; write everything to ``out`` atomically.
 
     Returns the summary (also ``out/summary.json``); logs an MLflow run when ``experiment`` is
@@ -38,7 +39,7 @@ def run_radiomics(dataset_paths: Sequence[str | Path], generators: Sequence[str]
     out = Path(out)
     with atomic_dir(out) as tmp:
         tumors = collect_tumors(dataset_paths, generators, n, tmp, seed=seed, checkpoints=checkpoints,
-                                device=device, progress=progress)
+                                device=device, early_only=early_only, progress=progress)
         table = extract_table(with_absolute_paths(tumors, tmp), config, jobs=jobs, progress=progress)
         table = table.drop(columns=["ct_path", "mask_path"])
         for col in [c for c in table.columns if c.endswith("_path")]:
@@ -50,7 +51,7 @@ def run_radiomics(dataset_paths: Sequence[str | Path], generators: Sequence[str]
         except ValueError as exc:
             raise InputError(f"radiomics on {', '.join(map(str, dataset_paths))}: {exc}") from exc
         summary.update({"datasets": [str(Path(p).resolve()) for p in dataset_paths],
-                        "generators": list(generators), "n": n, "seed": seed,
+                        "generators": list(generators), "n": n, "seed": seed, "early_only": early_only,
                         "status_counts": table["status"].value_counts().to_dict()})
         write_json_atomic(tmp / "summary.json", summary)
     if experiment or _mlflow_run_active():

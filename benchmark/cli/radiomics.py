@@ -37,6 +37,8 @@ def register(subparsers) -> None:
     parser.add_argument("--firstorder", action="store_true", help="also extract the 18 first-order features")
     parser.add_argument("--resample-mm", type=float, default=1.0, help="isotropic resampling before extraction, 0 = none (default 1.0)")
     parser.add_argument("--embedding", choices=["auto", "pca", "tsne"], default="auto", help="2-D embedding method")
+    parser.add_argument("--early-only", action="store_true",
+                        help="only real tumors of radius <= 10 mm (and their tiny/small synthetic matches)")
     parser.add_argument("--device", default="cpu", help="device for generators (cpu, cuda)")
     parser.set_defaults(func=radiomics_entry)
 
@@ -49,7 +51,7 @@ def radiomics_entry(args) -> int:
     summary = run_radiomics(args.datasets, generators, args.n, args.out, seed=args.seed, jobs=args.jobs,
                             checkpoints=parse_checkpoints(args.checkpoint), device=args.device,
                             firstorder=args.firstorder, resample_mm=args.resample_mm or None,
-                            embedding=args.embedding, experiment=args.experiment)
+                            embedding=args.embedding, experiment=args.experiment, early_only=args.early_only)
     for row in summary["scores"]:
         print(f"{row['organ']:9s} {row['generator']:11s} n={row['n_real']}/{row['n_other']}  "
               f"frechet={row['frechet']:.2f}  c2st_auc={row['c2st_auc']:.3f} "
