@@ -1,0 +1,1 @@
+"""Visual Turing Test kit: blinded reader pages (make), scoring (score) and a gallery page."""
