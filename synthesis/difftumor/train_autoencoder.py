@@ -19,7 +19,7 @@ from synthesis.difftumor.config import AutoencoderConfig, AutoencoderTrainConfig
 from synthesis.difftumor.crops import load_volumes, sample_batch
 from synthesis.difftumor.discriminator import build_discriminator
 from synthesis.difftumor.training import (LogMetrics, autocast, load_resume_state, multistep_lr, progress_bar,
-                                          restore, save_resume_state, seeded_init, set_lr, step_generators)
+                                          finish_step, restore, seeded_init, set_lr, step_generators)
 
 FORMAT = "tumorbench.difftumor.autoencoder/1"
 
@@ -57,10 +57,9 @@ def train_autoencoder(items: Sequence[dict[str, Any]], out_dir: str | os.PathLik
             metrics = train_step(parts, torch.from_numpy(images).to(device), step, train_config, generator)
             bar.update(1)
             bar.set_postfix(l1=f"{metrics['ae_l1']:.4f}")
-            if log_metrics and (step % log_every == 0 or step + 1 == train_config.steps):
-                log_metrics(metrics, step)
-            if (step + 1) % train_config.checkpoint_every == 0 or step + 1 == train_config.steps:
-                save_resume_state(state_path, step + 1, config_record, parts)
+            finish_step(step, train_config.steps, metrics, log_metrics=log_metrics, log_every=log_every,
+                        checkpoint_every=train_config.checkpoint_every, state_path=state_path,
+                        config=config_record, modules=parts)
     record = dict(meta or {}, format=FORMAT, steps_done=train_config.steps, final_metrics=metrics, **config_record)
     export_model(out_dir, AUTOENCODER, parts["autoencoder"].state_dict(), record)
     return out_dir / f"{AUTOENCODER}.pt"

@@ -21,7 +21,7 @@ from synthesis.difftumor.config import DenoiserConfig, DiffusionTrainConfig, Sch
 from synthesis.difftumor.crops import has_stage_tumors, load_volumes, sample_batch
 from synthesis.difftumor.denoiser import build_denoiser, build_scheduler, condition, denoise_step_input
 from synthesis.difftumor.training import (LogMetrics, autocast, file_sha256, load_resume_state, progress_bar,
-                                          restore, save_resume_state, seeded_init, step_generators)
+                                          finish_step, restore, seeded_init, step_generators)
 from synthesis.errors import SynthesisInputError
 
 FORMAT = "tumorbench.difftumor.diffusion/1"
@@ -63,10 +63,9 @@ def train_diffusion(items: Sequence[dict[str, Any]], autoencoder_dir: str | os.P
             metrics = train_step(parts, autoencoder, scheduler, batch, step, train_config, generator)
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['diffusion_loss']:.4f}")
-            if log_metrics and (step % log_every == 0 or step + 1 == train_config.steps):
-                log_metrics(metrics, step)
-            if (step + 1) % train_config.checkpoint_every == 0 or step + 1 == train_config.steps:
-                save_resume_state(state_path, step + 1, record, parts)
+            finish_step(step, train_config.steps, metrics, log_metrics=log_metrics, log_every=log_every,
+                        checkpoint_every=train_config.checkpoint_every, state_path=state_path,
+                        config=record, modules=parts)
     export = dict(meta or {}, format=FORMAT, steps_done=train_config.steps, final_metrics=metrics, **record)
     export_model(out_dir, name, parts["ema"].state_dict(), export)
     return out_dir / f"{name}.pt"

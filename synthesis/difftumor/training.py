@@ -86,3 +86,14 @@ def progress_bar(total: int, initial: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, dynamic_ncols=True)
+
+
+def finish_step(step: int, total: int, metrics: dict[str, float], *, log_metrics, log_every: int,
+                checkpoint_every: int, state_path: Path, config: dict[str, Any], modules: dict[str, Any]) -> None:
+    """After optimiser step ``step``: log metrics every ``log_every`` steps and save the resume
+    state every ``checkpoint_every`` steps (both also on the last step)."""
+    last = step + 1 == total
+    if log_metrics and (step % log_every == 0 or last):
+        log_metrics(metrics, step)
+    if (step + 1) % checkpoint_every == 0 or last:
+        save_resume_state(state_path, step + 1, config, modules)
