@@ -19,7 +19,7 @@ from synthesis.elastic import deformed_ellipsoid
 from synthesis.errors import SynthesisInputError
 from synthesis.sizes import (  # noqa: F401  (re-exported: the geometry API includes the size types)
     BASE_RADIUS_MM, DEFAULT_SIZE_PROBS, DIFFTUMOR_RANGES, GEOMETRY_PRESETS, HU2023_RANGES, SIZE_TYPES,
-    SizeRange, normalise_size_probs, resolve_ranges, sample_size_type,
+    SizeRange, normalise_size_probs, resolve_ranges, sample_size_type, sample_with_size_fallback,
 )
 
 ORGANS = ("liver", "pancreas", "kidney")

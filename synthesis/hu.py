@@ -19,7 +19,7 @@ import numpy as np
 from synthesis.errors import SynthesisInputError
 from synthesis.geometry import (
     SIZE_TYPES, PreparedOrgan, TumorGeometry, normalise_size_probs, organ_bbox, render_tumor_parts,
-    sample_geometry, sample_size_type,
+    sample_geometry, sample_size_type, sample_with_size_fallback,
 )
 from synthesis.protocol import SynthesisOutput
 from synthesis.texture import gaussian_matrix, hu_texture, separable_matmul
@@ -249,16 +249,8 @@ class HuGenerator:
         """Draw a size type, then params; if the organ part of the crop is too small for it, fall
         back to the next smaller size type that has a non-zero probability (a fixed single size
         type, e.g. ``{"large": 1}``, raises instead)."""
-        drawn = sample_size_type(rng, self.size_probs)
-        allowed = [t for t in SIZE_TYPES[: SIZE_TYPES.index(drawn) + 1] if self.size_probs[t] > 0]
-        for size_type in reversed(allowed):
-            try:
-                return sample_params(organ_mask, spacing, rng, self.ranges, self.organ, size_type=size_type,
-                                     axial_axis=self.axial_axis)
-            except SynthesisInputError as exc:
-                if size_type == allowed[0] or "empty" in str(exc):
-                    raise
-        raise AssertionError("unreachable")
+        return sample_with_size_fallback(rng, self.size_probs, lambda size_type: sample_params(
+            organ_mask, spacing, rng, self.ranges, self.organ, size_type=size_type, axial_axis=self.axial_axis))[1]
 
     def _one(self, ct, organ_mask, spacing, rng) -> tuple[np.ndarray, np.ndarray, TumorParams]:
         for _ in range(self.MAX_EMPTY_RETRIES):

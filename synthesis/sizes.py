@@ -81,3 +81,23 @@ def sample_size_type(rng: np.random.Generator, probs: Mapping[str, float] | None
     """Draw a size type (default: early 0.8 -> tiny/small 0.5/0.5, medium 0.1, large 0.1)."""
     table = normalise_size_probs(probs)
     return str(rng.choice(SIZE_TYPES, p=[table[t] for t in SIZE_TYPES]))
+
+
+def sample_with_size_fallback(rng: np.random.Generator, probs: Mapping[str, float] | None, draw):
+    """Draw a size type, then ``draw(size_type)``; when that raises because the organ part of the
+    crop is too small for it, fall back to the next smaller size type with non-zero probability.
+
+    Crops of small organs (pancreas, kidney) often cannot hold a 'large' tumor; training must not
+    stop for that. A fixed single size type (e.g. ``{"large": 1}``) still raises, as does an
+    empty organ. Returns ``(size_type, draw(size_type))``.
+    """
+    table = normalise_size_probs(probs)
+    drawn = sample_size_type(rng, table)
+    allowed = [t for t in SIZE_TYPES[: SIZE_TYPES.index(drawn) + 1] if table[t] > 0]
+    for size_type in reversed(allowed):
+        try:
+            return size_type, draw(size_type)
+        except SynthesisInputError as exc:
+            if size_type == allowed[0] or "empty" in str(exc):
+                raise
+    raise AssertionError("unreachable: the smallest allowed size type re-raises")

@@ -89,8 +89,8 @@ class DiffTumorGenerator:
         return SynthesisOutput(ct_hu=out_ct, tumor_mask=out_mask, params=params)
 
     def _plan(self, organ: np.ndarray, spacing: Sequence[float], rng: np.random.Generator) -> dict[str, Any]:
-        size_type = geometry.sample_size_type(rng, self.size_probs)
-        geom = geometry.sample_geometry(organ, spacing, size_type, self.organ, rng)
+        size_type, geom = geometry.sample_with_size_fallback(
+            rng, self.size_probs, lambda size: geometry.sample_geometry(organ, spacing, size, self.organ, rng))
         mask = np.asarray(geometry.render_tumor_mask(organ, spacing, geom), dtype=bool)
         low, high = self.blur_sigma_range
         return {"size_type": size_type, "stage": SIZE_STAGE[size_type], "geometry": geom, "mask": mask,
