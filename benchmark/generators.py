@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from benchmark.errors import InputError
+from benchmark.io import copy_atomic
 
 STAGE_FLAGS = {"early": "--early", "nonearly": "--non-early"}
 
@@ -82,23 +83,28 @@ def train_diffusion_on_dataset(dataset_dir: str | Path, autoencoder: str | Path,
 
 
 def train_tiny_generators(dataset_dir: str | Path, out_dir: str | Path, organ: str | None = None,
-                          device: str = "cpu", *, progress: bool = True) -> Path:
+                          device: str = "cpu", *, progress: bool = True,
+                          autoencoder: str | Path | None = None) -> Path:
     """Tiny autoencoder + early + non-early models for ``organ`` in ``out_dir`` (cached).
 
     A model is retrained only if its files are missing or its JSON does not match the tiny config
-    (or, for diffusion models, the autoencoder it was trained with). Returns ``out_dir``.
+    (or, for diffusion models, the autoencoder it was trained with). With ``autoencoder`` (an
+    ``autoencoder.pt`` from ``tiny_autoencoder``) that one is copied into ``out_dir`` instead of
+    training one: the official DiffTumor uses one autoencoder for every organ (trained on
+    AbdomenAtlas CTs), only the diffusion models are per organ. Returns ``out_dir``.
     """
-    from synthesis.difftumor.config import autoencoder_preset, diffusion_preset, to_dict
+    from synthesis.difftumor.config import diffusion_preset, to_dict
     from synthesis.difftumor.training import file_sha256
 
     out_dir = Path(out_dir)
     dataset, _ = _items(dataset_dir, labeled_only=False, fold=None)
     organ = organ or dataset.organ
-    model_config, train_config = autoencoder_preset("tiny")
-    wanted = {"model": to_dict(model_config), "train": to_dict(train_config),
-              "dataset_fingerprint": dataset.fingerprint()}
-    if not _cached(out_dir / "autoencoder", wanted):
-        train_autoencoder_on_dataset(dataset_dir, out_dir, preset="tiny", device=device, progress=progress)
+    if autoencoder is None:
+        tiny_autoencoder(dataset_dir, out_dir, device=device, progress=progress)
+    elif file_sha256(autoencoder) != _sha_or_none(out_dir / "autoencoder.pt"):
+        source = Path(autoencoder)
+        for path in (source.with_suffix(".json"), source):  # json first: the .pt marks it complete
+            copy_atomic(path, out_dir / path.name)
     ae_sha = file_sha256(out_dir / "autoencoder.pt")
     for stage in STAGE_FLAGS:
         denoiser, scheduler, train = diffusion_preset("tiny", stage)
@@ -108,6 +114,25 @@ def train_tiny_generators(dataset_dir: str | Path, out_dir: str | Path, organ: s
             train_diffusion_on_dataset(dataset_dir, out_dir, out_dir, stage=stage, organ=organ, preset="tiny",
                                        device=device, progress=progress)
     return out_dir
+
+
+def tiny_autoencoder(dataset_dir: str | Path, out_dir: Path, *, device: str = "cpu", progress: bool = True) -> Path:
+    """Train the tiny autoencoder into ``out_dir`` unless one with the same config and data is there."""
+    from benchmark.data import Dataset
+    from synthesis.difftumor.config import autoencoder_preset, to_dict
+
+    model_config, train_config = autoencoder_preset("tiny")
+    wanted = {"model": to_dict(model_config), "train": to_dict(train_config),
+              "dataset_fingerprint": Dataset.open(dataset_dir).fingerprint()}
+    if not _cached(out_dir / "autoencoder", wanted):
+        train_autoencoder_on_dataset(dataset_dir, out_dir, preset="tiny", device=device, progress=progress)
+    return out_dir / "autoencoder.pt"
+
+
+def _sha_or_none(path: Path) -> str | None:
+    from synthesis.difftumor.training import file_sha256
+
+    return file_sha256(path) if path.is_file() else None
 
 
 def _cached(stem: Path, wanted: dict[str, Any]) -> bool:

@@ -74,6 +74,12 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
+def copy_atomic(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Copy a file so that ``target`` is either absent/old or complete, never half-copied."""
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 

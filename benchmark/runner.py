@@ -250,13 +250,17 @@ def _difftumor_checkpoints(grid: Grid, cells: Sequence[Cell], progress: bool) ->
     if not organs:
         return {}
     try:
-        from benchmark.generators import train_tiny_generators
+        from benchmark.generators import tiny_autoencoder, train_tiny_generators
     except ImportError as exc:
         raise InputError(f"{grid.path}: generators.difftumor.checkpoints = \"auto\" needs "
                          f"benchmark.generators.train_tiny_generators ({exc})") from exc
-    # cached by the trainer: reruns reuse the checkpoints when config and data are unchanged
+    # cached by the trainer: reruns reuse the checkpoints when config and data are unchanged. One
+    # autoencoder for all organs (trained on the first organ's CTs, which show the whole abdomen),
+    # as the official DiffTumor; the diffusion models are per organ.
+    shared = tiny_autoencoder(grid.datasets[organs[0]], grid.results_dir / "generators" / "shared",
+                              device=grid.device, progress=progress)
     return {organ: str(train_tiny_generators(grid.datasets[organ], grid.results_dir / "generators" / organ,
-                                             organ, device=grid.device, progress=progress))
+                                             organ, device=grid.device, progress=progress, autoencoder=shared))
             for organ in organs}
 
 

@@ -204,17 +204,23 @@ def test_difftumor_auto_checkpoints_are_trained_once_per_organ(setup, monkeypatc
     grid, uri, tmp = setup
     calls = []
 
-    def fake_train_tiny_generators(dataset_dir, out_dir, organ=None, device="cpu", *, progress=True):
-        calls.append((Path(dataset_dir).name, organ))
+    def fake_tiny_autoencoder(dataset_dir, out_dir, *, device="cpu", progress=True):
+        calls.append(("autoencoder", Path(dataset_dir).name))
+        return Path(out_dir) / "autoencoder.pt"
+
+    def fake_train_tiny_generators(dataset_dir, out_dir, organ=None, device="cpu", *, progress=True,
+                                   autoencoder=None):
+        calls.append((Path(dataset_dir).name, organ, Path(autoencoder).parent.name))
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         return Path(out_dir)
 
-    monkeypatch.setitem(sys.modules, "benchmark.generators",
-                        types.SimpleNamespace(train_tiny_generators=fake_train_tiny_generators))
+    monkeypatch.setitem(sys.modules, "benchmark.generators", types.SimpleNamespace(
+        train_tiny_generators=fake_train_tiny_generators, tiny_autoencoder=fake_tiny_autoencoder))
     text = grid.read_text().replace('regimes = ["real", "hu"]', 'regimes = ["difftumor"]')
     grid.write_text(text + '\n[generators.difftumor]\ncheckpoints = "auto"\n')
     outcomes = _run(grid, uri)  # two folds, one organ
-    assert [o.status for o in outcomes] == ["finished", "finished"] and calls == [("liver", "liver")]
+    assert [o.status for o in outcomes] == ["finished", "finished"] and calls == [("autoencoder", "liver"),
+                                                                                ("liver", "liver", "shared")]
     used = json.loads(next((tmp / "results").glob("liver/unet/difftumor/fold_0__*/train/generator.json")).read_text())
     assert used["name"] == "difftumor" and used["checkpoint"] == str(tmp / "results" / "generators" / "liver")
     assert cell_runs(uri, "exp")["params.generator.checkpoint"].tolist() == ["auto", "auto"]
