@@ -6,6 +6,7 @@ done / running / failed / left.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -82,13 +83,23 @@ def _finished_runs(client, experiment_id: str) -> list:
             return runs
 
 
+def limit_torch_threads(threads: int) -> None:
+    """Worker initializer: share the cores between the workers instead of each taking all of
+    them (N workers x all-core OpenMP pools oversubscribe the CPU and run slower than one)."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def _run_pool(tasks, todo, outcomes, stages, max_parallel: int, view) -> None:
     """N spawned worker processes (spawn: torch and forked threads do not mix)."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=max_parallel, mp_context=ctx) as pool:
+    threads = max(1, (os.cpu_count() or 1) // max_parallel)
+    with ProcessPoolExecutor(max_workers=max_parallel, mp_context=ctx, initializer=limit_torch_threads,
+                             initargs=(threads,)) as pool:
         pending = {}
         for i in todo:
             pending[pool.submit(run_cell_job, tasks[i], stages)] = i

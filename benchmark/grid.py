@@ -38,7 +38,7 @@ BACKBONES = ("unet", "nnunet", "swin_unetr")
 # models.trainer.TrainConfig fields a grid may set (backbone/size/seed come from the cell).
 TRAIN_KEYS = (
     "crop_size", "batch_size", "lr", "weight_decay", "epochs", "iters_per_epoch", "val_every",
-    "warmup_epochs", "synth_prob", "num_workers", "amp", "window",
+    "warmup_epochs", "synth_prob", "num_workers", "amp", "window", "val_overlap",
 )
 TRAIN_DEFAULTS: dict[str, Any] = {
     "tiny": {"epochs": 2, "iters_per_epoch": 4, "val_every": 1, "batch_size": 1,

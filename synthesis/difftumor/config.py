@@ -137,7 +137,10 @@ def diffusion_preset(preset: str, stage: str) -> tuple[DenoiserConfig, Scheduler
     # demo trains its six diffusion models in ~3 min; the tiny models are plumbing checks anyway
     denoiser = DenoiserConfig(channels=(16, 32), attention_levels=(False, False), num_res_blocks=1,
                               norm_groups=8, num_head_channels=16)
-    train = DiffusionTrainConfig(crop_size=(32, 32, 32), batch_size=8, lr=2e-3, steps=200, ema_decay=0.9,
+    # the non-early model (T=200) cannot learn much in a CPU-minute budget either way: 120 steps
+    # keep `make demo` within 10 minutes; the early model (T=4) gets 200
+    steps = 200 if stage == "early" else 120
+    train = DiffusionTrainConfig(crop_size=(32, 32, 32), batch_size=8, lr=2e-3, steps=steps, ema_decay=0.9,
                                  ema_every=1, ema_start=50, tumor_crop_prob=0.9, checkpoint_every=100)
     return denoiser, scheduler, train
 
