@@ -23,6 +23,7 @@ class DemoResult:
     tracking_uri: str
     seconds: dict[str, float] = field(default_factory=dict)
     cells: dict[str, int] = field(default_factory=dict)
+    dataset_summaries: list[str] = field(default_factory=list)
 
 
 def demo_grid_toml(out: Path, *, epochs: int, iters_per_epoch: int, seed: int) -> str:
@@ -72,7 +73,9 @@ def run_demo(out: str | Path = "demo_out", *, cases: int = 20, seed: int = 0, ep
              iters_per_epoch: int = 10, tracking_uri: str | None = None, progress: bool = True) -> DemoResult:
     """Run the phantom pipeline end to end and return where everything is."""
     from benchmark import tracking
+    from benchmark.data.check import ensure_valid_cached
     from benchmark.data.phantom import generate_phantom_dataset
+    from benchmark.data.summary import summarize_dataset
     from benchmark.io import write_text_atomic
     from benchmark.runner import run_grid
     from reports.build import ReportOptions, build_report
@@ -83,7 +86,12 @@ def run_demo(out: str | Path = "demo_out", *, cases: int = 20, seed: int = 0, ep
     missing = [organ for organ in ORGANS if not (out / "phantom" / organ / "splits.json").is_file()]
     for organ in missing:
         generate_phantom_dataset(out / "phantom" / organ, organ, cases, seed, progress=progress)
+    for organ in ORGANS:  # the integrity check the runner repeats (cached) before training
+        ensure_valid_cached(out / "phantom" / organ)
+    summaries = [summarize_dataset(out / "phantom" / organ) for organ in ORGANS]
     seconds["phantom data"] = time.perf_counter() - start
+    if progress:
+        print("\n\n".join(summaries), flush=True)
 
     grid_path = out / "demo_grid.toml"
     write_text_atomic(grid_path, demo_grid_toml(out, epochs=epochs, iters_per_epoch=iters_per_epoch, seed=seed))
@@ -98,7 +106,7 @@ def run_demo(out: str | Path = "demo_out", *, cases: int = 20, seed: int = 0, ep
                          progress=progress)
     seconds["report"] = time.perf_counter() - start
     return DemoResult(out=out, grid_path=grid_path, report_index=index, tracking_uri=uri,
-                      seconds=seconds, cells=cells)
+                      seconds=seconds, cells=cells, dataset_summaries=summaries)
 
 
 def format_demo_result(result: DemoResult) -> str:

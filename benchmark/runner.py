@@ -9,6 +9,7 @@ Idempotent and resumable, keyed by the cell hash (MLflow tag ``cell_hash``):
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import traceback
@@ -197,6 +198,8 @@ def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int
     if dry_run:
         print_cell_table(cells, grid.results_dir)
         return []
+    _check_train_configs(cells, stages)
+    _check_datasets(grid, cells, stages)
     client, uri, experiment_id, parent = _open_grid_run(grid, len(cells), tracking_uri)
     checkpoints = _difftumor_checkpoints(grid, cells, progress)
     tasks = [_task(grid, cell, uri, experiment_id, parent, checkpoints.get(cell.organ)) for cell in cells]
@@ -212,6 +215,26 @@ def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int
     summary.flush()
     client.set_terminated(parent, "FAILED" if counts["failed"] else "FINISHED")
     return outcomes
+
+
+def _check_datasets(grid: Grid, cells: Sequence[Cell], stages) -> None:
+    """The integrity check of every dataset the cells train or evaluate on (cached per dataset)."""
+    from benchmark.stages import real_stages
+
+    check = (stages or real_stages()).check_dataset
+    organs = {c.organ for c in cells} | {o for c in cells for o in grid.eval_organs(c.organ)}
+    for organ in sorted(organs) if check else ():
+        check(grid.datasets[organ])
+
+
+def _check_train_configs(cells: Sequence[Cell], stages) -> None:
+    """Fail fast (InputError, exit 2) on a [train] value the trainer rejects, before any run
+    starts, instead of recording every cell as FAILED for the same typo."""
+    from benchmark.stages import real_stages
+
+    make_config = (stages or real_stages()).make_config
+    for cell in {(c.backbone, c.preset, c.seed, json.dumps(c.hp(), sort_keys=True)): c for c in cells}.values():
+        make_config(cell.backbone, cell.preset, cell.seed, cell.hp())
 
 
 def _open_grid_run(grid: Grid, n_cells: int, tracking_uri: str | None):

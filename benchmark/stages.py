@@ -26,6 +26,8 @@ class Stages:
         predict: ``models.inference.predict_items`` signature.
         evaluate: ``benchmark.metrics.evaluate_folder`` signature.
         previews: ``(dataset, case_ids, pred_dir, out_dir, n) -> list[Path]`` PNG files.
+        check_dataset: ``(dataset_dir) -> None``, raising InputError on a broken dataset; run
+            once per dataset before the grid starts (None: no check, for fake datasets).
     """
 
     make_config: Callable[..., Any]
@@ -34,12 +36,20 @@ class Stages:
     predict: Callable[..., Sequence[Path]]
     evaluate: Callable[..., dict]
     previews: Callable[..., list[Path]]
+    check_dataset: Callable[..., None] | None = None
 
 
 def real_stages() -> Stages:
     """The project's real training / inference / metrics (imported when first called)."""
     return Stages(make_config=make_train_config, make_generator=_make_generator, train=_train,
-                  predict=_predict, evaluate=_evaluate, previews=render_previews)
+                  predict=_predict, evaluate=_evaluate, previews=render_previews,
+                  check_dataset=_check_dataset)
+
+
+def _check_dataset(dataset_dir) -> None:
+    from benchmark.data.check import ensure_valid_cached
+
+    ensure_valid_cached(dataset_dir)
 
 
 def make_train_config(backbone: str, preset: str, seed: int, hyperparameters: dict[str, Any], *,

@@ -154,3 +154,25 @@ def test_dataset_json_disagreeing_with_cases_csv(dataset):
     assert any("dataset.json: num_cases is 7 but" in p and "lists 5 cases" in p for p in problems)
     assert any("dataset.json: labels {'background': 0, 'liver': 1" in p for p in problems)
     assert len(problems) == 2
+
+
+def test_cached_check_runs_once_and_again_after_a_file_changes(dataset, monkeypatch):
+    from benchmark.data import check
+
+    ds, sick, _ = dataset
+    check.ensure_valid_cached(ds.root)
+    assert (ds.root / check.CHECK_STAMP).is_file()
+    assert check_dataset(ds.root) == []  # the stamp file is not a dataset problem
+
+    calls = []
+    real_check = check.check_dataset
+    monkeypatch.setattr(check, "check_dataset", lambda path, progress=False: calls.append(path) or real_check(path))
+    check.ensure_valid_cached(ds.root)
+    assert calls == []  # unchanged dataset: not read again
+
+    data, affine = _load(ds.labels_path(sick))
+    data[data == 1] = 7  # an invalid label value
+    _save(ds.labels_path(sick), data, affine)
+    with pytest.raises(InputError, match="label"):
+        check.ensure_valid_cached(ds.root)
+    assert len(calls) == 1

@@ -1,6 +1,7 @@
 """Runner plumbing with fake stages: MLflow contents, skip, resume, failure isolation."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -224,3 +225,26 @@ def test_difftumor_auto_checkpoints_are_trained_once_per_organ(setup, monkeypatc
     used = json.loads(next((tmp / "results").glob("liver/unet/difftumor/fold_0__*/train/generator.json")).read_text())
     assert used["name"] == "difftumor" and used["checkpoint"] == str(tmp / "results" / "generators" / "liver")
     assert cell_runs(uri, "exp")["params.generator.checkpoint"].tolist() == ["auto", "auto"]
+
+
+def test_bad_train_value_fails_before_any_run(setup):
+    from benchmark.errors import InputError
+    from benchmark.stages import make_train_config
+
+    grid, uri, tmp = setup
+    grid.write_text(grid.read_text().replace("[train]\n", "[train]\nval_overlap = 1.5\n"))
+    stages = dataclasses.replace(FAKE_STAGES, make_config=make_train_config)  # the real validation
+    with pytest.raises(InputError, match=r"grid \[train\]: TrainConfig.val_overlap=1.5: expected"):
+        run_grid(grid, tracking_uri=uri, stages=stages, progress=False)
+    assert not (tmp / "results").exists() or not any((tmp / "results").rglob("cell.json"))
+
+
+def test_broken_dataset_is_reported_before_any_run(setup):
+    from benchmark.data.check import ensure_valid_cached
+    from benchmark.errors import InputError
+
+    grid, uri, tmp = setup  # the fake datasets' images are not NIfTI files: the check must say so
+    stages = dataclasses.replace(FAKE_STAGES, check_dataset=ensure_valid_cached)
+    with pytest.raises(InputError, match=r"(?s)dataset problem.*ct\.nii\.gz: cannot read CT image"):
+        run_grid(grid, tracking_uri=uri, stages=stages, progress=False)
+    assert not any((tmp / "results").rglob("cell.json")) if (tmp / "results").exists() else True

@@ -5,6 +5,7 @@ raises InputError listing them. Each message starts with the offending file.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from benchmark.data.layout import LABELS, Dataset
 from benchmark.data.nifti import read_nifti_array
 from benchmark.data.splits import splits_problems
 from benchmark.errors import InputError
+from benchmark.io import write_json_atomic
 
 AFFINE_TOL_MM = 1e-3
 SPACING_TOL = 1e-3  # relative
@@ -39,6 +41,37 @@ def ensure_valid(path: str | Path, progress: bool = False) -> None:
     if problems:
         listing = "\n  - ".join(problems)
         raise InputError(f"{Path(path)}: {len(problems)} dataset problem(s):\n  - {listing}")
+
+
+CHECK_STAMP = ".tumorbench_check.json"
+
+
+def ensure_valid_cached(path: str | Path, progress: bool = False) -> None:
+    """``ensure_valid`` run before training, skipped when nothing changed since the last pass.
+
+    The stamp holds the dataset fingerprint and every case file's size and mtime, so an edited
+    or replaced image is checked again; a read-only dataset is simply checked every time.
+    """
+    root = Path(path)
+    signature = _file_signature(root)
+    stamp = root / CHECK_STAMP
+    try:
+        if json.loads(stamp.read_text()) == signature:
+            return
+    except (OSError, ValueError):
+        pass
+    ensure_valid(root, progress=progress)
+    try:
+        write_json_atomic(stamp, signature)
+    except OSError:
+        pass
+
+
+def _file_signature(root: Path) -> dict[str, object]:
+    ds = Dataset.open(root)
+    files = sorted(p for case_id in ds.case_ids() for p in ds.case_dir(case_id).glob("*.nii*"))
+    return {"fingerprint": ds.fingerprint(),
+            "files": [[str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]}
 
 
 def _table_problems(ds: Dataset) -> list[str]:
