@@ -66,6 +66,20 @@ def _panel_grid(n_rows: int, n_cols: int, width: float = 4.2, height: float = 3.
     return fig, axes
 
 
+def _bar_panel(ax, labels, series: dict[str, list], counts: dict[str, list], ylabel: str, xlabel: str,
+               title: str) -> None:
+    _grouped_bars(ax, labels, series, counts, ylabel)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+
+
+def _finish_panels(fig, axes, out: Path, title: str, caption: str) -> Figure:
+    """One legend (first panel), tight layout, saved PNG as a report Figure."""
+    axes[0][0].legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    return Figure(save_figure(fig, out), title, caption)
+
+
 def _layout(keys) -> tuple[list[str], list[str]]:
     """Sorted organs (rows) and backbones (columns) present in ``keys`` = (organ, backbone, ...)."""
     return sorted({k[0] for k in keys}), sorted({k[1] for k in keys})
@@ -86,14 +100,11 @@ def detection_figure(data: dict, out: Path) -> Figure | None:
             continue
         series = {r: [data[(organ, backbone, r)][k]["sensitivity"] for k in SIZE_BINS] for r in regimes}
         counts = {r: [data[(organ, backbone, r)][k]["n"] for k in SIZE_BINS] for r in regimes}
-        _grouped_bars(ax, list(SIZE_BINS), series, counts, "lesion sensitivity (%)")
-        ax.set_xlabel("tumor radius (mm)")
-        ax.set_title(f"{organ} · {backbone_label(backbone)}")
-    axes[0][0].legend(loc="upper left", fontsize=7)
-    fig.tight_layout()
-    return Figure(save_figure(fig, out), "Detection by tumor size",
-                  "Lesion-wise sensitivity per equivalent-sphere radius bin, pooled over folds; "
-                  "n = ground-truth lesions in the bin, — = no value.")
+        _bar_panel(ax, list(SIZE_BINS), series, counts, "lesion sensitivity (%)", "tumor radius (mm)",
+                   f"{organ} · {backbone_label(backbone)}")
+    return _finish_panels(fig, axes, out, "Detection by tumor size",
+                          "Lesion-wise sensitivity per equivalent-sphere radius bin, pooled over folds; "
+                          "n = ground-truth lesions in the bin, — = no value.")
 
 
 def demographics_figure(data: dict, out: Path) -> Figure | None:
@@ -113,15 +124,12 @@ def demographics_figure(data: dict, out: Path) -> Figure | None:
                 ax.axis("off")
                 continue
             cell = lambda r, g: data.get((organ, backbone, r, g), {})
-            _grouped_bars(ax, labels, {r: [cell(r, g).get(metric) for g in group_names] for r in regimes},
-                          {r: [cell(r, g).get("n") for g in group_names] for r in regimes}, ylabel)
-            ax.set_xlabel("age group (years) / sex")
-            ax.set_title(f"{organ} · {backbone_label(backbone)}")
-    axes[0][0].legend(loc="upper left", fontsize=7)
-    fig.tight_layout()
-    return Figure(save_figure(fig, out), "Performance by age and sex",
-                  "Per organ: tumor DSC (upper row) and patient-level sensitivity (lower row) per age "
-                  "group and sex, mean over folds; n = patients in the group.")
+            _bar_panel(ax, labels, {r: [cell(r, g).get(metric) for g in group_names] for r in regimes},
+                       {r: [cell(r, g).get("n") for g in group_names] for r in regimes}, ylabel,
+                       "age group (years) / sex", f"{organ} · {backbone_label(backbone)}")
+    return _finish_panels(fig, axes, out, "Performance by age and sex",
+                          "Per organ: tumor DSC (upper row) and patient-level sensitivity (lower row) per age "
+                          "group and sex, mean over folds; n = patients in the group.")
 
 
 def training_curves(grid: GridData, out_dir: Path) -> list[Figure]:
