@@ -9,7 +9,6 @@ Idempotent and resumable, keyed by the cell hash (MLflow tag ``cell_hash``):
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import traceback
@@ -198,8 +197,7 @@ def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int
     if dry_run:
         print_cell_table(cells, grid.results_dir)
         return []
-    _check_train_configs(cells, stages)
-    _check_datasets(grid, cells, stages)
+    _preflight(grid, cells, stages)
     client, uri, experiment_id, parent = _open_grid_run(grid, len(cells), tracking_uri)
     checkpoints = _difftumor_checkpoints(grid, cells, progress)
     tasks = [_task(grid, cell, uri, experiment_id, parent, checkpoints.get(cell.organ)) for cell in cells]
@@ -217,24 +215,20 @@ def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int
     return outcomes
 
 
-def _check_datasets(grid: Grid, cells: Sequence[Cell], stages) -> None:
-    """The integrity check of every dataset the cells train or evaluate on (cached per dataset)."""
+def _preflight(grid: Grid, cells: Sequence[Cell], stages) -> None:
+    """Fail fast (InputError, exit 2) before any run starts: a [train] value the trainer rejects
+    (instead of every cell FAILED for the same typo), then the integrity check of every dataset
+    the cells train or evaluate on (cached per dataset)."""
     from benchmark.stages import real_stages
 
-    check = (stages or real_stages()).check_dataset
+    stages = stages or real_stages()
+    for cell in cells:
+        stages.make_config(cell.backbone, cell.preset, cell.seed, cell.hp())
+    if stages.check_dataset is None:
+        return
     organs = {c.organ for c in cells} | {o for c in cells for o in grid.eval_organs(c.organ)}
-    for organ in sorted(organs) if check else ():
-        check(grid.datasets[organ])
-
-
-def _check_train_configs(cells: Sequence[Cell], stages) -> None:
-    """Fail fast (InputError, exit 2) on a [train] value the trainer rejects, before any run
-    starts, instead of recording every cell as FAILED for the same typo."""
-    from benchmark.stages import real_stages
-
-    make_config = (stages or real_stages()).make_config
-    for cell in {(c.backbone, c.preset, c.seed, json.dumps(c.hp(), sort_keys=True)): c for c in cells}.values():
-        make_config(cell.backbone, cell.preset, cell.seed, cell.hp())
+    for organ in sorted(organs):
+        stages.check_dataset(grid.datasets[organ])
 
 
 def _open_grid_run(grid: Grid, n_cells: int, tracking_uri: str | None):

@@ -18,7 +18,7 @@ import numpy as np
 
 from synthesis.errors import SynthesisInputError
 from synthesis.geometry import (
-    SIZE_TYPES, PreparedOrgan, TumorGeometry, normalise_size_probs, organ_bbox, render_tumor_parts,
+    PreparedOrgan, TumorGeometry, normalise_size_probs, organ_bbox, render_tumor_parts,
     sample_geometry, sample_size_type, sample_with_size_fallback,
 )
 from synthesis.protocol import SynthesisOutput
