@@ -78,6 +78,19 @@ def test_train_tiny_generators_skips_cached_models(dataset, tmp_path, monkeypatc
     generators.train_tiny_generators(dataset, tmp_path / "tiny", progress=False)
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.pt")} == stamps
 
+    # a shared autoencoder (one for all organs, as the official model) is copied in, not retrained
+    shared = generators.tiny_autoencoder(dataset, tmp_path / "shared", progress=False)
+    monkeypatch.setattr(generators, "train_autoencoder_on_dataset", _must_not_run)
+    other = generators.train_tiny_generators(dataset, tmp_path / "other", progress=False, autoencoder=shared)
+    assert (other / "autoencoder.pt").read_bytes() == shared.read_bytes()
+    assert (other / "autoencoder.json").read_text() == shared.with_suffix(".json").read_text()
+    assert {p.name for p in other.glob("diffusion_*.pt")} == {"diffusion_liver_early.pt",
+                                                             "diffusion_liver_nonearly.pt"}
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("the shared autoencoder must be reused, not retrained")
+
 
 def test_cli_bad_autoencoder_is_a_clear_error(dataset, tmp_path, capsys):
     code = main(["generator", "train-diffusion", str(dataset), "--autoencoder", str(tmp_path / "missing"),
