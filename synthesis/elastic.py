@@ -19,6 +19,8 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from synthesis import kernels
+
 #: Axis pairs in the order the reference applies them.
 DEFORM_PLANES = ((0, 1), (1, 2), (0, 2))
 CONTROL_POINTS = 3
@@ -52,7 +54,7 @@ def plane_displacements(canvas: Sequence[int], sigma_vox: Sequence[float],
         control = rng.standard_normal((2, CONTROL_POINTS, CONTROL_POINTS))
         control *= np.asarray([sigma_vox[a], sigma_vox[b]])[:, None, None]
         left, right = _spline_matrix(canvas[a], CONTROL_POINTS), _spline_matrix(canvas[b], CONTROL_POINTS)
-        fields.append(np.einsum("ip,cpq,jq->cij", left, control, right).astype(np.float32))
+        fields.append((np.matmul(left, control) @ right.T).astype(np.float32))  # left @ c @ right^T
     return fields
 
 
@@ -87,56 +89,15 @@ def deformed_ellipsoid(radii_vox: Sequence[float], sigma_vox: Sequence[float],
     pad = int(reach.max()) + 1
     lo = np.maximum(centre - np.ceil(radii).astype(int) - reach - 1, 0)
     hi = np.minimum(centre + np.ceil(radii).astype(int) + reach + 2, canvas)
-    i = np.arange(lo[0], hi[0])[:, None]
-    k = np.arange(lo[2], hi[2])[None, :]
-    # out = D02(D12(D01(E))): follow the (0,2) map first; it only depends on (i, k).
-    qi = i + d02[0][i, k]
-    qk = k + d02[1][i, k]
-    inside = [_padded(np.ones(n, bool), pad, False) for n in canvas]
-    terms = [_padded(((np.arange(n) - centre[a]) / radii[a]) ** 2, pad, np.inf).astype(np.float32)
-             for a, n in enumerate(canvas)]
-    columns = np.nonzero(_candidate_columns(qi, qk, d01, d12, inside, terms, pad))
-    j = np.arange(lo[1], hi[1])[None, :]
-    tables = (d12[0].ravel(), d12[1].ravel(), d01[0].ravel(), d01[1].ravel())
-    out = np.zeros((len(qi), j.size, qk.shape[1]), bool)
-    step = max(1, 65536 // j.size)  # chunks of columns keep the temporaries in cache
-    for s in range(0, len(columns[0]), step):
-        a, c = columns[0][s:s + step], columns[1][s:s + step]
-        out[a, :, c] = _follow_columns(qi[a, c][:, None], qk[a, c][:, None], j, canvas, pad, tables, terms, inside)
+    inside = tuple(_padded(np.ones(n, bool), pad, False) for n in canvas)
+    terms = tuple(_padded(((np.arange(n) - centre[a]) / radii[a]) ** 2, pad, np.inf).astype(np.float32)
+                  for a, n in enumerate(canvas))
+    # after the (0,2) map, column (i, k) moves by at most these (see the kernel)
+    reach_tables = (np.abs(d01[0]).max(axis=1), np.abs(d01[1]).max(axis=1),
+                    np.abs(d12[0]).max(axis=0), np.abs(d12[1]).max(axis=0))
+    out = kernels.follow_deformation(lo, hi, centre, d02[0], d02[1], np.ascontiguousarray(d12[0].T),
+                                     np.ascontiguousarray(d12[1].T), d01[0], d01[1], terms, inside, reach_tables, pad)
     return out, lo - centre
-
-
-def _window_min(table: np.ndarray, half: int) -> np.ndarray:
-    """min(table[x - half : x + half + 1]) for every x (window cut at the ends)."""
-    out = table.copy()
-    for shift in range(1, min(half, len(table) - 1) + 1):
-        np.minimum(out[:-shift], table[shift:], out=out[:-shift])
-        np.minimum(out[shift:], table[:-shift], out=out[shift:])
-    return out
-
-
-def _candidate_columns(qi, qk, d01, d12, inside, terms, pad) -> np.ndarray:
-    """(i, k) columns that can hold a voxel of the shape: after the (0,2) map, the later maps
-    move i by at most max|d01[0]| and k by at most max|d12[1]|, and the ellipsoid needs
-    terms0(i) + terms2(k) <= 1 (float32 sums are monotone, terms >= 0: a necessary condition)."""
-    near0 = _window_min(terms[0], int(np.abs(d01[0]).max()))
-    near2 = _window_min(terms[2], int(np.abs(d12[1]).max()))
-    keep = inside[0].take(qi + pad) & inside[2].take(qk + pad)
-    keep &= near0.take(qi + pad) + near2.take(qk + pad) <= 1.0
-    return keep
-
-
-def _follow_columns(qi, qk, j, canvas, pad, tables, terms, inside) -> np.ndarray:
-    """Follow the (1,2) then (0,1) maps along j for (m, 1) columns; test the ellipsoid inequality."""
-    flat = j * canvas[2] + np.clip(qk, 0, canvas[2] - 1)
-    qj = j + tables[0].take(flat)
-    qk = qk + tables[1].take(flat)
-    ok = inside[1].take(qj + pad)
-    flat = np.clip(qi, 0, canvas[0] - 1) * canvas[1] + np.clip(qj, 0, canvas[1] - 1)
-    qi = qi + tables[2].take(flat)
-    qj = qj + tables[3].take(flat)
-    total = terms[0].take(qi + pad) + terms[1].take(qj + pad) + terms[2].take(qk + pad)
-    return (total <= 1.0) & ok
 
 
 def deform_volume_reference(volume: np.ndarray, fields: list[np.ndarray]) -> np.ndarray:

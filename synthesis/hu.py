@@ -22,7 +22,9 @@ from synthesis.geometry import (
     sample_geometry, sample_size_type, sample_with_size_fallback,
 )
 from synthesis.protocol import SynthesisOutput
-from synthesis.texture import gaussian_matrix, hu_texture, separable_matmul
+from synthesis import kernels
+from synthesis.banded import gaussian_band, separable_matmul
+from synthesis.texture import texture_strip
 
 BLUR_TRUNCATE = 4.0  # scipy's default: the blur is exactly 0 farther than int(4 sigma + 0.5) voxels
 
@@ -116,13 +118,8 @@ def _blurred_mask(tumor: np.ndarray, inner: tuple[slice, ...], shape: tuple[int,
                   sigma_vox: np.ndarray) -> np.ndarray:
     """gaussian_filter of the tumor mask placed at ``inner`` of a ``shape`` box (same values as
     filtering the whole box): one axis at a time, each from the part that can be non-zero so far."""
-    field = tumor.astype(np.float32)
-    for axis in range(3):
-        full = gaussian_matrix(shape[axis], sigma_vox[axis], BLUR_TRUNCATE)[:, inner[axis]]  # non-zero inputs only
-        mats = [None, None, None]
-        mats[axis] = full
-        field = separable_matmul(field, mats)
-    return field
+    return separable_matmul(tumor, [gaussian_band(n, s, BLUR_TRUNCATE) for n, s in zip(shape, sigma_vox)],
+                            cols=[sl.start for sl in inner])
 
 
 def _blend_boxes(parts, margin: np.ndarray, shape: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray, list[int]]]:
@@ -153,52 +150,50 @@ def _blend_boxes(parts, margin: np.ndarray, shape: Sequence[int]) -> list[tuple[
     return groups
 
 
-def _blend_group(ct_hu, organ_mask, params, parts, lo, hi, sigma_vox, seed) -> np.ndarray:
-    """Darken one blend box of ``ct_hu`` in place; returns the tumor mask on that box."""
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+def _group_tumor(parts, lo, hi) -> np.ndarray:
+    """The union of a group's ellipsoid masks on the group's blend box."""
     tumor = np.zeros(tuple(int(b - a) for a, b in zip(lo, hi)), bool)
     for part_box, mask in parts:
         tumor[tuple(slice(s.start - int(a), s.stop - int(a)) for s, a in zip(part_box, lo))] |= mask
-    extent = organ_bbox(tumor)
-    if extent is None:  # every ellipsoid of the group fell outside the organ
-        return tumor
+    return tumor
+
+
+def _darken_group(ct_box, organ_box, tumor, field, gain, params, sigma_vox) -> None:
+    """Darken one blend box of the CT (a view, in place) by texture * blurred mask * difference."""
+    extent = organ_bbox(tumor)  # the blur reads the tumor's own box only (the rest is zero)
     inner = tuple(slice(int(a), int(b) + 1) for a, b in zip(*extent))
     blur = _blurred_mask(tumor[inner], inner, tumor.shape, sigma_vox)
-    texture = hu_texture(tumor.shape, params.spacing, params.sigma_a_mm, params.sigma_b_mm, params.scale,
-                         params.base, params.u0, np.random.default_rng(seed))
-    region = organ_mask[box]
-    region = region if region.dtype == bool else region.astype(bool)
+    region = organ_box if organ_box.dtype == bool else organ_box != 0
     if not params.geometry.clip_to_organ:
         region = region | tumor  # exophytic: the part outside the organ is tumor too (new array)
-    texture *= blur
-    texture *= np.float32(params.difference_hu)
-    ct_box = ct_hu[box]  # a view: only the region's voxels are written
-    np.subtract(ct_box, texture, out=ct_box, where=region)
-    return tumor
+    kernels.darken(ct_box, region, field, np.float32(gain), blur, np.float32(params.difference_hu))
 
 
 def apply_tumor_(ct_hu: np.ndarray, organ_mask: np.ndarray, params: TumorParams
                  ) -> list[tuple[tuple[slice, ...], np.ndarray]]:
     """Add the tumor to ``ct_hu`` IN PLACE (float array), touching only its blend boxes.
 
-    Each group of overlapping ellipsoids gets its own box (tumor + blur margin), its own
-    texture (seeded from ``params.texture_seed`` and the group index) and blur.
+    Each group of overlapping ellipsoids gets its own box (tumor + blur margin) and blur; the
+    boxes' textures are parts of one texture strip drawn from ``params.texture_seed``.
 
     Returns:
         [(box, tumor)]: slices of each blend box and the bool tumor mask on it.
     """
     organ_mask = organ_mask.mask if isinstance(organ_mask, PreparedOrgan) else organ_mask
     spacing = np.asarray(params.spacing, float)
-    parts = render_tumor_parts(organ_mask, spacing, params.geometry)
+    parts = render_tumor_parts(organ_mask, spacing, params.geometry)  # every part has a voxel
     sigma_vox = params.edge_sigma_mm / spacing
     margin = (BLUR_TRUNCATE * sigma_vox + 0.5).astype(int) + 1
-    out = []
     groups = _blend_boxes(parts, margin, ct_hu.shape)
-    seeds = np.random.SeedSequence(params.texture_seed).spawn(len(groups))
-    for (lo, hi, members), seed in zip(groups, seeds):
-        tumor = _blend_group(ct_hu, organ_mask, params, [parts[i] for i in members], lo, hi, sigma_vox, seed)
-        out.append((tuple(slice(int(a), int(b)) for a, b in zip(lo, hi)), tumor))
-    return out
+    boxes = [tuple(slice(int(a), int(b)) for a, b in zip(lo, hi)) for lo, hi, _ in groups]
+    tumors = [_group_tumor([parts[i] for i in members], lo, hi) for lo, hi, members in groups]
+    if not groups:
+        return []
+    fields, gain = texture_strip([t.shape for t in tumors], spacing, params.sigma_a_mm, params.sigma_b_mm,
+                                 params.scale, params.base, params.u0, np.random.default_rng(params.texture_seed))
+    for box, tumor, field in zip(boxes, tumors, fields):
+        _darken_group(ct_hu[box], organ_mask[box], tumor, field, gain, params, sigma_vox)
+    return list(zip(boxes, tumors))
 
 
 def _check_inputs(ct_hu: np.ndarray, organ_mask: np.ndarray, params: TumorParams) -> None:

@@ -18,11 +18,15 @@ normalised field is 0.5 + z / (2 * 6.0).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
+
+from synthesis import kernels
+from synthesis.banded import gaussian_band, lerp_band, separable_matmul
 
 REFERENCE_Z_HALF_SPAN = 6.0
 SALT_CELL_SIGMAS = 2.0  # salt field: coarse sigma >= about 2 cells so linear interpolation is smooth
@@ -70,132 +74,64 @@ class _CoarseAxis:
         return left, (u - left).astype(np.float32)
 
 
-BAND_BLOCK = 16  # output rows per product when a matrix is banded (Gaussian, linear interpolation)
+@dataclass(frozen=True, eq=False)
+class _AxisPlan:
+    """Per axis of a texture box: the noise and salt grid sizes and their operators, each a
+    Gaussian on its coarse grid then a linear interpolation (kept apart: composed, the band
+    is as wide as the Gaussian in fine voxels, several times the work of the two)."""
+
+    noise_size: int
+    factor: int
+    noise_smooth: Band  # white noise -> unit-variance smooth field on the noise grid
+    noise_to_salt: Band  # ... interpolated at the salt cell centres
+    salt_smooth: Band  # salt cell fractions -> smoothed on the salt grid
+    salt_to_voxels: Band  # ... interpolated at the voxels
 
 
-def _row_blocks(matrix: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """(row start, row stop, first, last + 1 non-zero column) per block of BAND_BLOCK rows."""
-    nonzero = matrix != 0
-    blocks = []
-    for r0 in range(0, matrix.shape[0], BAND_BLOCK):
-        r1 = min(r0 + BAND_BLOCK, matrix.shape[0])
-        cols = np.flatnonzero(nonzero[r0:r1].any(axis=0))
-        if cols.size:
-            blocks.append((r0, r1, int(cols[0]), int(cols[-1]) + 1))
-    return blocks
+@lru_cache(maxsize=4096)
+def _axis_plan(n: int, sigma_a_vox: float, sigma_b_vox: float) -> _AxisPlan:
+    salt = _CoarseAxis(0, n - 1, sigma_b_vox, SALT_CELL_SIGMAS)
+    centres = salt.centres()
+    noise = _CoarseAxis(centres.min(), centres.max(), sigma_a_vox, PROBABILITY_CELL_SIGMAS)
+    # gaussian_field: unit-variance smoothing of white noise (divide by the kernel's energy)
+    noise_sigma = round(noise.sigma, 9)
+    return _AxisPlan(
+        noise.size, salt.factor, gaussian_band(noise.size, noise_sigma).scaled(1 / np.sqrt(kernel_energy(noise_sigma))),
+        lerp_band(*noise.interp_weights(centres), noise.size), gaussian_band(salt.size, salt.sigma),
+        lerp_band(*salt.interp_weights(np.arange(n, dtype=float)), salt.size))
 
 
-def _apply_axis(field: np.ndarray, matrix: np.ndarray, axis: int) -> np.ndarray:
-    """``matrix`` (n_out, n_in) applied along ``axis`` of a 3D array; a long matrix is applied
-    block by block on its non-zero columns only (the same sums without the zero terms)."""
-    if matrix.shape[0] < 3 * BAND_BLOCK:
-        blocks = [(0, matrix.shape[0], 0, matrix.shape[1])]
-    else:
-        blocks = _row_blocks(matrix)
-    shape = list(field.shape)
-    shape[axis] = matrix.shape[0]
-    out = np.zeros(shape, np.result_type(field, matrix))
-    for r0, r1, c0, c1 in blocks:
-        part = matrix[r0:r1, c0:c1]
-        if axis == 0:
-            out[r0:r1] = (part @ field[c0:c1].reshape(c1 - c0, -1)).reshape((r1 - r0,) + field.shape[1:])
-        elif axis == 1:
-            out[:, r0:r1] = np.matmul(part, field[:, c0:c1])
-        else:
-            out[..., r0:r1] = field[..., c0:c1] @ part.T
-    return out
+def texture_field(shape: Sequence[int], spacing: Sequence[float], sigma_a_mm: float, sigma_b_mm: float,
+                  scale: float, base: float, u0: float, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """The smoothed salt field b of a box and the reference's gain beta = u0 / mean(b[b > 0.12]);
+    the texture is ``clip(beta * b, 0, 1)`` (see ``hu_texture``; arguments as there)."""
+    spacing = np.asarray(spacing, float)
+    plans = [_axis_plan(int(n), round(sigma_a_mm / s, 9), round(sigma_b_mm / s, 9)) for n, s in zip(shape, spacing)]
+    noise = rng.standard_normal(tuple(p.noise_size for p in plans), dtype=np.float32)
+    z = separable_matmul(separable_matmul(noise, [p.noise_smooth for p in plans]), [p.noise_to_salt for p in plans])
+    probability = scale * np.clip(0.5 + z / (2 * REFERENCE_Z_HALF_SPAN), 0.0, 1.0) + base
+    cells = int(np.prod([p.factor for p in plans]))
+    counts = kernels.binomial_inversion(rng.random(probability.size), probability.ravel().astype(np.float64), cells)
+    salt = counts.reshape(probability.shape).astype(np.float32) / np.float32(cells)
+    b = separable_matmul(separable_matmul(salt, [p.salt_smooth for p in plans]), [p.salt_to_voxels for p in plans])
+    mean = kernels.bright_mean(b, BETA_THRESHOLD)
+    return b, u0 / (mean if mean > 0 else max(float(b.mean()), 1e-6))
 
 
-def separable_matmul(field: np.ndarray, matrices: Sequence[np.ndarray | None]) -> np.ndarray:
-    """Apply one (n_out, n_in) matrix per axis of a 3D array (None skips an axis).
-
-    Separable linear maps (Gaussian filters, interpolation) as BLAS products: for the short
-    axes of a tumor box this is several times faster than per-tap filtering.
-    """
-    for axis, matrix in enumerate(matrices):
-        if matrix is not None:
-            field = _apply_axis(field, matrix, axis)
-    return field
-
-
-@lru_cache(maxsize=256)
-def _gaussian_matrix_cached(n: int, sigma: float, truncate: float) -> np.ndarray:
-    radius = int(truncate * sigma + 0.5)
-    taps = np.arange(-radius, radius + 1)
-    weights = np.exp(-0.5 * (taps / sigma) ** 2)
-    weights /= weights.sum()
-    src = (np.arange(n)[:, None] + taps[None, :]) % (2 * n)  # scipy "reflect": d c b a | a b c d | d c b a
-    src = np.where(src >= n, 2 * n - 1 - src, src)
-    out = np.zeros((n, n), np.float64)
-    np.add.at(out, (np.repeat(np.arange(n), len(taps)), src.ravel()), np.tile(weights, n))
-    out = out.astype(np.float32)
-    out.flags.writeable = False
-    return out
-
-
-def gaussian_matrix(n: int, sigma: float, truncate: float = 4.0) -> np.ndarray:
-    """(n, n) float32 matrix of scipy's gaussian_filter1d (mode reflect) on length-n lines."""
-    return _gaussian_matrix_cached(int(n), round(float(sigma), 9), float(truncate))
-
-
-def gaussian_filter_matmul(field: np.ndarray, sigmas: Sequence[float]) -> np.ndarray:
-    """Same values as ``ndimage.gaussian_filter(field, sigmas)`` (reflect), as matrix products."""
-    return separable_matmul(field, [gaussian_matrix(n, s) for n, s in zip(field.shape, sigmas)])
-
-
-def lerp_matrix(left: np.ndarray, weight: np.ndarray, size: int) -> np.ndarray:
-    """(len(left), size) float32 linear-interpolation matrix from (left index, right weight)."""
-    out = np.zeros((len(left), size), np.float32)
-    rows = np.arange(len(left))
-    out[rows, left] = 1 - weight
-    out[rows, left + 1] += weight
-    return out
-
-
-def _separable_lerp(field: np.ndarray, weights: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Linear interpolation from the coarse grid, one axis at a time."""
-    return separable_matmul(field, [lerp_matrix(left, w, n) for (left, w), n in zip(weights, field.shape)])
-
-
-def gaussian_field(coords: Sequence[np.ndarray], sigma_vox: Sequence[float], rng: np.random.Generator) -> np.ndarray:
-    """Standardised (mean 0, std 1) Gaussian-smoothed white noise at a grid of fine coordinates.
-
-    Args:
-        coords: per axis, 1D fine-voxel coordinates (may be fractional) of the output grid.
-        sigma_vox: (3,) smoothing sigma per axis in voxels.
-        rng: randomness.
+def texture_strip(shapes: Sequence[Sequence[int]], spacing: Sequence[float], sigma_a_mm: float, sigma_b_mm: float,
+                  scale: float, base: float, u0: float, rng: np.random.Generator) -> tuple[list[np.ndarray], float]:
+    """``texture_field`` for several boxes at once: they are laid side by side along axis 0 of
+    one strip, so they get different parts of one texture with one normalisation (as the
+    reference cuts all tumors of a CT from one texture array), for the set-up cost of one box.
 
     Returns:
-        float32 array (len(coords[0]), len(coords[1]), len(coords[2])).
+        (per box, a view of the strip's b field of that box's shape; the gain beta).
     """
-    axes = [_CoarseAxis(c.min(), c.max(), s, PROBABILITY_CELL_SIGMAS) for c, s in zip(coords, sigma_vox)]
-    noise = rng.standard_normal(tuple(a.size for a in axes)).astype(np.float32)
-    smooth = gaussian_filter_matmul(noise, [a.sigma for a in axes])
-    smooth /= np.sqrt(np.prod([kernel_energy(round(a.sigma, 9)) for a in axes]))
-    return _separable_lerp(smooth, [a.interp_weights(c) for a, c in zip(axes, coords)])
-
-
-def binomial_by_inversion(rng: np.random.Generator, n: int, p: np.ndarray) -> np.ndarray:
-    """Exact Binomial(n, p) draws (p an array) by CDF inversion of one uniform per cell.
-
-    numpy's per-element binomial costs ~0.4 us per draw; for n <= ~100 and p ~ 0.15 the
-    vectorised inversion loops ~n*p + 5 sd times over the array and is several times faster.
-    """
-    u = rng.random(p.shape)
-    q = 1.0 - p
-    pmf = q**n
-    cdf = pmf.copy()
-    ratio = p / q
-    count = np.zeros(p.shape, np.int32)
-    above, step = np.empty(p.shape, bool), np.empty_like(ratio)  # reused buffers, same arithmetic
-    for k in range(n):
-        np.greater(u, cdf, out=above)  # X = #{k : CDF(k) < u}
-        if not above.any():
-            break
-        count += above
-        pmf *= np.multiply(ratio, (n - k) / (k + 1), out=step)
-        cdf += pmf
-    return count
+    shapes = np.asarray(shapes, int).reshape(-1, 3)
+    strip = (int(shapes[:, 0].sum()), int(shapes[:, 1].max()), int(shapes[:, 2].max()))
+    b, gain = texture_field(strip, spacing, sigma_a_mm, sigma_b_mm, scale, base, u0, rng)
+    starts = np.concatenate([[0], np.cumsum(shapes[:, 0])])
+    return [b[s:s + n0, :n1, :n2] for s, (n0, n1, n2) in zip(starts, shapes)], gain
 
 
 def hu_texture(shape: Sequence[int], spacing: Sequence[float], sigma_a_mm: float, sigma_b_mm: float,
@@ -213,19 +149,8 @@ def hu_texture(shape: Sequence[int], spacing: Sequence[float], sigma_a_mm: float
     Returns:
         float32 array of ``shape``.
     """
-    spacing = np.asarray(spacing, float)
-    sigma_b = sigma_b_mm / spacing
-    axes = [_CoarseAxis(0, n - 1, s, SALT_CELL_SIGMAS) for n, s in zip(shape, sigma_b)]
-    z = gaussian_field([a.centres() for a in axes], sigma_a_mm / spacing, rng)
-    probability = scale * np.clip(0.5 + z / (2 * REFERENCE_Z_HALF_SPAN), 0.0, 1.0) + base
-    cells = int(np.prod([a.factor for a in axes]))
-    salt = binomial_by_inversion(rng, cells, probability).astype(np.float32) / cells
-    salt = gaussian_filter_matmul(salt, [a.sigma for a in axes])
-    b = _separable_lerp(salt, [a.interp_weights(np.arange(n, dtype=float)) for a, n in zip(axes, shape)])
-    bright = b > BETA_THRESHOLD
-    n_bright = int(np.count_nonzero(bright))
-    mean = float(np.sum(b, where=bright, dtype=np.float64)) / n_bright if n_bright else max(float(b.mean()), 1e-6)
-    b *= np.float32(u0 / mean)
+    b, gain = texture_field(shape, spacing, sigma_a_mm, sigma_b_mm, scale, base, u0, rng)
+    b *= np.float32(gain)
     return np.clip(b, 0.0, 1.0, out=b)
 
 

@@ -1,5 +1,5 @@
 """The fast paths of the Hu synthesis compute exactly what the straightforward code computes:
-shifted-AND erosion = scipy's binary_erosion, the first-axis bbox scan = argwhere bounds,
+compiled rectangle erosion = scipy's binary_erosion, the first-axis bbox scan = argwhere bounds,
 column-pruned elastic shapes = three sequential resamplings (also under strong deformation),
 banded separable products = dense products."""
 import numpy as np
@@ -7,18 +7,23 @@ import pytest
 from scipy import ndimage
 
 from synthesis.elastic import deform_volume_reference, deformed_ellipsoid, plane_displacements
-from synthesis.geometry import erode_line, organ_bbox
-from synthesis.texture import BAND_BLOCK, gaussian_matrix, lerp_matrix, separable_matmul
+from synthesis.geometry import organ_bbox
+from synthesis.kernels import plane_candidates
+from synthesis.banded import gaussian_matrix, lerp_matrix, separable_matmul
 
 
-def test_erode_line_equals_scipy_binary_erosion_with_border_one():
+def test_plane_candidates_equal_scipy_rectangle_erosion_with_border_one():
     rng = np.random.default_rng(0)
-    for _ in range(200):
+    for trial in range(200):
         plane = rng.random(tuple(rng.integers(1, 40, 2))) < rng.uniform(0.3, 0.99)
-        half, axis = int(rng.integers(1, 5)), int(rng.integers(2))
-        footprint = np.ones((2 * half + 1, 1) if axis == 0 else (1, 2 * half + 1), bool)
-        expected = ndimage.binary_erosion(plane, footprint, border_value=1)
-        np.testing.assert_array_equal(erode_line(plane, half, axis), expected)
+        half = (int(rng.integers(0, 5)), int(rng.integers(0, 5))) if trial % 4 else (0, 0)
+        expected = plane
+        if half != (0, 0):
+            footprint = np.ones((2 * half[0] + 1, 2 * half[1] + 1), bool)
+            expected = ndimage.binary_erosion(plane, footprint, border_value=1)
+        strided = np.zeros(plane.shape + (3,), np.uint8)  # a z-slice view, as the organ mask gives it
+        strided[..., 1] = plane
+        np.testing.assert_array_equal(plane_candidates(strided[..., 1], *half), np.flatnonzero(expected))
 
 
 def test_organ_bbox_equals_argwhere_bounds():
@@ -53,7 +58,7 @@ def test_pruned_deformation_equals_sequential_resamplings_strong_fields(seed):
 
 def test_banded_separable_products_equal_dense_products():
     rng = np.random.default_rng(2)
-    n = 4 * BAND_BLOCK + 3  # long enough for the block-wise path on every axis
+    n = 67
     field = rng.random((n, n - 5, n + 2)).astype(np.float32)
     left = np.minimum((np.arange(n) * 0.45).astype(np.intp), field.shape[1] - 2)
     matrices = [gaussian_matrix(n, 1.7), lerp_matrix(left, rng.random(n).astype(np.float32), field.shape[1]),

@@ -1,0 +1,256 @@
+"""Compiled (numba) inner loops of the Hu synthesis.
+
+A tumor box is small (a tiny tumor's is ~20^3 voxels), so the numpy version spent most of its
+time in per-call overhead and temporaries; these loops do the same arithmetic in one pass each.
+Every kernel is a plain function of arrays (no randomness, no I/O); ``cache=True`` keeps the
+compiled code on disk, so only the first use on a machine pays the compilation (~seconds).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def band_apply(field, axis, starts, weights, widths, col0):
+    """``out = M @ field`` along ``axis`` for a banded M (row o: ``weights[o, :widths[o]]`` in
+    columns ``starts[o]...``, zero elsewhere); ``field`` holds columns ``col0...`` of M's input
+    (the others are zero). field: float32 3D; returns float32 3D."""
+    n_out, n_in = starts.shape[0], field.shape[axis]
+    shape = field.shape
+    lo = np.empty(n_out, np.int64)  # per row, the taps that fall on the given columns
+    hi = np.empty(n_out, np.int64)
+    for o in range(n_out):
+        lo[o] = max(0, col0 - starts[o])
+        hi[o] = min(widths[o], col0 + n_in - starts[o])
+    if axis == 0:
+        out = np.zeros((n_out, shape[1], shape[2]), np.float32)
+        for o in range(n_out):
+            for t in range(lo[o], hi[o]):
+                w = weights[o, t]
+                src = field[starts[o] + t - col0]
+                for j in range(shape[1]):
+                    for k in range(shape[2]):
+                        out[o, j, k] += w * src[j, k]
+    elif axis == 1:
+        out = np.zeros((shape[0], n_out, shape[2]), np.float32)
+        for i in range(shape[0]):
+            for o in range(n_out):
+                for t in range(lo[o], hi[o]):
+                    w = weights[o, t]
+                    s = starts[o] + t - col0
+                    for k in range(shape[2]):
+                        out[i, o, k] += w * field[i, s, k]
+    else:  # a reduction along the contiguous axis does not vectorise: work on transposed slabs
+        out = np.empty((shape[0], shape[1], n_out), np.float32)
+        slab = np.empty((shape[2], shape[1]), np.float32)
+        acc = np.empty((n_out, shape[1]), np.float32)
+        for i in range(shape[0]):
+            slab[:, :] = field[i].T
+            acc[:, :] = 0.0
+            for o in range(n_out):
+                for t in range(lo[o], hi[o]):
+                    w = weights[o, t]
+                    s = starts[o] + t - col0
+                    for j in range(shape[1]):
+                        acc[o, j] += w * slab[s, j]
+            out[i] = acc.T
+    return out
+
+
+@njit(cache=True, nogil=True)
+def gaussian_band_arrays(n, sigma, truncate):
+    """(starts, widths, float32 weights) of scipy's gaussian_filter1d (mode reflect, radius
+    int(truncate * sigma + 0.5)) on length-n lines; reflected taps fold into the band."""
+    radius = int(truncate * sigma + 0.5)
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps /= taps.sum()
+    starts = np.empty(n, np.int64)
+    widths = np.empty(n, np.int64)
+    weights = np.zeros((n, min(n, 2 * radius + 1)), np.float64)
+    for o in range(n):
+        starts[o] = max(0, o - radius)
+        widths[o] = min(n - 1, o + radius) - starts[o] + 1
+        for t in range(2 * radius + 1):
+            src = (o + t - radius) % (2 * n)  # reflect: d c b a | a b c d | d c b a
+            if src >= n:
+                src = 2 * n - 1 - src
+            weights[o, src - starts[o]] += taps[t]
+    return starts, widths, weights.astype(np.float32)
+
+
+@njit(cache=True, nogil=True)
+def binomial_inversion(u, p, n):
+    """Exact Binomial(n, p[c]) per cell by CDF inversion of the uniform ``u[c]`` (1D arrays)."""
+    out = np.zeros(p.shape[0], np.int32)
+    step = np.empty(n + 1)  # pmf(k + 1) / pmf(k) = ratio * (n - k) / (k + 1): no division per step
+    for k in range(n + 1):
+        step[k] = (n - k) / (k + 1)
+    for c in range(p.shape[0]):
+        q = 1.0 - p[c]
+        ratio = p[c] / q
+        pmf = 1.0  # q**n by squaring: libm's pow costs more than the whole inversion
+        power, exponent = q, n
+        while exponent:
+            if exponent & 1:
+                pmf *= power
+            power *= power
+            exponent >>= 1
+        cdf = pmf
+        k = 0
+        while k < n and u[c] > cdf:  # X = #{k : CDF(k) < u}
+            pmf *= ratio * step[k]
+            cdf += pmf
+            k += 1
+        out[c] = k
+    return out
+
+
+@njit(cache=True, nogil=True)
+def bright_mean(field, threshold):
+    """Mean of the values above ``threshold`` (the reference's ``mean(b[b > 0.12])``), or -1."""
+    total = 0.0
+    count = 0
+    for v in field.ravel():
+        if v > threshold:
+            total += v
+            count += 1
+    return total / count if count else -1.0
+
+
+@njit(cache=True, nogil=True)
+def darken(ct_box, region, texture, gain, blur, difference):
+    """``ct -= clip(texture * gain, 0, 1) * blur * difference`` where ``region`` (in place)."""
+    for i in range(ct_box.shape[0]):
+        for j in range(ct_box.shape[1]):
+            for k in range(ct_box.shape[2]):
+                b = blur[i, j, k]
+                if b != 0.0 and region[i, j, k]:
+                    value = min(max(texture[i, j, k] * gain, np.float32(0.0)), np.float32(1.0))
+                    ct_box[i, j, k] -= value * b * difference
+
+
+@njit(cache=True, nogil=True)
+def _window_min(term, x, half, centre, pad):
+    """min(term[x - half : x + half + 1]) for a padded ((x - centre) / r)^2 table (inf outside
+    the canvas): the window's point nearest the centre."""
+    if x + half < centre:
+        return term[x + half + pad]
+    if x - half > centre:
+        return term[x - half + pad]
+    return np.float32(0.0)
+
+
+@njit(cache=True, nogil=True)
+def follow_deformation(lo, hi, centre, d02a, d02b, d12a_t, d12b_t, d01a, d01b, terms, inside, reach, pad):
+    """Voxels of ``lo..hi`` (canvas coordinates) whose composed three-plane map lands in the
+    ellipsoid: out[p] = E(D01(D12(D02(p)))) with integer displacement tables (see elastic.py).
+
+    ``terms[a]``/``inside[a]``: per-axis ellipsoid terms ((x - c) / r)^2 (inf outside the canvas)
+    and in-canvas flags, padded by ``pad``. ``reach``: (|d01a| max per row, |d01b| max per row,
+    |d12a| max per column, |d12b| max per column): after the (0,2) map, a column (i, k) can
+    only move by those, so a voxel whose window minima give (m0 + m1) + m2 > 1 cannot be
+    inside (float sums are monotone); m1 is a valley in j, so each column visits one j
+    interval. The float32 sum is formed in the same order as the numpy reference, so the voxel
+    set is identical. j is the inner loop, so the (1,2) tables come transposed (``d12a_t[k, j]``)
+    and the result is built as (i, k, j) and returned as a transposed (i, j, k) view.
+    """
+    n0, n1, n2 = d01a.shape[0], d01a.shape[1], d12a_t.shape[0]
+    out = np.zeros((hi[0] - lo[0], hi[2] - lo[2], hi[1] - lo[1]), np.bool_)
+    one = np.float32(1.0)
+    for i in range(lo[0], hi[0]):
+        for k in range(lo[2], hi[2]):
+            qi = i + d02a[i, k]
+            qk = k + d02b[i, k]
+            if not (inside[0][qi + pad] and inside[2][qk + pad]):
+                continue
+            ck = min(max(qk, 0), n2 - 1)
+            ci = min(max(qi, 0), n0 - 1)
+            a = _window_min(terms[0], qi, reach[0][ci], centre[0], pad)
+            c = _window_min(terms[2], qk, reach[3][ck], centre[2], pad)
+            if a + c > one:  # even the window minimum 0 of m1 fails
+                continue
+            # m1 = 0 on [centre - half1, centre + half1]; grow the interval outwards from there
+            half1 = reach[1][ci] + reach[2][ck]
+            j0 = min(max(centre[1] - half1, lo[1]), hi[1])
+            j1 = max(min(centre[1] + half1 + 1, hi[1]), j0)
+            while j0 > lo[1] and (a + _window_min(terms[1], j0 - 1, half1, centre[1], pad)) + c <= one:
+                j0 -= 1
+            while j1 < hi[1] and (a + _window_min(terms[1], j1, half1, centre[1], pad)) + c <= one:
+                j1 += 1
+            d12a_k, d12b_k, row = d12a_t[ck], d12b_t[ck], out[i - lo[0], k - lo[2]]
+            for j in range(j0, j1):
+                qj = j + d12a_k[j]
+                if not inside[1][qj + pad]:
+                    continue
+                cj = min(max(qj, 0), n1 - 1)
+                total = terms[0][qi + d01a[ci, cj] + pad] + terms[1][qj + d01b[ci, cj] + pad]
+                if total + terms[2][qk + d12b_k[j] + pad] <= one:
+                    row[j - lo[1]] = True
+    return out.transpose(0, 2, 1)
+
+
+@njit(cache=True, nogil=True)
+def _line_erosion(keep, half, axis):
+    """AND of ``keep`` over a centred line of 2*half+1 voxels along ``axis`` of a 2D array,
+    outside the array counting as True: prefix counts of False, row by row (contiguous)."""
+    rows, cols = keep.shape
+    out = np.empty_like(keep)
+    if axis == 0:
+        falses = np.zeros((rows + 1, cols), np.int32)
+        for r in range(rows):
+            for c in range(cols):
+                falses[r + 1, c] = falses[r, c] + (not keep[r, c])
+        for r in range(rows):
+            top, bottom = falses[min(rows, r + half + 1)], falses[max(0, r - half)]
+            for c in range(cols):
+                out[r, c] = top[c] == bottom[c]
+    else:
+        falses = np.zeros((rows, cols + 1), np.int32)
+        for r in range(rows):
+            for c in range(cols):
+                falses[r, c + 1] = falses[r, c] + (not keep[r, c])
+        for c in range(cols):  # column by column: the window bounds are fixed per column
+            right, left = min(cols, c + half + 1), max(0, c - half)
+            for r in range(rows):
+                out[r, c] = falses[r, right] == falses[r, left]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def plane_candidates(plane, half0, half1):
+    """C-order flat indices of the non-zero voxels of a 2D plane that stay after erosion by a
+    (2*half0+1) x (2*half1+1) rectangle with the outside counting as organ (cv2.erode's
+    border); half0 = half1 = 0: no erosion."""
+    keep = np.empty(plane.shape, np.bool_)
+    for r in range(plane.shape[0]):
+        for c in range(plane.shape[1]):
+            keep[r, c] = plane[r, c] != 0
+    if half0 > 0:
+        keep = _line_erosion(keep, half0, 0)
+    if half1 > 0:
+        keep = _line_erosion(keep, half1, 1)
+    flat = keep.ravel()
+    out = np.empty(np.count_nonzero(flat), np.int64)
+    n = 0
+    for index in range(flat.size):
+        if flat[index]:
+            out[n] = index
+            n += 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def mask_projections(planes):
+    """One memory-bound pass over a (n0, m) uint8 view of a C-ordered 3D mask: per plane the OR
+    of its bytes (non-zero: the plane holds mask voxels) and the OR of all planes (m,)."""
+    rows = np.zeros(planes.shape[0], np.uint8)
+    union = np.zeros(planes.shape[1], np.uint8)
+    for i in range(planes.shape[0]):
+        found = np.uint8(0)
+        for x in range(planes.shape[1]):  # plain byte ORs: the loop vectorises
+            value = planes[i, x]
+            union[x] |= value
+            found |= value
+        rows[i] = found
+    return rows, union
