@@ -101,7 +101,12 @@ def separable_matmul(field: np.ndarray, matrices: Sequence["Band | np.ndarray | 
         col0 = 0 if cols is None else int(cols[axis])
         if col0 < 0 or col0 + field.shape[axis] > band.n_in:
             raise ValueError(f"matrix {band.shape} does not fit axis {axis} of shape {field.shape} at column {col0}")
-        field = kernels.band_apply(field, axis, band.starts, band.weights, band.widths, col0)
+        if axis == 2:  # a sum along the contiguous axis does not vectorise: filter the transpose
+            field = np.ascontiguousarray(field.transpose(0, 2, 1))
+            field = kernels.band_apply(field, 1, band.starts, band.weights, band.widths, col0)
+            field = np.ascontiguousarray(field.transpose(0, 2, 1))
+        else:
+            field = kernels.band_apply(field, axis, band.starts, band.weights, band.widths, col0)
     return field
 
 

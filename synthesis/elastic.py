@@ -58,12 +58,6 @@ def plane_displacements(canvas: Sequence[int], sigma_vox: Sequence[float],
     return fields
 
 
-def _padded(table: np.ndarray, pad: int, value) -> np.ndarray:
-    out = np.full(len(table) + 2 * pad, value, dtype=np.result_type(table, np.asarray(value)))
-    out[pad:pad + len(table)] = table
-    return out
-
-
 def deformed_ellipsoid(radii_vox: Sequence[float], sigma_vox: Sequence[float],
                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Filled ellipsoid deformed elastically on the three planes.
@@ -79,25 +73,8 @@ def deformed_ellipsoid(radii_vox: Sequence[float], sigma_vox: Sequence[float],
     """
     radii = np.maximum(np.asarray(radii_vox, float), 0.5)
     canvas = [max(4, int(np.ceil(4 * r))) for r in radii]
-    centre = np.asarray([n // 2 for n in canvas])
-    # rint(q + d) == q + rint(d) for integer q: integer displacement tables, no float work per voxel.
-    d01, d12, d02 = (np.rint(f).astype(np.int32) for f in plane_displacements(canvas, sigma_vox, rng))
-    reach = np.zeros(3, int)
-    for field, (a, b) in zip((d01, d12, d02), DEFORM_PLANES):
-        reach[a] += int(np.abs(field[0]).max())
-        reach[b] += int(np.abs(field[1]).max())
-    pad = int(reach.max()) + 1
-    lo = np.maximum(centre - np.ceil(radii).astype(int) - reach - 1, 0)
-    hi = np.minimum(centre + np.ceil(radii).astype(int) + reach + 2, canvas)
-    inside = tuple(_padded(np.ones(n, bool), pad, False) for n in canvas)
-    terms = tuple(_padded(((np.arange(n) - centre[a]) / radii[a]) ** 2, pad, np.inf).astype(np.float32)
-                  for a, n in enumerate(canvas))
-    # after the (0,2) map, column (i, k) moves by at most these (see the kernel)
-    reach_tables = (np.abs(d01[0]).max(axis=1), np.abs(d01[1]).max(axis=1),
-                    np.abs(d12[0]).max(axis=0), np.abs(d12[1]).max(axis=0))
-    out = kernels.follow_deformation(lo, hi, centre, d02[0], d02[1], np.ascontiguousarray(d12[0].T),
-                                     np.ascontiguousarray(d12[1].T), d01[0], d01[1], terms, inside, reach_tables, pad)
-    return out, lo - centre
+    out, lo = kernels.deformed_mask(*plane_displacements(canvas, sigma_vox, rng), radii)
+    return out, lo - np.asarray(canvas) // 2
 
 
 def deform_volume_reference(volume: np.ndarray, fields: list[np.ndarray]) -> np.ndarray:

@@ -244,16 +244,14 @@ def render_tumor_parts(organ_mask: np.ndarray, spacing: Sequence[float], geometr
             continue
         box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
         mask = mask[tuple(slice(int(a - s), int(b - s)) for a, b, s in zip(lo, hi, start))]
-        if geometry.clip_to_organ:
-            mask = mask & organ_mask[box].astype(bool)
         # The render box is padded by the largest possible displacement; the shape fills a
         # fraction of it (a large tumor's tight box is ~6x smaller), and every later stage
-        # (texture, blur, blend) costs per box voxel.
-        extent = organ_bbox(mask)
-        if extent is None:
+        # (texture, blur, blend) costs per box voxel: keep the tight box of what is left.
+        first, last = kernels.clip_extent(mask, organ_mask[box], geometry.clip_to_organ)
+        if np.any(last < first):
             continue
-        parts.append((tuple(slice(s.start + int(a), s.start + int(b) + 1) for s, a, b in zip(box, *extent)),
-                      mask[tuple(slice(int(a), int(b) + 1) for a, b in zip(*extent))]))
+        parts.append((tuple(slice(s.start + int(a), s.start + int(b) + 1) for s, a, b in zip(box, first, last)),
+                      mask[tuple(slice(int(a), int(b) + 1) for a, b in zip(first, last))]))
     return parts
 
 

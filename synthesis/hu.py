@@ -122,26 +122,27 @@ def _blurred_mask(tumor: np.ndarray, inner: tuple[slice, ...], shape: tuple[int,
                             cols=[sl.start for sl in inner])
 
 
-def _blend_boxes(parts, margin: np.ndarray, shape: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray, list[int]]]:
+def _blend_boxes(parts, margin: np.ndarray, shape: Sequence[int]) -> list[tuple[list[int], list[int], list[int]]]:
     """Group the ellipsoids whose blend boxes (tumor box + blur margin) overlap.
 
     Returns:
         (lo, hi, part indices) per group; the groups' boxes do not overlap, so each is blended
         on its own (the reference blends the union on the whole organ box: same voxels).
+        Plain ints: a tumor has up to ten parts, numpy's per-call cost would dominate.
     """
-    groups = []
-    for index, (box, _) in enumerate(parts):
-        lo = np.maximum(np.asarray([s.start for s in box]) - margin, 0)
-        hi = np.minimum(np.asarray([s.stop for s in box]) + margin, shape)
-        groups.append((lo, hi, [index]))
+    margin, shape = [int(m) for m in margin], [int(n) for n in shape]
+    groups = [([max(s.start - m, 0) for s, m in zip(box, margin)],
+               [min(s.stop + m, n) for s, m, n in zip(box, margin, shape)], [index])
+              for index, (box, _) in enumerate(parts)]
     merged = True
     while merged:
         merged = False
         for a in range(len(groups)):
             for b in range(a + 1, len(groups)):
                 (lo_a, hi_a, ia), (lo_b, hi_b, ib) = groups[a], groups[b]
-                if np.all(lo_a < hi_b) and np.all(lo_b < hi_a):
-                    groups[a] = (np.minimum(lo_a, lo_b), np.maximum(hi_a, hi_b), ia + ib)
+                if all(x < y for x, y in zip(lo_a, hi_b)) and all(x < y for x, y in zip(lo_b, hi_a)):
+                    groups[a] = ([min(x, y) for x, y in zip(lo_a, lo_b)], [max(x, y) for x, y in zip(hi_a, hi_b)],
+                                 ia + ib)
                     del groups[b]
                     merged = True
                     break

@@ -15,7 +15,8 @@ from numba import njit
 def band_apply(field, axis, starts, weights, widths, col0):
     """``out = M @ field`` along ``axis`` for a banded M (row o: ``weights[o, :widths[o]]`` in
     columns ``starts[o]...``, zero elsewhere); ``field`` holds columns ``col0...`` of M's input
-    (the others are zero). field: float32 3D; returns float32 3D."""
+    (the others are zero). field: float32 3D; returns float32 3D. Axis 0 or 1 only: a sum
+    along the contiguous axis does not vectorise, so callers filter the transpose instead."""
     n_out, n_in = starts.shape[0], field.shape[axis]
     shape = field.shape
     lo = np.empty(n_out, np.int64)  # per row, the taps that fall on the given columns
@@ -23,7 +24,7 @@ def band_apply(field, axis, starts, weights, widths, col0):
     for o in range(n_out):
         lo[o] = max(0, col0 - starts[o])
         hi[o] = min(widths[o], col0 + n_in - starts[o])
-    if axis == 0:
+    if axis == 0:  # whole planes: the inner loops run over contiguous memory
         out = np.zeros((n_out, shape[1], shape[2]), np.float32)
         for o in range(n_out):
             for t in range(lo[o], hi[o]):
@@ -41,20 +42,8 @@ def band_apply(field, axis, starts, weights, widths, col0):
                     s = starts[o] + t - col0
                     for k in range(shape[2]):
                         out[i, o, k] += w * field[i, s, k]
-    else:  # a reduction along the contiguous axis does not vectorise: work on transposed slabs
-        out = np.empty((shape[0], shape[1], n_out), np.float32)
-        slab = np.empty((shape[2], shape[1]), np.float32)
-        acc = np.empty((n_out, shape[1]), np.float32)
-        for i in range(shape[0]):
-            slab[:, :] = field[i].T
-            acc[:, :] = 0.0
-            for o in range(n_out):
-                for t in range(lo[o], hi[o]):
-                    w = weights[o, t]
-                    s = starts[o] + t - col0
-                    for j in range(shape[1]):
-                        acc[o, j] += w * slab[s, j]
-            out[i] = acc.T
+    else:
+        raise ValueError("band_apply: axis must be 0 or 1 (transpose for the last axis)")
     return out
 
 
@@ -79,30 +68,51 @@ def gaussian_band_arrays(n, sigma, truncate):
     return starts, widths, weights.astype(np.float32)
 
 
+CHUNK = 256  # cells inverted side by side (L1-resident): the same steps for each, so loops vectorise
+
+
 @njit(cache=True, nogil=True)
 def binomial_inversion(u, p, n):
-    """Exact Binomial(n, p[c]) per cell by CDF inversion of the uniform ``u[c]`` (1D arrays)."""
-    out = np.zeros(p.shape[0], np.int32)
-    step = np.empty(n + 1)  # pmf(k + 1) / pmf(k) = ratio * (n - k) / (k + 1): no division per step
+    """Exact Binomial(n, p[c]) per cell by CDF inversion of the uniform ``u[c]`` (1D arrays):
+    X = #{k < n : CDF(k) < u} (the CDF only grows, so this is where a sequential search stops).
+
+    All n CDF steps are taken for every cell, ``CHUNK`` cells at a time and without branches:
+    for the small n of the salt grid (8..27 voxels a cell) that beats stopping early.
+    """
+    size = p.shape[0]
+    out = np.zeros(size, np.int32)
+    step = np.empty(n + 1)  # pmf(k + 1) / pmf(k) = ratio * (n - k) / (k + 1)
     for k in range(n + 1):
         step[k] = (n - k) / (k + 1)
-    for c in range(p.shape[0]):
-        q = 1.0 - p[c]
-        ratio = p[c] / q
-        pmf = 1.0  # q**n by squaring: libm's pow costs more than the whole inversion
-        power, exponent = q, n
+    ratio, pmf, cdf = np.empty(CHUNK), np.empty(CHUNK), np.empty(CHUNK)
+    power, count, uniform = np.empty(CHUNK), np.empty(CHUNK), np.empty(CHUNK)
+    for c0 in range(0, size, CHUNK):
+        m = min(CHUNK, size - c0)
+        for c in range(m):
+            q = 1.0 - p[c0 + c]
+            ratio[c] = p[c0 + c] / q
+            power[c] = q
+            pmf[c] = 1.0
+            count[c] = 0.0
+            uniform[c] = u[c0 + c]  # a local copy: the step loop then vectorises
+        exponent = n  # pmf(0) = q**n by squaring (libm's pow costs more than the inversion)
         while exponent:
             if exponent & 1:
-                pmf *= power
-            power *= power
+                for c in range(m):
+                    pmf[c] *= power[c]
+            for c in range(m):
+                power[c] *= power[c]
             exponent >>= 1
-        cdf = pmf
-        k = 0
-        while k < n and u[c] > cdf:  # X = #{k : CDF(k) < u}
-            pmf *= ratio * step[k]
-            cdf += pmf
-            k += 1
-        out[c] = k
+        for c in range(m):
+            cdf[c] = pmf[c]
+        for k in range(n):
+            factor = step[k]
+            for c in range(m):
+                count[c] += np.float64(uniform[c] > cdf[c])
+                pmf[c] *= ratio[c] * factor
+                cdf[c] += pmf[c]
+        for c in range(m):
+            out[c0 + c] = np.int32(count[c])
     return out
 
 
@@ -153,10 +163,10 @@ def follow_deformation(lo, hi, centre, d02a, d02b, d12a_t, d12b_t, d01a, d01b, t
     inside (float sums are monotone); m1 is a valley in j, so each column visits one j
     interval. The float32 sum is formed in the same order as the numpy reference, so the voxel
     set is identical. j is the inner loop, so the (1,2) tables come transposed (``d12a_t[k, j]``)
-    and the result is built as (i, k, j) and returned as a transposed (i, j, k) view.
+    (the result is written in (i, j, k) order all the same: a transposed copy costs more).
     """
     n0, n1, n2 = d01a.shape[0], d01a.shape[1], d12a_t.shape[0]
-    out = np.zeros((hi[0] - lo[0], hi[2] - lo[2], hi[1] - lo[1]), np.bool_)
+    out = np.zeros((hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]), np.bool_)
     one = np.float32(1.0)
     for i in range(lo[0], hi[0]):
         for k in range(lo[2], hi[2]):
@@ -178,7 +188,7 @@ def follow_deformation(lo, hi, centre, d02a, d02b, d12a_t, d12b_t, d01a, d01b, t
                 j0 -= 1
             while j1 < hi[1] and (a + _window_min(terms[1], j1, half1, centre[1], pad)) + c <= one:
                 j1 += 1
-            d12a_k, d12b_k, row = d12a_t[ck], d12b_t[ck], out[i - lo[0], k - lo[2]]
+            d12a_k, d12b_k = d12a_t[ck], d12b_t[ck]
             for j in range(j0, j1):
                 qj = j + d12a_k[j]
                 if not inside[1][qj + pad]:
@@ -186,8 +196,67 @@ def follow_deformation(lo, hi, centre, d02a, d02b, d12a_t, d12b_t, d01a, d01b, t
                 cj = min(max(qj, 0), n1 - 1)
                 total = terms[0][qi + d01a[ci, cj] + pad] + terms[1][qj + d01b[ci, cj] + pad]
                 if total + terms[2][qk + d12b_k[j] + pad] <= one:
-                    row[j - lo[1]] = True
-    return out.transpose(0, 2, 1)
+                    out[i - lo[0], j - lo[1], k - lo[2]] = True
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _axis_tables(n, centre, radius, pad):
+    """Padded ((x - centre) / radius)^2 (float32, inf outside the canvas) and in-canvas flags,
+    computed as numpy does (float64 square, then float32)."""
+    terms = np.full(n + 2 * pad, np.inf, np.float32)
+    inside = np.zeros(n + 2 * pad, np.bool_)
+    for x in range(n):
+        t = (x - centre) / radius
+        terms[x + pad] = np.float32(t * t)
+        inside[x + pad] = True
+    return terms, inside
+
+
+@njit(cache=True, nogil=True)
+def _abs_max(table, axis):
+    """max |table| along ``axis`` of a 2D int32 table."""
+    out = np.zeros(table.shape[1 - axis], np.int64)
+    for a in range(table.shape[0]):
+        for b in range(table.shape[1]):
+            v = abs(table[a, b])
+            x = b if axis == 0 else a
+            if v > out[x]:
+                out[x] = v
+    return out
+
+
+@njit(cache=True, nogil=True)
+def deformed_mask(f01, f12, f02, radii):
+    """The elastically deformed ellipsoid on its canvas (see elastic.deformed_ellipsoid).
+
+    f01, f12, f02: float32 (2, n_a, n_b) displacement fields of the planes (0,1), (1,2), (0,2);
+    radii: (3,) semi-axes in voxels. Returns (mask on lo..hi, lo) in canvas coordinates, where
+    lo..hi bounds every voxel the displaced ellipsoid can reach.
+    """
+    canvas = np.array([f01.shape[1], f01.shape[2], f12.shape[2]])
+    centre = canvas // 2
+    # rint(q + d) == q + rint(d) for integer q: integer displacement tables, no float work per voxel
+    d01, d12, d02 = np.rint(f01).astype(np.int32), np.rint(f12).astype(np.int32), np.rint(f02).astype(np.int32)
+    reach = np.zeros(3, np.int64)
+    for field, a, b in ((d01, 0, 1), (d12, 1, 2), (d02, 0, 2)):
+        reach[a] += np.abs(field[0]).max()
+        reach[b] += np.abs(field[1]).max()
+    pad = reach.max() + 1
+    lo, hi = np.empty(3, np.int64), np.empty(3, np.int64)
+    for a in range(3):
+        extent = int(np.ceil(radii[a]))
+        lo[a] = max(centre[a] - extent - reach[a] - 1, 0)
+        hi[a] = min(centre[a] + extent + reach[a] + 2, canvas[a])
+    t0, in0 = _axis_tables(canvas[0], centre[0], radii[0], pad)
+    t1, in1 = _axis_tables(canvas[1], centre[1], radii[1], pad)
+    t2, in2 = _axis_tables(canvas[2], centre[2], radii[2], pad)
+    # after the (0,2) map, column (i, k) moves by at most these (see follow_deformation)
+    reach_tables = (_abs_max(d01[0], 1), _abs_max(d01[1], 1), _abs_max(d12[0], 0), _abs_max(d12[1], 0))
+    out = follow_deformation(lo, hi, centre, d02[0], d02[1], np.ascontiguousarray(d12[0].T),
+                             np.ascontiguousarray(d12[1].T), d01[0], d01[1], (t0, t1, t2), (in0, in1, in2),
+                             reach_tables, pad)
+    return out, lo
 
 
 @njit(cache=True, nogil=True)
@@ -254,3 +323,22 @@ def mask_projections(planes):
             found |= value
         rows[i] = found
     return rows, union
+
+
+@njit(cache=True, nogil=True)
+def clip_extent(mask, organ, clip):
+    """Intersect a bool mask with ``organ != 0`` in place (if ``clip``) and return the inclusive
+    (lo, hi) bounds of what is left (lo > hi when nothing is)."""
+    lo = np.array([mask.shape[0], mask.shape[1], mask.shape[2]])
+    hi = np.array([-1, -1, -1])
+    for i in range(mask.shape[0]):
+        for j in range(mask.shape[1]):
+            for k in range(mask.shape[2]):
+                if mask[i, j, k]:
+                    if clip and organ[i, j, k] == 0:
+                        mask[i, j, k] = False
+                        continue
+                    lo[0], hi[0] = min(lo[0], i), max(hi[0], i)
+                    lo[1], hi[1] = min(lo[1], j), max(hi[1], j)
+                    lo[2], hi[2] = min(lo[2], k), max(hi[2], k)
+    return lo, hi
