@@ -144,10 +144,15 @@ def _check_organ(organ: PreparedOrgan, spacing: Sequence[float], size_type: str,
             f"the smallest {size_type} tumor is {smallest_mm3:.0f} mm^3")
 
 
-def _slice_candidates(organ_mask, lo, hi, z, spacing, organ, axial_axis) -> tuple[np.ndarray, tuple[int, int]]:
-    """C-order flat indices of the tumor-centre candidates on axial slice z of the organ bbox
-    (liver: the in-plane organ eroded by a 5x5 mm rectangle, as cv2.erode with border 1),
-    and the slice's shape."""
+REJECTION_TRIES = 32  # random probes of a slice before listing all its candidates
+
+
+def _pick_on_slice(organ_mask, lo, hi, z, spacing, organ, axial_axis, rng) -> tuple[int, int] | None:
+    """A uniformly random tumor-centre candidate (row, col) on axial slice z of the organ bbox,
+    or None if it has none. Candidates: the in-plane organ, for the liver eroded by a 5x5 mm
+    rectangle (cv2.erode with border 1). Random probes first (a probe reads ~25 voxels, while
+    listing the candidates reads the whole slice, one cache line per voxel in a z-last CT);
+    rejection sampling is exactly uniform, and the full list is the fallback when all miss."""
     index = [slice(lo[a], hi[a] + 1) for a in range(3)]
     index[axial_axis] = z
     plane = organ_mask[tuple(index)]
@@ -155,23 +160,29 @@ def _slice_candidates(organ_mask, lo, hi, z, spacing, organ, axial_axis) -> tupl
     if organ == "liver":
         inplane = [a for a in range(3) if a != axial_axis]
         half = tuple(max(1, int(round(LIVER_EROSION_HALF_WIDTH_MM / spacing[a]))) for a in inplane)
-    return kernels.plane_candidates(plane, *half), plane.shape
+    rows, cols = rng.integers(plane.shape[0], size=REJECTION_TRIES), rng.integers(plane.shape[1], size=REJECTION_TRIES)
+    hit = kernels.first_candidate(plane, half[0], half[1], rows, cols)
+    if hit >= 0:
+        return int(rows[hit]), int(cols[hit])
+    candidates = kernels.plane_candidates(plane, *half)
+    if not len(candidates):
+        return None
+    row, col = np.unravel_index(candidates[rng.integers(len(candidates))], plane.shape)
+    return int(row), int(col)
 
 
 def select_centre(organ_mask, lo, hi, spacing, organ, rng, axial_axis=2) -> tuple[int, int, int]:
-    """Random organ voxel on a slice of the central organ z-range (window widens on failure).
-
-    The voxel is uniform over the slice's candidates in C order (as ``np.argwhere``)."""
+    """Random organ voxel on a slice of the central organ z-range (window widens on failure),
+    uniform over the slice's candidates (see ``_pick_on_slice``)."""
     z_lo, z_hi = int(lo[axial_axis]), int(hi[axial_axis])
     inplane = [a for a in range(3) if a != axial_axis]
     for window in Z_WINDOWS:
         for _ in range(TRIES_PER_WINDOW):
             z = int(round(rng.uniform(*window) * (z_hi - z_lo))) + z_lo
-            candidates, plane_shape = _slice_candidates(organ_mask, lo, hi, z, spacing, organ, axial_axis)
-            if len(candidates):
-                row, col = np.unravel_index(candidates[rng.integers(len(candidates))], plane_shape)
+            picked = _pick_on_slice(organ_mask, lo, hi, z, spacing, organ, axial_axis, rng)
+            if picked is not None:
                 centre = [z, z, z]
-                centre[inplane[0]], centre[inplane[1]] = int(row + lo[inplane[0]]), int(col + lo[inplane[1]])
+                centre[inplane[0]], centre[inplane[1]] = picked[0] + int(lo[inplane[0]]), picked[1] + int(lo[inplane[1]])
                 return tuple(centre)
     raise SynthesisInputError(
         f"organ mask too thin: no {organ} voxel found for a tumor centre after "

@@ -342,3 +342,22 @@ def clip_extent(mask, organ, clip):
                     lo[1], hi[1] = min(lo[1], j), max(hi[1], j)
                     lo[2], hi[2] = min(lo[2], k), max(hi[2], k)
     return lo, hi
+
+
+@njit(cache=True, nogil=True)
+def first_candidate(plane, half0, half1, rows, cols):
+    """Index of the first probe (rows[t], cols[t]) that is a candidate of ``plane_candidates``
+    (non-zero and, with the outside counting as organ, its whole rectangle too), or -1."""
+    for t in range(rows.shape[0]):
+        r, c = rows[t], cols[t]
+        ok = True
+        for rr in range(max(0, r - half0), min(plane.shape[0], r + half0 + 1)):
+            for cc in range(max(0, c - half1), min(plane.shape[1], c + half1 + 1)):
+                if plane[rr, cc] == 0:
+                    ok = False
+                    break
+            if not ok:
+                break
+        if ok:
+            return t
+    return -1

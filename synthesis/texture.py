@@ -32,10 +32,13 @@ REFERENCE_Z_HALF_SPAN = 6.0
 SALT_CELL_SIGMAS = 2.0  # salt field: coarse sigma >= about 2 cells so linear interpolation is smooth
 # The probability map only modulates p by about +-0.03 (std 0.017), so 1-cell sigma is plenty.
 PROBABILITY_CELL_SIGMAS = 1.0
-# Noise margin around the box, in coarse sigmas. The tumor sits inside its blend box by the
-# blur margin (4 edge sigmas), so 2 texture sigmas here leave >= 3 sigmas of real neighbours
-# around every tumor voxel (kernel mass beyond 3 sigma: 0.3 %); scipy's reflect handles the rest.
-PAD_SIGMAS = 2.0
+# Noise margin around the box, in coarse sigmas (+1 cell). The tumor sits inside its blend box
+# by the blur margin (>= 5 voxels), so this leaves >= 2 salt sigmas of real neighbours around
+# every tumor voxel; reflection handles the rest (2.3 % of the kernel mass, folded back).
+PAD_SIGMAS = 1.0
+# Salt smoothing kernel radius in sigmas (scipy's default is 4; beyond 3 the kernel holds 0.3 %
+# of its mass, and the salt grid is the texture's largest per-voxel cost).
+SALT_TRUNCATE = 3.0
 BETA_THRESHOLD = 0.12
 
 
@@ -97,7 +100,7 @@ def _axis_plan(n: int, sigma_a_vox: float, sigma_b_vox: float) -> _AxisPlan:
     noise_sigma = round(noise.sigma, 9)
     return _AxisPlan(
         noise.size, salt.factor, gaussian_band(noise.size, noise_sigma).scaled(1 / np.sqrt(kernel_energy(noise_sigma))),
-        lerp_band(*noise.interp_weights(centres), noise.size), gaussian_band(salt.size, salt.sigma),
+        lerp_band(*noise.interp_weights(centres), noise.size), gaussian_band(salt.size, salt.sigma, SALT_TRUNCATE),
         lerp_band(*salt.interp_weights(np.arange(n, dtype=float)), salt.size))
 
 
@@ -118,20 +121,38 @@ def texture_field(shape: Sequence[int], spacing: Sequence[float], sigma_a_mm: fl
     return b, u0 / (mean if mean > 0 else max(float(b.mean()), 1e-6))
 
 
+STRIP_AREA_RATIO = 0.6  # a box joins a strip if its cross-section is >= this share of the strip's
+
+
 def texture_strip(shapes: Sequence[Sequence[int]], spacing: Sequence[float], sigma_a_mm: float, sigma_b_mm: float,
                   scale: float, base: float, u0: float, rng: np.random.Generator) -> tuple[list[np.ndarray], float]:
     """``texture_field`` for several boxes at once: they are laid side by side along axis 0 of
-    one strip, so they get different parts of one texture with one normalisation (as the
-    reference cuts all tumors of a CT from one texture array), for the set-up cost of one box.
+    strips of boxes with similar cross-sections (little padding), so they get different parts
+    of one texture process for the set-up cost of a few boxes; the gain is the first strip's
+    (one normalisation for the tumor, as the reference normalises a whole texture array).
 
     Returns:
-        (per box, a view of the strip's b field of that box's shape; the gain beta).
+        (per box, a view of its strip's b field with that box's shape; the gain beta).
     """
     shapes = np.asarray(shapes, int).reshape(-1, 3)
-    strip = (int(shapes[:, 0].sum()), int(shapes[:, 1].max()), int(shapes[:, 2].max()))
-    b, gain = texture_field(strip, spacing, sigma_a_mm, sigma_b_mm, scale, base, u0, rng)
-    starts = np.concatenate([[0], np.cumsum(shapes[:, 0])])
-    return [b[s:s + n0, :n1, :n2] for s, (n0, n1, n2) in zip(starts, shapes)], gain
+    order = np.argsort(-(shapes[:, 1] * shapes[:, 2]), kind="stable")
+    strips: list[list[int]] = []
+    for index in order:
+        area = shapes[index, 1] * shapes[index, 2]
+        if not strips or area < STRIP_AREA_RATIO * shapes[strips[-1][0], 1] * shapes[strips[-1][0], 2]:
+            strips.append([])
+        strips[-1].append(int(index))
+    fields: list = [None] * len(shapes)
+    gain = None
+    for members in strips:
+        part = shapes[members]
+        strip = (int(part[:, 0].sum()), int(part[:, 1].max()), int(part[:, 2].max()))
+        b, strip_gain = texture_field(strip, spacing, sigma_a_mm, sigma_b_mm, scale, base, u0, rng)
+        gain = strip_gain if gain is None else gain
+        starts = np.concatenate([[0], np.cumsum(part[:, 0])])
+        for index, start, (n0, n1, n2) in zip(members, starts, part):
+            fields[index] = b[start:start + n0, :n1, :n2]
+    return fields, float(gain)
 
 
 def hu_texture(shape: Sequence[int], spacing: Sequence[float], sigma_a_mm: float, sigma_b_mm: float,

@@ -7,8 +7,8 @@ import pytest
 from scipy import ndimage
 
 from synthesis.elastic import deform_volume_reference, deformed_ellipsoid, plane_displacements
-from synthesis.geometry import organ_bbox
-from synthesis.kernels import plane_candidates
+from synthesis.geometry import _pick_on_slice, organ_bbox
+from synthesis.kernels import first_candidate, plane_candidates
 from synthesis.banded import gaussian_matrix, lerp_matrix, separable_matmul
 
 
@@ -24,6 +24,32 @@ def test_plane_candidates_equal_scipy_rectangle_erosion_with_border_one():
         strided = np.zeros(plane.shape + (3,), np.uint8)  # a z-slice view, as the organ mask gives it
         strided[..., 1] = plane
         np.testing.assert_array_equal(plane_candidates(strided[..., 1], *half), np.flatnonzero(expected))
+
+
+def test_slice_probes_agree_with_candidate_list_and_picks_are_uniform():
+    rng = np.random.default_rng(3)
+    for _ in range(100):
+        plane = (rng.random(tuple(rng.integers(2, 30, 2))) < rng.uniform(0.2, 0.95)).astype(np.uint8)
+        half = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
+        rows, cols = rng.integers(plane.shape[0], size=20), rng.integers(plane.shape[1], size=20)
+        listed = set(plane_candidates(plane, *half).tolist())
+        hits = [t for t in range(20) if rows[t] * plane.shape[1] + cols[t] in listed]
+        assert first_candidate(plane, *half, rows, cols) == (hits[0] if hits else -1)
+    organ = np.zeros((12, 9, 5), bool)
+    organ[2:9, 1:8, :] = True
+    organ[2:5, 1:4, :] = False  # a notch: the 5x5 erosion (border 1) removes it and its rim
+    lo, hi = np.array([2, 1, 0]), np.array([8, 7, 4])
+    expected = np.zeros(organ.shape[:2], bool)
+    expected[2:9, 1:8].flat[plane_candidates(organ[2:9, 1:8, 2], 2, 2)] = True
+    assert 0 < expected.sum() < 49 - 9
+    counts = np.zeros(organ.shape[:2], int)
+    for _ in range(100 * expected.sum()):
+        row, col = _pick_on_slice(organ, lo, hi, 2, (1.0, 1.0, 1.0), "liver", 2, rng)
+        counts[row + lo[0], col + lo[1]] += 1
+    assert not counts[~expected].any()
+    assert counts[expected].min() > 60 and counts[expected].max() < 140  # 100 each, binomial sd ~10
+    empty = np.zeros_like(organ)
+    assert _pick_on_slice(empty, lo, hi, 2, (1.0, 1.0, 1.0), "pancreas", 2, rng) is None
 
 
 def test_organ_bbox_equals_argwhere_bounds():
