@@ -114,11 +114,15 @@ def texture_field(shape: Sequence[int], spacing: Sequence[float], sigma_a_mm: fl
     z = separable_matmul(separable_matmul(noise, [p.noise_smooth for p in plans]), [p.noise_to_salt for p in plans])
     probability = scale * np.clip(0.5 + z / (2 * REFERENCE_Z_HALF_SPAN), 0.0, 1.0) + base
     cells = int(np.prod([p.factor for p in plans]))
-    counts = kernels.binomial_inversion(rng.random(probability.size), probability.ravel().astype(np.float64), cells)
-    salt = counts.reshape(probability.shape).astype(np.float32) / np.float32(cells)
-    b = separable_matmul(separable_matmul(salt, [p.salt_smooth for p in plans]), [p.salt_to_voxels for p in plans])
-    mean = kernels.bright_mean(b, BETA_THRESHOLD)
-    return b, u0 / (mean if mean > 0 else max(float(b.mean()), 1e-6))
+    counts = kernels.binomial_inversion(rng.random(probability.size, dtype=np.float32),
+                                        probability.ravel().astype(np.float64), cells)
+    salt = separable_matmul(counts.reshape(probability.shape).astype(np.float32) / np.float32(cells),
+                            [p.salt_smooth for p in plans])
+    # beta from the smoothed field at the cell centres: the voxels get its linear interpolation,
+    # so the bright mean is the same up to interpolation (and costs 1/8..1/27 of the voxels)
+    mean = kernels.bright_mean(salt, BETA_THRESHOLD)
+    b = separable_matmul(salt, [p.salt_to_voxels for p in plans])
+    return b, u0 / (mean if mean > 0 else max(float(salt.mean()), 1e-6))
 
 
 STRIP_AREA_RATIO = 0.6  # a box joins a strip if its cross-section is >= this share of the strip's

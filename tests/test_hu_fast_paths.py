@@ -93,3 +93,19 @@ def test_banded_separable_products_equal_dense_products():
     dense = np.einsum("bj,ajk->abk", matrices[1], dense, optimize=True)
     dense = np.einsum("ck,abk->abc", matrices[2], dense, optimize=True)
     np.testing.assert_allclose(separable_matmul(field, matrices), dense, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("n,p", [(8, 0.15), (27, 0.26), (1, 0.05)])
+def test_binomial_inversion_matches_the_binomial_distribution(n, p):
+    from scipy import stats
+
+    from synthesis.kernels import binomial_inversion
+
+    rng = np.random.default_rng(n)
+    draws = 200_000 + 3  # not a multiple of the kernel's chunk
+    counts = np.bincount(binomial_inversion(rng.random(draws, dtype=np.float32), np.full(draws, p), n),
+                         minlength=n + 1)
+    expected = stats.binom.pmf(np.arange(n + 1), n, p) * draws
+    big = expected > 50  # each frequency within 5 binomial sd of its expectation
+    assert np.all(np.abs(counts[big] - expected[big]) < 5 * np.sqrt(expected[big]) + 1)
+    assert counts.sum() == draws
