@@ -50,8 +50,9 @@ def plane_displacements(canvas: Sequence[int], sigma_vox: Sequence[float],
         displacement along a and along b, in voxels.
     """
     fields = []
-    for a, b in DEFORM_PLANES:
-        control = rng.standard_normal((2, CONTROL_POINTS, CONTROL_POINTS))
+    # one draw for the three planes (the same numbers as three draws, one per plane)
+    controls = rng.standard_normal((len(DEFORM_PLANES), 2, CONTROL_POINTS, CONTROL_POINTS))
+    for (a, b), control in zip(DEFORM_PLANES, controls):
         control *= np.asarray([sigma_vox[a], sigma_vox[b]])[:, None, None]
         left, right = _spline_matrix(canvas[a], CONTROL_POINTS), _spline_matrix(canvas[b], CONTROL_POINTS)
         fields.append((np.matmul(left, control) @ right.T).astype(np.float32))  # left @ c @ right^T

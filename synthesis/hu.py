@@ -18,7 +18,7 @@ import numpy as np
 
 from synthesis.errors import SynthesisInputError
 from synthesis.geometry import (
-    PreparedOrgan, TumorGeometry, normalise_size_probs, organ_bbox, render_tumor_parts,
+    PreparedOrgan, TumorGeometry, normalise_size_probs, render_tumor_parts,
     sample_geometry, sample_size_type, sample_with_size_fallback,
 )
 from synthesis.protocol import SynthesisOutput
@@ -151,18 +151,22 @@ def _blend_boxes(parts, margin: np.ndarray, shape: Sequence[int]) -> list[tuple[
     return groups
 
 
-def _group_tumor(parts, lo, hi) -> np.ndarray:
-    """The union of a group's ellipsoid masks on the group's blend box."""
+def _group_tumor(parts, lo, hi) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """The union of a group's ellipsoid masks on the group's blend box, and the union's own box
+    within it (the parts' boxes are tight, so no scan is needed)."""
     tumor = np.zeros(tuple(int(b - a) for a, b in zip(lo, hi)), bool)
+    inner_lo, inner_hi = list(tumor.shape), [0, 0, 0]
     for part_box, mask in parts:
-        tumor[tuple(slice(s.start - int(a), s.stop - int(a)) for s, a in zip(part_box, lo))] |= mask
-    return tumor
+        local = tuple(slice(s.start - int(a), s.stop - int(a)) for s, a in zip(part_box, lo))
+        tumor[local] |= mask
+        inner_lo = [min(x, s.start) for x, s in zip(inner_lo, local)]
+        inner_hi = [max(x, s.stop) for x, s in zip(inner_hi, local)]
+    return tumor, tuple(slice(a, b) for a, b in zip(inner_lo, inner_hi))
 
 
-def _darken_group(ct_box, organ_box, tumor, field, gain, params, sigma_vox) -> None:
-    """Darken one blend box of the CT (a view, in place) by texture * blurred mask * difference."""
-    extent = organ_bbox(tumor)  # the blur reads the tumor's own box only (the rest is zero)
-    inner = tuple(slice(int(a), int(b) + 1) for a, b in zip(*extent))
+def _darken_group(ct_box, organ_box, tumor, inner, field, gain, params, sigma_vox) -> None:
+    """Darken one blend box of the CT (a view, in place) by texture * blurred mask * difference;
+    the blur reads the tumor's own box ``inner`` only (the rest is zero)."""
     blur = _blurred_mask(tumor[inner], inner, tumor.shape, sigma_vox)
     region = organ_box if organ_box.dtype == bool else organ_box != 0
     if not params.geometry.clip_to_organ:
@@ -190,11 +194,11 @@ def apply_tumor_(ct_hu: np.ndarray, organ_mask: np.ndarray, params: TumorParams
     tumors = [_group_tumor([parts[i] for i in members], lo, hi) for lo, hi, members in groups]
     if not groups:
         return []
-    fields, gain = texture_strip([t.shape for t in tumors], spacing, params.sigma_a_mm, params.sigma_b_mm,
+    fields, gain = texture_strip([t.shape for t, _ in tumors], spacing, params.sigma_a_mm, params.sigma_b_mm,
                                  params.scale, params.base, params.u0, np.random.default_rng(params.texture_seed))
-    for box, tumor, field in zip(boxes, tumors, fields):
-        _darken_group(ct_hu[box], organ_mask[box], tumor, field, gain, params, sigma_vox)
-    return list(zip(boxes, tumors))
+    for box, (tumor, inner), field in zip(boxes, tumors, fields):
+        _darken_group(ct_hu[box], organ_mask[box], tumor, inner, field, gain, params, sigma_vox)
+    return [(box, tumor) for box, (tumor, _) in zip(boxes, tumors)]
 
 
 def _check_inputs(ct_hu: np.ndarray, organ_mask: np.ndarray, params: TumorParams) -> None:
