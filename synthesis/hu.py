@@ -23,7 +23,7 @@ from synthesis.geometry import (
 )
 from synthesis.protocol import SynthesisOutput
 from synthesis import kernels
-from synthesis.banded import gaussian_band, separable_matmul
+from synthesis.banded import gaussian_band
 from synthesis.texture import texture_strip
 
 BLUR_TRUNCATE = 4.0  # scipy's default: the blur is exactly 0 farther than int(4 sigma + 0.5) voxels
@@ -114,14 +114,6 @@ def sample_params(organ_mask: np.ndarray, spacing: Sequence[float], rng: np.rand
     )
 
 
-def _blurred_mask(tumor: np.ndarray, inner: tuple[slice, ...], shape: tuple[int, ...],
-                  sigma_vox: np.ndarray) -> np.ndarray:
-    """gaussian_filter of the tumor mask placed at ``inner`` of a ``shape`` box (same values as
-    filtering the whole box): one axis at a time, each from the part that can be non-zero so far."""
-    return separable_matmul(tumor, [gaussian_band(n, s, BLUR_TRUNCATE) for n, s in zip(shape, sigma_vox)],
-                            cols=[sl.start for sl in inner])
-
-
 def _blend_boxes(parts, margin: np.ndarray, shape: Sequence[int]) -> list[tuple[list[int], list[int], list[int]]]:
     """Group the ellipsoids whose blend boxes (tumor box + blur margin) overlap.
 
@@ -167,11 +159,11 @@ def _group_tumor(parts, lo, hi) -> tuple[np.ndarray, tuple[slice, ...]]:
 def _darken_group(ct_box, organ_box, tumor, inner, field, gain, params, sigma_vox) -> None:
     """Darken one blend box of the CT (a view, in place) by texture * blurred mask * difference;
     the blur reads the tumor's own box ``inner`` only (the rest is zero)."""
-    blur = _blurred_mask(tumor[inner], inner, tumor.shape, sigma_vox)
-    region = organ_box if organ_box.dtype == bool else organ_box != 0
-    if not params.geometry.clip_to_organ:
-        region = region | tumor  # exophytic: the part outside the organ is tumor too (new array)
-    kernels.darken(ct_box, region, field, np.float32(gain), blur, np.float32(params.difference_hu))
+    bands = tuple((b.starts, b.weights, b.widths) for b in
+                  (gaussian_band(n, s, BLUR_TRUNCATE) for n, s in zip(tumor.shape, sigma_vox)))
+    kernels.blend_box(ct_box, organ_box, tumor, np.asarray([s.start for s in inner]),
+                      np.asarray([s.stop for s in inner]), bands, field, np.float32(gain),
+                      np.float32(params.difference_hu), not params.geometry.clip_to_organ)
 
 
 def apply_tumor_(ct_hu: np.ndarray, organ_mask: np.ndarray, params: TumorParams

@@ -129,18 +129,6 @@ def bright_mean(field, threshold):
 
 
 @njit(cache=True, nogil=True)
-def darken(ct_box, region, texture, gain, blur, difference):
-    """``ct -= clip(texture * gain, 0, 1) * blur * difference`` where ``region`` (in place)."""
-    for i in range(ct_box.shape[0]):
-        for j in range(ct_box.shape[1]):
-            for k in range(ct_box.shape[2]):
-                b = blur[i, j, k]
-                if b != 0.0 and region[i, j, k]:
-                    value = min(max(texture[i, j, k] * gain, np.float32(0.0)), np.float32(1.0))
-                    ct_box[i, j, k] -= value * b * difference
-
-
-@njit(cache=True, nogil=True)
 def _window_min(term, x, half, centre, pad):
     """min(term[x - half : x + half + 1]) for a padded ((x - centre) / r)^2 table (inf outside
     the canvas): the window's point nearest the centre."""
@@ -149,6 +137,63 @@ def _window_min(term, x, half, centre, pad):
     if x - half > centre:
         return term[x - half + pad]
     return np.float32(0.0)
+
+
+@njit(cache=True, nogil=True)
+def _blur_mask_last_axis(tumor, inner_lo, inner_hi, starts, weights, widths):
+    """Gaussian band of a binary mask along its last axis, on the rows of the tumor's own box:
+    a row's ones come in a few runs, so each output sums run slices of the row's prefix-summed
+    weights instead of every tap. Returns float32 (n_i, n_j, n_out) over the inner i, j."""
+    n_out = starts.shape[0]
+    cumulative = np.zeros((n_out, weights.shape[1] + 1), np.float32)
+    for o in range(n_out):
+        for t in range(widths[o]):
+            cumulative[o, t + 1] = cumulative[o, t] + weights[o, t]
+    out = np.zeros((inner_hi[0] - inner_lo[0], inner_hi[1] - inner_lo[1], n_out), np.float32)
+    for i in range(inner_lo[0], inner_hi[0]):
+        for j in range(inner_lo[1], inner_hi[1]):
+            k = inner_lo[2]
+            while k < inner_hi[2]:
+                if not tumor[i, j, k]:
+                    k += 1
+                    continue
+                run_start = k
+                while k < inner_hi[2] and tumor[i, j, k]:
+                    k += 1
+                for o in range(n_out):  # the run [run_start, k) against row o's taps
+                    a = min(max(run_start - starts[o], 0), widths[o])
+                    b = min(max(k - starts[o], 0), widths[o])
+                    if b > a:
+                        out[i - inner_lo[0], j - inner_lo[1], o] += cumulative[o, b] - cumulative[o, a]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def blend_box(ct_box, organ_box, tumor, inner_lo, inner_hi, bands, texture, gain, difference, exophytic):
+    """Darken one blend box in place: ``ct -= clip(texture * gain, 0, 1) * blur * difference``
+    on organ voxels (and tumor voxels when ``exophytic``), blur = the Gaussian of the tumor mask
+    (scipy's reflect at the box edges), sparing the full blurred array: the last pass darkens
+    each plane as soon as it is done. ``bands``: per axis (starts, weights, widths)."""
+    n0, n1, n2 = tumor.shape
+    # axis 2 on the tumor's own rows, then axis 1 on the tumor's i range, then axis 0 plane by plane
+    step2 = _blur_mask_last_axis(tumor, inner_lo, inner_hi, bands[2][0], bands[2][1], bands[2][2])
+    step1 = band_apply(step2, 1, bands[1][0], bands[1][1], bands[1][2], inner_lo[1])
+    starts, weights, widths = bands[0]
+    plane = np.empty((n1, n2), np.float32)
+    for o in range(n0):
+        plane[:, :] = 0.0
+        for t in range(max(0, inner_lo[0] - starts[o]), min(widths[o], inner_hi[0] - starts[o])):
+            w = weights[o, t]
+            src = step1[starts[o] + t - inner_lo[0]]
+            for j in range(n1):
+                for k in range(n2):
+                    plane[j, k] += w * src[j, k]
+        for j in range(n1):
+            for k in range(n2):
+                b = plane[j, k]
+                if b != 0.0 and (organ_box[o, j, k] != 0 or (exophytic and tumor[o, j, k])):
+                    value = min(max(texture[o, j, k] * gain, np.float32(0.0)), np.float32(1.0))
+                    ct_box[o, j, k] -= value * b * difference
 
 
 @njit(cache=True, nogil=True)

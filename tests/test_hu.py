@@ -7,7 +7,9 @@ import pytest
 from scipy import ndimage
 
 from synthesis.errors import SynthesisInputError
-from synthesis.hu import HuGenerator, HuRanges, TumorParams, _blurred_mask, sample_params, synthesize
+from synthesis.banded import gaussian_band
+from synthesis.hu import HuGenerator, HuRanges, TumorParams, sample_params, synthesize
+from synthesis.kernels import blend_box
 from synthesis.protocol import SynthesisOutput, TumorGenerator
 from synthesis.texture import hu_texture, reference_texture
 
@@ -100,17 +102,29 @@ def test_exophytic_kidney_tumor_is_darkened_outside_the_organ():
     pytest.fail("no exophytic draw")
 
 
-def test_blur_on_box_equals_full_volume_blur():
-    rng = np.random.default_rng(0)
-    tumor = ndimage.binary_dilation(rng.random((9, 7, 8)) > 0.6)
+@pytest.mark.parametrize("at_edge,exophytic", [(False, False), (True, False), (False, True)])
+def test_fused_blend_equals_texture_times_scipy_blur(at_edge, exophytic):
+    """blend_box (blur from the tumor's own box, run sums on the last axis, darkening plane by
+    plane) = ct - clip(texture * gain) * gaussian_filter(mask) * difference on its region."""
+    rng = np.random.default_rng(int(at_edge) + 2 * int(exophytic))
     sigma = np.array([1.3, 0.9, 2.0])
     margin = (4 * sigma + 0.5).astype(int) + 1
-    shape = tuple(np.asarray(tumor.shape) + 2 * margin)
-    inner = tuple(slice(m, m + n) for m, n in zip(margin, tumor.shape))
-    full = np.zeros(shape, np.float32)
-    full[inner] = tumor
-    np.testing.assert_allclose(_blurred_mask(tumor, inner, shape, sigma), ndimage.gaussian_filter(full, sigma),
-                               atol=1e-6)
+    tumor_core = ndimage.binary_dilation(rng.random((9, 7, 8)) > 0.6)
+    lo = np.zeros(3, int) if at_edge else margin  # at the volume edge: the box starts at the tumor
+    shape = tuple(lo + np.asarray(tumor_core.shape) + margin)
+    tumor = np.zeros(shape, bool)
+    tumor[tuple(slice(a, a + n) for a, n in zip(lo, tumor_core.shape))] = tumor_core
+    organ = rng.random(shape) > 0.3
+    ct = rng.normal(100, 10, shape).astype(np.float32)
+    texture, gain, difference = rng.random(shape).astype(np.float32), np.float32(1.7), np.float32(90.0)
+    bands = tuple((b.starts, b.weights, b.widths) for b in (gaussian_band(n, s) for n, s in zip(shape, sigma)))
+    out = ct.copy()
+    blend_box(out, organ, tumor, lo, lo + np.asarray(tumor_core.shape), bands, texture, gain, difference, exophytic)
+    blur = ndimage.gaussian_filter(tumor.astype(np.float64), sigma)  # mode reflect, truncate 4
+    region = organ | tumor if exophytic else organ
+    expected = np.where(region, ct - np.clip(texture * gain, 0, 1) * blur * difference, ct)
+    np.testing.assert_allclose(out, expected, atol=2e-4)
+    assert (out[~region] == ct[~region]).all()
 
 
 @pytest.mark.parametrize("sigma_a,sigma_b,spacing", [(3.0, 4.0, (1.0, 1.0, 1.0)), (12.0, 7.0, (1.0, 1.0, 1.0)),
