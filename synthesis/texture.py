@@ -114,8 +114,7 @@ def texture_field(shape: Sequence[int], spacing: Sequence[float], sigma_a_mm: fl
     z = separable_matmul(separable_matmul(noise, [p.noise_smooth for p in plans]), [p.noise_to_salt for p in plans])
     probability = scale * np.clip(0.5 + z / (2 * REFERENCE_Z_HALF_SPAN), 0.0, 1.0) + base
     cells = int(np.prod([p.factor for p in plans]))
-    counts = kernels.binomial_inversion(rng.random(probability.size, dtype=np.float32),
-                                        probability.ravel().astype(np.float64), cells)
+    counts = kernels.binomial_inversion(rng.random(probability.size, dtype=np.float32), probability.ravel(), cells)
     salt = separable_matmul(counts.reshape(probability.shape).astype(np.float32) / np.float32(cells),
                             [p.salt_smooth for p in plans])
     # beta from the smoothed field at the cell centres: the voxels get its linear interpolation,

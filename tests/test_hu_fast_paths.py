@@ -103,7 +103,7 @@ def test_binomial_inversion_matches_the_binomial_distribution(n, p):
 
     rng = np.random.default_rng(n)
     draws = 200_000 + 3  # not a multiple of the kernel's chunk
-    counts = np.bincount(binomial_inversion(rng.random(draws, dtype=np.float32), np.full(draws, p), n),
+    counts = np.bincount(binomial_inversion(rng.random(draws, dtype=np.float32), np.full(draws, p, np.float32), n),
                          minlength=n + 1)
     expected = stats.binom.pmf(np.arange(n + 1), n, p) * draws
     big = expected > 50  # each frequency within 5 binomial sd of its expectation
