@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from synthesis import kernels
+from synthesis import shape_kernels
 
 #: Axis pairs in the order the reference applies them.
 DEFORM_PLANES = ((0, 1), (1, 2), (0, 2))
@@ -74,7 +74,7 @@ def deformed_ellipsoid(radii_vox: Sequence[float], sigma_vox: Sequence[float],
     """
     radii = np.maximum(np.asarray(radii_vox, float), 0.5)
     canvas = [max(4, int(np.ceil(4 * r))) for r in radii]
-    out, lo = kernels.deformed_mask(*plane_displacements(canvas, sigma_vox, rng), radii)
+    out, lo = shape_kernels.deformed_mask(*plane_displacements(canvas, sigma_vox, rng), radii)
     return out, lo - np.asarray(canvas) // 2
 
 

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from synthesis import kernels
+from synthesis import shape_kernels
 from synthesis.elastic import deformed_ellipsoid
 from synthesis.errors import SynthesisInputError
 from synthesis.sizes import (  # noqa: F401  (re-exported: the geometry API includes the size types)
@@ -114,7 +114,7 @@ def organ_bbox(organ_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """
     if organ_mask.itemsize == 1 and organ_mask.flags.c_contiguous and organ_mask.size:
         # bool/uint8: one compiled pass gives the plane flags and the projection together
-        flags, union = kernels.mask_projections(organ_mask.view(np.uint8).reshape(organ_mask.shape[0], -1))
+        flags, union = shape_kernels.mask_projections(organ_mask.view(np.uint8).reshape(organ_mask.shape[0], -1))
         plane = union.reshape(organ_mask.shape[1:]) != 0
         rows = np.flatnonzero(flags)
     else:
@@ -161,10 +161,10 @@ def _pick_on_slice(organ_mask, lo, hi, z, spacing, organ, axial_axis, rng) -> tu
         inplane = [a for a in range(3) if a != axial_axis]
         half = tuple(max(1, int(round(LIVER_EROSION_HALF_WIDTH_MM / spacing[a]))) for a in inplane)
     rows, cols = rng.integers(plane.shape[0], size=REJECTION_TRIES), rng.integers(plane.shape[1], size=REJECTION_TRIES)
-    hit = kernels.first_candidate(plane, half[0], half[1], rows, cols)
+    hit = shape_kernels.first_candidate(plane, half[0], half[1], rows, cols)
     if hit >= 0:
         return int(rows[hit]), int(cols[hit])
-    candidates = kernels.plane_candidates(plane, *half)
+    candidates = shape_kernels.plane_candidates(plane, *half)
     if not len(candidates):
         return None
     row, col = np.unravel_index(candidates[rng.integers(len(candidates))], plane.shape)
@@ -258,7 +258,7 @@ def render_tumor_parts(organ_mask: np.ndarray, spacing: Sequence[float], geometr
         # The render box is padded by the largest possible displacement; the shape fills a
         # fraction of it (a large tumor's tight box is ~6x smaller), and every later stage
         # (texture, blur, blend) costs per box voxel: keep the tight box of what is left.
-        first, last = kernels.clip_extent(mask, organ_mask[box], geometry.clip_to_organ)
+        first, last = shape_kernels.clip_extent(mask, organ_mask[box], geometry.clip_to_organ)
         if np.any(last < first):
             continue
         parts.append((tuple(slice(s.start + int(a), s.start + int(b) + 1) for s, a, b in zip(box, first, last)),
