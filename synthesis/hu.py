@@ -180,7 +180,8 @@ def apply_tumor_(ct_hu: np.ndarray, organ_mask: np.ndarray, params: TumorParams
     spacing = np.asarray(params.spacing, float)
     parts = render_tumor_parts(organ_mask, spacing, params.geometry)  # every part has a voxel
     sigma_vox = params.edge_sigma_mm / spacing
-    margin = (BLUR_TRUNCATE * sigma_vox + 0.5).astype(int) + 1
+    # the blur's radius: it is zero beyond, and reflection at a box edge only reads the margin
+    margin = (BLUR_TRUNCATE * sigma_vox + 0.5).astype(int)
     groups = _blend_boxes(parts, margin, ct_hu.shape)
     boxes = [tuple(slice(int(a), int(b)) for a, b in zip(lo, hi)) for lo, hi, _ in groups]
     tumors = [_group_tumor([parts[i] for i in members], lo, hi) for lo, hi, members in groups]

@@ -108,7 +108,7 @@ def test_fused_blend_equals_texture_times_scipy_blur(at_edge, exophytic):
     plane) = ct - clip(texture * gain) * gaussian_filter(mask) * difference on its region."""
     rng = np.random.default_rng(int(at_edge) + 2 * int(exophytic))
     sigma = np.array([1.3, 0.9, 2.0])
-    margin = (4 * sigma + 0.5).astype(int) + 1
+    margin = (4 * sigma + 0.5).astype(int)  # the blur radius, as apply_tumor_ uses
     tumor_core = ndimage.binary_dilation(rng.random((9, 7, 8)) > 0.6)
     lo = np.zeros(3, int) if at_edge else margin  # at the volume edge: the box starts at the tumor
     shape = tuple(lo + np.asarray(tumor_core.shape) + margin)
@@ -125,6 +125,26 @@ def test_fused_blend_equals_texture_times_scipy_blur(at_edge, exophytic):
     expected = np.where(region, ct - np.clip(texture * gain, 0, 1) * blur * difference, ct)
     np.testing.assert_allclose(out, expected, atol=2e-4)
     assert (out[~region] == ct[~region]).all()
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.8, 1.2, 2.5)])
+def test_box_blending_equals_full_volume_blur_with_unit_texture(monkeypatch, spacing):
+    """With the texture forced to 1, the darkening is difference * gaussian_filter(whole tumor
+    mask): the blend boxes, their margins and grouping lose nothing (also at the volume edge,
+    where scipy reflects as the boxes do)."""
+    import synthesis.hu as hu
+
+    def unit_texture(shapes, *args, **kwargs):
+        return [np.ones(tuple(shape), np.float32) for shape in shapes], 1.0
+
+    monkeypatch.setattr(hu, "texture_strip", unit_texture)
+    ct, organ = make_case(spacing, extent=(60, 50, 50), semi=(40, 34, 32))  # the organ fills the box edges
+    for seed, size in enumerate(("tiny", "small", "medium")):
+        params = sample_params(organ, spacing, np.random.default_rng(seed), organ="liver", size_type=size)
+        out, tumor = synthesize(ct, organ, params)
+        blur = ndimage.gaussian_filter(tumor.astype(np.float64), params.edge_sigma_mm / np.asarray(spacing))
+        expected = np.where(organ, ct - blur * params.difference_hu, ct)
+        np.testing.assert_allclose(out, expected, atol=2e-3)
 
 
 @pytest.mark.parametrize("sigma_a,sigma_b,spacing", [(3.0, 4.0, (1.0, 1.0, 1.0)), (12.0, 7.0, (1.0, 1.0, 1.0)),
