@@ -18,7 +18,7 @@ import numpy as np
 
 from synthesis.errors import SynthesisInputError
 from synthesis.geometry import (
-    PreparedOrgan, TumorGeometry, normalise_size_probs, render_tumor_parts,
+    PreparedOrgan, TumorGeometry, normalise_size_probs, prepare_organ, render_tumor_parts,
     sample_geometry, sample_size_type, sample_with_size_fallback,
 )
 from synthesis.protocol import SynthesisOutput
@@ -246,6 +246,7 @@ class HuGenerator:
             organ_mask, spacing, rng, self.ranges, self.organ, size_type=size_type, axial_axis=self.axial_axis))[1]
 
     def _one(self, ct, organ_mask, spacing, rng) -> tuple[np.ndarray, np.ndarray, TumorParams]:
+        organ_mask = prepare_organ(organ_mask)  # one scan of the mask for all draws
         for _ in range(self.MAX_EMPTY_RETRIES):
             params = self.sample(organ_mask, spacing, rng)
             ct_out, mask = synthesize(ct, organ_mask, params)
