@@ -49,6 +49,12 @@ class Band:
             out[row, a:a + w] = self.weights[row, :w]
         return out
 
+    def first_rows(self, rows: int, n_in: int) -> "Band":
+        """The first ``rows`` rows as a matrix with ``n_in`` columns (they must fit)."""
+        if rows > len(self.starts) or int((self.starts[:rows] + self.widths[:rows]).max(initial=0)) > n_in:
+            raise ValueError(f"band {self.shape}: its first {rows} rows do not fit {n_in} columns")
+        return Band(self.starts[:rows], self.widths[:rows], self.weights[:rows], n_in)
+
     def scaled(self, factor: float) -> "Band":
         return Band(self.starts, self.widths, (self.weights * np.float32(factor)), self.n_in)
 

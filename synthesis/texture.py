@@ -18,6 +18,7 @@ normalised field is 0.5 + z / (2 * 6.0).
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
@@ -26,7 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from synthesis import kernels
-from synthesis.banded import gaussian_band, lerp_band, separable_matmul
+from synthesis.banded import Band, gaussian_band, lerp_band, separable_matmul
 
 REFERENCE_Z_HALF_SPAN = 6.0
 SALT_CELL_SIGMAS = 2.0  # salt field: coarse sigma >= about 2 cells so linear interpolation is smooth
@@ -91,17 +92,55 @@ class _AxisPlan:
     salt_to_voxels: Band  # ... interpolated at the voxels
 
 
-@lru_cache(maxsize=4096)
-def _axis_plan(n: int, sigma_a_vox: float, sigma_b_vox: float) -> _AxisPlan:
+def _plan_from(n: int, salt: _CoarseAxis, noise: _CoarseAxis, noise_to_salt: Band, salt_to_voxels: Band) -> _AxisPlan:
+    noise_sigma = round(noise.sigma, 9)
+    # gaussian_field: unit-variance smoothing of white noise (divide by the kernel's energy)
+    return _AxisPlan(
+        noise.size, salt.factor, _unit_noise_band(noise.size, noise_sigma), noise_to_salt,
+        gaussian_band(salt.size, salt.sigma, SALT_TRUNCATE), salt_to_voxels)
+
+
+@lru_cache(maxsize=1024)
+def _unit_noise_band(size: int, sigma: float) -> Band:
+    return gaussian_band(size, sigma).scaled(1 / np.sqrt(kernel_energy(sigma)))
+
+
+def _axis_plan_direct(n: int, sigma_a_vox: float, sigma_b_vox: float) -> _AxisPlan:
+    """The operators of one axis of a texture box of n voxels, built from scratch."""
     salt = _CoarseAxis(0, n - 1, sigma_b_vox, SALT_CELL_SIGMAS)
     centres = salt.centres()
     noise = _CoarseAxis(centres.min(), centres.max(), sigma_a_vox, PROBABILITY_CELL_SIGMAS)
-    # gaussian_field: unit-variance smoothing of white noise (divide by the kernel's energy)
-    noise_sigma = round(noise.sigma, 9)
-    return _AxisPlan(
-        noise.size, salt.factor, gaussian_band(noise.size, noise_sigma).scaled(1 / np.sqrt(kernel_energy(noise_sigma))),
-        lerp_band(*noise.interp_weights(centres), noise.size), gaussian_band(salt.size, salt.sigma, SALT_TRUNCATE),
-        lerp_band(*salt.interp_weights(np.arange(n, dtype=float)), salt.size))
+    return _plan_from(n, salt, noise, lerp_band(*noise.interp_weights(centres), noise.size),
+                      lerp_band(*salt.interp_weights(np.arange(n, dtype=float)), salt.size))
+
+
+TEMPLATE_VOXELS = 1024
+
+
+@lru_cache(maxsize=256)
+def _axis_template(sigma_a_vox: float, sigma_b_vox: float) -> tuple[_CoarseAxis, _CoarseAxis, Band, Band]:
+    """The grids and interpolations of a TEMPLATE_VOXELS-long axis: a shorter axis's are their
+    first rows (the grids start at the same place and nothing is clipped at their ends)."""
+    salt = _CoarseAxis(0, TEMPLATE_VOXELS - 1, sigma_b_vox, SALT_CELL_SIGMAS)
+    centres = salt.centres()
+    noise = _CoarseAxis(centres.min(), centres.max(), sigma_a_vox, PROBABILITY_CELL_SIGMAS)
+    return (salt, noise, lerp_band(*noise.interp_weights(centres), noise.size),
+            lerp_band(*salt.interp_weights(np.arange(TEMPLATE_VOXELS, dtype=float)), salt.size))
+
+
+@lru_cache(maxsize=4096)
+def _axis_plan(n: int, sigma_a_vox: float, sigma_b_vox: float) -> _AxisPlan:
+    """``_axis_plan_direct`` (tested equal), cut from a cached long axis: box sizes vary from
+    tumor to tumor, and building the operators from scratch cost more than using them."""
+    if n > TEMPLATE_VOXELS:
+        return _axis_plan_direct(n, sigma_a_vox, sigma_b_vox)
+    salt_t, noise_t, to_salt_t, to_voxels_t = _axis_template(sigma_a_vox, sigma_b_vox)
+    salt, noise = copy.copy(salt_t), copy.copy(noise_t)
+    salt.size = int(np.ceil(n / salt.factor)) + 2 * salt.pad
+    last_centre = (salt.size - 1 - salt.pad) * salt.factor + (salt.factor - 1) / 2.0
+    noise.size = int(np.ceil((last_centre - noise.origin + 1) / noise.factor)) + 2 * noise.pad
+    return _plan_from(n, salt, noise, to_salt_t.first_rows(salt.size, noise.size),
+                      to_voxels_t.first_rows(n, salt.size))
 
 
 def texture_field(shape: Sequence[int], spacing: Sequence[float], sigma_a_mm: float, sigma_b_mm: float,

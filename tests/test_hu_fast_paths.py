@@ -109,3 +109,15 @@ def test_binomial_inversion_matches_the_binomial_distribution(n, p):
     big = expected > 50  # each frequency within 5 binomial sd of its expectation
     assert np.all(np.abs(counts[big] - expected[big]) < 5 * np.sqrt(expected[big]) + 1)
     assert counts.sum() == draws
+
+
+def test_texture_axis_plans_cut_from_the_template_equal_direct_ones():
+    from synthesis.texture import _axis_plan, _axis_plan_direct
+
+    fields = ("noise_smooth", "noise_to_salt", "salt_smooth", "salt_to_voxels")
+    for sigma_a, sigma_b in [(3.0, 4.0), (15.0, 7.0), (1.2, 1.6), (7.5, 2.8)]:
+        for n in (1, 2, 7, 20, 33, 64, 101, 250):
+            cut, direct = _axis_plan(n, sigma_a, sigma_b), _axis_plan_direct(n, sigma_a, sigma_b)
+            assert (cut.noise_size, cut.factor) == (direct.noise_size, direct.factor)
+            for name in fields:
+                np.testing.assert_array_equal(getattr(cut, name).dense(), getattr(direct, name).dense(), err_msg=name)
