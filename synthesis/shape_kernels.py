@@ -60,14 +60,17 @@ def follow_deformation(lo, hi, centre, d02a, d02b, d12a_t, d12b_t, d01a, d01b, t
                 j0 -= 1
             while j1 < hi[1] and (a + _window_min(terms[1], j1, half1, centre[1], pad)) + c <= one:
                 j1 += 1
-            d12a_k, d12b_k = d12a_t[ck], d12b_t[ck]
-            for j in range(j0, j1):
-                qj = j + d12a_k[j]
-                if not inside[1][qj + pad]:
+            d12a_k, d12b_k, d01a_i, d01b_i = d12a_t[ck], d12b_t[ck], d01a[ci], d01b[ci]
+            t0, t1, t2, in1 = terms[0], terms[1], terms[2], inside[1]
+            # unsigned indices (all are >= 0 here): numba then skips its negative-index checks
+            for uj in range(np.uint64(j0), np.uint64(j1)):
+                j = np.int64(uj)
+                qj = j + d12a_k[uj]
+                if not in1[np.uint64(qj + pad)]:
                     continue
-                cj = min(max(qj, 0), n1 - 1)
-                total = terms[0][qi + d01a[ci, cj] + pad] + terms[1][qj + d01b[ci, cj] + pad]
-                if total + terms[2][qk + d12b_k[j] + pad] <= one:
+                cj = np.uint64(min(max(qj, 0), n1 - 1))
+                total = t0[np.uint64(qi + pad + d01a_i[cj])] + t1[np.uint64(qj + pad + d01b_i[cj])]
+                if total + t2[np.uint64(qk + pad + d12b_k[uj])] <= one:
                     out[i - lo[0], j - lo[1], k - lo[2]] = True
                     first[0], last[0] = min(first[0], i), max(last[0], i)
                     first[1], last[1] = min(first[1], j), max(last[1], j)
