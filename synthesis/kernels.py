@@ -140,25 +140,27 @@ def _blur_mask_last_axis(tumor, inner_lo, inner_hi, starts, weights, widths):
     weights instead of every tap. Returns float32 (n_i, n_j, n_out) over the inner i, j."""
     n_out = starts.shape[0]
     cumulative = np.zeros((n_out, weights.shape[1] + 1), np.float32)
+    reach = 0  # row o only reads columns o - reach .. o + reach
     for o in range(n_out):
+        reach = max(reach, o - starts[o], starts[o] + widths[o] - 1 - o)
         for t in range(widths[o]):
             cumulative[o, t + 1] = cumulative[o, t] + weights[o, t]
     out = np.zeros((inner_hi[0] - inner_lo[0], inner_hi[1] - inner_lo[1], n_out), np.float32)
     for i in range(inner_lo[0], inner_hi[0]):
         for j in range(inner_lo[1], inner_hi[1]):
+            row, line = tumor[i, j], out[i - inner_lo[0], j - inner_lo[1]]
             k = inner_lo[2]
             while k < inner_hi[2]:
-                if not tumor[i, j, k]:
+                if not row[np.uint64(k)]:  # unsigned: no negative-index check
                     k += 1
                     continue
                 run_start = k
-                while k < inner_hi[2] and tumor[i, j, k]:
+                while k < inner_hi[2] and row[np.uint64(k)]:
                     k += 1
-                for o in range(n_out):  # the run [run_start, k) against row o's taps
+                for o in range(max(0, run_start - reach), min(n_out, k + reach)):  # rows that see the run
                     a = min(max(run_start - starts[o], 0), widths[o])
                     b = min(max(k - starts[o], 0), widths[o])
-                    if b > a:
-                        out[i - inner_lo[0], j - inner_lo[1], o] += cumulative[o, b] - cumulative[o, a]
+                    line[o] += cumulative[o, b] - cumulative[o, a]
     return out
 
 
