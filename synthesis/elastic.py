@@ -49,14 +49,10 @@ def plane_displacements(canvas: Sequence[int], sigma_vox: Sequence[float],
         For each plane (a, b) in ``DEFORM_PLANES``: float32 array (2, n_a, n_b), the
         displacement along a and along b, in voxels.
     """
-    fields = []
     # one draw for the three planes (the same numbers as three draws, one per plane)
     controls = rng.standard_normal((len(DEFORM_PLANES), 2, CONTROL_POINTS, CONTROL_POINTS))
-    for (a, b), control in zip(DEFORM_PLANES, controls):
-        control *= np.asarray([sigma_vox[a], sigma_vox[b]])[:, None, None]
-        left, right = _spline_matrix(canvas[a], CONTROL_POINTS), _spline_matrix(canvas[b], CONTROL_POINTS)
-        fields.append((np.matmul(left, control) @ right.T).astype(np.float32))  # left @ c @ right^T
-    return fields
+    splines = [_spline_matrix(int(n), CONTROL_POINTS) for n in canvas]
+    return list(shape_kernels.plane_fields(controls, np.asarray(sigma_vox, np.float64), *splines))
 
 
 def deformed_ellipsoid(radii_vox: Sequence[float], sigma_vox: Sequence[float],

@@ -140,6 +140,38 @@ def deformed_mask(f01, f12, f02, radii):
 
 
 @njit(cache=True, nogil=True)
+def _spline_field(left, control, right):
+    """float32 (2, n_a, n_b) = left @ control[c] @ right.T for c = 0, 1 (float64 sums)."""
+    out = np.empty((2, left.shape[0], right.shape[0]), np.float32)
+    for c in range(2):
+        inner = left @ control[c]  # (n_a, points)
+        for x in range(left.shape[0]):
+            for y in range(right.shape[0]):
+                total = 0.0
+                for q in range(right.shape[1]):
+                    total += inner[x, q] * right[y, q]
+                out[c, x, y] = total
+    return out
+
+
+@njit(cache=True, nogil=True)
+def plane_fields(controls, sigma, spline0, spline1, spline2):
+    """Displacement fields of the planes (0,1), (1,2), (0,2) from standard-normal control
+    points (3, 2, p, p): control[plane][c] * sigma of the plane's c-th axis, upsampled with the
+    per-axis cubic-spline matrices (n_axis, p)."""
+    splines = (spline0, spline1, spline2)
+    planes = ((0, 1), (1, 2), (0, 2))
+    fields = []
+    for index in range(3):
+        a, b = planes[index]
+        control = controls[index].copy()
+        control[0] *= sigma[a]
+        control[1] *= sigma[b]
+        fields.append(_spline_field(splines[a], control, splines[b]))
+    return fields[0], fields[1], fields[2]
+
+
+@njit(cache=True, nogil=True)
 def _line_erosion(keep, half, axis):
     """AND of ``keep`` over a centred line of 2*half+1 voxels along ``axis`` of a 2D array,
     outside the array counting as True: prefix counts of False, row by row (contiguous)."""
