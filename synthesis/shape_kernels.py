@@ -22,6 +22,21 @@ def _window_min(term, x, half, centre, pad):
 
 
 @njit(cache=True, nogil=True)
+def _j_interval(a, c, half1, lo1, hi1, term1, centre1, pad):
+    """The j in [lo1, hi1) where (a + m1(j)) + c <= 1, m1 = the window minimum of term1 over
+    +-half1: m1 = 0 on [centre - half1, centre + half1] and grows outwards (a valley), so the
+    interval is grown outwards from there."""
+    one = np.float32(1.0)
+    j0 = min(max(centre1 - half1, lo1), hi1)
+    j1 = max(min(centre1 + half1 + 1, hi1), j0)
+    while j0 > lo1 and (a + _window_min(term1, j0 - 1, half1, centre1, pad)) + c <= one:
+        j0 -= 1
+    while j1 < hi1 and (a + _window_min(term1, j1, half1, centre1, pad)) + c <= one:
+        j1 += 1
+    return j0, j1
+
+
+@njit(cache=True, nogil=True)
 def follow_deformation(lo, hi, centre, d02a, d02b, d12a_t, d12b_t, d01a, d01b, terms, inside, reach, pad):
     """Voxels of ``lo..hi`` (canvas coordinates) whose composed three-plane map lands in the
     ellipsoid: out[p] = E(D01(D12(D02(p)))) with integer displacement tables (see elastic.py).
@@ -52,14 +67,7 @@ def follow_deformation(lo, hi, centre, d02a, d02b, d12a_t, d12b_t, d01a, d01b, t
             c = _window_min(terms[2], qk, reach[3][ck], centre[2], pad)
             if a + c > one:  # even the window minimum 0 of m1 fails
                 continue
-            # m1 = 0 on [centre - half1, centre + half1]; grow the interval outwards from there
-            half1 = reach[1][ci] + reach[2][ck]
-            j0 = min(max(centre[1] - half1, lo[1]), hi[1])
-            j1 = max(min(centre[1] + half1 + 1, hi[1]), j0)
-            while j0 > lo[1] and (a + _window_min(terms[1], j0 - 1, half1, centre[1], pad)) + c <= one:
-                j0 -= 1
-            while j1 < hi[1] and (a + _window_min(terms[1], j1, half1, centre[1], pad)) + c <= one:
-                j1 += 1
+            j0, j1 = _j_interval(a, c, reach[1][ci] + reach[2][ck], lo[1], hi[1], terms[1], centre[1], pad)
             d12a_k, d12b_k, d01a_i, d01b_i = d12a_t[ck], d12b_t[ck], d01a[ci], d01b[ci]
             t0, t1, t2, in1 = terms[0], terms[1], terms[2], inside[1]
             # unsigned indices (all are >= 0 here): numba then skips its negative-index checks
