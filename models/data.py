@@ -190,6 +190,9 @@ def epoch_batches(volumes, cfg: TrainConfig, epoch: int, n_batches: int, generat
     if cfg.num_workers == 0:
         yield from (dataset[b] for b in range(n_batches))
         return
+    warm_up = getattr(generator, "warm_up", None)  # optional TumorGenerator hook
+    if synth_here and callable(warm_up):
+        warm_up()  # compiled code loaded before the workers fork is shared by all of them
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False, num_workers=cfg.num_workers,
                                          collate_fn=_identity)
     for b, item in enumerate(loader):

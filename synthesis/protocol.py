@@ -36,6 +36,9 @@ class TumorGenerator(Protocol):
         organ_mask: (B, X, Y, Z) bool organ masks of the crops. Not modified.
         spacing: voxel spacing in mm, shared by the batch.
         rng: numpy Generator, the only source of randomness.
+
+    Optional: ``warm_up()``, called once in the trainer's process before DataLoader workers
+    fork (HuGenerator loads its compiled kernels there, so the workers share them).
     """
 
     name: str

@@ -77,6 +77,10 @@ class CountingGenerator:
         self.radius = radius
         self.calls: list[int] = []
         self.crop_markers: list[set] = []
+        self.warm_ups = 0
+
+    def warm_up(self):
+        self.warm_ups += 1
 
     def __call__(self, ct_hu, organ_mask, spacing, rng):
         ct = np.array(ct_hu, dtype=np.float32, copy=True)

@@ -208,3 +208,13 @@ def test_generator_falls_back_to_smaller_size_only_when_mixed():
     assert sizes == {"small"}
     with pytest.raises(SynthesisInputError, match="too small for a 'large'"):
         HuGenerator("liver", size_probs={"large": 1.0})(ct, organ, spacing, np.random.default_rng(0))
+
+
+def test_generator_warm_up_synthesizes_once():
+    generator = HuGenerator("liver")
+    calls = []
+    original = generator._one
+    generator._one = lambda *args: calls.append(1) or original(*args)
+    generator.warm_up()
+    generator.warm_up()
+    assert calls == [1] and generator._warm

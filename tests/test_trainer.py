@@ -164,6 +164,7 @@ def test_worker_loading_gives_the_same_batches(items):
     serial = list(epoch_batches(volumes, _config(num_workers=0, synth_prob=1.0), 4, 3, generator))
     parallel = list(epoch_batches(volumes, _config(num_workers=2, synth_prob=1.0), 4, 3, generator))
     assert sum(b["n_synth"] for b in serial) > 0
+    assert generator.warm_ups == 1  # workers synthesize: warmed in this process before they fork
     for a, b in zip(serial, parallel, strict=True):
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
 
