@@ -232,7 +232,10 @@ class HuGenerator:
                  size_probs: Mapping[str, float] | None = None, ranges: HuRanges | None = None,
                  axial_axis: int = 2):
         self.organ = organ
-        self.device = device  # numpy only; kept so every generator takes the same arguments
+        # numpy/numba on the CPU whatever device trains: reporting "cpu" lets the trainer run it in
+        # its DataLoader workers (a CUDA generator must run in the main process)
+        self.device = "cpu"
+        del device  # accepted so every generator takes the same arguments
         self.size_probs = normalise_size_probs(size_probs)
         self.ranges = ranges or HuRanges()
         self.axial_axis = axial_axis

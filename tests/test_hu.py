@@ -218,3 +218,9 @@ def test_generator_warm_up_synthesizes_once():
     generator.warm_up()
     generator.warm_up()
     assert calls == [1] and generator._warm
+
+
+def test_generator_reports_cpu_so_the_trainer_synthesizes_in_workers():
+    from models.data import _generator_on_cuda
+
+    assert not _generator_on_cuda(HuGenerator("liver", device="cuda"))
