@@ -88,15 +88,12 @@ def lerp_matrix(left: np.ndarray, weight: np.ndarray, n_in: int) -> np.ndarray:
     return lerp_band(left, weight, n_in).dense()
 
 
-def separable_matmul(field: np.ndarray, matrices: Sequence["Band | np.ndarray | None"],
-                     cols: Sequence[int] | None = None) -> np.ndarray:
+def separable_matmul(field: np.ndarray, matrices: Sequence["Band | np.ndarray | None"]) -> np.ndarray:
     """Apply one (n_out, n_in) matrix per axis of a 3D array (None skips an axis); float32 out.
 
     Args:
         field: 3D array.
         matrices: per axis a Band, a dense matrix (converted) or None.
-        cols: per axis, the first matrix column that ``field`` holds (default 0): ``field`` is
-            then the non-zero part of a longer input (e.g. a mask inside its blend box).
     """
     field = np.ascontiguousarray(field, dtype=np.float32)
     for axis in (2, 1, 0):  # the contiguous axis is the slowest pass: do it on the smallest array
@@ -104,18 +101,12 @@ def separable_matmul(field: np.ndarray, matrices: Sequence["Band | np.ndarray | 
         if matrix is None:
             continue
         band = matrix if isinstance(matrix, Band) else Band.from_dense(np.asarray(matrix))
-        col0 = 0 if cols is None else int(cols[axis])
-        if col0 < 0 or col0 + field.shape[axis] > band.n_in:
-            raise ValueError(f"matrix {band.shape} does not fit axis {axis} of shape {field.shape} at column {col0}")
+        if field.shape[axis] != band.n_in:
+            raise ValueError(f"matrix {band.shape} does not fit axis {axis} of shape {field.shape}")
         if axis == 2:  # a sum along the contiguous axis does not vectorise: filter the transpose
             field = np.ascontiguousarray(field.transpose(0, 2, 1))
-            field = kernels.band_apply(field, 1, band.starts, band.weights, band.widths, col0)
+            field = kernels.band_apply(field, 1, band.starts, band.weights, band.widths, 0)
             field = np.ascontiguousarray(field.transpose(0, 2, 1))
         else:
-            field = kernels.band_apply(field, axis, band.starts, band.weights, band.widths, col0)
+            field = kernels.band_apply(field, axis, band.starts, band.weights, band.widths, 0)
     return field
-
-
-def gaussian_filter_banded(field: np.ndarray, sigmas: Sequence[float], truncate: float = 4.0) -> np.ndarray:
-    """Same values as ``ndimage.gaussian_filter(field, sigmas, truncate=truncate)`` (reflect)."""
-    return separable_matmul(field, [gaussian_band(n, s, truncate) for n, s in zip(field.shape, sigmas)])

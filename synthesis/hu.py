@@ -16,14 +16,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from synthesis import kernels
+from synthesis.banded import gaussian_band
 from synthesis.errors import SynthesisInputError
 from synthesis.geometry import (
     PreparedOrgan, TumorGeometry, normalise_size_probs, prepare_organ, render_tumor_parts,
     sample_geometry, sample_size_type, sample_with_size_fallback,
 )
 from synthesis.protocol import SynthesisOutput
-from synthesis import kernels
-from synthesis.banded import gaussian_band
 from synthesis.texture import texture_strip
 
 BLUR_TRUNCATE = 4.0  # scipy's default: the blur is exactly 0 farther than int(4 sigma + 0.5) voxels
@@ -183,10 +183,10 @@ def apply_tumor_(ct_hu: np.ndarray, organ_mask: np.ndarray, params: TumorParams
     # the blur's radius: it is zero beyond, and reflection at a box edge only reads the margin
     margin = (BLUR_TRUNCATE * sigma_vox + 0.5).astype(int)
     groups = _blend_boxes(parts, margin, ct_hu.shape)
-    boxes = [tuple(slice(int(a), int(b)) for a, b in zip(lo, hi)) for lo, hi, _ in groups]
-    tumors = [_group_tumor([parts[i] for i in members], lo, hi) for lo, hi, members in groups]
     if not groups:
         return []
+    boxes = [tuple(slice(int(a), int(b)) for a, b in zip(lo, hi)) for lo, hi, _ in groups]
+    tumors = [_group_tumor([parts[i] for i in members], lo, hi) for lo, hi, members in groups]
     fields, gain = texture_strip([t.shape for t, _ in tumors], spacing, params.sigma_a_mm, params.sigma_b_mm,
                                  params.scale, params.base, params.u0, np.random.default_rng(params.texture_seed))
     for box, (tumor, inner), field in zip(boxes, tumors, fields):
@@ -239,6 +239,7 @@ class HuGenerator:
         self.size_probs = normalise_size_probs(size_probs)
         self.ranges = ranges or HuRanges()
         self.axial_axis = axial_axis
+        self._warm = False  # compiled kernels loaded in this process (warm_up)
         del checkpoint  # model-based: no weights
 
     def sample(self, organ_mask: np.ndarray, spacing: Sequence[float], rng: np.random.Generator) -> TumorParams:
@@ -251,7 +252,7 @@ class HuGenerator:
     def warm_up(self) -> None:
         """Load the compiled kernels in this process (once): call it before forking DataLoader
         workers, which then share them instead of each loading them again (~1 s a worker)."""
-        if getattr(self, "_warm", False):
+        if self._warm:
             return
         grid = np.ogrid[:40, :40, :40]
         organ = sum(((g - 20) / 17.0) ** 2 for g in grid) <= 1

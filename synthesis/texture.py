@@ -63,7 +63,16 @@ class _CoarseAxis:
         self.sigma = float(np.sqrt(max(residual, 0.25))) / self.factor
         self.pad = int(PAD_SIGMAS * self.sigma + 0.5) + 1
         self.origin = float(np.floor(start))
-        self.size = int(np.ceil((stop - self.origin + 1) / self.factor)) + 2 * self.pad
+        self.size = self._size_to(stop)
+
+    def _size_to(self, stop: float) -> int:
+        return int(np.ceil((stop - self.origin + 1) / self.factor)) + 2 * self.pad
+
+    def ending_at(self, stop: float) -> "_CoarseAxis":
+        """The same grid (origin, cells, margin) covering fine coordinates up to ``stop``."""
+        out = copy.copy(self)
+        out.size = self._size_to(stop)
+        return out
 
     def centres(self) -> np.ndarray:
         """Fine coordinates of the coarse cell centres."""
@@ -92,7 +101,7 @@ class _AxisPlan:
     salt_to_voxels: Band  # ... interpolated at the voxels
 
 
-def _plan_from(n: int, salt: _CoarseAxis, noise: _CoarseAxis, noise_to_salt: Band, salt_to_voxels: Band) -> _AxisPlan:
+def _plan_from(salt: _CoarseAxis, noise: _CoarseAxis, noise_to_salt: Band, salt_to_voxels: Band) -> _AxisPlan:
     noise_sigma = round(noise.sigma, 9)
     # gaussian_field: unit-variance smoothing of white noise (divide by the kernel's energy)
     return _AxisPlan(
@@ -110,7 +119,7 @@ def _axis_plan_direct(n: int, sigma_a_vox: float, sigma_b_vox: float) -> _AxisPl
     salt = _CoarseAxis(0, n - 1, sigma_b_vox, SALT_CELL_SIGMAS)
     centres = salt.centres()
     noise = _CoarseAxis(centres.min(), centres.max(), sigma_a_vox, PROBABILITY_CELL_SIGMAS)
-    return _plan_from(n, salt, noise, lerp_band(*noise.interp_weights(centres), noise.size),
+    return _plan_from(salt, noise, lerp_band(*noise.interp_weights(centres), noise.size),
                       lerp_band(*salt.interp_weights(np.arange(n, dtype=float)), salt.size))
 
 
@@ -135,12 +144,9 @@ def _axis_plan(n: int, sigma_a_vox: float, sigma_b_vox: float) -> _AxisPlan:
     if n > TEMPLATE_VOXELS:
         return _axis_plan_direct(n, sigma_a_vox, sigma_b_vox)
     salt_t, noise_t, to_salt_t, to_voxels_t = _axis_template(sigma_a_vox, sigma_b_vox)
-    salt, noise = copy.copy(salt_t), copy.copy(noise_t)
-    salt.size = int(np.ceil(n / salt.factor)) + 2 * salt.pad
-    last_centre = (salt.size - 1 - salt.pad) * salt.factor + (salt.factor - 1) / 2.0
-    noise.size = int(np.ceil((last_centre - noise.origin + 1) / noise.factor)) + 2 * noise.pad
-    return _plan_from(n, salt, noise, to_salt_t.first_rows(salt.size, noise.size),
-                      to_voxels_t.first_rows(n, salt.size))
+    salt = salt_t.ending_at(n - 1)
+    noise = noise_t.ending_at(salt.centres()[-1])
+    return _plan_from(salt, noise, to_salt_t.first_rows(salt.size, noise.size), to_voxels_t.first_rows(n, salt.size))
 
 
 def texture_field(shape: Sequence[int], spacing: Sequence[float], sigma_a_mm: float, sigma_b_mm: float,
