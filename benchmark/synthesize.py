@@ -3,10 +3,16 @@
 Used by ``tumorbench synthesize``. Any orientation and spacing: the arrays are brought to the
 closest canonical (RAS) orientation for synthesis (so the axial axis is the last one, as in the
 training pipeline) and back before writing. Voxel centres in params.json refer to that RAS
-array; ``--replay`` re-applies them to the same inputs bit for bit.
+array; ``--replay`` re-applies them to the same inputs bit for bit on CPU (params.json records the
+sha256 of the RAS CT and organ mask, and replay refuses other inputs).
+
+``--count N`` draws N tumors independently on the input CT and keeps, per voxel, the largest
+change any of them makes, so overlapping tumors are not darkened twice (the reference darkens the
+union of its ellipsoids once).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -16,13 +22,13 @@ import numpy as np
 from benchmark.errors import InputError
 from benchmark.io import atomic_dir, load_nifti, read_json, save_nifti_atomic, write_json_atomic
 
-SIZE_CHOICES = ("tiny", "small", "medium", "large", "early", "random")
+SIZE_CHOICES = ("tiny", "small", "medium", "large", "mix", "early", "random")
 METHODS = ("hu", "difftumor")
 ORGANS = ("liver", "pancreas", "kidney")
 
 
 def size_probs_for(size: str) -> dict[str, float] | None:
-    """--size value -> generator size probabilities (None = default early/medium/large mix)."""
+    """--size value -> generator size probabilities (None: the method's own default mix)."""
     if size not in SIZE_CHOICES:
         raise InputError(f"--size {size!r}: expected one of {', '.join(SIZE_CHOICES)}")
     return None if size == "random" else {size: 1.0}
@@ -106,28 +112,46 @@ def _write(out_dir: Path, ct_img, ct_ras, tumor_ras, back, params: Mapping[str, 
         write_json_atomic(tmp / "params.json", params)
 
 
+def content_sha256(*arrays: np.ndarray) -> str:
+    """sha256 of the arrays' shapes, dtypes and bytes (C order)."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.shape}{array.dtype.str}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _combine(ct: np.ndarray, out: np.ndarray, tumor_ct: np.ndarray) -> None:
+    """Fold one tumor's CT (drawn on ``ct``) into ``out`` in place: each voxel keeps the larger
+    change from ``ct`` (no double darkening where tumors overlap)."""
+    larger = np.abs(tumor_ct - ct) > np.abs(out - ct)
+    out[larger] = tumor_ct[larger]
+
+
 def _generate(generator, ct, organ, spacing, count: int, seed: int, progress: bool):
     from tqdm import tqdm
 
     rng = np.random.default_rng(seed)
-    tumor = np.zeros(organ.shape, bool)
+    out, tumor = ct.copy(), np.zeros(organ.shape, bool)
     tumors = []
     for _ in tqdm(range(count), desc="tumors", disable=not progress or count == 1):
-        out = generator(ct[None], organ[None], spacing, rng)
-        ct = out.ct_hu[0]
-        tumor |= out.tumor_mask[0]
-        tumors.append(out.params[0])
-    return ct, tumor, tumors
+        drawn = generator(ct[None], organ[None], spacing, rng)
+        _combine(ct, out, drawn.ct_hu[0])
+        tumor |= drawn.tumor_mask[0]
+        tumors.append(drawn.params[0])
+    return out, tumor, tumors
 
 
 def _replay(generator, ct, organ, tumors: Sequence[Mapping[str, Any]], replay_path: Path):
     if not hasattr(generator, "replay"):
         raise InputError(f"{replay_path}: method {generator.name!r} cannot replay tumors from params")
-    tumor = np.zeros(organ.shape, bool)
+    out, tumor = ct.copy(), np.zeros(organ.shape, bool)
     for params in tumors:
-        ct, mask = generator.replay(ct, organ, params)
+        tumor_ct, mask = generator.replay(ct, organ, params)
+        _combine(ct, out, tumor_ct)
         tumor |= mask
-    return ct, tumor
+    return out, tumor
 
 
 def synthesize_files(ct_path: str | os.PathLike, organ_path: str | os.PathLike, out_dir: str | os.PathLike, *,
@@ -150,6 +174,7 @@ def synthesize_files(ct_path: str | os.PathLike, organ_path: str | os.PathLike, 
     recorded = read_json(replay, "replay params") if replay is not None else None
     if recorded is not None:
         method, organ, label, size = _recorded_options(recorded, replay)
+        checkpoint = checkpoint or recorded.get("checkpoint")
     if method not in METHODS or organ not in ORGANS:
         raise InputError(f"--method {method!r} / --organ {organ!r}: expected {METHODS} / {ORGANS}")
     if count < 1:
@@ -158,7 +183,7 @@ def synthesize_files(ct_path: str | os.PathLike, organ_path: str | os.PathLike, 
     generator = make_generator(method, organ, size_probs=size_probs_for(size), checkpoint=checkpoint, device=device)
     try:
         if recorded is not None:
-            _check_replay(recorded, ct.shape, replay)
+            _check_replay(recorded, ct, organ_mask, replay)
             ct_out, tumor = _replay(generator, ct, organ_mask, recorded["tumors"], Path(replay))
             tumors, seed, count = recorded["tumors"], recorded["seed"], recorded["count"]
         else:
@@ -166,6 +191,8 @@ def synthesize_files(ct_path: str | os.PathLike, organ_path: str | os.PathLike, 
     except SynthesisInputError as exc:  # e.g. organ too small for the size: name the mask file
         raise InputError(f"{organ_path}: {exc}") from exc
     params = _params_doc(method, organ, size, count, seed, label, ct_path, organ_path, ct.shape, spacing, tumors)
+    params.update(inputs_sha256=content_sha256(ct, organ_mask), checkpoint=None if checkpoint is None else
+                  str(Path(checkpoint).resolve()))
     _write(out_dir, ct_img, ct_out, tumor, back, params)
     return out_dir
 
@@ -185,9 +212,12 @@ def _recorded_options(recorded: Any, replay) -> tuple[str, str, int | None, str]
         raise InputError(f"{replay}: not a params.json written by `tumorbench synthesize` (missing {exc})") from exc
 
 
-def _check_replay(recorded: Mapping[str, Any], shape: Sequence[int], replay) -> None:
-    if list(recorded.get("shape_ras", [])) != list(shape):
+def _check_replay(recorded: Mapping[str, Any], ct: np.ndarray, organ: np.ndarray, replay) -> None:
+    if list(recorded.get("shape_ras", [])) != list(ct.shape):
         raise InputError(f"{replay}: recorded for a CT of (RAS) shape {recorded.get('shape_ras')}, "
-                         f"this CT is {list(shape)}")
+                         f"this CT is {list(ct.shape)}")
+    if recorded.get("inputs_sha256") != content_sha256(ct, organ):
+        raise InputError(f"{replay}: recorded for other inputs (inputs_sha256 {recorded.get('inputs_sha256')}); "
+                         "this CT and organ mask differ in content: replay needs the very same files")
     if not isinstance(recorded.get("tumors"), list) or not recorded["tumors"]:
         raise InputError(f"{replay}: no 'tumors' list to replay")

@@ -3,8 +3,11 @@
 The reference builds a filled ellipsoid in a ``(4rx, 4ry, 4rz)`` canvas and deforms it three
 times with ``elasticdeform.deform_random_grid(sigma, points=3, order=0)`` on the axis pairs
 (0,1), (1,2), (0,2). Each deformation draws a random displacement per control point of a 3x3
-grid spanning the canvas plane, upsamples it with a cubic spline and resamples the mask with
-nearest neighbour: ``out[p] = in[round(p + d(p))]`` (0 outside the canvas).
+grid spanning the canvas plane, upsamples it with a cubic B-spline (elasticdeform's: mirror
+boundary, tested against its formula) and resamples the mask with nearest neighbour:
+``out[p] = in[round(p + d(p))]`` (0 outside the canvas). Differences from elasticdeform: numpy's
+``Generator`` instead of the global ``np.random`` (so the same seed gives other shapes), and
+ties at exactly .5 voxel round to even instead of up.
 
 Instead of resampling the whole canvas three times we compose the three coordinate maps and
 evaluate the ellipsoid inequality analytically, only on the part of the canvas the deformed
@@ -29,9 +32,13 @@ CONTROL_POINTS = 3
 @lru_cache(maxsize=512)
 def _spline_matrix(n_out: int, points: int) -> np.ndarray:
     """(n_out, points) weights of cubic-spline interpolation from ``points`` evenly spaced
-    control points spanning [0, n_out - 1] (spline interpolation is linear in the data)."""
+    control points spanning [0, n_out - 1] (spline interpolation is linear in the data).
+
+    As elasticdeform: the control displacements are prefiltered (``spline_filter1d``, order 3,
+    mirror boundary) and the B-spline is evaluated at ``(points - 1) * i / (n_out - 1)`` with
+    mirrored control indices at the edges."""
     coords = np.linspace(0.0, points - 1.0, n_out)[None]
-    columns = [ndimage.map_coordinates(np.eye(points)[j], coords, order=3, mode="nearest")
+    columns = [ndimage.map_coordinates(np.eye(points)[j], coords, order=3, mode="mirror")
                for j in range(points)]
     return np.stack(columns, axis=1)
 

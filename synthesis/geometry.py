@@ -18,10 +18,11 @@ import numpy as np
 
 from synthesis import shape_kernels
 from synthesis.elastic import deformed_ellipsoid
-from synthesis.errors import SynthesisInputError
+from synthesis.errors import OrganTooSmallError, SynthesisInputError
 from synthesis.sizes import (  # noqa: F401  (re-exported: the geometry API includes the size types)
-    BASE_RADIUS_MM, DEFAULT_SIZE_PROBS, DIFFTUMOR_RANGES, GEOMETRY_PRESETS, HU2023_RANGES, SIZE_TYPES,
-    SizeRange, normalise_size_probs, resolve_ranges, sample_size_type, sample_with_size_fallback,
+    BASE_RADIUS_MM, DEFAULT_SIZE_PROBS, DIFFTUMOR_RANGES, GEOMETRY_PRESETS, HU2023_RANGES, HU2023_SIZE_PROBS,
+    SIZE_CLASSES, SIZE_TYPES, SizeRange, normalise_size_probs, resolve_mix_counts, resolve_ranges, sample_size_type,
+    sample_with_size_fallback,
 )
 
 ORGANS = ("liver", "pancreas", "kidney")
@@ -36,7 +37,7 @@ class TumorGeometry:
     """Everything needed to render one tumor mask (JSON-serialisable via ``to_dict``).
 
     Attributes:
-        size_type: tiny|small|medium|large.
+        size_type: tiny|small|medium|large|mix.
         organ: liver|pancreas|kidney.
         centres: per ellipsoid, (i, j, k) centre voxel index in the organ-mask array.
         radii_mm: per ellipsoid, (3,) semi-axes in mm along the array axes.
@@ -132,14 +133,14 @@ def organ_bbox(organ_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 def _check_organ(organ: PreparedOrgan, spacing: Sequence[float], size_type: str,
                  ranges: Mapping[str, SizeRange]) -> None:
     if size_type not in SIZE_TYPES:
-        raise SynthesisInputError(f"size type {size_type!r}: expected one of {SIZE_TYPES}")
+        raise SynthesisInputError(f"size type {size_type!r}: expected one of {SIZE_CLASSES}")
     if organ.lo is None:
         raise SynthesisInputError("organ mask is empty: no organ voxel to place a tumor in")
     voxel_mm3 = float(np.prod(spacing))
     smallest_mm3 = 4 / 3 * np.pi * (BASE_RADIUS_MM[size_type] * ranges[size_type].radius_scale[0]) ** 3
     if organ.voxels_up_to(int(np.ceil(smallest_mm3 / voxel_mm3))) * voxel_mm3 < smallest_mm3:
         volume_mm3 = organ.voxels * voxel_mm3
-        raise SynthesisInputError(
+        raise OrganTooSmallError(
             f"organ mask too small for a {size_type!r} tumor: organ {volume_mm3:.0f} mm^3, "
             f"the smallest {size_type} tumor is {smallest_mm3:.0f} mm^3")
 
@@ -184,7 +185,7 @@ def select_centre(organ_mask, lo, hi, spacing, organ, rng, axial_axis=2) -> tupl
                 centre = [z, z, z]
                 centre[inplane[0]], centre[inplane[1]] = picked[0] + int(lo[inplane[0]]), picked[1] + int(lo[inplane[1]])
                 return tuple(centre)
-    raise SynthesisInputError(
+    raise OrganTooSmallError(
         f"organ mask too thin: no {organ} voxel found for a tumor centre after "
         f"{len(Z_WINDOWS) * TRIES_PER_WINDOW} slices")
 
@@ -202,7 +203,8 @@ def sample_geometry(organ_mask: "np.ndarray | PreparedOrgan", spacing: Sequence[
     Args:
         organ_mask: (X, Y, Z) bool/0-1 organ mask, or ``prepare_organ(mask)`` to reuse its bbox.
         spacing: (3,) voxel size in mm.
-        size_type: tiny|small|medium|large.
+        size_type: tiny|small|medium|large, or mix (hu2023: several ellipsoids of every type, each
+            with its type's ranges; placed if a tiny one fits, the rest clipped like any tumor).
         organ: liver (eroded slice), pancreas (large: organ bbox centre), kidney (medium/large:
             unclipped with p 0.5).
         rng: randomness.
@@ -210,27 +212,43 @@ def sample_geometry(organ_mask: "np.ndarray | PreparedOrgan", spacing: Sequence[
         axial_axis: array axis of the patient's superior-inferior direction (2 in RAS).
 
     Raises:
-        SynthesisInputError: empty organ, or organ too small/thin for the size type.
+        SynthesisInputError: empty organ, unknown size type; OrganTooSmallError: organ too
+            small/thin for the size type.
     """
     if organ not in ORGANS:
         raise SynthesisInputError(f"organ {organ!r}: expected one of {ORGANS}")
     table = resolve_ranges(ranges)
     prepared = prepare_organ(organ_mask)
-    _check_organ(prepared, spacing, size_type, table)
-    spec, lo, hi, organ_mask = table[size_type], prepared.lo, prepared.hi, prepared.mask
-    count = int(rng.integers(spec.count[0], spec.count[1] + 1))
+    if size_type == "mix":
+        counts = resolve_mix_counts(ranges)
+        _check_organ(prepared, spacing, "tiny", table)
+        plan = [(kind, int(rng.integers(lo, hi + 1))) for kind, (lo, hi) in counts.items()]
+    else:
+        _check_organ(prepared, spacing, size_type, table)
+        spec = table[size_type]
+        plan = [(size_type, int(rng.integers(spec.count[0], spec.count[1] + 1)))]
     centres, radii, sigmas = [], [], []
-    for _ in range(count):
-        if organ == "pancreas" and size_type == "large":
-            centres.append(tuple(int(v) for v in (lo + hi) // 2))
-        else:
-            centres.append(select_centre(organ_mask, lo, hi, spacing, organ, rng, axial_axis))
-        scale = rng.uniform(*spec.radius_scale, size=3)
-        radii.append(tuple(float(BASE_RADIUS_MM[size_type] * s) for s in scale))
-        sigmas.append(_sample_sigma(spec, rng))
+    for kind, count in plan:
+        for _ in range(count):
+            centre, radius, sigma = _sample_ellipsoid(prepared, spacing, kind, table[kind], organ, rng, axial_axis)
+            centres.append(centre)
+            radii.append(radius)
+            sigmas.append(sigma)
     exophytic = organ == "kidney" and size_type in ("medium", "large") and rng.random() < 0.5
     return TumorGeometry(size_type, organ, tuple(centres), tuple(radii), tuple(sigmas),
                          deform_seed=int(rng.integers(2**31 - 1)), clip_to_organ=not exophytic)
+
+
+def _sample_ellipsoid(prepared: PreparedOrgan, spacing, size_type: str, spec: SizeRange, organ: str,
+                      rng: np.random.Generator, axial_axis: int):
+    """(centre voxel, semi-axes mm, elastic sigma mm) of one ellipsoid of ``size_type``."""
+    lo, hi = prepared.lo, prepared.hi
+    if organ == "pancreas" and size_type == "large":
+        centre = tuple(int(v) for v in (lo + hi) // 2)
+    else:
+        centre = select_centre(prepared.mask, lo, hi, spacing, organ, rng, axial_axis)
+    scale = rng.uniform(*spec.radius_scale, size=3)
+    return centre, tuple(float(BASE_RADIUS_MM[size_type] * s) for s in scale), _sample_sigma(spec, rng)
 
 
 def render_tumor_parts(organ_mask: np.ndarray, spacing: Sequence[float], geometry: TumorGeometry

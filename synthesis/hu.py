@@ -6,8 +6,11 @@ frozen, JSON-serialisable ``TumorParams``; ``synthesize`` is then a pure functio
 
 Blending as the reference ``get_tumor``: ``ct - texture * gaussian(mask, sigma) * difference``
 on organ voxels (the tumor is hypo-attenuating relative to the local parenchyma; underlying
-anatomy and noise are kept). Per-organ placement follows DiffTumor STEP3 (see geometry.py);
-an exophytic kidney tumor is also darkened outside the organ (where it is labelled tumor).
+anatomy and noise are kept). Per-organ placement follows DiffTumor STEP3 (see geometry.py).
+An exophytic kidney tumor (DiffTumor: unclipped, labelled tumor outside the organ, where its
+inpainting model paints tumor tissue) is drawn outside the organ as tumor tissue, the organ's
+median HU darkened by the same texture, blended into the surroundings by the blurred mask;
+darkening fat instead would make it darker than any tumor.
 """
 from __future__ import annotations
 
@@ -20,8 +23,8 @@ from synthesis import kernels
 from synthesis.banded import gaussian_band
 from synthesis.errors import SynthesisInputError
 from synthesis.geometry import (
-    PreparedOrgan, TumorGeometry, normalise_size_probs, prepare_organ, render_tumor_parts,
-    sample_geometry, sample_size_type, sample_with_size_fallback,
+    HU2023_SIZE_PROBS, PreparedOrgan, TumorGeometry, normalise_size_probs, prepare_organ, render_tumor_parts,
+    resolve_mix_counts, sample_geometry, sample_size_type, sample_with_size_fallback,
 )
 from synthesis.protocol import SynthesisOutput
 from synthesis.texture import texture_strip
@@ -96,12 +99,13 @@ def sample_params(organ_mask: np.ndarray, spacing: Sequence[float], rng: np.rand
         rng: randomness.
         ranges: sampling ranges (default ``HuRanges()``).
         organ: liver|pancreas|kidney (placement variant).
-        size_type: tiny|small|medium|large, or None to draw one from ``size_probs``.
-        size_probs: size-type probabilities (default early 0.8 / medium 0.1 / large 0.1).
+        size_type: tiny|small|medium|large|mix, or None to draw one from ``size_probs``.
+        size_probs: size-class probabilities (default Hu et al.'s: 0.2 each of tiny/small/medium/
+            large/mix).
         axial_axis: array axis of the superior-inferior direction.
     """
     ranges = ranges or HuRanges()
-    size_type = size_type or sample_size_type(rng, size_probs)
+    size_type = size_type or sample_size_type(rng, normalise_size_probs(size_probs, HU2023_SIZE_PROBS))
     geometry = sample_geometry(organ_mask, spacing, size_type, organ, rng,
                                ranges=ranges.geometry, axial_axis=axial_axis)
     return TumorParams(
@@ -156,14 +160,24 @@ def _group_tumor(parts, lo, hi) -> tuple[np.ndarray, tuple[slice, ...]]:
     return tumor, tuple(slice(a, b) for a, b in zip(inner_lo, inner_hi))
 
 
-def _darken_group(ct_box, organ_box, tumor, inner, field, gain, params, sigma_vox) -> None:
-    """Darken one blend box of the CT (a view, in place) by texture * blurred mask * difference;
+def _darken_group(ct_box, organ_box, tumor, inner, field, gain, params, sigma_vox, reference_hu) -> None:
+    """Darken one blend box of the CT (a view, in place) by texture * blurred mask * difference
+    (outside the organ of an exophytic tumor: blend towards tumor tissue, see ``kernels.blend_box``);
     the blur reads the tumor's own box ``inner`` only (the rest is zero)."""
     bands = tuple((b.starts, b.weights, b.widths) for b in
                   (gaussian_band(n, s, BLUR_TRUNCATE) for n, s in zip(tumor.shape, sigma_vox)))
     kernels.blend_box(ct_box, organ_box, tumor, np.asarray([s.start for s in inner]),
                       np.asarray([s.stop for s in inner]), bands, field, np.float32(gain),
-                      np.float32(params.difference_hu), not params.geometry.clip_to_organ)
+                      np.float32(params.difference_hu), not params.geometry.clip_to_organ, np.float32(reference_hu))
+
+
+def _organ_reference_hu(ct_hu, organ_mask, boxes) -> float:
+    """Median HU of the organ voxels in the blend boxes (else of the whole organ): the tissue an
+    exophytic tumor's outer part is drawn from."""
+    values = np.concatenate([ct_hu[box][organ_mask[box] != 0] for box in boxes])
+    if not values.size:
+        values = ct_hu[organ_mask != 0]
+    return float(np.median(values)) if values.size else 0.0
 
 
 def apply_tumor_(ct_hu: np.ndarray, organ_mask: np.ndarray, params: TumorParams
@@ -189,8 +203,9 @@ def apply_tumor_(ct_hu: np.ndarray, organ_mask: np.ndarray, params: TumorParams
     tumors = [_group_tumor([parts[i] for i in members], lo, hi) for lo, hi, members in groups]
     fields, gain = texture_strip([t.shape for t, _ in tumors], spacing, params.sigma_a_mm, params.sigma_b_mm,
                                  params.scale, params.base, params.u0, np.random.default_rng(params.texture_seed))
+    reference = 0.0 if params.geometry.clip_to_organ else _organ_reference_hu(ct_hu, organ_mask, boxes)
     for box, (tumor, inner), field in zip(boxes, tumors, fields):
-        _darken_group(ct_hu[box], organ_mask[box], tumor, inner, field, gain, params, sigma_vox)
+        _darken_group(ct_hu[box], organ_mask[box], tumor, inner, field, gain, params, sigma_vox, reference)
     return [(box, tumor) for box, (tumor, _) in zip(boxes, tumors)]
 
 
@@ -223,7 +238,11 @@ def synthesize(ct_hu: np.ndarray, organ_mask: np.ndarray, params: TumorParams,
 
 
 class HuGenerator:
-    """``TumorGenerator`` for the Hu regime: one freshly drawn tumor per crop (CPU, numpy)."""
+    """``TumorGenerator`` for the Hu regime: one freshly drawn tumor per crop (CPU, numpy).
+
+    Defaults are the official SyntheticTumors ones: size classes tiny/small/medium/large/mix with
+    0.2 each (``HU2023_SIZE_PROBS``) and the ``hu2023`` geometry (``HuRanges().geometry``).
+    """
 
     name = "hu"
     MAX_EMPTY_RETRIES = 5
@@ -236,8 +255,10 @@ class HuGenerator:
         # its DataLoader workers (a CUDA generator must run in the main process)
         self.device = "cpu"
         del device  # accepted so every generator takes the same arguments
-        self.size_probs = normalise_size_probs(size_probs)
+        self.size_probs = normalise_size_probs(size_probs, HU2023_SIZE_PROBS)
         self.ranges = ranges or HuRanges()
+        if self.size_probs["mix"] > 0:
+            resolve_mix_counts(self.ranges.geometry)  # fail now, not at the first mix draw
         self.axial_axis = axial_axis
         self._warm = False  # compiled kernels loaded in this process (warm_up)
         del checkpoint  # model-based: no weights

@@ -165,11 +165,14 @@ def _blur_mask_last_axis(tumor, inner_lo, inner_hi, starts, weights, widths):
 
 
 @njit(cache=True, nogil=True)
-def blend_box(ct_box, organ_box, tumor, inner_lo, inner_hi, bands, texture, gain, difference, exophytic):
-    """Darken one blend box in place: ``ct -= clip(texture * gain, 0, 1) * blur * difference``
-    on organ voxels (and tumor voxels when ``exophytic``), blur = the Gaussian of the tumor mask
-    (scipy's reflect at the box edges), sparing the full blurred array: the last pass darkens
-    each plane as soon as it is done. ``bands``: per axis (starts, weights, widths)."""
+def blend_box(ct_box, organ_box, tumor, inner_lo, inner_hi, bands, texture, gain, difference, exophytic,
+              reference_hu):
+    """Change one blend box in place, b = the Gaussian of the tumor mask (scipy's reflect at the box
+    edges), value = ``clip(texture * gain, 0, 1)``: on organ voxels darken, ``ct -= value * b *
+    difference`` (the reference); outside the organ, when ``exophytic``, move towards tumor tissue,
+    ``ct += b * (reference_hu - value * difference - ct)`` (a convex blend: never darker than the
+    tissue or the tumor). Spares the full blurred array: the last pass changes each plane as soon
+    as it is done. ``bands``: per axis (starts, weights, widths)."""
     n0, n1, n2 = tumor.shape
     # axis 2 on the tumor's own rows, then axis 1 on the tumor's i range, then axis 0 plane by plane
     step2 = _blur_mask_last_axis(tumor, inner_lo, inner_hi, bands[2][0], bands[2][1], bands[2][2])
@@ -187,6 +190,12 @@ def blend_box(ct_box, organ_box, tumor, inner_lo, inner_hi, bands, texture, gain
         for j in range(n1):
             for k in range(n2):
                 b = plane[j, k]
-                if b != 0.0 and (organ_box[o, j, k] != 0 or (exophytic and tumor[o, j, k])):
+                if b == 0.0:
+                    continue
+                inside = organ_box[o, j, k] != 0
+                if inside or exophytic:
                     value = min(max(texture[o, j, k] * gain, np.float32(0.0)), np.float32(1.0))
-                    ct_box[o, j, k] -= value * b * difference
+                    if inside:
+                        ct_box[o, j, k] -= value * b * difference
+                    else:
+                        ct_box[o, j, k] += b * (reference_hu - value * difference - ct_box[o, j, k])

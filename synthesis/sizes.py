@@ -6,12 +6,17 @@ from typing import Mapping
 
 import numpy as np
 
-from synthesis.errors import SynthesisInputError
+from synthesis.errors import OrganTooSmallError, SynthesisInputError
 
 SIZE_TYPES = ("tiny", "small", "medium", "large")
+#: Size classes a generator draws: the four types, and "mix" (Hu et al.: several tumors of every
+#: type at once). Ordered from small to large, the order of the size fallback.
+SIZE_CLASSES = (*SIZE_TYPES, "mix")
 BASE_RADIUS_MM = {"tiny": 4.0, "small": 8.0, "medium": 16.0, "large": 32.0}
 #: DiffTumor STEP3 type probabilities; "early" is split tiny/small 0.5/0.5.
 DEFAULT_SIZE_PROBS = {"early": 0.8, "medium": 0.1, "large": 0.1}
+#: SyntheticTumors TumorGenerated: tumor_prob=[0.2]*5 over tiny/small/medium/large/mix.
+HU2023_SIZE_PROBS = {"tiny": 0.2, "small": 0.2, "medium": 0.2, "large": 0.2, "mix": 0.2}
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,11 @@ DIFFTUMOR_RANGES = {
     "medium": SizeRange((0.75, 1.25), (1, 1), (3, 6), True),
     "large": SizeRange((0.75, 2.0), (1, 1), (5, 10), True),
 }
+#: SyntheticTumors get_fixed_geo "mix": this many ellipsoids of each type (each drawn with that
+#: type's radius and elastic ranges) in one tumor. DiffTumor has no mix.
+HU2023_MIX_COUNTS = {"tiny": (3, 10), "small": (5, 10), "medium": (2, 5), "large": (1, 3)}
 GEOMETRY_PRESETS = {"hu2023": HU2023_RANGES, "difftumor": DIFFTUMOR_RANGES}
+MIX_COUNTS = {"hu2023": HU2023_MIX_COUNTS}
 
 
 def resolve_ranges(ranges: str | Mapping[str, SizeRange] | None) -> Mapping[str, SizeRange]:
@@ -59,10 +68,23 @@ def resolve_ranges(ranges: str | Mapping[str, SizeRange] | None) -> Mapping[str,
     return ranges
 
 
-def normalise_size_probs(probs: Mapping[str, float] | None = None) -> dict[str, float]:
-    """Size-type probabilities over SIZE_TYPES; an "early" entry is split tiny/small 0.5/0.5."""
-    probs = dict(DEFAULT_SIZE_PROBS if probs is None else probs)
-    out = {t: 0.0 for t in SIZE_TYPES}
+def resolve_mix_counts(ranges: str | Mapping[str, object] | None) -> Mapping[str, tuple[int, int]]:
+    """{size_type: (lo, hi) count} of a "mix" tumor for a preset (only "hu2023" has one) or a custom
+    ranges mapping (its "mix" entry)."""
+    name = "hu2023" if ranges is None else ranges
+    counts = MIX_COUNTS.get(name) if isinstance(name, str) else name.get("mix")
+    if counts is None:
+        raise SynthesisInputError(f"size type 'mix': geometry {name if isinstance(name, str) else 'ranges'} "
+                                  f"has no mix (only {sorted(MIX_COUNTS)}); use tiny/small/medium/large")
+    return counts
+
+
+def normalise_size_probs(probs: Mapping[str, float] | None = None,
+                         default: Mapping[str, float] = DEFAULT_SIZE_PROBS) -> dict[str, float]:
+    """Size-class probabilities over SIZE_CLASSES (``default`` when None); an "early" entry is split
+    tiny/small 0.5/0.5."""
+    probs = dict(default if probs is None else probs)
+    out = {t: 0.0 for t in SIZE_CLASSES}
     for key, value in probs.items():
         if key == "early":
             out["tiny"] += 0.5 * value
@@ -70,7 +92,7 @@ def normalise_size_probs(probs: Mapping[str, float] | None = None) -> dict[str, 
         elif key in out:
             out[key] += value
         else:
-            raise SynthesisInputError(f"size_probs: unknown size type {key!r}; expected {SIZE_TYPES} or 'early'")
+            raise SynthesisInputError(f"size_probs: unknown size type {key!r}; expected {SIZE_CLASSES} or 'early'")
     total = sum(out.values())
     if total <= 0 or any(v < 0 for v in out.values()):
         raise SynthesisInputError(f"size_probs {probs}: need non-negative values with a positive sum")
@@ -78,9 +100,9 @@ def normalise_size_probs(probs: Mapping[str, float] | None = None) -> dict[str, 
 
 
 def sample_size_type(rng: np.random.Generator, probs: Mapping[str, float] | None = None) -> str:
-    """Draw a size type (default: early 0.8 -> tiny/small 0.5/0.5, medium 0.1, large 0.1)."""
+    """Draw a size class (default: early 0.8 -> tiny/small 0.5/0.5, medium 0.1, large 0.1)."""
     table = normalise_size_probs(probs)
-    return str(rng.choice(SIZE_TYPES, p=[table[t] for t in SIZE_TYPES]))
+    return str(rng.choice(SIZE_CLASSES, p=[table[t] for t in SIZE_CLASSES]))
 
 
 def sample_with_size_fallback(rng: np.random.Generator, probs: Mapping[str, float] | None, draw):
@@ -88,16 +110,16 @@ def sample_with_size_fallback(rng: np.random.Generator, probs: Mapping[str, floa
     crop is too small for it, fall back to the next smaller size type with non-zero probability.
 
     Crops of small organs (pancreas, kidney) often cannot hold a 'large' tumor; training must not
-    stop for that. A fixed single size type (e.g. ``{"large": 1}``) still raises, as does an
-    empty organ. Returns ``(size_type, draw(size_type))``.
+    stop for that (``OrganTooSmallError``). A fixed single size type (e.g. ``{"large": 1}``) still
+    raises, as does any other error (an empty organ). Returns ``(size_type, draw(size_type))``.
     """
     table = normalise_size_probs(probs)
     drawn = sample_size_type(rng, table)
-    allowed = [t for t in SIZE_TYPES[: SIZE_TYPES.index(drawn) + 1] if table[t] > 0]
+    allowed = [t for t in SIZE_CLASSES[: SIZE_CLASSES.index(drawn) + 1] if table[t] > 0]
     for size_type in reversed(allowed):
         try:
             return size_type, draw(size_type)
-        except SynthesisInputError as exc:
-            if size_type == allowed[0] or "empty" in str(exc):
+        except OrganTooSmallError:
+            if size_type == allowed[0]:
                 raise
     raise AssertionError("unreachable: the smallest allowed size type re-raises")

@@ -83,14 +83,14 @@ def test_generator_satisfies_protocol(trained):
 
 def test_changes_only_near_mask_and_darker_inside(trained):
     ct, organ = _healthy_batch(4)
-    out = _generator(trained[0], blur_sigma_range=(0.0, 0.5))(ct, organ, SPACING, np.random.default_rng(3))
+    out = _generator(trained[0], blur_sigma_mm=(0.0, 1.0))(ct, organ, SPACING, np.random.default_rng(3))
     assert out.ct_hu.shape == ct.shape and out.tumor_mask.shape == ct.shape
     from scipy import ndimage
 
     for b in range(len(ct)):
         mask = out.tumor_mask[b]
         assert mask.any() and not (mask & ~organ[b]).any()
-        reach = int(np.ceil(4 * out.params[b]["blur_sigma"])) + 1
+        reach = int(np.ceil(4 * out.params[b]["blur_sigma_mm"] / min(SPACING))) + 1
         near = ndimage.binary_dilation(mask, structure=np.ones((3, 3, 3), bool), iterations=reach)
         np.testing.assert_array_equal(out.ct_hu[b][~near], ct[b][~near])
     # real tumors of the training cases are darker than the organ (0 vs 120 HU, noise sd 8 HU);

@@ -86,18 +86,28 @@ def test_replay_from_params_dict_is_identical():
         TumorParams.from_dict({"geometry": params.geometry.to_dict()})
 
 
-def test_exophytic_kidney_tumor_is_darkened_outside_the_organ():
+def test_exophytic_kidney_tumor_is_tumor_tissue_outside_the_organ_never_darker_than_fat():
+    """Outside the organ an exophytic tumor (labelled tumor, as DiffTumor) is drawn as tumor tissue
+    (organ HU darkened by the texture), blended into the fat: no voxel gets darker than the fat it
+    replaces, and the tumor's outer core reaches soft-tissue HU (the old code drove -100 HU fat to
+    about -135..-170 HU)."""
     spacing = (1.0, 1.0, 1.0)
     organ = ellipsoid_organ((80, 80, 80), spacing, (30, 14, 30))
-    ct = np.where(organ, ORGAN_HU, 20.0).astype(np.float32)
+    fat = -100.0 + np.random.default_rng(0).normal(0, 5, organ.shape)
+    ct = np.where(organ, 150.0, fat).astype(np.float32)
     for seed in range(40):
         params = sample_params(organ, spacing, np.random.default_rng(seed), organ="kidney", size_type="medium")
         if params.geometry.clip_to_organ:
             continue
         out, tumor = synthesize(ct, organ, params)
         outside = tumor & ~organ
-        assert outside.any() and (out[outside] < ct[outside]).mean() > 0.9
-        assert not ((out != ct) & ~organ & ~tumor).any()
+        assert outside.sum() > 200
+        assert (out[~organ] >= ct[~organ] - 1e-3).all()  # fat only ever brightens towards tumor tissue
+        assert (out[~organ] <= 150.0).all()  # and never beyond the organ's HU
+        core = outside & (ndimage.distance_transform_edt(tumor) > 3 * params.edge_sigma_mm)
+        assert core.any() and out[core].mean() > 150.0 - params.difference_hu - 5
+        inside = tumor & organ
+        assert (out[inside] <= ct[inside]).all()  # inside the organ: darkened as the reference
         return
     pytest.fail("no exophytic draw")
 
@@ -119,12 +129,17 @@ def test_fused_blend_equals_texture_times_scipy_blur(at_edge, exophytic):
     texture, gain, difference = rng.random(shape).astype(np.float32), np.float32(1.7), np.float32(90.0)
     bands = tuple((b.starts, b.weights, b.widths) for b in (gaussian_band(n, s) for n, s in zip(shape, sigma)))
     out = ct.copy()
-    blend_box(out, organ, tumor, lo, lo + np.asarray(tumor_core.shape), bands, texture, gain, difference, exophytic)
+    reference = np.float32(40.0)
+    blend_box(out, organ, tumor, lo, lo + np.asarray(tumor_core.shape), bands, texture, gain, difference, exophytic,
+              reference)
     blur = ndimage.gaussian_filter(tumor.astype(np.float64), sigma)  # mode reflect, truncate 4
-    region = organ | tumor if exophytic else organ
-    expected = np.where(region, ct - np.clip(texture * gain, 0, 1) * blur * difference, ct)
+    value = np.clip(texture * gain, 0, 1)
+    expected = np.where(organ, ct - value * blur * difference, ct)
+    if exophytic:  # outside the organ: blend towards tumor tissue (reference HU darkened by the texture)
+        expected = np.where(~organ, ct + blur * (reference - value * difference - ct), expected)
     np.testing.assert_allclose(out, expected, atol=2e-4)
-    assert (out[~region] == ct[~region]).all()
+    untouched = organ | (blur > 0) if exophytic else organ
+    assert (out[~untouched] == ct[~untouched]).all()
 
 
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.8, 1.2, 2.5)])

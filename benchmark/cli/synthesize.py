@@ -11,7 +11,8 @@ examples:
   tumorbench synthesize ct.nii.gz liver.nii.gz --replay out/liver_tumor/params.json --out out/again
 
 outputs (written atomically): OUT/ct.nii.gz (same grid, affine and dtype as the input CT),
-OUT/tumor.nii.gz (uint8 0/1), OUT/params.json (method, seed and every tumor's params).
+OUT/tumor.nii.gz (uint8 0/1), OUT/params.json (method, seed, sha256 of the inputs and every
+tumor's params). --replay reproduces OUT bit for bit on CPU (hu and difftumor) from the same inputs.
 """
 
 
@@ -29,14 +30,16 @@ def register(subparsers) -> None:
     parser.add_argument("--method", choices=["hu", "difftumor"], default="hu", help="generator (default hu)")
     parser.add_argument("--checkpoint", help="generator weights folder (difftumor)")
     parser.add_argument("--size", default="random",
-                        choices=["tiny", "small", "medium", "large", "early", "random"],
-                        help="tumor size type; early = tiny or small, random = early 0.8 / medium 0.1 / "
-                             "large 0.1 (default)")
+                        choices=["tiny", "small", "medium", "large", "mix", "early", "random"],
+                        help="tumor size type; early = tiny or small, mix = several of every size (hu only), "
+                             "random = the method's own mix (default; hu: 0.2 each of tiny/small/medium/large/"
+                             "mix, difftumor: early 0.8 / medium 0.1 / large 0.1)")
     parser.add_argument("--count", type=int, default=1, help="number of tumors to add (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default="cpu", help="torch device for model-based generators (default cpu)")
     parser.add_argument("--replay", metavar="PARAMS_JSON",
-                        help="reproduce an earlier output exactly from its params.json (same inputs)")
+                        help="reproduce an earlier output bit for bit from its params.json (same inputs, "
+                             "checked by content hash; difftumor also needs the same --checkpoint)")
     parser.add_argument("--out", required=True, help="output folder (replaced atomically)")
     parser.set_defaults(func=synthesize_entry)
 

@@ -110,6 +110,34 @@ def load_diffusion(directory: str | os.PathLike, organ: str, stage: str, device:
     return denoiser.to(device).eval(), scheduler, meta
 
 
+def autoencoder_dir_for(directory: str | os.PathLike, diffusion_metas: list[dict[str, Any]]) -> Path:
+    """Folder of the autoencoder the diffusion models in ``directory`` were trained with: the folder
+    itself when it holds autoencoder.pt, else the path their .json records (``train-diffusion
+    --autoencoder AE --out DM``). Its sha256 must match the recorded one.
+
+    Raises:
+        SynthesisInputError: no autoencoder here and the recorded one is gone (moved), or it changed.
+    """
+    from synthesis.difftumor.training import file_sha256
+
+    directory = _checkpoint_dir(directory)
+    local = directory / f"{AUTOENCODER}.pt"
+    recorded = next((m["autoencoder_path"] for m in diffusion_metas if m.get("autoencoder_path")), None)
+    path = local if local.is_file() or recorded is None else Path(recorded)
+    if not path.is_file():
+        raise SynthesisInputError(
+            f"{directory}: no {AUTOENCODER}.pt here, and the autoencoder the diffusion models were trained with "
+            f"({path}) is missing (moved or deleted?); copy it with its .json into {directory}")
+    digest = file_sha256(path)
+    for meta in diffusion_metas:
+        if meta.get("autoencoder_sha256") not in (None, digest):
+            raise SynthesisInputError(
+                f"{path}: not the autoencoder the diffusion models in {directory} were trained with (sha256 "
+                f"{digest}, recorded {meta['autoencoder_sha256']}); retrain them with `tumorbench generator "
+                f"train-diffusion --autoencoder {path.parent}`")
+    return path.parent
+
+
 def _checkpoint_dir(directory: str | os.PathLike) -> Path:
     directory = Path(directory)
     if not directory.is_dir():

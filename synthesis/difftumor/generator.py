@@ -1,29 +1,58 @@
 """``DiffTumorGenerator``: the TumorGenerator that inpaints tumors with the trained diffusion models.
 
 Per crop: draw a size type (tiny/small -> early model, medium/large -> non-early model) and a mask
-from the shared geometry module, take a model-sized window around the mask (edge-padded when the
-crop is smaller), inpaint all windows of one stage in batched pipeline calls, paste them back.
-Tumor parts outside the window (large tumors wider than the model crop) are not generated and are
-dropped from the returned mask.
+from the shared geometry module (``difftumor`` preset: 1-3 early ellipsoids, one medium/large,
+large semi-axes 24-64 mm), take a window of the model's crop size in mm around the mask (edge-padded
+when the crop is smaller), resample it to the checkpoint's spacing when the CT's differs, inpaint
+all windows of one stage in batched pipeline calls and paste the change back (resampled to the
+CT's grid). Tumor parts outside the window (large tumors wider than the model crop) are not
+generated and are dropped from the returned mask.
+
+Every tumor has its own seed (its noise comes from a generator seeded with it), so a tumor does
+not depend on its batch: ``replay(ct, organ, params)`` redraws it from its params dict.
 """
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from synthesis import geometry
-from synthesis.difftumor.checkpoint import load_autoencoder, load_diffusion
+from synthesis.difftumor.checkpoint import autoencoder_dir_for, load_autoencoder, load_diffusion
 from synthesis.difftumor.denoiser import build_scheduler
 from synthesis.difftumor.pipeline import DiffTumorPipeline
 from synthesis.errors import SynthesisInputError
 from synthesis.protocol import SynthesisOutput
 
 SIZE_STAGE = {"tiny": "early", "small": "early", "medium": "nonearly", "large": "nonearly"}
+SPACING_RTOL = 1e-3  # spacings closer than this to the checkpoint's are used as they are
+
+
+@dataclasses.dataclass(frozen=True)
+class TumorPlan:
+    """One crop's tumor: what ``params`` records, plus its rendered mask (not recorded)."""
+
+    size_type: str
+    geometry: geometry.TumorGeometry
+    spacing: tuple[float, float, float]
+    window_start: tuple[int, int, int]
+    blur_sigma_mm: float
+    seed: int
+    mask: np.ndarray
+
+    @property
+    def stage(self) -> str:
+        return SIZE_STAGE[self.size_type]
+
+    def to_params(self) -> dict[str, Any]:
+        return {"method": "difftumor", "size_type": self.size_type, "stage": self.stage,
+                "geometry": self.geometry.to_dict(), "spacing": list(self.spacing),
+                "window_start": list(self.window_start), "blur_sigma_mm": self.blur_sigma_mm, "seed": self.seed,
+                "empty": not bool(self.mask.any())}
 
 
 class DiffTumorGenerator:
@@ -32,41 +61,44 @@ class DiffTumorGenerator:
     Args:
         organ: liver | pancreas | kidney (mask geometry variant and, by default, model weights).
         device: torch device of the models.
-        checkpoint: folder with autoencoder.pt/.json and diffusion_<organ>_<stage>.pt/.json.
-        size_probs: probabilities of tiny/small/medium/large (default: the geometry module's).
+        checkpoint: folder with diffusion_<organ>_<stage>.pt/.json and the autoencoder (autoencoder.pt/
+            .json in the folder, or where the diffusion .json records it).
+        size_probs: probabilities of tiny/small/medium/large (default DiffTumor's early 0.8 / medium
+            0.1 / large 0.1; no "mix").
         model_organ: use another organ's diffusion weights (the paper's cross-organ runs).
-        blur_sigma_range: blend-mask blur range in voxels (official U(0, 4)).
+        blur_sigma_mm: blend-mask blur range in mm (official U(0, 4) voxels at 1 mm).
         max_batch: most crops per denoiser forward pass.
+        geometry_preset: tumor geometry ranges ("difftumor", the official STEP3 ones, by default).
+        pipelines, crop_size, model_spacing: ready-made pipelines per stage instead of a checkpoint.
     """
 
     name = "difftumor"
 
     def __init__(self, organ: str, *, device: str | torch.device = "cpu", checkpoint: str | Path | None = None,
                  size_probs: Mapping[str, float] | None = None, model_organ: str | None = None,
-                 blur_sigma_range: tuple[float, float] = (0.0, 4.0), max_batch: int = 8,
-                 pipelines: Mapping[str, DiffTumorPipeline] | None = None,
-                 crop_size: Sequence[int] | None = None) -> None:
+                 blur_sigma_mm: tuple[float, float] = (0.0, 4.0), max_batch: int = 8,
+                 geometry_preset: str = "difftumor", pipelines: Mapping[str, DiffTumorPipeline] | None = None,
+                 crop_size: Sequence[int] | None = None, model_spacing: Sequence[float] | None = None) -> None:
         self.organ, self.device = organ, torch.device(device)
-        self.size_probs = dict(size_probs) if size_probs is not None else None
-        self.blur_sigma_range, self.max_batch = blur_sigma_range, max_batch
-        needed = self._needed_stages()
+        self.size_probs = geometry.normalise_size_probs(size_probs)
+        if self.size_probs["mix"] > 0:
+            raise SynthesisInputError("difftumor size_probs: DiffTumor has no 'mix' size type")
+        self.blur_sigma_mm, self.max_batch = tuple(blur_sigma_mm), max_batch
+        self.geometry_preset = geometry_preset
+        geometry.resolve_ranges(geometry_preset)  # a bad preset name fails here
+        needed = {SIZE_STAGE[size] for size, p in self.size_probs.items() if p > 0}
         if pipelines is None:
             if checkpoint is None:
                 raise SynthesisInputError(
                     "DiffTumor needs trained weights: pass checkpoint=DIR (train them with `tumorbench generator "
                     "train-autoencoder` and `train-diffusion`, or `benchmark.generators.train_tiny_generators`)")
-            pipelines, crop_size, self.train_spacing = _load_pipelines(
-                Path(checkpoint), model_organ or organ, needed, self.device, blur_sigma_range)
-        else:
-            self.train_spacing = None
+            pipelines, crop_size, model_spacing = _load_pipelines(
+                Path(checkpoint), model_organ or organ, needed, self.device)
         missing = sorted(needed - set(pipelines))
         if missing or crop_size is None:
             raise SynthesisInputError(f"DiffTumor generator: pipelines for {missing or needed} and a crop_size needed")
         self.pipelines, self.crop_size = dict(pipelines), tuple(int(c) for c in crop_size)
-
-    def _needed_stages(self) -> set[str]:
-        probs = geometry.normalise_size_probs(self.size_probs)
-        return {SIZE_STAGE[size] for size, p in probs.items() if p > 0}
+        self.model_spacing = None if model_spacing is None else tuple(float(s) for s in model_spacing)
 
     def __call__(self, ct_hu: np.ndarray, organ_mask: np.ndarray, spacing: Sequence[float],
                  rng: np.random.Generator) -> SynthesisOutput:
@@ -76,41 +108,89 @@ class DiffTumorGenerator:
         if ct.ndim != 4 or organs.shape != ct.shape:
             raise SynthesisInputError(f"difftumor: expected (B, X, Y, Z) ct_hu and organ_mask of one shape, "
                                       f"got {ct.shape} and {organs.shape}")
-        self._warn_spacing(spacing)
         plans = [self._plan(organs[b], spacing, rng) for b in range(len(ct))]
-        seed = int(rng.integers(2 ** 62))
         out_ct, out_mask = ct.copy(), np.zeros(ct.shape, dtype=bool)
-        for stage, pipeline in self.pipelines.items():
-            todo = [b for b, plan in enumerate(plans) if plan["stage"] == stage and plan["mask"].any()]
-            generator = torch.Generator(device=self.device).manual_seed(seed + len(stage))
-            for start in range(0, len(todo), self.max_batch):
-                self._run(pipeline, todo[start:start + self.max_batch], plans, ct, organs, out_ct, out_mask, generator)
-        params = tuple(_params(plan, seed) for plan in plans)
-        return SynthesisOutput(ct_hu=out_ct, tumor_mask=out_mask, params=params)
+        self._generate(ct, organs, plans, out_ct, out_mask)
+        return SynthesisOutput(ct_hu=out_ct, tumor_mask=out_mask, params=tuple(p.to_params() for p in plans))
 
-    def _plan(self, organ: np.ndarray, spacing: Sequence[float], rng: np.random.Generator) -> dict[str, Any]:
+    def replay(self, ct_hu: np.ndarray, organ_mask: np.ndarray, params: Mapping[str, Any]
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Re-generate one tumor from its params dict (as in ``SynthesisOutput.params``) on an
+        (X, Y, Z) CT: the same output as when it was drawn, whatever batch it was drawn in."""
+        organ = np.asarray(organ_mask, dtype=bool)
+        plan = _plan_from_params(organ, params)
+        ct = np.asarray(ct_hu, dtype=np.float32)[None]
+        out_ct, out_mask = ct.copy(), np.zeros(ct.shape, dtype=bool)
+        self._generate(ct, organ[None], [plan], out_ct, out_mask)
+        return out_ct[0], out_mask[0]
+
+    def _plan(self, organ: np.ndarray, spacing: Sequence[float], rng: np.random.Generator) -> TumorPlan:
         size_type, geom = geometry.sample_with_size_fallback(
-            rng, self.size_probs, lambda size: geometry.sample_geometry(organ, spacing, size, self.organ, rng))
+            rng, self.size_probs, lambda size: geometry.sample_geometry(
+                organ, spacing, size, self.organ, rng, ranges=self.geometry_preset))
         mask = np.asarray(geometry.render_tumor_mask(organ, spacing, geom), dtype=bool)
-        low, high = self.blur_sigma_range
-        return {"size_type": size_type, "stage": SIZE_STAGE[size_type], "geometry": geom, "mask": mask,
-                "window": window_start(mask, self.crop_size), "blur_sigma": float(rng.uniform(low, high))}
+        start = window_start(mask, self._window_size(spacing))
+        blur = float(rng.uniform(*self.blur_sigma_mm))
+        return TumorPlan(size_type, geom, tuple(float(s) for s in spacing), start, blur,
+                         seed=int(rng.integers(2 ** 62)), mask=mask)
 
-    def _run(self, pipeline, batch, plans, ct, organs, out_ct, out_mask, generator) -> None:
-        windows = [plans[b]["window"] for b in batch]
-        ct_w = np.stack([take_window(ct[b], w, self.crop_size) for b, w in zip(batch, windows)])
-        organ_w = np.stack([take_window(organs[b], w, self.crop_size) for b, w in zip(batch, windows)])
-        mask_w = np.stack([take_window(plans[b]["mask"], w, self.crop_size) for b, w in zip(batch, windows)])
-        sigmas = [plans[b]["blur_sigma"] for b in batch]
-        result = pipeline(ct_w, organ_w, mask_w, generator, blur_sigmas=sigmas)
-        for index, (b, start) in enumerate(zip(batch, windows)):
-            put_window(out_ct[b], start, result[index])
-            put_window(out_mask[b], start, mask_w[index])
+    def _generate(self, ct, organs, plans, out_ct, out_mask) -> None:
+        for stage, pipeline in self.pipelines.items():
+            todo = [b for b, plan in enumerate(plans) if plan.stage == stage and plan.mask.any()]
+            for start in range(0, len(todo), self.max_batch):
+                self._run(pipeline, todo[start:start + self.max_batch], plans, ct, organs, out_ct, out_mask)
 
-    def _warn_spacing(self, spacing: Sequence[float]) -> None:
-        if self.train_spacing and not np.allclose(spacing, self.train_spacing, rtol=0.1):
-            warnings.warn(f"difftumor: crops at spacing {tuple(spacing)} mm, models trained at "
-                          f"{tuple(self.train_spacing)} mm; textures will be mis-scaled", stacklevel=3)
+    def _resamples(self, spacing: Sequence[float]) -> bool:
+        return self.model_spacing is not None and not np.allclose(spacing, self.model_spacing, rtol=SPACING_RTOL)
+
+    def _window_size(self, spacing: Sequence[float]) -> tuple[int, ...]:
+        """The model crop's extent in voxels of ``spacing`` (the crop size when no resampling)."""
+        if not self._resamples(spacing):
+            return self.crop_size
+        return tuple(max(1, int(round(c * m / s))) for c, m, s in zip(self.crop_size, self.model_spacing, spacing))
+
+    def _run(self, pipeline, batch, plans, ct, organs, out_ct, out_mask) -> None:
+        native, model_in, sigmas = [], [], []
+        for b in batch:
+            plan = plans[b]
+            size, resample = self._window_size(plan.spacing), self._resamples(plan.spacing)
+            windows = [take_window(a, plan.window_start, size) for a in (ct[b], organs[b], plan.mask)]
+            native.append((windows[0], windows[2]))
+            if resample:  # CT linear; masks linear then >= 0.5 (nearest drops thin parts)
+                windows = [zoom_to(w.astype(np.float32), self.crop_size, 1) for w in windows]
+                windows[1:] = [w >= 0.5 for w in windows[1:]]
+            model_in.append(windows)
+            sigmas.append(tuple(plan.blur_sigma_mm / s for s in (self.model_spacing if resample else plan.spacing)))
+        ct_m, organ_m, mask_m = (np.stack(part) for part in zip(*model_in))
+        generators = [torch.Generator(device=self.device).manual_seed(plans[b].seed) for b in batch]
+        result = pipeline(ct_m, organ_m, mask_m, generators, blur_sigmas=sigmas)
+        for index, b in enumerate(batch):
+            ct_w, mask_w = native[index]
+            change = result[index] - ct_m[index]
+            if change.shape != ct_w.shape:  # back to the CT's grid; zero change stays exactly zero
+                change = zoom_to(change, ct_w.shape, 1)
+            put_window(out_ct[b], plans[b].window_start, ct_w + change)
+            put_window(out_mask[b], plans[b].window_start, mask_w)
+
+
+def zoom_to(array: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
+    """``array`` resampled (spline ``order``, corners aligned) to exactly ``shape``."""
+    factors = [n / m for n, m in zip(shape, array.shape)]
+    return ndimage.zoom(array, factors, order=order, mode="nearest").astype(array.dtype, copy=False)
+
+
+def _plan_from_params(organ: np.ndarray, params: Mapping[str, Any]) -> TumorPlan:
+    try:
+        geom = geometry.TumorGeometry.from_dict(params["geometry"])
+        spacing = tuple(float(s) for s in params["spacing"])
+        plan = TumorPlan(str(params["size_type"]), geom, spacing, tuple(int(v) for v in params["window_start"]),
+                         float(params["blur_sigma_mm"]), int(params["seed"]), mask=np.zeros(0, bool))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SynthesisInputError(f"difftumor params: missing or invalid field ({exc!r})") from exc
+    if plan.size_type not in SIZE_STAGE:
+        raise SynthesisInputError(f"difftumor params: size_type {plan.size_type!r}, expected one of {list(SIZE_STAGE)}")
+    mask = np.asarray(geometry.render_tumor_mask(organ, spacing, geom), dtype=bool)
+    return dataclasses.replace(plan, mask=mask)
 
 
 def window_start(mask: np.ndarray, size: Sequence[int]) -> tuple[int, ...]:
@@ -145,23 +225,13 @@ def put_window(target: np.ndarray, start: Sequence[int], window: np.ndarray) -> 
     target[src] = window[dst]
 
 
-def _params(plan: dict[str, Any], seed: int) -> dict[str, Any]:
-    geom = plan["geometry"]
-    geom_dict = dataclasses.asdict(geom) if dataclasses.is_dataclass(geom) else dict(geom)
-    return {"generator": "difftumor", "size_type": plan["size_type"], "stage": plan["stage"],
-            "geometry": geom_dict, "window_start": list(plan["window"]), "blur_sigma": plan["blur_sigma"],
-            "seed": seed, "empty": not bool(plan["mask"].any())}
-
-
-def _load_pipelines(directory: Path, organ: str, stages: set[str], device: torch.device,
-                    blur_sigma_range: tuple[float, float]):
-    autoencoder, ae_meta = load_autoencoder(directory, device)
-    pipelines, crop_size = {}, None
-    for stage in sorted(stages):
-        denoiser, scheduler_config, meta = load_diffusion(directory, organ, stage, device)
+def _load_pipelines(directory: Path, organ: str, stages: set[str], device: torch.device):
+    """({stage: pipeline}, crop size, training spacing) from a checkpoint folder."""
+    models = {stage: load_diffusion(directory, organ, stage, device) for stage in sorted(stages)}
+    autoencoder, ae_meta = load_autoencoder(autoencoder_dir_for(directory, [m[2] for m in models.values()]), device)
+    pipelines, crop_size, spacing = {}, ae_meta.get("train", {}).get("crop_size"), ae_meta.get("spacing")
+    for stage, (denoiser, scheduler_config, meta) in models.items():
         crop_size = meta.get("train", {}).get("crop_size", crop_size)
-        pipelines[stage] = DiffTumorPipeline(autoencoder, denoiser, build_scheduler(scheduler_config),
-                                             blur_sigma_range=blur_sigma_range)
-    if crop_size is None:
-        crop_size = ae_meta.get("train", {}).get("crop_size")
-    return pipelines, crop_size, ae_meta.get("spacing")
+        spacing = meta.get("spacing", spacing)
+        pipelines[stage] = DiffTumorPipeline(autoencoder, denoiser, build_scheduler(scheduler_config))
+    return pipelines, crop_size, spacing

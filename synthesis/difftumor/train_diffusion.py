@@ -66,7 +66,9 @@ def train_diffusion(items: Sequence[dict[str, Any]], autoencoder_dir: str | os.P
             finish_step(step, train_config.steps, metrics, log_metrics=log_metrics, log_every=log_every,
                         checkpoint_every=train_config.checkpoint_every, state_path=state_path,
                         config=record, modules=parts)
-    export = dict(meta or {}, format=FORMAT, steps_done=train_config.steps, final_metrics=metrics, **record)
+    # where the autoencoder is (with its sha256 in ``record``): a folder without autoencoder.pt finds it
+    export = dict(meta or {}, format=FORMAT, steps_done=train_config.steps, final_metrics=metrics,
+                  autoencoder_path=str((Path(autoencoder_dir) / f"{AUTOENCODER}.pt").resolve()), **record)
     export_model(out_dir, name, parts["ema"].state_dict(), export)
     return out_dir / f"{name}.pt"
 
