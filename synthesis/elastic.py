@@ -79,19 +79,3 @@ def deformed_ellipsoid(radii_vox: Sequence[float], sigma_vox: Sequence[float],
     canvas = [max(4, int(np.ceil(4 * r))) for r in radii]
     out, lo = shape_kernels.deformed_mask(*plane_displacements(canvas, sigma_vox, rng), radii)
     return out, lo - np.asarray(canvas) // 2
-
-
-def deform_volume_reference(volume: np.ndarray, fields: list[np.ndarray]) -> np.ndarray:
-    """Straightforward three sequential order-0 resamplings of a whole canvas (used by tests
-    and the naive perf baseline to check/compare the composed fast path)."""
-    out = volume
-    for field, (a, b) in zip(fields, DEFORM_PLANES):
-        grid = list(np.meshgrid(*[np.arange(n) for n in out.shape], indexing="ij"))
-        expand = [slice(None)] * 3
-        other = 3 - a - b
-        expand[other] = None
-        grid[a] = grid[a] + field[0][tuple(expand)]
-        grid[b] = grid[b] + field[1][tuple(expand)]
-        out = ndimage.map_coordinates(out.astype(np.float32), [np.rint(g) for g in grid],
-                                      order=0, mode="constant", cval=0.0) > 0.5
-    return out

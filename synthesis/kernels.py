@@ -122,18 +122,6 @@ def binomial_inversion(u, p, n):
 
 
 @njit(cache=True, nogil=True)
-def bright_mean(field, threshold):
-    """Mean of the values above ``threshold`` (the reference's ``mean(b[b > 0.12])``), or -1."""
-    total = 0.0
-    count = 0
-    for v in field.ravel():
-        if v > threshold:
-            total += v
-            count += 1
-    return total / count if count else -1.0
-
-
-@njit(cache=True, nogil=True)
 def _blur_mask_last_axis(tumor, inner_lo, inner_hi, starts, weights, widths):
     """Gaussian band of a binary mask along its last axis, on the rows of the tumor's own box:
     a row's ones come in a few runs, so each output sums run slices of the row's prefix-summed

@@ -15,16 +15,23 @@ Min-max normalisation: the reference divides by the extremes of its whole 420x30
 We standardise analytically and use the extremes measured on such banks: (max - mean)/std
 and (mean - min)/std were 5.1-6.6 for sigma_a 3..15 (scipy gaussian_filter, seed 0), so the
 normalised field is 0.5 + z / (2 * 6.0).
+
+Gain: the reference computes beta = u0 / mean(b[b > 0.12]) once over its whole bank, then cuts a
+tumor's block out of it, so a block's mean texture wanders with the bank's low frequencies
+(tumor to tumor about +-0.04, +-4 HU of darkening). Normalising each tumor's own box would remove
+that spread; we compute the bank's value instead, analytically: b is close to Gaussian, with mean
+mu = scale / 2 + base and variance (salt noise + smoothed probability map, see
+``bank_bright_mean``), which matched 128^3 reference banks to 0.3 % (sigma_a 3..15, sigma_b 4..7).
 """
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from synthesis import kernels
 from synthesis.banded import Band, gaussian_band, lerp_band, separable_matmul
@@ -162,11 +169,24 @@ def texture_field(shape: Sequence[int], spacing: Sequence[float], sigma_a_mm: fl
     counts = kernels.binomial_inversion(rng.random(probability.size, dtype=np.float32), probability.ravel(), cells)
     salt = separable_matmul(counts.reshape(probability.shape).astype(np.float32) / np.float32(cells),
                             [p.salt_smooth for p in plans])
-    # beta from the smoothed field at the cell centres: the voxels get its linear interpolation,
-    # so the bright mean is the same up to interpolation (and costs 1/8..1/27 of the voxels)
-    mean = kernels.bright_mean(salt, BETA_THRESHOLD)
     b = separable_matmul(salt, [p.salt_to_voxels for p in plans])
-    return b, u0 / (mean if mean > 0 else max(float(salt.mean()), 1e-6))
+    return b, u0 / bank_bright_mean(spacing, sigma_a_mm, sigma_b_mm, scale, base)
+
+
+def bank_bright_mean(spacing: Sequence[float], sigma_a_mm: float, sigma_b_mm: float, scale: float,
+                     base: float) -> float:
+    """The reference's ``mean(b[b > 0.12])`` over a whole texture bank, for b Gaussian with mean
+    mu = scale / 2 + base and variance = Bernoulli noise through the salt Gaussian (per-voxel
+    variance times the kernel's energy) + the probability map's variance reduced by the salt
+    smoothing (two Gaussians: (sa^2 / (sa^2 + sb^2))^1.5 in 3D)."""
+    mu = scale * 0.5 + base
+    var_p = (scale / (2 * REFERENCE_Z_HALF_SPAN)) ** 2
+    energy = float(np.prod([kernel_energy(round(sigma_b_mm / s, 9)) for s in spacing]))
+    smoothed_p = var_p * (sigma_a_mm ** 2 / (sigma_a_mm ** 2 + sigma_b_mm ** 2)) ** 1.5
+    std = math.sqrt(max((mu * (1 - mu) - var_p) * energy + smoothed_p, 1e-12))
+    alpha = (BETA_THRESHOLD - mu) / std
+    tail = 0.5 * math.erfc(alpha / math.sqrt(2))  # P(b > threshold)
+    return mu + std * math.exp(-0.5 * alpha ** 2) / math.sqrt(2 * math.pi) / max(tail, 1e-12)
 
 
 STRIP_AREA_RATIO = 0.6  # a box joins a strip if its cross-section is >= this share of the strip's
@@ -176,8 +196,8 @@ def texture_strip(shapes: Sequence[Sequence[int]], spacing: Sequence[float], sig
                   scale: float, base: float, u0: float, rng: np.random.Generator) -> tuple[list[np.ndarray], float]:
     """``texture_field`` for several boxes at once: they are laid side by side along axis 0 of
     strips of boxes with similar cross-sections (little padding), so they get different parts
-    of one texture process for the set-up cost of a few boxes; the gain is the first strip's
-    (one normalisation for the tumor, as the reference normalises a whole texture array).
+    of one texture process for the set-up cost of a few boxes; the gain is the bank's (one value
+    for the tumor, as the reference normalises a whole texture array).
 
     Returns:
         (per box, a view of its strip's b field with that box's shape; the gain beta).
@@ -195,8 +215,7 @@ def texture_strip(shapes: Sequence[Sequence[int]], spacing: Sequence[float], sig
     for members in strips:
         part = shapes[members]
         strip = (int(part[:, 0].sum()), int(part[:, 1].max()), int(part[:, 2].max()))
-        b, strip_gain = texture_field(strip, spacing, sigma_a_mm, sigma_b_mm, scale, base, u0, rng)
-        gain = strip_gain if gain is None else gain
+        b, gain = texture_field(strip, spacing, sigma_a_mm, sigma_b_mm, scale, base, u0, rng)
         starts = np.concatenate([[0], np.cumsum(part[:, 0])])
         for index, start, (n0, n1, n2) in zip(members, starts, part):
             fields[index] = b[start:start + n0, :n1, :n2]
@@ -221,23 +240,3 @@ def hu_texture(shape: Sequence[int], spacing: Sequence[float], sigma_a_mm: float
     b, gain = texture_field(shape, spacing, sigma_a_mm, sigma_b_mm, scale, base, u0, rng)
     b *= np.float32(gain)
     return np.clip(b, 0.0, 1.0, out=b)
-
-
-def reference_texture(shape: Sequence[int], sigma_a: float, sigma_b: float, scale: float, base: float,
-                      u0: float, rng: np.random.Generator, bank_normalised: bool = False) -> np.ndarray:
-    """The reference process voxel by voxel on the whole array (sigmas in voxels); used by tests
-    and the naive perf baseline.
-
-    ``bank_normalised``: replace the min-max over this array by the bank's span
-    (0.5 + z / (2 * REFERENCE_Z_HALF_SPAN)), which is what a small cut-out of the reference's
-    420x300x320 bank sees; min-max over a small array exaggerates the contrast for large sigma_a.
-    """
-    a = ndimage.gaussian_filter(rng.random(tuple(shape)), sigma_a)
-    if bank_normalised:
-        norm = np.clip(0.5 + (a - a.mean()) / a.std() / (2 * REFERENCE_Z_HALF_SPAN), 0, 1)
-    else:
-        norm = (a - a.min()) / (a.max() - a.min())
-    a = scale * norm + base
-    b = ndimage.gaussian_filter((a > rng.random(a.shape)).astype(float), sigma_b)
-    beta = u0 / b[b > BETA_THRESHOLD].mean()
-    return np.clip(beta * b, 0, 1)

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from synthesis.elastic import deform_volume_reference, deformed_ellipsoid, plane_displacements
+from benchmark.perf.reference_impls import deform_volume_reference
+from synthesis.elastic import deformed_ellipsoid, plane_displacements
 from synthesis.errors import SynthesisInputError
 from synthesis.geometry import (
     BASE_RADIUS_MM, DIFFTUMOR_RANGES, HU2023_RANGES, SIZE_TYPES, SizeRange, TumorGeometry, prepare_organ,

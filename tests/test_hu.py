@@ -11,7 +11,8 @@ from synthesis.banded import gaussian_band
 from synthesis.hu import HuGenerator, HuRanges, TumorParams, sample_params, synthesize
 from synthesis.kernels import blend_box
 from synthesis.protocol import SynthesisOutput, TumorGenerator
-from synthesis.texture import hu_texture, reference_texture
+from benchmark.perf.reference_impls import reference_texture
+from synthesis.texture import hu_texture
 
 ORGAN_HU = 100.0
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from synthesis.elastic import deform_volume_reference, deformed_ellipsoid, plane_displacements
+from benchmark.perf.reference_impls import deform_volume_reference
+from synthesis.elastic import deformed_ellipsoid, plane_displacements
 from synthesis.geometry import _pick_on_slice, organ_bbox
 from synthesis.shape_kernels import first_candidate, plane_candidates
 from synthesis.banded import gaussian_matrix, lerp_matrix, separable_matmul

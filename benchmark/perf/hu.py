@@ -53,7 +53,8 @@ def naive_tumor(ct: np.ndarray, organ: np.ndarray, params, bank: np.ndarray, rng
     """Reference-structured full-organ-box implementation (in place); returns the tumor mask."""
     from scipy import ndimage
 
-    from synthesis.elastic import deform_volume_reference, plane_displacements
+    from benchmark.perf.reference_impls import deform_volume_reference
+    from synthesis.elastic import plane_displacements
     from synthesis.geometry import organ_bbox
 
     lo, hi = organ_bbox(organ)
@@ -154,7 +155,7 @@ def _time_naive(ct, healthy, organ, params_list, bank, rng):
 def run(args) -> int:
     from synthesis.geometry import SIZE_TYPES
     from synthesis.hu import HuRanges, sample_params
-    from synthesis.texture import reference_texture
+    from benchmark.perf.reference_impls import reference_texture
 
     _CLOCK[0] = time.process_time if args.clock == "cpu" else time.perf_counter
     rng = np.random.default_rng(args.seed)
