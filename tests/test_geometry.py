@@ -9,8 +9,8 @@ from benchmark.perf.reference_impls import deform_volume_reference
 from synthesis.elastic import deformed_ellipsoid, plane_displacements
 from synthesis.errors import SynthesisInputError
 from synthesis.geometry import (
-    BASE_RADIUS_MM, DIFFTUMOR_RANGES, HU2023_RANGES, SIZE_TYPES, SizeRange, TumorGeometry, prepare_organ,
-    render_tumor_box, render_tumor_mask, sample_geometry, sample_size_type,
+    BASE_RADIUS_MM, HU2023_RANGES, SIZE_TYPES, SizeRange, TumorGeometry, prepare_organ, render_tumor_box,
+    render_tumor_mask, sample_geometry, sample_size_type,
 )
 
 ONE_EACH = {k: dataclasses.replace(v, count=(1, 1)) for k, v in HU2023_RANGES.items()}
@@ -22,6 +22,36 @@ def ellipsoid_organ(extent_mm, spacing, semi_axes_mm):
     grid = np.ogrid[tuple(slice(0, n) for n in shape)]
     dist = sum((((g + 0.5) * s - e / 2) / r) ** 2 for g, s, e, r in zip(grid, spacing, extent_mm, semi_axes_mm))
     return dist <= 1.0
+
+
+def test_hu_generator_default_is_the_official_hu_mix():
+    """SyntheticTumors TumorGenerated: tiny/small/medium/large/mix with 0.2 each (not DiffTumor's
+    early 0.8 / medium 0.1 / large 0.1)."""
+    from synthesis.hu import HuGenerator
+
+    organ = prepare_organ(ellipsoid_organ((200, 200, 200), (2.0, 2.0, 2.0), (95, 95, 95)))
+    generator, rng = HuGenerator("liver"), np.random.default_rng(0)
+    draws = [generator.sample(organ, (2.0, 2.0, 2.0), rng).geometry.size_type for _ in range(500)]
+    for size_type in ("tiny", "small", "medium", "large", "mix"):
+        assert draws.count(size_type) / len(draws) == pytest.approx(0.2, abs=0.05), size_type
+
+
+def test_size_fallback_only_for_organ_too_small():
+    """Only OrganTooSmallError falls back to a smaller size; any other error is raised as is."""
+    from synthesis.errors import OrganTooSmallError
+    from synthesis.sizes import sample_with_size_fallback
+
+    def draw(size_type, error):
+        if size_type == "large":
+            raise error
+        return size_type
+
+    probs = {"small": 0.0001, "large": 0.9999}
+    too_small = OrganTooSmallError("organ mask too small for a 'large' tumor (the empty part does not count)")
+    assert sample_with_size_fallback(np.random.default_rng(0), probs, lambda t: draw(t, too_small))[0] == "small"
+    with pytest.raises(SynthesisInputError, match="bad spacing"):
+        sample_with_size_fallback(np.random.default_rng(0), probs,
+                                  lambda t: draw(t, SynthesisInputError("bad spacing")))
 
 
 def test_default_size_type_frequencies():
@@ -120,9 +150,44 @@ def test_exophytic_kidney_tumor_leaves_the_organ():
     pytest.fail("no exophytic kidney draw in 40 seeds")
 
 
-def test_difftumor_preset_large_up_to_two():
-    assert DIFFTUMOR_RANGES["large"].radius_scale == (0.75, 2.0)
-    assert DIFFTUMOR_RANGES["tiny"].count == (1, 3) and HU2023_RANGES["tiny"].count == (3, 10)
+def _stub_difftumor(organ: str, size_probs):
+    """DiffTumorGenerator with stand-in pipelines (the geometry is under test, not the models)."""
+    from synthesis.difftumor.generator import DiffTumorGenerator
+
+    def darken(ct_w, organ_w, mask_w, generators, blur_sigmas):
+        return ct_w - 80.0 * mask_w
+
+    return DiffTumorGenerator(organ, size_probs=size_probs, pipelines={"early": darken, "nonearly": darken},
+                              crop_size=(16, 16, 16))
+
+
+def test_difftumor_generator_draws_the_official_difftumor_geometry():
+    """DiffTumor STEP3: 1-3 tiny/small ellipsoids, one medium/large, large semi-axes 24-64 mm
+    (Hu's preset: 3-10 tiny, 2-5 medium, large semi-axes <= 40 mm)."""
+    spacing = (2.0, 2.0, 2.0)
+    organ = ellipsoid_organ((200, 200, 200), spacing, (95, 95, 95))
+    ct = np.where(organ, 100.0, -100.0).astype(np.float32)[None]
+    counts, large_axes = {}, []
+    for size_type in ("tiny", "medium", "large"):
+        generator = _stub_difftumor("liver", {size_type: 1.0})
+        for seed in range(12):
+            geo = generator(ct, organ[None], spacing, np.random.default_rng(seed)).params[0]["geometry"]
+            counts.setdefault(size_type, set()).add(len(geo["centres"]))
+            if size_type == "large":
+                large_axes += [r for radii in geo["radii_mm"] for r in radii]
+    assert counts["tiny"] <= {1, 2, 3} and len(counts["tiny"]) >= 2
+    assert counts["medium"] == {1} and counts["large"] == {1}
+    assert min(large_axes) >= 24.0 and max(large_axes) > 45.0 and max(large_axes) <= 64.0
+
+
+def test_hu2023_mix_has_every_size_type_with_its_own_ranges():
+    organ = ellipsoid_organ((200, 200, 200), (2.0, 2.0, 2.0), (95, 95, 95))
+    geo = sample_geometry(organ, (2.0, 2.0, 2.0), "mix", "liver", np.random.default_rng(4))
+    assert geo.size_type == "mix" and 11 <= len(geo.centres) <= 28  # 3-10 + 5-10 + 2-5 + 1-3
+    smallest = sorted(max(r) for r in geo.radii_mm)
+    assert smallest[0] <= 5.0 and smallest[-1] >= 24.0  # a tiny (3-5 mm) and a large (24-40 mm) one
+    with pytest.raises(SynthesisInputError, match="has no mix"):
+        sample_geometry(organ, (2.0, 2.0, 2.0), "mix", "liver", np.random.default_rng(4), ranges="difftumor")
 
 
 def test_errors_empty_and_too_small_organ():
@@ -137,3 +202,37 @@ def test_errors_empty_and_too_small_organ():
     custom = {"tiny": SizeRange((1.0, 1.0), (1, 1), (0.5, 0.5), False)}
     geo = sample_geometry(small, (1, 1, 1), "tiny", "pancreas", rng, ranges=custom)
     assert geo.radii_mm[0] == (4.0, 4.0, 4.0)
+
+
+def _bspline3(x):
+    """Cubic B-spline basis."""
+    x = np.abs(x)
+    return np.where(x < 1, 2 / 3 - x ** 2 + x ** 3 / 2, np.where(x < 2, (2 - x) ** 3 / 6, 0.0))
+
+
+def _elasticdeform_displacement(control: np.ndarray, i: int, j: int, shape) -> float:
+    """elasticdeform's displacement at voxel (i, j) of a plane from 3x3 control values: B-spline
+    coefficients c with control = M c along each axis (M: B-spline samples, mirror boundary
+    c[-1] = c[1], c[3] = c[1]), evaluated at cp = 2 * i / (n - 1) with mirrored indices."""
+    m = np.array([[4.0, 2.0, 0.0], [1.0, 4.0, 1.0], [0.0, 2.0, 4.0]]) / 6.0
+    coeffs = np.linalg.solve(m, np.linalg.solve(m, control).T).T
+
+    def mirror(k):
+        return -k if k < 0 else (4 - k if k > 2 else k)
+
+    cps = [2.0 * i / (shape[0] - 1), 2.0 * j / (shape[1] - 1)]
+    ks = [range(int(np.floor(cp)) - 1, int(np.floor(cp)) + 3) for cp in cps]
+    return float(sum(coeffs[mirror(a), mirror(b)] * _bspline3(cps[0] - a) * _bspline3(cps[1] - b)
+                     for a in ks[0] for b in ks[1]))
+
+
+def test_displacement_fields_follow_elasticdeforms_formula():
+    canvas, sigma = (17, 12, 9), np.array([2.0, 3.0, 1.5])
+    fields = plane_displacements(canvas, sigma, np.random.default_rng(5))
+    controls = np.random.default_rng(5).standard_normal((3, 2, 3, 3))
+    for plane, (a, b) in enumerate(((0, 1), (1, 2), (0, 2))):
+        for component, axis in enumerate((a, b)):
+            for i, j in ((0, 0), (1, 3), (canvas[a] // 2, canvas[b] - 1), (canvas[a] - 2, 1)):
+                expected = sigma[axis] * _elasticdeform_displacement(
+                    controls[plane, component], i, j, (canvas[a], canvas[b]))
+                assert fields[plane][component][i, j] == pytest.approx(expected, abs=1e-5), (plane, i, j)

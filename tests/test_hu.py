@@ -240,3 +240,20 @@ def test_generator_reports_cpu_so_the_trainer_synthesizes_in_workers():
     from models.data import _generator_on_cuda
 
     assert not _generator_on_cuda(HuGenerator("liver", device="cuda"))
+
+
+def test_tumor_to_tumor_spread_of_mean_texture_matches_the_reference_bank():
+    """The reference normalises a whole 420x300x320 bank once and cuts each tumor's block out of
+    it, so a block's mean texture wanders with the bank's low frequencies (sd ~0.04 for sigma_a
+    12 mm, ~4 HU of darkening); normalising each box separately shrank it ~3x."""
+    sigma_a, sigma_b, box = 12.0, 4.0, 20
+    rng = np.random.default_rng(0)
+    reference = []
+    for _ in range(2):
+        bank = reference_texture((112, 112, 112), sigma_a, sigma_b, 0.2, 0.05, 0.52, rng, bank_normalised=True)
+        for i, j, k in rng.integers(0, 112 - box, (30, 3)):
+            reference.append(bank[i:i + box, j:j + box, k:k + box].mean())
+    ours = [hu_texture((box,) * 3, (1.0, 1.0, 1.0), sigma_a, sigma_b, 0.2, 0.05, 0.52,
+                       np.random.default_rng(seed)).mean() for seed in range(60)]
+    assert np.mean(ours) == pytest.approx(np.mean(reference), abs=0.01)
+    assert 0.7 <= np.std(ours) / np.std(reference) <= 1.4, (np.std(ours), np.std(reference))
