@@ -93,11 +93,93 @@ def test_changes_only_near_mask_and_darker_inside(trained):
         reach = int(np.ceil(4 * out.params[b]["blur_sigma_mm"] / min(SPACING))) + 1
         near = ndimage.binary_dilation(mask, structure=np.ones((3, 3, 3), bool), iterations=reach)
         np.testing.assert_array_equal(out.ct_hu[b][~near], ct[b][~near])
-    # real tumors of the training cases are darker than the organ (0 vs 120 HU, noise sd 8 HU);
-    # a light blur keeps the blend weight near 1 inside the mask
+    # real tumors of the training cases are darker than the organ (0 vs 120 HU, noise sd 8 HU).
+    # A denoiser that only copied the masked hole would give what the autoencoder makes of the
+    # masked crop (~90 HU here): the trained one must paint a clearly darker tumor.
     generated = out.ct_hu[out.tumor_mask].mean()
-    assert generated < ORGAN_HU - 15, generated
+    hole_copy = _decoded_masked_crop(_generator(trained[0]).pipelines["early"], ct, out.tumor_mask)
+    assert generated < hole_copy[out.tumor_mask].mean() - 25, (generated, hole_copy[out.tumor_mask].mean())
     assert json.dumps(out.params)  # replayable, JSON-serialisable
+
+
+def _decoded_masked_crop(pipeline, ct, masks):
+    """The crops the autoencoder decodes from the masked crops' latents (no diffusion), in HU."""
+    from synthesis.difftumor.autoencoder import hu_to_unit, unit_to_hu
+
+    with torch.no_grad():
+        image = torch.from_numpy(hu_to_unit(ct, pipeline.window)[:, None])
+        hole = torch.from_numpy(masks[:, None].astype(np.float32))
+        decoded = pipeline.autoencoder.decode(pipeline.autoencoder.encode(image * (1 - hole)), quantize=True)
+        return unit_to_hu(decoded.clamp(-1, 1), pipeline.window)[:, 0].numpy()
+
+
+def test_each_tumor_replays_bit_identically_whatever_its_batch(trained):
+    """Every tumor has its own seed and noise: the same rng gives the same tumors with batches of
+    3 or 1, and ``replay`` redraws each one alone from its params (CPU)."""
+    ct, organ = _healthy_batch(3)
+    batched = _generator(trained[0], max_batch=3)(ct, organ, SPACING, np.random.default_rng(21))
+    single = _generator(trained[0], max_batch=1)(ct, organ, SPACING, np.random.default_rng(21))
+    np.testing.assert_array_equal(batched.ct_hu, single.ct_hu)
+    assert len({p["seed"] for p in batched.params}) == 3
+    generator = _generator(trained[0])
+    for b, params in enumerate(batched.params):
+        assert params["method"] == "difftumor" and params["blur_sigma_mm"] >= 0
+        tumor_ct, mask = generator.replay(ct[b], organ[b], json.loads(json.dumps(params)))
+        np.testing.assert_array_equal(tumor_ct, batched.ct_hu[b])
+        np.testing.assert_array_equal(mask, batched.tumor_mask[b])
+
+
+def test_ct_at_another_spacing_is_resampled_to_the_checkpoints(trained):
+    """A 1.6 x 1.6 x 3 mm crop (models trained at 2 mm): the window is the model crop in mm,
+    resampled there and back; no spacing warning, the tumor is generated and the CT is unchanged
+    away from it."""
+    import warnings
+
+    from scipy import ndimage
+
+    spacing = (1.6, 1.6, 3.0)
+    shape = tuple(int(round(32 * 2.0 / s)) for s in spacing)  # the 2 mm case's extent
+    ct_2mm, label_2mm = make_case(7, shape=(32, 32, 32), tumor_radii=())
+    zoom = [n / 32 for n in shape]
+    ct = ndimage.zoom(ct_2mm, zoom, order=1)[None]
+    organ = (ndimage.zoom(label_2mm.astype(np.float32), zoom, order=1) >= 0.5)[None]
+    generator = _generator(trained[0], blur_sigma_mm=(0.0, 1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        outs = [generator(ct, organ, spacing, np.random.default_rng(seed)) for seed in range(3)]
+    drops = [float((ct[0] - o.ct_hu[0])[o.tumor_mask[0]].mean()) for o in outs]
+    assert np.mean(drops) > 15, drops  # a dark tumor, as at 2 mm
+    out, mask = outs[0], outs[0].tumor_mask[0]
+    assert mask.any() and not (mask & ~organ[0]).any()
+    window = np.zeros(shape, bool)
+    start, size = out.params[0]["window_start"], (20, 20, 11)  # 16 voxels at 2 mm, in 1.6/1.6/3 mm voxels
+    window[tuple(slice(max(a, 0), a + n) for a, n in zip(start, size))] = True
+    np.testing.assert_array_equal(out.ct_hu[0][~window], ct[0][~window])
+    again, _ = _generator(trained[0]).replay(ct[0], organ[0], out.params[0])
+    np.testing.assert_array_equal(again, out.ct_hu[0])
+
+
+def test_diffusion_checkpoint_finds_its_autoencoder_elsewhere(trained, tmp_path):
+    """train-diffusion --autoencoder AE --out DM records AE (path, sha256): DM alone loads, and a
+    moved or changed autoencoder is a clear error."""
+    import shutil
+
+    ae = tmp_path / "ae"
+    ae.mkdir()
+    for name in ("autoencoder.pt", "autoencoder.json"):
+        shutil.copy(trained[0] / name, ae / name)
+    train_diffusion(_items(), ae, tmp_path / "dm", ORGAN, "early", DENOISER, cfg.scheduler_for_stage("early"),
+                    dataclasses.replace(DIFF_TRAIN, steps=2, checkpoint_every=2), progress=False)
+    assert not (tmp_path / "dm" / "autoencoder.pt").exists()
+    ct, organ = _healthy_batch(1)
+    assert _generator(tmp_path / "dm")(ct, organ, SPACING, np.random.default_rng(0)).tumor_mask.any()
+    ae.rename(tmp_path / "moved")
+    with pytest.raises(SynthesisInputError, match="is missing"):
+        _generator(tmp_path / "dm")
+    (tmp_path / "moved").rename(ae)
+    (ae / "autoencoder.pt").write_bytes((ae / "autoencoder.pt").read_bytes() + b"changed")
+    with pytest.raises(SynthesisInputError, match="not the autoencoder the diffusion models"):
+        _generator(tmp_path / "dm")
 
 
 def test_same_seed_same_output_and_checkpoint_roundtrip(trained):
@@ -123,24 +205,38 @@ def test_full_volume_larger_than_model_crop(trained):
 def test_missing_or_bad_checkpoint_is_a_clear_error(tmp_path, trained):
     with pytest.raises(SynthesisInputError, match="checkpoint folder not found"):
         _generator(tmp_path / "nope")
-    with pytest.raises(SynthesisInputError, match="autoencoder config not found"):
+    with pytest.raises(SynthesisInputError, match="early model for liver not found"):
         _generator(tmp_path)
     with pytest.raises(SynthesisInputError, match="nonearly model for liver not found"):
         DiffTumorGenerator(ORGAN, checkpoint=trained[0])  # default size probs need the non-early model
-    (tmp_path / "autoencoder.json").write_text((trained[0] / "autoencoder.json").read_text())
+    with pytest.raises(SynthesisInputError, match="autoencoder config not found"):
+        load_autoencoder(tmp_path)
+    (tmp_path / "autoencoder.json").write_bytes((trained[0] / "autoencoder.json").read_bytes())
     (tmp_path / "autoencoder.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(SynthesisInputError, match="cannot read DiffTumor autoencoder weights"):
-        _generator(tmp_path)
+        load_autoencoder(tmp_path)
     with pytest.raises(SynthesisInputError, match="trained weights"):
         DiffTumorGenerator(ORGAN)
 
 
-def test_autoencoder_roundtrip_is_identical(trained, tmp_path):
-    model, _ = load_autoencoder(trained[0])
+def test_exported_autoencoder_loads_to_the_same_model(tmp_path):
+    """export_model + load_autoencoder restore every weight and codebook buffer of an in-memory
+    model (a randomly initialised one with a perturbed codebook): same state, same outputs."""
+    from synthesis.difftumor.autoencoder import VQAutoencoder
+    from synthesis.difftumor.checkpoint import export_model
+
+    torch.manual_seed(0)
+    model = VQAutoencoder(AE_MODEL).eval()
+    for buffer in model.buffers():
+        if buffer.is_floating_point():
+            buffer.copy_(torch.randn_like(buffer))
+    export_model(tmp_path, "autoencoder", model.state_dict(), {"model": cfg.to_dict(AE_MODEL)})
+    loaded, _ = load_autoencoder(tmp_path)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0, msg=key)
     image = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (1, 1, 16, 16, 16)).astype(np.float32))
-    again, _ = load_autoencoder(trained[0])
     with torch.no_grad():
-        torch.testing.assert_close(model.decode(model.encode(image)), again.decode(again.encode(image)),
+        torch.testing.assert_close(loaded.decode(loaded.encode(image)), model.decode(model.encode(image)),
                                    rtol=0, atol=0)
 
 

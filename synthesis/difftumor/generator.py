@@ -67,7 +67,9 @@ class DiffTumorGenerator:
             0.1 / large 0.1; no "mix").
         model_organ: use another organ's diffusion weights (the paper's cross-organ runs).
         blur_sigma_mm: blend-mask blur range in mm (official U(0, 4) voxels at 1 mm).
-        max_batch: most crops per denoiser forward pass.
+        max_batch: most crops per forward pass on an accelerator. On CPU crops run one at a time:
+            CPU convolutions round differently by batch size (~1e-6), and a tumor must replay bit
+            for bit whatever batch it was drawn in.
         geometry_preset: tumor geometry ranges ("difftumor", the official STEP3 ones, by default).
         pipelines, crop_size, model_spacing: ready-made pipelines per stage instead of a checkpoint.
     """
@@ -137,8 +139,9 @@ class DiffTumorGenerator:
     def _generate(self, ct, organs, plans, out_ct, out_mask) -> None:
         for stage, pipeline in self.pipelines.items():
             todo = [b for b, plan in enumerate(plans) if plan.stage == stage and plan.mask.any()]
-            for start in range(0, len(todo), self.max_batch):
-                self._run(pipeline, todo[start:start + self.max_batch], plans, ct, organs, out_ct, out_mask)
+            batch = 1 if self.device.type == "cpu" else self.max_batch
+            for start in range(0, len(todo), batch):
+                self._run(pipeline, todo[start:start + batch], plans, ct, organs, out_ct, out_mask)
 
     def _resamples(self, spacing: Sequence[float]) -> bool:
         return self.model_spacing is not None and not np.allclose(spacing, self.model_spacing, rtol=SPACING_RTOL)
