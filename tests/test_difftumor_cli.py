@@ -55,10 +55,24 @@ def test_cli_trains_all_three_models_and_generator_uses_them(dataset, tmp_path, 
 
     from synthesis.registry import make_generator
 
+    from scipy import ndimage
+
+    from synthesis.difftumor.generator import SIZE_STAGE
+
     generator = make_generator("difftumor", "liver", checkpoint=ckpt)
+    assert set(generator.pipelines) == {"early", "nonearly"} and generator.model_spacing == tuple(SPACING)
     ct, label = make_case(9, shape=(40, 40, 40), tumor_radii=())
-    out = generator(ct[None], (label == 1)[None], SPACING, np.random.default_rng(0))
-    assert out.tumor_mask.any() and out.params[0]["stage"] in ("early", "nonearly")
+    organ = label == 1
+    for seed in range(3):
+        out = generator(ct[None], organ[None], SPACING, np.random.default_rng(seed))
+        mask, params = out.tumor_mask[0], out.params[0]
+        assert params["method"] == "difftumor" and params["stage"] == SIZE_STAGE[params["size_type"]]
+        assert mask.any() and not (mask & ~organ).any()  # liver tumors are clipped to the organ
+        changed = out.ct_hu[0] != ct
+        assert changed[mask].mean() > 0.9  # the tumor voxels are generated...
+        reach = int(np.ceil(4 * params["blur_sigma_mm"] / min(SPACING))) + 1
+        near = ndimage.binary_dilation(mask, np.ones((3, 3, 3), bool), iterations=reach)
+        assert not (changed & ~near).any()  # ...and nothing beyond the blend blur
 
 
 def test_train_tiny_generators_skips_cached_models(dataset, tmp_path, monkeypatch):

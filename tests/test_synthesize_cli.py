@@ -101,3 +101,29 @@ def test_replay_file_errors(tmp_path, capsys):
     assert "not a params.json" in capsys.readouterr().err
     assert run(ct_path, mask_path, "--out", tmp_path / "o") == 2
     assert "--organ is required" in capsys.readouterr().err
+
+
+def test_replay_checks_the_inputs_content_not_only_the_shape(tmp_path, capsys):
+    ct_path, mask_path, _ = write_case(tmp_path)
+    assert run(ct_path, mask_path, "--organ", "liver", "--size", "tiny", "--out", tmp_path / "out") == 0
+    img = nib.load(ct_path)
+    other = np.asarray(img.dataobj).copy()
+    other[0, 0, 0] += 1  # same shape and affine, one voxel differs
+    nib.save(nib.Nifti1Image(other, img.affine), tmp_path / "other.nii.gz")
+    code = run(tmp_path / "other.nii.gz", mask_path, "--replay", tmp_path / "out" / "params.json",
+               "--out", tmp_path / "again")
+    assert code == 2 and "differ in content" in capsys.readouterr().err
+    assert not (tmp_path / "again").exists()
+
+
+def test_overlapping_tumors_are_not_darkened_twice(tmp_path):
+    """The same tumor listed twice (fully overlapping) gives exactly the one-tumor CT."""
+    ct_path, mask_path, _ = write_case(tmp_path, ct_dtype=np.float32)
+    assert run(ct_path, mask_path, "--organ", "liver", "--size", "small", "--out", tmp_path / "one") == 0
+    params = json.loads((tmp_path / "one" / "params.json").read_text())
+    params["tumors"], params["count"] = params["tumors"] * 2, 2
+    (tmp_path / "twice.json").write_text(json.dumps(params))
+    assert run(ct_path, mask_path, "--replay", tmp_path / "twice.json", "--out", tmp_path / "twice") == 0
+    one, twice = (np.asarray(nib.load(tmp_path / name / "ct.nii.gz").dataobj) for name in ("one", "twice"))
+    assert (one != np.asarray(nib.load(ct_path).dataobj)).any()
+    np.testing.assert_array_equal(twice, one)
