@@ -19,7 +19,8 @@ class SynthesisOutput:
     Attributes:
         ct_hu: (B, X, Y, Z) float32 CT in HU with the synthetic tumors.
         tumor_mask: (B, X, Y, Z) bool, the synthetic tumor voxels.
-        params: one JSON-serialisable dict per crop, enough to replay that tumor.
+        params: one JSON-serialisable dict per crop (key ``method`` names the generator), enough
+            to replay that tumor: ``generator.replay(ct, organ_mask, params)`` on the same crop.
     """
 
     ct_hu: np.ndarray
@@ -37,7 +38,9 @@ class TumorGenerator(Protocol):
         spacing: voxel spacing in mm, shared by the batch.
         rng: numpy Generator, the only source of randomness.
 
-    Optional: ``warm_up()``, called once in the trainer's process before DataLoader workers
+    Optional: ``replay(ct_hu, organ_mask, params)`` on one (X, Y, Z) crop -> (ct_hu, tumor_mask),
+    the tumor of one ``SynthesisOutput.params`` entry again (``tumorbench synthesize --replay``).
+    ``warm_up()``, called once in the trainer's process before DataLoader workers
     fork (HuGenerator loads its compiled kernels there, so the workers share them).
     """
 
