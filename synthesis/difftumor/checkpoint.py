@@ -118,9 +118,11 @@ def load_diffusion(directory: str | os.PathLike, organ: str, stage: str, device:
     json_path = directory / f"{name}.json"
     if not json_path.is_file():
         flag = "--early" if stage == "early" else "--non-early"
+        official = f"{organ}_{'early' if stage == 'early' else 'noearly'}.pt"
         raise SynthesisInputError(
             f"{json_path}: DiffTumor {stage} model for {organ} not found; train it with `tumorbench generator "
-            f"train-diffusion DATASET --autoencoder {directory} --organ {organ} {flag} --out {directory}`")
+            f"train-diffusion DATASET --autoencoder {directory} --organ {organ} {flag} --out {directory}` or "
+            f"convert the published {official} with `tumorbench generator import-official ... {flag} {official}`")
     meta = load_json(json_path, f"DiffTumor {stage} diffusion config")
     cls = OfficialDenoiserConfig if _arch(meta, json_path) == "official" else DenoiserConfig
     denoiser = build_denoiser(from_dict(cls, meta.get("denoiser", {}), str(json_path)))

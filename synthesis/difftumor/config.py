@@ -235,6 +235,11 @@ def official_diffusion_config(preset: str, stage: str
     return OfficialDenoiserConfig(), scheduler, train
 
 
+def arch_of(config: Any) -> str:
+    """The ``arch`` recorded in a checkpoint's JSON for a model config: "official" or "monai"."""
+    return "official" if isinstance(config, (OfficialAutoencoderConfig, OfficialDenoiserConfig)) else "monai"
+
+
 def _check_preset(preset: str) -> None:
     if preset not in PRESETS:
         raise SynthesisInputError(f"preset {preset!r}: expected one of {PRESETS}")
