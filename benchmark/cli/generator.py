@@ -1,4 +1,5 @@
-"""`tumorbench generator`: train the DiffTumor autoencoder and diffusion models on a dataset."""
+"""`tumorbench generator`: train the DiffTumor autoencoder and diffusion models on a dataset, or
+convert the published DiffTumor weights into a checkpoint folder (`import-official`)."""
 from __future__ import annotations
 
 import argparse
@@ -30,10 +31,11 @@ discriminators and LPIPS dropped; every key and shape is checked before anything
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "generator", help="train the DiffTumor generative models (autoencoder, diffusion)",
+        "generator", help="train the DiffTumor generative models (autoencoder, diffusion) or import the published ones",
         description="Train DiffTumor: stage 1 a 3D VQGAN autoencoder, stage 2 latent diffusion inpainting "
                     "models (early T=4 and non-early T=200) per organ. Presets: tiny (32^3 crops, CPU, minutes) "
-                    "and paper (96^3 crops, official sizes, GPU).")
+                    "and paper (96^3 crops, official sizes, GPU). import-official converts the published "
+                    "weights.")
     inner = parser.add_subparsers(dest="generator_what", metavar="<what>")
     ae = inner.add_parser("train-autoencoder", help="stage 1: train the VQGAN autoencoder",
                           description="Train the 3D VQGAN autoencoder on crops of all cases of DATASET.",
