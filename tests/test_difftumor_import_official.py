@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from _difftumor_fixtures import write_dataset
-from _official_golden import require_golden
+from _official_golden import golden, one_torch_thread  # noqa: F401 (fixtures)
 
 from benchmark.cli import main
 from synthesis.difftumor.official.convert import STAGE_TIMESTEPS
@@ -22,17 +22,7 @@ from synthesis.difftumor.official.denoiser import OfficialUnet3D
 from synthesis.difftumor.schedules import schedule_buffers
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def golden():
-    return require_golden()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from _official_golden import max_abs, report, require_golden
+from _official_golden import golden, max_abs, one_torch_thread, report  # noqa: F401 (fixtures)
 
 from synthesis.difftumor.autoencoder import hu_to_unit, unit_to_hu
 from synthesis.difftumor.checkpoint import load_autoencoder, load_diffusion
@@ -23,17 +23,7 @@ from synthesis.difftumor.pipeline import blend
 from synthesis.difftumor.schedules import OfficialDDIM
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def golden():
-    return require_golden()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
