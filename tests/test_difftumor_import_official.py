@@ -166,3 +166,19 @@ def test_train_official_arch_from_the_published_weights(converted, tmp_path, cap
                  "--out", str(tmp_path / "mixed")]) == 2
     assert "another architecture" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "mixed", ignore_errors=True)
+
+
+def test_recorded_architecture_fields_are_checked(golden, converted):
+    from synthesis.difftumor.official.convert import check_hyperparameters
+    from synthesis.difftumor.official.unpickle import load_relaxed
+    from synthesis.errors import SynthesisInputError
+
+    lightning = load_relaxed(golden / "autoencoder_official_layout.ckpt")
+    found = check_hyperparameters(lightning, "ckpt")
+    assert found["num_groups"] == 32 and found["padding_type"] == "replicate" and found["downsample"] == [4, 4, 4]
+    source = json.loads((converted / "autoencoder.json").read_text())["source"]
+    assert source["hyper_parameters_checked"] == found
+    changed = {"hyper_parameters": {"cfg": {"model": dict(found, num_groups=16)}}}
+    with pytest.raises(SynthesisInputError, match="cfg.model.num_groups is 16"):
+        check_hyperparameters(changed, "ckpt")
+    assert check_hyperparameters({"state_dict": {}}, "ckpt") is None

@@ -20,7 +20,7 @@ from synthesis.difftumor.config import (OfficialAutoencoderConfig, OfficialDenoi
                                         to_dict)
 from synthesis.difftumor.official.autoencoder import OfficialVQGAN
 from synthesis.difftumor.official.denoiser import OfficialUnet3D
-from synthesis.difftumor.official.unpickle import load_relaxed
+from synthesis.difftumor.official.unpickle import load_relaxed, plain_config
 from synthesis.difftumor.schedules import schedule_buffers
 from synthesis.difftumor.training import file_sha256
 from synthesis.errors import SynthesisInputError
@@ -32,6 +32,9 @@ STAGE_TIMESTEPS = {"early": 4, "nonearly": 200}
 OFFICIAL_FILE_STAGE = {"early": "early", "noearly": "nonearly"}
 CROP_SIZE = [96, 96, 96]
 SPACING = [1.0, 1.0, 1.0]
+# architecture fields of the official vq_gan_3d config that the key shapes do not pin down (or do)
+OFFICIAL_AE_HPARAMS = {"n_hiddens": 16, "downsample": [4, 4, 4], "embedding_dim": 8, "n_codes": 16384,
+                       "norm_type": "group", "num_groups": 32, "padding_type": "replicate"}
 LICENCE = "published DiffTumor weights (MrGiovanni/DiffTumor), CC BY-NC-ND 4.0: do not redistribute"
 
 
@@ -65,6 +68,22 @@ def autoencoder_state(official: Mapping[str, Any], where: str) -> dict[str, torc
     state = {CODEBOOK_KEYS.get(k, k): official[k].detach().float().clone() for k in expected}
     state["codebook.initialized"] = torch.tensor(True)
     return state
+
+
+def check_hyperparameters(lightning: Mapping[str, Any], where: str) -> dict[str, Any] | None:
+    """The autoencoder's recorded architecture fields, checked against the official values
+    (GroupNorm groups and padding change the numbers without changing any shape). None when the
+    file records no readable config."""
+    config = plain_config((lightning.get("hyper_parameters") or {}).get("cfg"))
+    model = config.get("model") if isinstance(config, dict) else None
+    if not isinstance(model, dict):
+        return None
+    found = {key: model[key] for key in OFFICIAL_AE_HPARAMS if key in model}
+    for key, value in found.items():
+        if value != OFFICIAL_AE_HPARAMS[key]:
+            raise SynthesisInputError(f"{where}: hyper_parameters cfg.model.{key} is {value!r}, the official "
+                                      f"architecture has {OFFICIAL_AE_HPARAMS[key]!r}")
+    return found
 
 
 def denoiser_state(checkpoint: Any, where: str, stage: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -127,6 +146,7 @@ def import_official(autoencoder: str | Path, organ: str, out: str | Path, *, ear
     if not isinstance(lightning, Mapping) or not isinstance(lightning.get("state_dict"), Mapping):
         raise SynthesisInputError(f"{autoencoder}: expected a Lightning checkpoint with a 'state_dict'")
     ae_state = autoencoder_state(lightning["state_dict"], f"{autoencoder} ['state_dict']")
+    hparams = check_hyperparameters(lightning, str(autoencoder))
     models = {}
     for stage, path in (("early", early), ("nonearly", non_early)):
         if path is not None:
@@ -139,7 +159,7 @@ def import_official(autoencoder: str | Path, organ: str, out: str | Path, *, ear
             models[stage] = (state, meta)
     if not models:
         raise SynthesisInputError("import-official: give --early and/or --non-early diffusion files")
-    _write(out, organ, ae_state, _source(autoencoder), models)
+    _write(out, organ, ae_state, _source(autoencoder, hyper_parameters_checked=hparams), models)
     return out
 
 

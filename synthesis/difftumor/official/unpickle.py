@@ -64,3 +64,20 @@ _PICKLE_MODULE = types.SimpleNamespace(Unpickler=_Unpickler, load=lambda f, **kw
 def load_relaxed(path: str | Path) -> Any:
     """The unpickled checkpoint with tensors on the CPU and inert stand-ins for foreign classes."""
     return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_PICKLE_MODULE)
+
+
+def plain_config(node: Any) -> Any:
+    """An unpickled omegaconf config (inert stand-ins) as plain dicts, lists and values; other
+    objects are returned as they are."""
+    state = getattr(node, "_state", None)
+    if isinstance(node, InertObject) and isinstance(state, dict):
+        if "_val" in state:
+            return plain_config(state["_val"])
+        content = state.get("_content")
+        if isinstance(content, dict):
+            return {key: plain_config(value) for key, value in content.items()}
+        if isinstance(content, list):
+            return [plain_config(value) for value in content]
+    if isinstance(node, dict):
+        return {key: plain_config(value) for key, value in node.items()}
+    return node
