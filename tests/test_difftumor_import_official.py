@@ -182,3 +182,18 @@ def test_recorded_architecture_fields_are_checked(golden, converted):
     with pytest.raises(SynthesisInputError, match="cfg.model.num_groups is 16"):
         check_hyperparameters(changed, "ckpt")
     assert check_hyperparameters({"state_dict": {}}, "ckpt") is None
+
+
+def test_non_early_file_converts_to_the_ddim_model(golden, tmp_path):
+    from synthesis.difftumor.checkpoint import load_diffusion
+    from synthesis.difftumor.denoiser import build_scheduler
+    from synthesis.difftumor.schedules import OfficialDDIM
+
+    noearly = _fake_diffusion_file(tmp_path / "liver_noearly.pt", STAGE_TIMESTEPS["nonearly"])
+    out = tmp_path / "out"
+    assert _import(golden, out, early=golden / "denoiser_official_layout_early.pt", non_early=noearly) == 0
+    denoiser, scheduler_config, meta = load_diffusion(out, "liver", "nonearly")
+    scheduler = build_scheduler(scheduler_config)
+    assert isinstance(denoiser, OfficialUnet3D) and isinstance(scheduler, OfficialDDIM)
+    assert scheduler.timesteps[0] == 197 and scheduler.timesteps[-1] == 1 and meta["source"]["step"] == 1
+    assert meta["vqgan_copy_max_abs_diff"] is None  # this file carries no autoencoder copy
