@@ -3,8 +3,9 @@
 Schedulers: the official DiffTumor ones by default (``schedules.py``), MONAI's DDPM / DDIM when
 a config says ``schedule="monai"`` (models trained before the official schedules).
 
-Deviation of the ``monai`` architecture from the official pseudo-3D "video" U-Net ((1,3,3) convs + temporal attention along
-depth, in-plane down-sampling only): MONAI's U-Net uses full 3D convolutions and 3D attention.
+Deviation of the ``monai`` architecture from the official pseudo-3D "video" U-Net ((1,3,3) convs
++ temporal attention along depth, in-plane down-sampling only): MONAI's U-Net uses full 3D
+convolutions and 3D attention.
 At 24^3 latents this costs little and is isotropic, which suits resampled CT. The ``official``
 architecture (``official/denoiser.py``) is the published network itself.
 """
