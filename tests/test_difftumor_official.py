@@ -83,18 +83,19 @@ def test_denoiser_epsilon_matches_with_ema_weights(converted, cases):
 
 
 def _pipeline_inputs(autoencoder, cases):
-    """(CT in HU, tumor mask) of the pipeline case in our (B, X, Y, Z) layout."""
+    """(CT in HU, the same CT in [-1, 1] as the official STEP3 maps it, tumor mask) in our (B, X, Y, Z)
+    layout. The [-1, 1] image is taken from the golden [0, 1] crop directly: going through HU and
+    back would add float rounding that the first DDPM step multiplies by 263."""
     low, high = autoencoder.config.hu_window
-    ct_hu = cases["pipe_ct01"][:, 0] * (high - low) + low
-    return ct_hu, cases["pipe_tumor_mask"][:, 0].bool()
+    ct01 = cases["pipe_ct01"][:, 0]
+    return ct01 * (high - low) + low, ct01 * 2 - 1, cases["pipe_tumor_mask"][:, 0].bool()
 
 
 @torch.no_grad()
 def test_conditioning_matches(converted, cases):
     autoencoder = converted[0]
-    ct_hu, mask = _pipeline_inputs(autoencoder, cases)
-    image = hu_to_unit(ct_hu, autoencoder.config.hu_window)[:, None]
-    cond = condition(autoencoder, image, mask[:, None].float())
+    _, image, mask = _pipeline_inputs(autoencoder, cases)
+    cond = condition(autoencoder, image[:, None], mask[:, None].float())
     _close("conditioning", cond.permute(TO_DEPTH_FIRST), cases["pipe_cond"])
 
 
@@ -116,9 +117,8 @@ def test_early_sampling_step_by_step(converted, cases):
 def test_early_sampling_end_to_end_decode_and_blend(converted, cases):
     """From the recorded x_T and noises through our pipeline's functions (X, Y, Z layout)."""
     autoencoder, denoiser, scheduler, _ = converted
-    ct_hu, mask = _pipeline_inputs(autoencoder, cases)
-    image = hu_to_unit(ct_hu, autoencoder.config.hu_window)[:, None]
-    cond = condition(autoencoder, image, mask[:, None].float())
+    ct_hu, image, mask = _pipeline_inputs(autoencoder, cases)
+    cond = condition(autoencoder, image[:, None], mask[:, None].float())
     latent = cases["pipe_x"][4].permute(FROM_DEPTH_FIRST)
     for t in scheduler.timesteps.tolist():
         eps = denoiser(denoise_step_input(latent, cond), torch.full((1,), t, dtype=torch.long))

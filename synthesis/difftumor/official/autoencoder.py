@@ -47,6 +47,16 @@ class PadConvTranspose(nn.Module):
         return self.convt(F.pad(x, self.pad, mode="replicate"))
 
 
+def silu(x: torch.Tensor) -> torch.Tensor:
+    # written out as x * sigmoid(x), the official form: F.silu rounds differently (~1e-6 here)
+    return x * torch.sigmoid(x)
+
+
+class SiLU(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return silu(x)
+
+
 class ResBlock(nn.Module):
     """GN -> SiLU -> conv3 -> GN -> SiLU -> conv3, plus the identity."""
 
@@ -58,8 +68,8 @@ class ResBlock(nn.Module):
         self.conv2 = PadConv(channels, channels, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        return x + self.conv2(F.silu(self.norm2(h)))
+        h = self.conv1(silu(self.norm1(x)))
+        return x + self.conv2(silu(self.norm2(h)))
 
 
 def _levels(cfg: OfficialAutoencoderConfig) -> int:
@@ -81,7 +91,7 @@ class Encoder(nn.Module):
             block.down = PadConv(c_in, c_out, 4, stride=2)
             block.res = ResBlock(c_out, cfg)
             self.conv_blocks.append(block)
-        self.final_block = nn.Sequential(nn.GroupNorm(cfg.norm_groups, c_out, eps=cfg.norm_eps), nn.SiLU())
+        self.final_block = nn.Sequential(nn.GroupNorm(cfg.norm_groups, c_out, eps=cfg.norm_eps), SiLU())
         self.out_channels = c_out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,7 +106,7 @@ class Decoder(nn.Module):
         super().__init__()
         hidden, levels = cfg.hidden_channels, _levels(cfg)
         top = hidden * 2 ** levels
-        self.final_block = nn.Sequential(nn.GroupNorm(cfg.norm_groups, top, eps=cfg.norm_eps), nn.SiLU())
+        self.final_block = nn.Sequential(nn.GroupNorm(cfg.norm_groups, top, eps=cfg.norm_eps), SiLU())
         self.conv_blocks = nn.ModuleList()
         for level in range(levels):
             block = nn.Module()
