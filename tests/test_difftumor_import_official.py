@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from _difftumor_fixtures import write_dataset
+from _difftumor_fixtures import make_case, write_dataset
 from _official_golden import golden, one_torch_thread  # noqa: F401 (fixtures)
 
 from benchmark.cli import main
@@ -197,3 +197,24 @@ def test_non_early_file_converts_to_the_ddim_model(golden, tmp_path):
     assert isinstance(denoiser, OfficialUnet3D) and isinstance(scheduler, OfficialDDIM)
     assert scheduler.timesteps[0] == 197 and scheduler.timesteps[-1] == 1 and meta["source"]["step"] == 1
     assert meta["vqgan_copy_max_abs_diff"] is None  # this file carries no autoencoder copy
+
+
+def test_converted_folder_as_a_grid_checkpoint(converted, tmp_path):
+    """A grid's `[generators.difftumor] checkpoints = {liver = DIR}` builds the trainer's generator from it."""
+    from benchmark.cell import cells_from_grid
+    from benchmark.grid import parse_grid
+    from synthesis.registry import make_generator
+
+    checkpoint = _small_window_copy(converted, tmp_path / "ckpt32")
+    data = write_dataset(tmp_path / "liver", n=2, shape=(40, 40, 40), spacing=(1.0, 1.0, 1.0))
+    grid = parse_grid(f'name = "g"\norgans = ["liver"]\nregimes = ["difftumor"]\n[datasets]\nliver = "{data}"\n'
+                      f'[generators.difftumor]\ncheckpoints = {{liver = "{checkpoint}"}}\n'
+                      'size_probs = {tiny = 0.0, small = 1.0, medium = 0.0, large = 0.0}\n')
+    (cell,) = cells_from_grid(grid, {"liver": "fp"})
+    config = dict(cell.generator_config())
+    assert config.pop("checkpoint") == str(checkpoint.resolve())
+    generator = make_generator(config.pop("name"), "liver", checkpoint=str(checkpoint), **config)
+    ct, label = make_case(5, shape=(40, 40, 40), tumor_radii=())
+    out = generator(ct[None], (label == 1)[None], (1.0, 1.0, 1.0), np.random.default_rng(0))
+    assert out.tumor_mask.any() and out.params[0]["stage"] == "early"
+    assert np.abs(out.ct_hu - ct[None])[out.tumor_mask].mean() > 1.0
