@@ -212,8 +212,9 @@ def test_converted_folder_as_a_grid_checkpoint(converted, tmp_path):
                       'size_probs = {tiny = 0.0, small = 1.0, medium = 0.0, large = 0.0}\n')
     (cell,) = cells_from_grid(grid, {"liver": "fp"})
     config = dict(cell.generator_config())
-    assert config.pop("checkpoint") == str(checkpoint.resolve())
-    generator = make_generator(config.pop("name"), "liver", checkpoint=str(checkpoint), **config)
+    path = config.pop("checkpoint")
+    assert path == str(checkpoint.resolve())
+    generator = make_generator(config.pop("name"), "liver", checkpoint=path, **config)
     ct, label = make_case(5, shape=(40, 40, 40), tumor_radii=())
     out = generator(ct[None], (label == 1)[None], (1.0, 1.0, 1.0), np.random.default_rng(0))
     assert out.tumor_mask.any() and out.params[0]["stage"] == "early"
