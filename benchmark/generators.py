@@ -51,35 +51,62 @@ def _meta(dataset: Any, preset: str) -> dict[str, Any]:
             "organ_of_dataset": dataset.organ, "spacing": list(dataset.spacing)}
 
 
+def _check_arch(arch: str) -> None:
+    from synthesis.difftumor.config import ARCHS
+
+    if arch not in ARCHS:
+        raise InputError(f"--arch {arch!r}: expected one of {ARCHS}")
+
+
 def train_autoencoder_on_dataset(dataset_dir: str | Path, out: str | Path, *, preset: str = "tiny",
                                  steps: int | None = None, device: str = "cpu", fold: int | None = None,
-                                 progress: bool = True) -> Path:
-    """Train the stage-1 autoencoder on all cases (or fold ``fold``'s training cases); returns the .pt."""
-    from synthesis.difftumor.config import autoencoder_preset, with_steps
+                                 progress: bool = True, arch: str = "monai", init: str | Path | None = None) -> Path:
+    """Train the stage-1 autoencoder on all cases (or fold ``fold``'s training cases); returns the .pt.
+
+    ``arch`` "official" trains the published VQGAN architecture (``preset`` then only sets the
+    training); ``init`` starts from a checkpoint folder's autoencoder, e.g. the converted
+    published weights (fine-tuning)."""
+    from synthesis.difftumor.config import autoencoder_preset, official_autoencoder_config, with_steps
     from synthesis.difftumor.train_autoencoder import train_autoencoder
 
+    _check_arch(arch)
     dataset, items = _items(dataset_dir, labeled_only=False, fold=fold)
-    model_config, train_config = autoencoder_preset(preset)
+    build = official_autoencoder_config if arch == "official" else autoencoder_preset
+    model_config, train_config = build(preset)
     return train_autoencoder(items, out, model_config, with_steps(train_config, steps), device=device,
-                             log_metrics=mlflow_logger(), progress=progress, meta=_meta(dataset, preset))
+                             log_metrics=mlflow_logger(), progress=progress, meta=_meta(dataset, preset), init=init)
 
 
 def train_diffusion_on_dataset(dataset_dir: str | Path, autoencoder: str | Path, out: str | Path, *, stage: str,
                                organ: str | None = None, preset: str = "tiny", steps: int | None = None,
-                               device: str = "cpu", fold: int | None = None, progress: bool = True) -> Path:
-    """Train one organ/stage diffusion model on crops around the real tumors of labeled cases."""
-    from synthesis.difftumor.config import diffusion_preset, with_steps
+                               device: str = "cpu", fold: int | None = None, progress: bool = True,
+                               arch: str = "monai", init: str | Path | None = None) -> Path:
+    """Train one organ/stage diffusion model on crops around the real tumors of labeled cases
+    (``arch`` and ``init`` as in :func:`train_autoencoder_on_dataset`)."""
+    from synthesis.difftumor.config import diffusion_preset, official_diffusion_config, with_steps
     from synthesis.difftumor.train_diffusion import train_diffusion
 
+    _check_arch(arch)
     dataset, items = _items(dataset_dir, labeled_only=True, fold=fold)
     organ = organ or dataset.organ
-    denoiser, scheduler, train_config = diffusion_preset(preset, stage)
+    build = official_diffusion_config if arch == "official" else diffusion_preset
+    denoiser, scheduler, train_config = build(preset, stage)
     autoencoder_dir = Path(autoencoder)
     if autoencoder_dir.is_file():
         autoencoder_dir = autoencoder_dir.parent
     return train_diffusion(items, autoencoder_dir, out, organ, stage, denoiser, scheduler,
                            with_steps(train_config, steps), device=device, log_metrics=mlflow_logger(),
-                           progress=progress, meta=_meta(dataset, preset))
+                           progress=progress, meta=_meta(dataset, preset), init=init)
+
+
+def import_official_weights(autoencoder: str | Path, organ: str, out: str | Path, *,
+                            early: str | Path | None = None, non_early: str | Path | None = None) -> Path:
+    """Convert the published DiffTumor files into the checkpoint folder ``out`` (see docs/difftumor.md)."""
+    from synthesis.difftumor.official.convert import import_official
+
+    if organ not in ("liver", "pancreas", "kidney"):
+        raise InputError(f"--organ {organ!r}: expected liver, pancreas or kidney")
+    return import_official(autoencoder, organ, out, early=early, non_early=non_early)
 
 
 def train_tiny_generators(dataset_dir: str | Path, out_dir: str | Path, organ: str | None = None,

@@ -42,3 +42,26 @@ def make_items(n: int = 4, seed: int = 0, **kwargs) -> list[dict]:
                       "age": None, "sex": None, "spacing": SPACING})
     return items
 
+
+
+def write_dataset(root, n: int = 4, shape=(40, 40, 40), spacing=SPACING, organ: str = "liver"):
+    """Canonical dataset folder: n-1 labeled cases with tumors + 1 healthy case; returns ``root``."""
+    import json
+
+    import nibabel as nib
+
+    rows = ["case_id,age,sex,has_tumor,role,source"]
+    affine = np.diag([*spacing, 1.0])
+    for index in range(n):
+        healthy = index == n - 1
+        ct, label = make_case(index, shape=shape, tumor_radii=() if healthy else (3, 7))
+        case_dir = root / "cases" / f"c{index}"
+        case_dir.mkdir(parents=True)
+        nib.save(nib.Nifti1Image(ct, affine), case_dir / "ct.nii.gz")
+        nib.save(nib.Nifti1Image(label, affine), case_dir / "labels.nii.gz")
+        rows.append(f"c{index},60,F,{int(not healthy)},{'healthy' if healthy else 'labeled'},phantom")
+    (root / "cases.csv").write_text("\n".join(rows) + "\n")
+    (root / "dataset.json").write_text(json.dumps({
+        "name": "mini", "organ": organ, "labels": {"background": 0, "organ": 1, "tumor": 2},
+        "spacing": list(spacing), "source_format": "phantom", "num_cases": n}))
+    return root

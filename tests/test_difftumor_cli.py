@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import json
 
-import nibabel as nib
 import numpy as np
 import pytest
 import torch
 
-from _difftumor_fixtures import SPACING, make_case
+from _difftumor_fixtures import SPACING, make_case, write_dataset
 
 from benchmark.cli import main
 
@@ -24,22 +23,7 @@ def one_torch_thread():
 @pytest.fixture
 def dataset(tmp_path):
     """Canonical layout: 3 labeled cases + 1 healthy case of 40^3 voxels at 2 mm."""
-    root = tmp_path / "liver"
-    rows = ["case_id,age,sex,has_tumor,role,source"]
-    affine = np.diag([*SPACING, 1.0])
-    for index in range(4):
-        healthy = index == 3
-        ct, label = make_case(index, shape=(40, 40, 40), tumor_radii=() if healthy else (3, 7))
-        case_dir = root / "cases" / f"c{index}"
-        case_dir.mkdir(parents=True)
-        nib.save(nib.Nifti1Image(ct, affine), case_dir / "ct.nii.gz")
-        nib.save(nib.Nifti1Image(label, affine), case_dir / "labels.nii.gz")
-        rows.append(f"c{index},60,F,{int(not healthy)},{'healthy' if healthy else 'labeled'},phantom")
-    (root / "cases.csv").write_text("\n".join(rows) + "\n")
-    (root / "dataset.json").write_text(json.dumps({
-        "name": "mini", "organ": "liver", "labels": {"background": 0, "organ": 1, "tumor": 2},
-        "spacing": list(SPACING), "source_format": "phantom", "num_cases": 4}))
-    return root
+    return write_dataset(tmp_path / "liver")
 
 
 def test_cli_trains_all_three_models_and_generator_uses_them(dataset, tmp_path, capsys):
@@ -49,7 +33,7 @@ def test_cli_trains_all_three_models_and_generator_uses_them(dataset, tmp_path, 
         assert main(["generator", "train-diffusion", str(dataset), "--autoencoder", str(ckpt / "autoencoder.pt"),
                      flag, "--out", str(ckpt), "--steps", "2"]) == 0
     meta = json.loads((ckpt / "diffusion_liver_nonearly.json").read_text())
-    assert meta["scheduler"] == {"train_timesteps": 200, "sample_steps": 50, "sampler": "ddim"}
+    assert meta["scheduler"] == {"train_timesteps": 200, "sample_steps": 50, "sampler": "ddim", "schedule": "official"}
     assert meta["steps_done"] == 2 and meta["spacing"] == list(SPACING)
     assert json.loads((ckpt / "autoencoder.json").read_text())["preset"] == "tiny"
 

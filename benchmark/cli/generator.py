@@ -1,4 +1,5 @@
-"""`tumorbench generator`: train the DiffTumor autoencoder and diffusion models on a dataset."""
+"""`tumorbench generator`: train the DiffTumor autoencoder and diffusion models on a dataset, or
+convert the published DiffTumor weights into a checkpoint folder (`import-official`)."""
 from __future__ import annotations
 
 import argparse
@@ -18,12 +19,23 @@ Trains on crops around the real tumors of the labeled cases (early: radius <= 10
 result with `tumorbench synthesize --method difftumor --checkpoint ckpt/difftumor`."""
 
 
+EPILOG_IMPORT = """examples:
+  tumorbench generator import-official --autoencoder AutoencoderModel.ckpt --early liver_early.pt \\
+      --non-early liver_noearly.pt --organ liver --out ckpt/difftumor-official
+  tumorbench synthesize ct.nii.gz liver.nii.gz --organ liver --method difftumor --checkpoint ckpt/difftumor-official --out synth/
+
+The published weights (MrGiovanni/DiffTumor on Hugging Face, see its README) are CC BY-NC-ND 4.0:
+download them yourself; TumorBench never ships them. The EMA denoiser weights are kept, the
+discriminators and LPIPS dropped; every key and shape is checked before anything is written."""
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "generator", help="train the DiffTumor generative models (autoencoder, diffusion)",
+        "generator", help="train the DiffTumor generative models (autoencoder, diffusion) or import the published ones",
         description="Train DiffTumor: stage 1 a 3D VQGAN autoencoder, stage 2 latent diffusion inpainting "
                     "models (early T=4 and non-early T=200) per organ. Presets: tiny (32^3 crops, CPU, minutes) "
-                    "and paper (96^3 crops, official sizes, GPU).")
+                    "and paper (96^3 crops, official sizes, GPU). import-official converts the published "
+                    "weights.")
     inner = parser.add_subparsers(dest="generator_what", metavar="<what>")
     ae = inner.add_parser("train-autoencoder", help="stage 1: train the VQGAN autoencoder",
                           description="Train the 3D VQGAN autoencoder on crops of all cases of DATASET.",
@@ -44,6 +56,18 @@ def register(subparsers) -> None:
     stage.add_argument("--non-early", dest="stage", action="store_const", const="nonearly",
                        help="medium/large tumors: T=200, 50-step DDIM sampling")
     diff.set_defaults(func=train_diffusion_entry)
+    imp = inner.add_parser("import-official", help="convert the published DiffTumor weights to a checkpoint folder",
+                           description="Convert the published DiffTumor files (AutoencoderModel.ckpt and an organ's "
+                                       "<organ>_early.pt / <organ>_noearly.pt) into a TumorBench checkpoint folder "
+                                       "(architecture 'official').",
+                           epilog=EPILOG_IMPORT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    imp.add_argument("--autoencoder", required=True, metavar="CKPT", help="the published AutoencoderModel.ckpt")
+    imp.add_argument("--early", metavar="PT", help="the organ's published <organ>_early.pt (T=4)")
+    imp.add_argument("--non-early", dest="non_early", metavar="PT",
+                     help="the organ's published <organ>_noearly.pt (T=200)")
+    imp.add_argument("--organ", required=True, choices=("liver", "pancreas", "kidney"))
+    imp.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder to write")
+    imp.set_defaults(func=import_official_entry)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
@@ -54,13 +78,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="training steps (default: the preset's)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     parser.add_argument("--fold", type=int, help="train only on this fold's training cases (default: all cases)")
+    parser.add_argument("--arch", choices=("monai", "official"), default="monai",
+                        help="monai: our VQGAN / MONAI U-Net sized by --preset; official: the published DiffTumor "
+                             "architecture (--preset then sets only the training) (default monai)")
+    parser.add_argument("--init", metavar="CKPT", help="start from this checkpoint folder's weights (same --arch), "
+                                                       "e.g. the output of import-official, to fine-tune them")
 
 
 def train_autoencoder_entry(args) -> int:
     from benchmark.generators import train_autoencoder_on_dataset
 
     path = train_autoencoder_on_dataset(args.dataset, args.out, preset=args.preset, steps=args.steps,
-                                        device=args.device, fold=args.fold)
+                                        device=args.device, fold=args.fold, arch=args.arch, init=args.init)
     print(f"autoencoder written to {path}")
     return 0
 
@@ -69,6 +98,15 @@ def train_diffusion_entry(args) -> int:
     from benchmark.generators import train_diffusion_on_dataset
 
     path = train_diffusion_on_dataset(args.dataset, args.autoencoder, args.out, stage=args.stage, organ=args.organ,
-                                      preset=args.preset, steps=args.steps, device=args.device, fold=args.fold)
+                                      preset=args.preset, steps=args.steps, device=args.device, fold=args.fold,
+                                      arch=args.arch, init=args.init)
     print(f"diffusion model written to {path}")
+    return 0
+
+
+def import_official_entry(args) -> int:
+    from benchmark.generators import import_official_weights
+
+    out = import_official_weights(args.autoencoder, args.organ, args.out, early=args.early, non_early=args.non_early)
+    print(f"official DiffTumor weights converted into {out} (use it as --checkpoint {out})")
     return 0

@@ -1,6 +1,7 @@
 """`tumorbench perf sampling`: DiffTumor sampling throughput (crops/s) with random weights.
 
-For each preset (tiny: 32^3 crops, paper: 96^3 crops with the official channel sizes), stage
+For each preset (tiny: 32^3 crops, paper: 96^3 crops with the official channel sizes, official:
+96^3 crops with the published architectures, i.e. what ``import-official`` weights run), stage
 (early: 4-step DDPM, non-early: 50-step DDIM) and batch size, time one pipeline call (encode the
 masked crop, denoise, decode, blend). The baseline in the same run is batch size 1: the batched
 row's ``speedup`` is its crops/s over the batch-1 crops/s.
@@ -12,27 +13,33 @@ import time
 
 def add_arguments(parser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
-    parser.add_argument("--presets", nargs="+", default=["tiny", "paper"], choices=["tiny", "paper"])
+    parser.add_argument("--presets", nargs="+", default=["tiny", "paper"], choices=["tiny", "paper", "official"],
+                        help="official = the published DiffTumor architectures at 96^3")
     parser.add_argument("--stages", nargs="+", default=["early", "nonearly"], choices=["early", "nonearly"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--repeats", type=int, default=2, help="timed calls per row (best is kept)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    parser.epilog = "example: tumorbench perf sampling --presets paper --stages early --batch-sizes 1 8"
+    parser.epilog = "example: tumorbench perf sampling --presets paper official --stages early --batch-sizes 1 8"
 
 
 def build_pipeline(preset: str, stage: str, device: str, seed: int = 0):
     """Random-weight pipeline with the preset's sizes (codebook filled so latents normalise)."""
     import torch
 
-    from synthesis.difftumor.autoencoder import VQAutoencoder
-    from synthesis.difftumor.config import autoencoder_preset, diffusion_preset
+    from synthesis.difftumor.checkpoint import build_autoencoder
+    from synthesis.difftumor.config import (autoencoder_preset, diffusion_preset, official_autoencoder_config,
+                                            official_diffusion_config)
     from synthesis.difftumor.denoiser import build_denoiser, build_scheduler
     from synthesis.difftumor.pipeline import DiffTumorPipeline
 
-    model_config, _ = autoencoder_preset(preset)
-    denoiser_config, scheduler_config, train_config = diffusion_preset(preset, stage)
+    if preset == "official":
+        model_config, _ = official_autoencoder_config("paper")
+        denoiser_config, scheduler_config, train_config = official_diffusion_config("paper", stage)
+    else:
+        model_config, _ = autoencoder_preset(preset)
+        denoiser_config, scheduler_config, train_config = diffusion_preset(preset, stage)
     generator = torch.Generator().manual_seed(seed)
-    autoencoder = VQAutoencoder(model_config)
+    autoencoder = build_autoencoder(model_config)
     autoencoder.codebook.embeddings.copy_(torch.randn(autoencoder.codebook.embeddings.shape, generator=generator))
     pipeline = DiffTumorPipeline(autoencoder.to(device), build_denoiser(denoiser_config).to(device),
                                  build_scheduler(scheduler_config))
@@ -70,7 +77,7 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"DiffTumor sampling, device={args.device}, torch threads={torch.get_num_threads()}, random weights")
-    print(f"{'preset':7} {'stage':9} {'crop':>5} {'steps':>5} {'batch':>5} {'s/call':>8} {'crops/s':>8} {'speedup':>8}")
+    print(f"{'preset':8} {'stage':9} {'crop':>5} {'steps':>5} {'batch':>5} {'s/call':>8} {'crops/s':>8} {'speedup':>8}")
     for preset in args.presets:
         for stage in args.stages:
             pipeline, crop = build_pipeline(preset, stage, args.device)
@@ -80,6 +87,6 @@ def run(args) -> int:
                 rate = batch / seconds
                 baseline = baseline or rate
                 steps = len(pipeline.scheduler.timesteps)
-                print(f"{preset:7} {stage:9} {crop[0]:>4}^ {steps:>5} {batch:>5} {seconds:>8.2f} {rate:>8.2f} "
+                print(f"{preset:8} {stage:9} {crop[0]:>4}^ {steps:>5} {batch:>5} {seconds:>8.2f} {rate:>8.2f} "
                       f"{rate / baseline:>7.2f}x", flush=True)
     return 0

@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 
-from synthesis.difftumor.config import (STAGES, AutoencoderConfig, DenoiserConfig, SchedulerConfig, from_dict)
+from synthesis.difftumor.config import (STAGES, AutoencoderConfig, DenoiserConfig, OfficialAutoencoderConfig,
+                                        OfficialDenoiserConfig, SchedulerConfig, from_dict)
 from synthesis.errors import SynthesisInputError
 
 AUTOENCODER = "autoencoder"
@@ -79,14 +80,31 @@ def export_model(directory: str | os.PathLike, name: str, state_dict: dict[str, 
     save_json(directory / f"{name}.json", meta)
 
 
-def load_autoencoder(directory: str | os.PathLike, device: str | torch.device = "cpu"):
-    """(VQAutoencoder in eval mode, meta dict) from ``directory``/autoencoder.{pt,json}."""
+def build_autoencoder(config: AutoencoderConfig | OfficialAutoencoderConfig) -> torch.nn.Module:
+    """Our VQAutoencoder, or the published architecture for an ``OfficialAutoencoderConfig``."""
+    if isinstance(config, OfficialAutoencoderConfig):
+        from synthesis.difftumor.official.autoencoder import OfficialVQGAN
+
+        return OfficialVQGAN(config)
     from synthesis.difftumor.autoencoder import VQAutoencoder
 
+    return VQAutoencoder(config)
+
+
+def _arch(meta: dict[str, Any], path: Path) -> str:
+    arch = meta.get("arch", "monai")  # files written before the official architecture existed
+    if arch not in ("monai", "official"):
+        raise SynthesisInputError(f"{path}: field 'arch' is {arch!r}, expected 'monai' or 'official'")
+    return arch
+
+
+def load_autoencoder(directory: str | os.PathLike, device: str | torch.device = "cpu"):
+    """(autoencoder in eval mode, meta dict) from ``directory``/autoencoder.{pt,json}."""
     directory = _checkpoint_dir(directory)
-    meta = load_json(directory / f"{AUTOENCODER}.json", "DiffTumor autoencoder config")
-    config = from_dict(AutoencoderConfig, meta.get("model", {}), str(directory / f"{AUTOENCODER}.json"))
-    model = VQAutoencoder(config)
+    json_path = directory / f"{AUTOENCODER}.json"
+    meta = load_json(json_path, "DiffTumor autoencoder config")
+    cls = OfficialAutoencoderConfig if _arch(meta, json_path) == "official" else AutoencoderConfig
+    model = build_autoencoder(from_dict(cls, meta.get("model", {}), str(json_path)))
     _load_state(model, directory / f"{AUTOENCODER}.pt", "DiffTumor autoencoder weights", device)
     return model.to(device).eval(), meta
 
@@ -100,11 +118,14 @@ def load_diffusion(directory: str | os.PathLike, organ: str, stage: str, device:
     json_path = directory / f"{name}.json"
     if not json_path.is_file():
         flag = "--early" if stage == "early" else "--non-early"
+        official = f"{organ}_{'early' if stage == 'early' else 'noearly'}.pt"
         raise SynthesisInputError(
             f"{json_path}: DiffTumor {stage} model for {organ} not found; train it with `tumorbench generator "
-            f"train-diffusion DATASET --autoencoder {directory} --organ {organ} {flag} --out {directory}`")
+            f"train-diffusion DATASET --autoencoder {directory} --organ {organ} {flag} --out {directory}` or "
+            f"convert the published {official} with `tumorbench generator import-official ... {flag} {official}`")
     meta = load_json(json_path, f"DiffTumor {stage} diffusion config")
-    denoiser = build_denoiser(from_dict(DenoiserConfig, meta.get("denoiser", {}), str(json_path)))
+    cls = OfficialDenoiserConfig if _arch(meta, json_path) == "official" else DenoiserConfig
+    denoiser = build_denoiser(from_dict(cls, meta.get("denoiser", {}), str(json_path)))
     scheduler = from_dict(SchedulerConfig, meta.get("scheduler", {}), str(json_path))
     _load_state(denoiser, directory / f"{name}.pt", f"DiffTumor {stage} diffusion weights", device)
     return denoiser.to(device).eval(), scheduler, meta

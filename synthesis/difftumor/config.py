@@ -3,6 +3,9 @@
 ``paper`` follows the official MrGiovanni/DiffTumor settings (96^3 crops at 1 mm, VQGAN with
 16/32/64 channels and an 8-channel latent, 16384 codes, denoiser 24/48/96/192, batch 10).
 ``tiny`` is a scaled-down copy that trains on the 2 mm phantom on CPU in about a minute.
+Architectures (``ARCHS``): ``monai`` (our VQGAN + MONAI ``DiffusionModelUNet``, sized by the preset)
+and ``official`` (the published DiffTumor VQGAN and pseudo-3D video U-Net, ``synthesis/difftumor/
+official``, one size; the preset then only sets the training).
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from synthesis.errors import SynthesisInputError
 
 STAGES = ("early", "nonearly")
 PRESETS = ("tiny", "paper")
+ARCHS = ("monai", "official")
 HU_WINDOW = (-175.0, 250.0)
 
 
@@ -78,12 +82,53 @@ class DenoiserConfig:
 
 
 @dataclass(frozen=True)
+class OfficialAutoencoderConfig:
+    """The published VQGAN (official ``vq_gan_3d.yaml``): 16 hidden channels doubled per stride-2
+    stage, GroupNorm(32, eps 1e-6), replicate "same" padding, depth-first (Z, X, Y) axis order."""
+
+    hidden_channels: int = 16
+    downsampling: int = 4
+    latent_channels: int = 8
+    num_codes: int = 16384
+    norm_groups: int = 32
+    norm_eps: float = 1e-6
+    ema_decay: float = 0.99
+    restart_threshold: float = 1.0
+    commitment_weight: float = 0.25
+    hu_window: tuple[float, float] = HU_WINDOW
+
+
+@dataclass(frozen=True)
+class OfficialDenoiserConfig:
+    """The published ``Unet3D`` (pseudo-3D video U-Net over depth-first latents)."""
+
+    dim: int = 24
+    dim_mults: tuple[int, ...] = (1, 2, 4, 8)
+    latent_channels: int = 8
+    attn_heads: int = 8
+    attn_dim_head: int = 32
+    resnet_groups: int = 8
+    init_kernel_size: int = 7
+    rel_pos_buckets: int = 32
+    rel_pos_max_distance: int = 32
+
+    @property
+    def in_channels(self) -> int:
+        return 2 * self.latent_channels + 1
+
+
+@dataclass(frozen=True)
 class SchedulerConfig:
-    """Cosine noise schedule; early: T=4 ancestral DDPM, non-early: T=200 sampled by DDIM-50."""
+    """Cosine noise schedule; early: T=4 ancestral DDPM, non-early: T=200 sampled by DDIM-50.
+
+    ``schedule`` "official": DiffTumor's (betas clipped at 0.9999, DDIM steps 1, 5, ..., 197,
+    no x0 clipping in DDIM; ``schedules.py``); "monai": MONAI's schedulers as before (betas
+    clipped at 0.999, DDIM with steps_offset 1 and x0 clipping)."""
 
     train_timesteps: int = 4
     sample_steps: int = 4
     sampler: str = "ddpm"  # ddpm | ddim
+    schedule: str = "official"  # official | monai
 
 
 @dataclass(frozen=True)
@@ -175,6 +220,24 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
     except TypeError as exc:
         raise SynthesisInputError(f"{where}: cannot build {cls.__name__} ({exc})") from exc
+
+
+def official_autoencoder_config(preset: str) -> tuple[OfficialAutoencoderConfig, AutoencoderTrainConfig]:
+    """(official architecture, ``preset``'s training) of the stage-1 autoencoder."""
+    _, train = autoencoder_preset(preset)
+    return OfficialAutoencoderConfig(), train
+
+
+def official_diffusion_config(preset: str, stage: str
+                              ) -> tuple[OfficialDenoiserConfig, SchedulerConfig, DiffusionTrainConfig]:
+    """(official denoiser, scheduler, ``preset``'s training) of a stage-2 model."""
+    _, scheduler, train = diffusion_preset(preset, stage)
+    return OfficialDenoiserConfig(), scheduler, train
+
+
+def arch_of(config: Any) -> str:
+    """The ``arch`` recorded in a checkpoint's JSON for a model config: "official" or "monai"."""
+    return "official" if isinstance(config, (OfficialAutoencoderConfig, OfficialDenoiserConfig)) else "monai"
 
 
 def _check_preset(preset: str) -> None:

@@ -1,8 +1,13 @@
-"""Latent denoiser (MONAI ``DiffusionModelUNet``) and noise schedulers (MONAI DDPM / DDIM).
+"""Latent denoiser (MONAI ``DiffusionModelUNet`` or the published ``official`` one) and schedulers.
 
-Deviation from the official pseudo-3D "video" U-Net ((1,3,3) convs + temporal attention along
-depth, in-plane down-sampling only): MONAI's U-Net uses full 3D convolutions and 3D attention.
-At 24^3 latents this costs little and is isotropic, which suits resampled CT.
+Schedulers: the official DiffTumor ones by default (``schedules.py``), MONAI's DDPM / DDIM when
+a config says ``schedule="monai"`` (models trained before the official schedules).
+
+Deviation of the ``monai`` architecture from the official pseudo-3D "video" U-Net ((1,3,3) convs
++ temporal attention along depth, in-plane down-sampling only): MONAI's U-Net uses full 3D
+convolutions and 3D attention.
+At 24^3 latents this costs little and is isotropic, which suits resampled CT. The ``official``
+architecture (``official/denoiser.py``) is the published network itself.
 """
 from __future__ import annotations
 
@@ -11,12 +16,17 @@ import torch.nn.functional as F
 from monai.networks.nets import DiffusionModelUNet
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
-from synthesis.difftumor.config import DenoiserConfig, SchedulerConfig
+from synthesis.difftumor.config import DenoiserConfig, OfficialDenoiserConfig, SchedulerConfig
+from synthesis.difftumor.schedules import OfficialDDIM, OfficialDDPM
 from synthesis.errors import SynthesisInputError
 
 
-def build_denoiser(config: DenoiserConfig) -> DiffusionModelUNet:
+def build_denoiser(config: DenoiserConfig | OfficialDenoiserConfig) -> torch.nn.Module:
     """epsilon-predicting U-Net: (B, 17, x, y, z) + timesteps (B,) -> (B, 8, x, y, z)."""
+    if isinstance(config, OfficialDenoiserConfig):
+        from synthesis.difftumor.official.denoiser import OfficialUnet3D
+
+        return OfficialUnet3D(config)
     return DiffusionModelUNet(
         spatial_dims=3, in_channels=config.in_channels, out_channels=config.latent_channels,
         channels=config.channels, attention_levels=config.attention_levels,
@@ -24,9 +34,19 @@ def build_denoiser(config: DenoiserConfig) -> DiffusionModelUNet:
         num_head_channels=config.num_head_channels)
 
 
-def build_scheduler(config: SchedulerConfig) -> DDPMScheduler | DDIMScheduler:
-    """Cosine-schedule scheduler (s=0.008, betas clipped at 0.999); predicted x0 clamped to [-1, 1]
-    as the official sampler. ``set_timesteps(config.sample_steps)`` is already applied."""
+def build_scheduler(config: SchedulerConfig):
+    """Cosine-schedule sampler, ready to iterate over ``.timesteps``.
+
+    "official": DiffTumor's schedules (betas clipped at 0.9999; DDPM clamps x0 to [-1, 1], DDIM
+    on 1, 5, ..., 197 without clipping). "monai": MONAI's (betas clipped at 0.999, x0 clamped
+    in both, DDIM with steps_offset 1)."""
+    if config.schedule == "official":
+        if config.sampler == "ddpm":
+            return OfficialDDPM(config.train_timesteps, config.sample_steps)
+        if config.sampler == "ddim":
+            return OfficialDDIM(config.train_timesteps, config.sample_steps)
+    elif config.schedule != "monai":
+        raise SynthesisInputError(f"scheduler schedule {config.schedule!r}: expected 'official' or 'monai'")
     if config.sampler == "ddpm":
         scheduler = DDPMScheduler(config.train_timesteps, schedule="cosine", clip_sample=True)
     elif config.sampler == "ddim":

@@ -13,21 +13,23 @@ import torch
 import torch.nn.functional as F
 
 from synthesis.difftumor import losses
-from synthesis.difftumor.autoencoder import VQAutoencoder
-from synthesis.difftumor.checkpoint import AUTOENCODER, export_model
-from synthesis.difftumor.config import AutoencoderConfig, AutoencoderTrainConfig, to_dict
+from synthesis.difftumor.checkpoint import AUTOENCODER, build_autoencoder, export_model, load_autoencoder
+from synthesis.difftumor.config import (AutoencoderConfig, AutoencoderTrainConfig, OfficialAutoencoderConfig, arch_of,
+                                        to_dict)
 from synthesis.difftumor.crops import load_volumes, sample_batch
 from synthesis.difftumor.discriminator import build_discriminator
-from synthesis.difftumor.training import (LogMetrics, autocast, load_resume_state, multistep_lr, progress_bar,
-                                          finish_step, restore, seeded_init, set_lr, step_generators)
+from synthesis.difftumor.training import (LogMetrics, autocast, file_sha256, load_resume_state, multistep_lr,
+                                          progress_bar, finish_step, restore, seeded_init, set_lr, step_generators)
+from synthesis.errors import SynthesisInputError
 
 FORMAT = "tumorbench.difftumor.autoencoder/1"
 
 
-def train_autoencoder(items: Sequence[dict[str, Any]], out_dir: str | os.PathLike, model_config: AutoencoderConfig,
+def train_autoencoder(items: Sequence[dict[str, Any]], out_dir: str | os.PathLike,
+                      model_config: AutoencoderConfig | OfficialAutoencoderConfig,
                       train_config: AutoencoderTrainConfig, *, device: str | torch.device = "cpu",
                       log_metrics: LogMetrics | None = None, progress: bool = True,
-                      meta: dict[str, Any] | None = None) -> Path:
+                      meta: dict[str, Any] | None = None, init: str | os.PathLike | None = None) -> Path:
     """Train (or resume) the autoencoder and export ``out_dir``/autoencoder.{pt,json}.
 
     Args:
@@ -35,6 +37,8 @@ def train_autoencoder(items: Sequence[dict[str, Any]], out_dir: str | os.PathLik
         out_dir: checkpoint folder; ``train_state/autoencoder.pt`` holds the resume state.
         log_metrics: optional ``(dict, step)`` callback (e.g. MLflow), called every few steps.
         meta: extra JSON fields stored in autoencoder.json (preset, dataset fingerprint...).
+        init: checkpoint folder whose autoencoder (same architecture) the training starts from,
+            e.g. the published weights converted by ``import-official`` (fine-tuning).
     Returns:
         path of the exported autoencoder.pt.
     """
@@ -42,7 +46,9 @@ def train_autoencoder(items: Sequence[dict[str, Any]], out_dir: str | os.PathLik
     out_dir = Path(out_dir)
     volumes = load_volumes(items, model_config.hu_window)
     parts = _build(model_config, train_config, device)
-    config_record = {"model": to_dict(model_config), "train": to_dict(train_config)}
+    config_record = {"arch": arch_of(model_config), "model": to_dict(model_config), "train": to_dict(train_config)}
+    if init is not None:
+        config_record["init_sha256"] = init_from(parts["autoencoder"], init, device)
     state_path = out_dir / "train_state" / f"{AUTOENCODER}.pt"
     state = load_resume_state(state_path, config_record, device)
     start = restore(parts, state) if state else 0
@@ -65,9 +71,19 @@ def train_autoencoder(items: Sequence[dict[str, Any]], out_dir: str | os.PathLik
     return out_dir / f"{AUTOENCODER}.pt"
 
 
-def _build(model_config: AutoencoderConfig, cfg: AutoencoderTrainConfig, device: torch.device) -> dict[str, Any]:
+def init_from(autoencoder: torch.nn.Module, init: str | os.PathLike, device: torch.device) -> str:
+    """Copy the weights of ``init``/autoencoder.pt into ``autoencoder``; returns that file's sha256."""
+    source, _ = load_autoencoder(init, device)
+    if source.config != autoencoder.config:
+        raise SynthesisInputError(f"{init}: --init autoencoder has another architecture ({arch_of(source.config)}) "
+                                  f"than the one being trained ({arch_of(autoencoder.config)})")
+    autoencoder.load_state_dict(source.state_dict())
+    return file_sha256(Path(init) / f"{AUTOENCODER}.pt")
+
+
+def _build(model_config, cfg: AutoencoderTrainConfig, device: torch.device) -> dict[str, Any]:
     with seeded_init(cfg.seed):
-        autoencoder = VQAutoencoder(model_config).to(device).train()
+        autoencoder = build_autoencoder(model_config).to(device).train()
         discriminator = build_discriminator(cfg.disc_channels, cfg.disc_layers).to(device).train()
     return {
         "autoencoder": autoencoder,

@@ -16,8 +16,9 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from synthesis.difftumor.checkpoint import AUTOENCODER, diffusion_name, export_model, load_autoencoder
-from synthesis.difftumor.config import DenoiserConfig, DiffusionTrainConfig, SchedulerConfig, to_dict
+from synthesis.difftumor.checkpoint import AUTOENCODER, diffusion_name, export_model, load_autoencoder, load_diffusion
+from synthesis.difftumor.config import (DenoiserConfig, DiffusionTrainConfig, OfficialDenoiserConfig, SchedulerConfig,
+                                        arch_of, to_dict)
 from synthesis.difftumor.crops import has_stage_tumors, load_volumes, sample_batch
 from synthesis.difftumor.denoiser import build_denoiser, build_scheduler, condition, denoise_step_input
 from synthesis.difftumor.training import (LogMetrics, autocast, file_sha256, load_resume_state, progress_bar,
@@ -28,16 +29,18 @@ FORMAT = "tumorbench.difftumor.diffusion/1"
 
 
 def train_diffusion(items: Sequence[dict[str, Any]], autoencoder_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                    organ: str, stage: str, denoiser_config: DenoiserConfig, scheduler_config: SchedulerConfig,
-                    train_config: DiffusionTrainConfig, *, device: str | torch.device = "cpu",
-                    log_metrics: LogMetrics | None = None, progress: bool = True,
-                    meta: dict[str, Any] | None = None) -> Path:
+                    organ: str, stage: str, denoiser_config: DenoiserConfig | OfficialDenoiserConfig,
+                    scheduler_config: SchedulerConfig, train_config: DiffusionTrainConfig, *,
+                    device: str | torch.device = "cpu", log_metrics: LogMetrics | None = None, progress: bool = True,
+                    meta: dict[str, Any] | None = None, init: str | os.PathLike | None = None) -> Path:
     """Train (or resume) one diffusion model; exports ``out_dir``/diffusion_<organ>_<stage>.{pt,json}.
 
     Args:
         items: labeled training items (cases with real tumors).
         autoencoder_dir: folder with autoencoder.pt/.json (frozen here).
         stage: "early" (T=4) or "nonearly" (T=200), picks which tumors are inpainted.
+        init: checkpoint folder with this organ/stage model (same architecture) to start from,
+            e.g. the published weights converted by ``import-official`` (fine-tuning).
     Returns:
         path of the exported .pt (EMA weights).
     """
@@ -48,8 +51,10 @@ def train_diffusion(items: Sequence[dict[str, Any]], autoencoder_dir: str | os.P
     parts = _build(denoiser_config, train_config, device)
     scheduler = build_scheduler(scheduler_config)
     ae_sha = file_sha256(Path(autoencoder_dir) / f"{AUTOENCODER}.pt")
-    record = {"organ": organ, "stage": stage, "denoiser": to_dict(denoiser_config),
+    record = {"organ": organ, "stage": stage, "arch": arch_of(denoiser_config), "denoiser": to_dict(denoiser_config),
               "scheduler": to_dict(scheduler_config), "train": to_dict(train_config), "autoencoder_sha256": ae_sha}
+    if init is not None:
+        record["init_sha256"] = _init_from(parts, init, record, device)
     state_path = out_dir / "train_state" / f"{name}.pt"
     state = load_resume_state(state_path, record, device)
     start = restore(parts, state) if state else 0
@@ -91,6 +96,18 @@ def _build(config: DenoiserConfig, cfg: DiffusionTrainConfig, device: torch.devi
         denoiser = build_denoiser(config).to(device).train()
     ema = copy.deepcopy(denoiser).eval().requires_grad_(False)
     return {"denoiser": denoiser, "ema": ema, "opt": torch.optim.Adam(denoiser.parameters(), lr=cfg.lr)}
+
+
+def _init_from(parts: dict[str, Any], init, record: dict[str, Any], device: torch.device) -> str:
+    """Start the denoiser and its EMA from ``init``'s organ/stage model; returns that file's sha256."""
+    organ, stage = record["organ"], record["stage"]
+    source, _, meta = load_diffusion(init, organ, stage, device)
+    if (meta.get("arch", "monai"), meta.get("denoiser")) != (record["arch"], record["denoiser"]):
+        raise SynthesisInputError(f"{init}: --init {stage} model for {organ} has another architecture "
+                                  f"({meta.get('arch', 'monai')}) or size than the one being trained ({record['arch']})")
+    parts["denoiser"].load_state_dict(source.state_dict())
+    parts["ema"].load_state_dict(source.state_dict())
+    return file_sha256(Path(init) / f"{diffusion_name(organ, stage)}.pt")
 
 
 def train_step(parts: dict[str, Any], autoencoder, scheduler, batch: tuple[torch.Tensor, torch.Tensor], step: int,
