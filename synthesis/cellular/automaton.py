@@ -1,0 +1,213 @@
+"""The cellular automaton of Pixel2Cancer (Lai et al., MICCAI 2024), compiled with numba.
+
+State per voxel (int32): 0 organ tissue, 1..threshold tumor population, -1 dead, and
+outrange..outrange+2 boundary (outside the organ, or a vessel: HU >= outrange), where the
+extra +1/+2 is accumulated "pressure". Density (int32) quantises HU into the tissue levels
+lower, lower+20, lower+40, and outrange for boundary voxels.
+
+One growth step: each voxel reads its OWN state from the previous step and its neighbours'
+from the live array (the released CUDA kernel's semantics). Cells 1..4 only grow; 5..9 grow and
+spread; full cells (>= threshold) spread, push on boundary voxels (+1, up to outrange+2) and
+invade a boundary voxel already pushed past outrange+2 within the step (it becomes tissue). A
+spread makes up to 3 tries at a random neighbour of the 3x3x3 neighbourhood (self included) for
+one success; a target must be tissue (density gate) below threshold.
+
+Randomness is a counter-based hash of (key, step, voxel, try), so the result does not depend on
+anything but the params: every tumor replays bit for bit. Voxels are processed tile by tile (8^3
+tiles, raster order), skipping tiles with no living cell nearby: the cost follows the tumor.
+"""
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+TILE = 8
+GATE_PAPER, GATE_RELEASED = 0, 1
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
+
+
+@nb.njit(cache=True, inline="always")
+def _mix(z):
+    """splitmix64 finaliser (uint64 -> uint64)."""
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@nb.njit(cache=True, inline="always")
+def uniform(key, step, voxel, draw):
+    """A uniform in (0, 1] that depends only on its four integer arguments."""
+    h = _mix(np.uint64(key) + _GOLDEN * np.uint64(step + 1))
+    h = _mix(h ^ np.uint64(voxel))
+    h = _mix(h + _GOLDEN * np.uint64(draw + 1))
+    return (np.float64(h >> _S11) + 1.0) * (1.0 / 9007199254740992.0)
+
+
+@nb.njit(cache=True, inline="always")
+def _offset(u, quirk):
+    """Neighbour offset from a uniform: index in 0..26 decoded as base-3 digits minus 1.
+    ``quirk`` reproduces the released kernel's floor(u * 27.9999), whose index 27 (3.6 % of the
+    draws) decodes to (+2, -1, -1)."""
+    index = int(u * 27.9999) if quirk else min(int(u * 27.0), 26)
+    return index // 9 - 1, (index // 3) % 3 - 1, index % 3 - 1
+
+
+@nb.njit(cache=True, inline="always")
+def _gate(level, lower, u):
+    """The paper's density gate: tissue levels lower / lower+20 / lower+40 accept with
+    probability 1 / 0.3 / 0.1 (u in (0, 1])."""
+    if level == lower:
+        return True
+    if level == lower + 20:
+        return u <= 0.3
+    return u <= 0.1
+
+
+@nb.njit(cache=True)
+def _spread(state, density, x, y, z, s, voxel, key, step, lower, outrange, threshold, gate_mode):
+    """Up to 3 tries to add one cell to a random neighbour of (x, y, z) (own previous state s)."""
+    n0, n1, n2 = state.shape
+    quirk = gate_mode == GATE_RELEASED
+    for attempt in range(3):
+        d0, d1, d2 = _offset(uniform(key, step, voxel, attempt), quirk)
+        i, j, k = x + d0, y + d1, z + d2
+        if i < 0 or j < 0 or k < 0 or i >= n0 or j >= n1 or k >= n2:
+            continue
+        t = state[i, j, k]
+        if s >= threshold:
+            if t > outrange + 2:  # pushed twice within this step: invaded, becomes tissue
+                state[i, j, k] = 0
+                density[i, j, k] = lower
+                t = 0
+            elif t >= outrange:  # pressure on the boundary, the try is spent
+                state[i, j, k] = t + 1
+                continue
+        level = density[i, j, k]
+        if level < lower or level >= outrange:
+            continue
+        if not quirk and not _gate(level, lower, uniform(key, step, voxel, 8 + attempt)):
+            continue
+        if t >= threshold or t < 0:
+            continue
+        state[i, j, k] = t + 1
+        return
+
+
+@nb.njit(cache=True)
+def _copy_active(state, prev, active):
+    for a in range(active.shape[0]):
+        for b in range(active.shape[1]):
+            for c in range(active.shape[2]):
+                if active[a, b, c]:
+                    prev[a * TILE:(a + 1) * TILE, b * TILE:(b + 1) * TILE, c * TILE:(c + 1) * TILE] = \
+                        state[a * TILE:(a + 1) * TILE, b * TILE:(b + 1) * TILE, c * TILE:(c + 1) * TILE]
+
+
+@nb.njit(cache=True)
+def _grow_tiles(state, prev, density, active, key, step, lower, outrange, threshold, gate_mode):
+    n0, n1, n2 = state.shape
+    for a in range(active.shape[0]):
+        for b in range(active.shape[1]):
+            for c in range(active.shape[2]):
+                if not active[a, b, c]:
+                    continue
+                for x in range(a * TILE, min((a + 1) * TILE, n0)):
+                    for y in range(b * TILE, min((b + 1) * TILE, n1)):
+                        for z in range(c * TILE, min((c + 1) * TILE, n2)):
+                            s = prev[x, y, z]
+                            if s <= 0 or s >= outrange:
+                                continue
+                            if s < threshold:  # own growth (neighbours' additions this step are kept)
+                                state[x, y, z] = min(state[x, y, z] + 1, threshold)
+                            if s >= 5:
+                                _spread(state, density, x, y, z, s, (x * n1 + y) * n2 + z, key, step,
+                                        lower, outrange, threshold, gate_mode)
+
+
+@nb.njit(cache=True)
+def _clamp_and_mark(state, active, live, outrange, death):
+    """Clamp pressure to outrange+2 on the processed tiles and mark tiles holding cells that act
+    next step (tumor cells 0 < s < outrange in growth; dead cells -1 in the death phase)."""
+    n0, n1, n2 = state.shape
+    live[:] = False
+    for a in range(active.shape[0]):
+        for b in range(active.shape[1]):
+            for c in range(active.shape[2]):
+                if not active[a, b, c]:
+                    continue
+                for x in range(a * TILE, min((a + 1) * TILE, n0)):
+                    for y in range(b * TILE, min((b + 1) * TILE, n1)):
+                        for z in range(c * TILE, min((c + 1) * TILE, n2)):
+                            s = state[x, y, z]
+                            if s > outrange + 2:
+                                state[x, y, z] = outrange + 2
+                            elif (death and s == -1) or (not death and 0 < s < outrange):
+                                live[a, b, c] = True
+
+
+@nb.njit(cache=True)
+def _dilate(live, active):
+    """Tiles to process next: every tile within one tile of a live one (reach <= 2 voxels < TILE)."""
+    t0, t1, t2 = live.shape
+    active[:] = False
+    for a in range(t0):
+        for b in range(t1):
+            for c in range(t2):
+                if live[a, b, c]:
+                    active[max(a - 1, 0):a + 2, max(b - 1, 0):b + 2, max(c - 1, 0):c + 2] = True
+
+
+@nb.njit(cache=True)
+def _kill_tiles(state, prev, active, key, step, threshold, quirk):
+    """One death call: each dead cell makes up to 3 tries to kill one full (threshold) neighbour."""
+    n0, n1, n2 = state.shape
+    for a in range(active.shape[0]):
+        for b in range(active.shape[1]):
+            for c in range(active.shape[2]):
+                if not active[a, b, c]:
+                    continue
+                for x in range(a * TILE, min((a + 1) * TILE, n0)):
+                    for y in range(b * TILE, min((b + 1) * TILE, n1)):
+                        for z in range(c * TILE, min((c + 1) * TILE, n2)):
+                            if prev[x, y, z] != -1:
+                                continue
+                            voxel = (x * n1 + y) * n2 + z
+                            for attempt in range(3):
+                                d0, d1, d2 = _offset(uniform(key, step, voxel, attempt), quirk)
+                                i, j, k = x + d0, y + d1, z + d2
+                                if 0 <= i < n0 and 0 <= j < n1 and 0 <= k < n2 and state[i, j, k] == threshold:
+                                    state[i, j, k] = -1
+                                    break
+
+
+@nb.njit(cache=True)
+def run_growth(state, density, key, steps, lower, outrange, threshold, gate_mode):
+    """``steps + 1`` growth calls (as the released loop) on ``state``/``density`` in place."""
+    shape = ((state.shape[0] + TILE - 1) // TILE, (state.shape[1] + TILE - 1) // TILE,
+             (state.shape[2] + TILE - 1) // TILE)
+    live, active = np.zeros(shape, np.bool_), np.zeros(shape, np.bool_)
+    prev = np.empty_like(state)
+    _clamp_and_mark(state, np.ones(shape, np.bool_), live, outrange, False)
+    for step in range(steps + 1):
+        _dilate(live, active)
+        _copy_active(state, prev, active)
+        _grow_tiles(state, prev, density, active, key, step, lower, outrange, threshold, gate_mode)
+        _clamp_and_mark(state, active, live, outrange, False)
+
+
+@nb.njit(cache=True)
+def run_death(state, key, calls, outrange, threshold, gate_mode):
+    """``calls`` death calls on ``state`` in place (dead cells already seeded as -1)."""
+    shape = ((state.shape[0] + TILE - 1) // TILE, (state.shape[1] + TILE - 1) // TILE,
+             (state.shape[2] + TILE - 1) // TILE)
+    live, active = np.zeros(shape, np.bool_), np.zeros(shape, np.bool_)
+    prev = np.empty_like(state)
+    _clamp_and_mark(state, np.ones(shape, np.bool_), live, outrange, True)
+    for step in range(calls):
+        _dilate(live, active)
+        _copy_active(state, prev, active)
+        _kill_tiles(state, prev, active, key, 1_000_000 + step, threshold, gate_mode == GATE_RELEASED)
+        _clamp_and_mark(state, active, live, outrange, True)
