@@ -180,10 +180,44 @@ def check_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
 
 def make_generator(name: str, organ: str, **kwargs: Any) -> TumorGenerator:
     """Build generator ``name`` for ``organ``. Harness kwargs (`HARNESS_KWARGS`) the factory does
-    not take are dropped; any other kwarg goes to the factory (which rejects unknown ones)."""
+    not take are dropped when they ask for nothing (``device``, or None); asking a generator for
+    size types or weights it cannot take is an error. Other kwargs go to the factory."""
     factory = get_entry(name).load()
     accepted = factory_kwargs(factory)
     if "**" not in accepted:
+        refused = [k for k in HARNESS_KWARGS if k in kwargs and k not in accepted and k != "device"
+                   and kwargs[k] is not None]
+        if refused:
+            raise SynthesisInputError(f"generator {name!r} does not take {', '.join(refused)} "
+                                      f"(it takes {', '.join(accepted) or 'no keyword'})")
         kwargs = {k: v for k, v in kwargs.items() if k in accepted or k not in HARNESS_KWARGS}
     check_kwargs(name, {k: v for k, v in kwargs.items() if k not in HARNESS_KWARGS})
     return factory(organ=organ, **kwargs)
+
+
+def describe(name: str) -> dict[str, Any]:
+    """Metadata, origin and keyword arguments (with defaults) of generator ``name``."""
+    entry = get_entry(name)
+    info = entry.metadata()
+    params = factory_kwargs(entry.load())
+    kwargs = {key: {"default": None if default is inspect.Parameter.empty else repr(default),
+                    "help": info.kwargs.get(key, "")}
+              for key, default in params.items() if key != "**"}
+    for key, text in info.kwargs.items():  # documented kwargs a **kwargs factory forwards
+        kwargs.setdefault(key, {"default": None, "help": text})
+    return {"name": name, "entry_point": entry.target, "distribution": entry.distribution,
+            "display_name": info.display_name, "licence": info.licence, "needs_weights": info.needs_weights,
+            "weights_source": info.weights_source, "replayable": info.replayable, "devices": list(info.devices),
+            "description": info.description, "kwargs": kwargs}
+
+
+def describe_all() -> list[dict[str, Any]]:
+    """`describe` of every registered generator; a broken one gets an ``error`` entry instead."""
+    rows = []
+    for name, entry in entries().items():
+        try:
+            rows.append(describe(name))
+        except SynthesisInputError as exc:
+            rows.append({"name": name, "entry_point": entry.target, "distribution": entry.distribution,
+                         "error": str(exc)})
+    return rows

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-TILE = 8
+TILE = 4
 GATE_PAPER, GATE_RELEASED = 0, 1
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -44,6 +44,18 @@ def uniform(key, step, voxel, draw):
     h = _mix(h ^ np.uint64(voxel))
     h = _mix(h + _GOLDEN * np.uint64(draw + 1))
     return (np.float64(h >> _S11) + 1.0) * (1.0 / 9007199254740992.0)
+
+
+@nb.njit(cache=True, inline="always")
+def _bits(key, step, voxel):
+    """64 random bits for one voxel and step: the 3 tries take 16 bits each."""
+    return _mix(_mix(np.uint64(key) + _GOLDEN * np.uint64(step + 1)) ^ np.uint64(voxel))
+
+
+@nb.njit(cache=True, inline="always")
+def _try_uniform(bits, attempt):
+    """Uniform in (0, 1] at 16-bit resolution for try ``attempt`` (0..2) from ``_bits``."""
+    return (np.float64((bits >> np.uint64(16 * attempt)) & np.uint64(0xFFFF)) + 1.0) * (1.0 / 65536.0)
 
 
 @nb.njit(cache=True, inline="always")
@@ -71,8 +83,9 @@ def _spread(state, density, x, y, z, s, voxel, key, step, lower, outrange, thres
     """Up to 3 tries to add one cell to a random neighbour of (x, y, z) (own previous state s)."""
     n0, n1, n2 = state.shape
     quirk = gate_mode == GATE_RELEASED
+    bits = _bits(key, step, voxel)
     for attempt in range(3):
-        d0, d1, d2 = _offset(uniform(key, step, voxel, attempt), quirk)
+        d0, d1, d2 = _offset(_try_uniform(bits, attempt), quirk)
         i, j, k = x + d0, y + d1, z + d2
         if i < 0 or j < 0 or k < 0 or i >= n0 or j >= n1 or k >= n2:
             continue
@@ -97,6 +110,24 @@ def _spread(state, density, x, y, z, s, voxel, key, step, lower, outrange, thres
 
 
 @nb.njit(cache=True)
+def _saturated(state, x, y, z, outrange, threshold, quirk):
+    """True when every neighbour a try could reach is full tumor (threshold <= t < outrange): then
+    every try is refused, now and later (states only rise during growth), so the cell can be
+    skipped without changing the result (its random numbers are its own)."""
+    n0, n1, n2 = state.shape
+    for i in range(max(x - 1, 0), min(x + 2, n0)):
+        for j in range(max(y - 1, 0), min(y + 2, n1)):
+            for k in range(max(z - 1, 0), min(z + 2, n2)):
+                t = state[i, j, k]
+                if t < threshold or t >= outrange:
+                    return False
+    if quirk and x + 2 < n0 and y >= 1 and z >= 1:
+        t = state[x + 2, y - 1, z - 1]
+        return threshold <= t < outrange
+    return True
+
+
+@nb.njit(cache=True)
 def _copy_active(state, prev, active):
     for a in range(active.shape[0]):
         for b in range(active.shape[1]):
@@ -107,8 +138,9 @@ def _copy_active(state, prev, active):
 
 
 @nb.njit(cache=True)
-def _grow_tiles(state, prev, density, active, key, step, lower, outrange, threshold, gate_mode):
+def _grow_tiles(state, prev, density, done, active, key, step, lower, outrange, threshold, gate_mode):
     n0, n1, n2 = state.shape
+    quirk = gate_mode == GATE_RELEASED
     for a in range(active.shape[0]):
         for b in range(active.shape[1]):
             for c in range(active.shape[2]):
@@ -118,7 +150,10 @@ def _grow_tiles(state, prev, density, active, key, step, lower, outrange, thresh
                     for y in range(b * TILE, min((b + 1) * TILE, n1)):
                         for z in range(c * TILE, min((c + 1) * TILE, n2)):
                             s = prev[x, y, z]
-                            if s <= 0 or s >= outrange:
+                            if s <= 0 or s >= outrange or done[x, y, z]:
+                                continue
+                            if s >= threshold and _saturated(state, x, y, z, outrange, threshold, quirk):
+                                done[x, y, z] = True
                                 continue
                             if s < threshold:  # own growth (neighbours' additions this step are kept)
                                 state[x, y, z] = min(state[x, y, z] + 1, threshold)
@@ -128,7 +163,7 @@ def _grow_tiles(state, prev, density, active, key, step, lower, outrange, thresh
 
 
 @nb.njit(cache=True)
-def _clamp_and_mark(state, active, live, outrange, death):
+def _clamp_and_mark(state, done, active, live, outrange, death):
     """Clamp pressure to outrange+2 on the processed tiles and mark tiles holding cells that act
     next step (tumor cells 0 < s < outrange in growth; dead cells -1 in the death phase)."""
     n0, n1, n2 = state.shape
@@ -144,7 +179,7 @@ def _clamp_and_mark(state, active, live, outrange, death):
                             s = state[x, y, z]
                             if s > outrange + 2:
                                 state[x, y, z] = outrange + 2
-                            elif (death and s == -1) or (not death and 0 < s < outrange):
+                            elif (death and s == -1) or (not death and 0 < s < outrange and not done[x, y, z]):
                                 live[a, b, c] = True
 
 
@@ -174,9 +209,9 @@ def _kill_tiles(state, prev, active, key, step, threshold, quirk):
                         for z in range(c * TILE, min((c + 1) * TILE, n2)):
                             if prev[x, y, z] != -1:
                                 continue
-                            voxel = (x * n1 + y) * n2 + z
+                            bits = _bits(key, step, (x * n1 + y) * n2 + z)
                             for attempt in range(3):
-                                d0, d1, d2 = _offset(uniform(key, step, voxel, attempt), quirk)
+                                d0, d1, d2 = _offset(_try_uniform(bits, attempt), quirk)
                                 i, j, k = x + d0, y + d1, z + d2
                                 if 0 <= i < n0 and 0 <= j < n1 and 0 <= k < n2 and state[i, j, k] == threshold:
                                     state[i, j, k] = -1
@@ -190,12 +225,13 @@ def run_growth(state, density, key, steps, lower, outrange, threshold, gate_mode
              (state.shape[2] + TILE - 1) // TILE)
     live, active = np.zeros(shape, np.bool_), np.zeros(shape, np.bool_)
     prev = np.empty_like(state)
-    _clamp_and_mark(state, np.ones(shape, np.bool_), live, outrange, False)
+    done = np.zeros(state.shape, np.bool_)  # full cells surrounded by full cells: nothing left to do
+    _clamp_and_mark(state, done, np.ones(shape, np.bool_), live, outrange, False)
     for step in range(steps + 1):
         _dilate(live, active)
         _copy_active(state, prev, active)
-        _grow_tiles(state, prev, density, active, key, step, lower, outrange, threshold, gate_mode)
-        _clamp_and_mark(state, active, live, outrange, False)
+        _grow_tiles(state, prev, density, done, active, key, step, lower, outrange, threshold, gate_mode)
+        _clamp_and_mark(state, done, active, live, outrange, False)
 
 
 @nb.njit(cache=True)
@@ -205,9 +241,10 @@ def run_death(state, key, calls, outrange, threshold, gate_mode):
              (state.shape[2] + TILE - 1) // TILE)
     live, active = np.zeros(shape, np.bool_), np.zeros(shape, np.bool_)
     prev = np.empty_like(state)
-    _clamp_and_mark(state, np.ones(shape, np.bool_), live, outrange, True)
+    done = np.zeros((1, 1, 1), np.bool_)  # unused in the death phase
+    _clamp_and_mark(state, done, np.ones(shape, np.bool_), live, outrange, True)
     for step in range(calls):
         _dilate(live, active)
         _copy_active(state, prev, active)
         _kill_tiles(state, prev, active, key, 1_000_000 + step, threshold, gate_mode == GATE_RELEASED)
-        _clamp_and_mark(state, active, live, outrange, True)
+        _clamp_and_mark(state, done, active, live, outrange, True)

@@ -51,7 +51,7 @@ ORGAN_RULES = {
 #: size type -> [lo, hi] steps whose single-focus tumor has the Hu size type's radius
 #: (base radius x 0.75..1.25 = tiny 3-5, small 6-10, medium 12-20, large 24-40 mm), measured
 #: on homogeneous tissue with the paper gate (tests/test_cellular.py checks it)
-STEPS_BY_SIZE = {"tiny": (12, 22), "small": (27, 45), "medium": (56, 92), "large": (112, 180)}
+STEPS_BY_SIZE = {"tiny": (17, 27), "small": (31, 50), "medium": (60, 95), "large": (112, 180)}
 
 
 def organ_rules(organ: str) -> OrganRules:
