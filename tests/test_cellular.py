@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage
 
 from synthesis.cellular.generator import CellularGenerator, grow, initial_state, synthesize
-from synthesis.cellular.mapping import map_to_hu
+from synthesis.cellular.mapping import map_to_hu_
 from synthesis.cellular.params import ORGAN_RULES, STEPS_BY_SIZE, CellularParams
 from synthesis.sizes import BASE_RADIUS_MM
 from synthesis.texture import hu_texture
@@ -110,7 +110,8 @@ def test_hu_mapping_follows_the_formula():
     state[5:7, 6:8, 6:9] = -1
     state[6, 7, 4] = rules.outrange  # the vessel stays boundary
     params = params_for("kidney", shape, [(5, 6, 6)], 20, darken_hu=120.0, necrosis_hu=95.0)
-    out, label = map_to_hu(ct, organ, state, density, params, rules)
+    out = ct.copy()
+    label = map_to_hu_(out, organ, state, density, params, rules)
 
     def blur(a):  # [1/4, 1/2, 1/4] on axes 1 and 2, border reflect-101
         for axis in (1, 2):
@@ -119,7 +120,8 @@ def test_hu_mapping_follows_the_formula():
                 + 0.25 * np.take(p, range(2, a.shape[axis] + 2), axis)
         return a
 
-    box = (slice(1, 11), slice(2, 12), slice(1, 14))  # label box (3:9, 4:10, 3:12) + 2
+    # label (3:9, 4:10, 3:12) -> its 4^3 tiles (0:12, 4:12, 0:12) + 2 voxels, clipped to the array
+    box = (slice(0, 12), slice(2, 14), slice(0, 14))
     s = np.where(state >= rules.outrange, 0, state)[box]
     P, N = blur(np.where(s == -1, 10, s).astype(float)), blur((s == -1).astype(float))
     T = hu_texture(P.shape, (1, 1, 1), 3.0, 4.0, 0.2, 0.05, 0.5, np.random.default_rng(1))

@@ -219,14 +219,16 @@ def _kill_tiles(state, prev, active, key, step, threshold, quirk):
 
 
 @nb.njit(cache=True)
-def run_growth(state, density, key, steps, lower, outrange, threshold, gate_mode):
-    """``steps + 1`` growth calls (as the released loop) on ``state``/``density`` in place."""
+def run_growth(state, density, seeds, key, steps, lower, outrange, threshold, gate_mode):
+    """``steps + 1`` growth calls (as the released loop) on ``state``/``density`` in place; the
+    only tumor cells at the start are the (k, 3) ``seeds``."""
     shape = ((state.shape[0] + TILE - 1) // TILE, (state.shape[1] + TILE - 1) // TILE,
              (state.shape[2] + TILE - 1) // TILE)
     live, active = np.zeros(shape, np.bool_), np.zeros(shape, np.bool_)
     prev = np.empty_like(state)
     done = np.zeros(state.shape, np.bool_)  # full cells surrounded by full cells: nothing left to do
-    _clamp_and_mark(state, done, np.ones(shape, np.bool_), live, outrange, False)
+    for seed in seeds:
+        live[seed[0] // TILE, seed[1] // TILE, seed[2] // TILE] = True
     for step in range(steps + 1):
         _dilate(live, active)
         _copy_active(state, prev, active)
@@ -248,3 +250,23 @@ def run_death(state, key, calls, outrange, threshold, gate_mode):
         _copy_active(state, prev, active)
         _kill_tiles(state, prev, active, key, 1_000_000 + step, threshold, gate_mode == GATE_RELEASED)
         _clamp_and_mark(state, done, active, live, outrange, True)
+
+
+@nb.njit(cache=True)
+def initial_state(ct, organ, lower, outrange):
+    """(state, density) int32 in one pass: tissue (organ, HU < outrange) is state 0 at density
+    lower / lower+20 / lower+40 by HU (steps of (outrange - lower) / 3 = 20); vessels and
+    everything outside the organ are boundary (state and density outrange)."""
+    state = np.empty(ct.shape, np.int32)
+    density = np.empty(ct.shape, np.int32)
+    for x in range(ct.shape[0]):
+        for y in range(ct.shape[1]):
+            for z in range(ct.shape[2]):
+                hu = ct[x, y, z]
+                if organ[x, y, z] and hu < outrange:
+                    state[x, y, z] = 0
+                    density[x, y, z] = lower if hu < lower + 20 else (lower + 20 if hu < lower + 40 else lower + 40)
+                else:
+                    state[x, y, z] = outrange
+                    density[x, y, z] = outrange
+    return state, density

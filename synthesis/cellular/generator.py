@@ -14,11 +14,12 @@ import numpy as np
 from scipy import ndimage
 
 from synthesis.cellular import automaton
-from synthesis.cellular.mapping import map_to_hu
+from synthesis.cellular.mapping import map_to_hu_
 from synthesis.cellular.params import (
     SEED_STATE, THRESHOLD, VARIANTS, CellularParams, OrganRules, organ_rules, sample_params,
 )
 from synthesis.errors import SynthesisInputError
+from synthesis.geometry import organ_bbox
 from synthesis.protocol import SynthesisOutput
 
 GATES = {"paper": automaton.GATE_PAPER, "released": automaton.GATE_RELEASED}
@@ -49,15 +50,9 @@ def to_input_grid(values: np.ndarray, shape: Sequence[int], spacing: Sequence[fl
 
 
 def initial_state(ct: np.ndarray, organ: np.ndarray, rules: OrganRules) -> tuple[np.ndarray, np.ndarray]:
-    """(state, density) int32: tissue (organ, HU < outrange) state 0 at density lower/+20/+40 by
-    HU; vessels and everything outside the organ are boundary (outrange)."""
-    tissue = organ & (ct < rules.outrange)
-    density = np.full(ct.shape, rules.outrange, np.int32)
-    level = np.where(ct < rules.lower + 20, rules.lower, np.where(ct < rules.lower + 40, rules.lower + 20,
-                                                                     rules.lower + 40))
-    density[tissue] = level[tissue]
-    state = np.where(tissue, 0, rules.outrange).astype(np.int32)
-    return state, density
+    """(state, density) int32 of a box (see `automaton.initial_state`)."""
+    return automaton.initial_state(np.asarray(ct, np.float32), np.asarray(organ, np.bool_), rules.lower,
+                                   rules.outrange)
 
 
 def _necrosis(state: np.ndarray, params: CellularParams, rules: OrganRules) -> None:
@@ -83,8 +78,9 @@ def _necrosis(state: np.ndarray, params: CellularParams, rules: OrganRules) -> N
 
 def grow(state: np.ndarray, density: np.ndarray, params: CellularParams, rules: OrganRules) -> None:
     """Run the automaton in place on seeded ``state`` (seeds already SEED_STATE)."""
-    automaton.run_growth(state, density, np.int64(params.automaton_key), params.steps, rules.lower,
-                         rules.outrange, THRESHOLD, GATES[params.variant])
+    automaton.run_growth(state, density, np.asarray(params.seeds, np.int64).reshape(-1, 3),
+                         np.int64(params.automaton_key), params.steps, rules.lower, rules.outrange, THRESHOLD,
+                         GATES[params.variant])
     if params.necrosis:
         _necrosis(state, params, rules)
 
@@ -95,16 +91,53 @@ def _box(params: CellularParams, shape: Sequence[int]) -> tuple[slice, ...]:
     return tuple(slice(lo, hi) for lo, hi in zip(params.box_lo, params.box_hi))
 
 
-def _finish(ct: np.ndarray, organ: np.ndarray, params: CellularParams, state: np.ndarray, density: np.ndarray,
-            rules: OrganRules) -> tuple[np.ndarray, np.ndarray]:
-    """Grow the seeded state, map it back to the input grid and into HU on the whole CT."""
+def _domain(ct: np.ndarray, organ: np.ndarray, box: tuple[slice, ...], spacing, rules: OrganRules):
+    """(state, density) of the automaton grid of ``box``."""
+    return initial_state(*to_automaton_grid(ct[box], organ[box], spacing), rules)
+
+
+def sample(ct: np.ndarray, organ: np.ndarray, spacing: Sequence[float], rng: np.random.Generator, *, organ_name: str,
+           variant: str = "paper", size_probs: Mapping[str, float] | None = None
+           ) -> tuple[CellularParams, tuple[np.ndarray, np.ndarray]]:
+    """Draw one tumor's params; also returns the seeded automaton (state, density) so
+    `apply_tumor_` need not rebuild it."""
+    bounds = organ_bbox(organ)
+    if bounds is None:
+        raise SynthesisInputError("organ mask: empty (no organ voxel to grow a tumor in)")
+    lo, hi = bounds[0], bounds[1] + 1
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    state, density = _domain(ct, organ, box, spacing, organ_rules(organ_name))
+    params = sample_params(state, rng, organ=organ_name, variant=variant, spacing=spacing, box_lo=lo, box_hi=hi,
+                           size_probs=size_probs)
+    return params, (state, density)
+
+
+def apply_tumor_(ct: np.ndarray, organ: np.ndarray, params: CellularParams,
+                 seeded: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[tuple[slice, ...], np.ndarray]:
+    """Grow the tumor and write it into ``ct`` (float32) IN PLACE, on its organ box only.
+
+    Returns:
+        (box, label): the organ box's slices and the bool tumor label on it.
+    """
+    rules = organ_rules(params.organ)
     box = _box(params, ct.shape)
+    if seeded is None:
+        seeded = _domain(ct, organ, box, params.spacing, rules)
+        for seed in params.seeds:
+            if not all(0 <= v < n for v, n in zip(seed, seeded[0].shape)):
+                raise SynthesisInputError(f"cellular params: seed {seed} outside the automaton grid {seeded[0].shape}")
+            seeded[0][seed] = SEED_STATE
+    state, density = seeded
     grow(state, density, params, rules)
     shape = tuple(s.stop - s.start for s in box)
-    box_ct, box_label = map_to_hu(ct[box], organ[box], to_input_grid(state, shape, params.spacing),
-                                  to_input_grid(density, shape, params.spacing), params, rules)
+    label = map_to_hu_(ct[box], organ[box], to_input_grid(state, shape, params.spacing),
+                       to_input_grid(density, shape, params.spacing), params, rules)
+    return box, label
+
+
+def _with_tumor(ct: np.ndarray, organ: np.ndarray, params: CellularParams, seeded=None) -> tuple[np.ndarray, np.ndarray]:
     out = np.array(ct, np.float32, copy=True)
-    out[box] = box_ct
+    box, box_label = apply_tumor_(out, organ, params, seeded)
     label = np.zeros(ct.shape, bool)
     label[box] = box_label
     return out, label
@@ -115,15 +148,7 @@ def synthesize(ct_hu: np.ndarray, organ_mask: np.ndarray, params: CellularParams
     if ct_hu.ndim != 3 or ct_hu.shape != organ_mask.shape:
         raise SynthesisInputError(f"CT shape {ct_hu.shape} and organ mask shape {organ_mask.shape}: expected "
                                   "equal 3D shapes")
-    rules = organ_rules(params.organ)
-    box = _box(params, ct_hu.shape)
-    state, density = initial_state(*to_automaton_grid(ct_hu[box], organ_mask[box].astype(bool), params.spacing),
-                                   rules)
-    for seed in params.seeds:
-        if not all(0 <= v < n for v, n in zip(seed, state.shape)):
-            raise SynthesisInputError(f"cellular params: seed {seed} outside the automaton grid {state.shape}")
-        state[seed] = SEED_STATE
-    return _finish(ct_hu, organ_mask.astype(bool), params, state, density, rules)
+    return _with_tumor(ct_hu, np.asarray(organ_mask, bool), params)
 
 
 class CellularGenerator:
@@ -148,16 +173,10 @@ class CellularGenerator:
             self._warm = True
 
     def _one(self, ct: np.ndarray, organ: np.ndarray, spacing, rng) -> tuple[np.ndarray, np.ndarray, CellularParams]:
-        organ = organ.astype(bool)
-        index = np.argwhere(organ)
-        if index.size == 0:
-            raise SynthesisInputError("organ mask: empty (no organ voxel to grow a tumor in)")
-        lo, hi = index.min(0), index.max(0) + 1
-        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-        state, density = initial_state(*to_automaton_grid(ct[box], organ[box], spacing), self.rules)
-        params = sample_params(state, rng, organ=self.organ, variant=self.variant, spacing=spacing, box_lo=lo,
-                               box_hi=hi, size_probs=self.size_probs)
-        return (*_finish(ct, organ, params, state, density, self.rules), params)
+        organ = np.asarray(organ, bool)
+        params, seeded = sample(ct, organ, spacing, rng, organ_name=self.organ, variant=self.variant,
+                                size_probs=self.size_probs)
+        return (*_with_tumor(ct, organ, params, seeded), params)
 
     def __call__(self, ct_hu: np.ndarray, organ_mask: np.ndarray, spacing: Sequence[float],
                  rng: np.random.Generator) -> SynthesisOutput:

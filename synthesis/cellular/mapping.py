@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numba as nb
 import numpy as np
 from scipy import ndimage
 
 from synthesis.cellular.params import THRESHOLD, CellularParams, OrganRules
-from synthesis.texture import hu_texture
+from synthesis.texture import texture_strip
 
 _BLUR = np.asarray([0.25, 0.5, 0.25], np.float32)
 MARGIN = 2  # the blur reaches 1 voxel; 2 keeps the reflected border outside the tumor too
+TILE = 4  # tumor boxes are unions of TILE^3 tiles (cheap to find on a large organ box)
 
 
 def blur_slices(values: np.ndarray) -> np.ndarray:
@@ -26,24 +28,50 @@ def blur_slices(values: np.ndarray) -> np.ndarray:
     return ndimage.correlate1d(out, _BLUR, axis=2, mode="mirror")
 
 
-def tumor_states(state: np.ndarray, organ: np.ndarray, rules: OrganRules) -> np.ndarray:
-    """Population per voxel, boundary states and everything outside the organ zeroed."""
-    return np.where(organ & (state < rules.outrange), state, 0).astype(np.int32)
+@nb.njit(cache=True)
+def _label_and_tiles(state, organ, outrange, tile):
+    """Tumor label (organ, 0 != state < outrange) and per-tile flags of it, in one pass."""
+    label = np.zeros(state.shape, np.bool_)
+    flags = np.zeros(((state.shape[0] + tile - 1) // tile, (state.shape[1] + tile - 1) // tile,
+                      (state.shape[2] + tile - 1) // tile), np.bool_)
+    for x in range(state.shape[0]):
+        for y in range(state.shape[1]):
+            for z in range(state.shape[2]):
+                s = state[x, y, z]
+                if organ[x, y, z] and s != 0 and s < outrange:
+                    label[x, y, z] = True
+                    flags[x // tile, y // tile, z // tile] = True
+    return label, flags
 
 
-def _box(mask: np.ndarray) -> tuple[slice, ...]:
-    index = np.argwhere(mask)
-    lo, hi = index.min(0) - MARGIN, index.max(0) + 1 + MARGIN
-    return tuple(slice(int(max(a, 0)), int(min(b, n))) for a, b, n in zip(lo, hi, mask.shape))
+def tumor_boxes(flags: np.ndarray, shape: Sequence[int]) -> list[tuple[slice, ...]]:
+    """Disjoint boxes (tumor tiles' bounding boxes + MARGIN, overlapping ones merged) that hold
+    every tumor voxel: a multifocal tumor is mapped focus by focus, not on the whole organ box."""
+    components, count = ndimage.label(flags, structure=np.ones((3, 3, 3), bool))
+    boxes = [[[max(s.start * TILE - MARGIN, 0) for s in found], [min(s.stop * TILE + MARGIN, n) for s, n in
+                                                                  zip(found, shape)]]
+             for found in ndimage.find_objects(components)[:count]]
+    merged = True
+    while merged:
+        merged = False
+        for a in range(len(boxes)):
+            for b in range(a + 1, len(boxes)):
+                (lo_a, hi_a), (lo_b, hi_b) = boxes[a], boxes[b]
+                if all(x < y for x, y in zip(lo_a, hi_b)) and all(x < y for x, y in zip(lo_b, hi_a)):
+                    boxes[a] = [[min(x, y) for x, y in zip(lo_a, lo_b)], [max(x, y) for x, y in zip(hi_a, hi_b)]]
+                    del boxes[b]
+                    merged = True
+                    break
+            if merged:
+                break
+    return [tuple(slice(a, b) for a, b in zip(lo, hi)) for lo, hi in boxes]
 
 
-def _darken(hu: np.ndarray, states: np.ndarray, density: np.ndarray, params: CellularParams,
-            rules: OrganRules, spacing: Sequence[float]) -> np.ndarray:
-    """The mapping on one box (float32 HU in, new float32 HU out)."""
+def _darken(hu: np.ndarray, states: np.ndarray, density: np.ndarray, texture: np.ndarray, params: CellularParams,
+            rules: OrganRules) -> np.ndarray:
+    """The mapping on one box (float32 HU in, new float32 HU out; states: tumor cells only)."""
     population = blur_slices(np.where(states == -1, THRESHOLD, states).astype(np.float32))
     necrotic = blur_slices((states == -1).astype(np.float32))
-    texture = hu_texture(hu.shape, spacing, params.sigma_a_mm, params.sigma_b_mm, params.scale, params.base,
-                         params.u0, np.random.default_rng(params.texture_seed))
     inside = population > 0
     hu = hu.copy()
     hu[(density >= rules.outrange) & (population >= 5)] *= np.float32((rules.lower + 10) / rules.outrange)
@@ -63,19 +91,24 @@ def _darken(hu: np.ndarray, states: np.ndarray, density: np.ndarray, params: Cel
     return hu
 
 
-def map_to_hu(ct: np.ndarray, organ: np.ndarray, state: np.ndarray, density: np.ndarray,
-              params: CellularParams, rules: OrganRules) -> tuple[np.ndarray, np.ndarray]:
-    """(new CT float32, tumor label bool) for one organ box; changes stay on organ voxels.
+def map_to_hu_(ct: np.ndarray, organ: np.ndarray, state: np.ndarray, density: np.ndarray,
+               params: CellularParams, rules: OrganRules) -> np.ndarray:
+    """Write the tumor into ``ct`` (float32, one organ box, a view) IN PLACE; returns the bool
+    tumor label. Changes stay on organ voxels.
 
     The label is organ AND state != 0: viable and necrotic cells (the released code lost the
-    necrotic ones, see docs/generators.md).
+    necrotic ones, see docs/generators.md). Each focus box gets its part of one texture strip.
     """
-    states = tumor_states(state, organ, rules)
-    label = states != 0
-    out = np.array(ct, np.float32, copy=True)
-    if not label.any():
-        return out, label
-    box = _box(label)
-    hu = _darken(out[box], states[box], density[box], params, rules, params.spacing)
-    out[box] = np.where(organ[box], hu, out[box])
-    return out, label
+    label, flags = _label_and_tiles(state, organ, rules.outrange, TILE)
+    boxes = tumor_boxes(flags, label.shape)
+    if not boxes:
+        return label
+    textures, gain = texture_strip([[s.stop - s.start for s in box] for box in boxes], params.spacing,
+                                   params.sigma_a_mm, params.sigma_b_mm, params.scale, params.base, params.u0,
+                                   np.random.default_rng(params.texture_seed))
+    for box, field in zip(boxes, textures):
+        states = np.where(label[box], state[box], 0).astype(np.int32)
+        texture = np.clip(field * np.float32(gain), 0.0, 1.0)
+        hu = _darken(ct[box], states, density[box], texture, params, rules)
+        ct[box] = np.where(organ[box], hu, ct[box])
+    return label
