@@ -207,3 +207,28 @@ def test_differs_from_hu_tumors_are_often_multifocal():
     components = [ndimage.label(m)[1] for m in out.tumor_mask]
     seeds = [len(p["seeds"]) for p in out.params]
     assert max(components) >= 3 and min(seeds) >= 1 and max(seeds) > 1
+
+
+def test_synthesize_cli_method_cellular_on_an_anisotropic_lps_ct(tmp_path):
+    import nibabel as nib
+
+    from benchmark.cli import main
+
+    shape, spacing = (44, 40, 24), (1.2, 1.2, 2.5)
+    grid = np.ogrid[tuple(slice(0, n) for n in shape)]
+    organ = sum(((g - n / 2) * s / 22.0) ** 2 for g, n, s in zip(grid, shape, spacing)) <= 1
+    ct = np.where(organ, 70, -60) + np.random.default_rng(0).normal(0, 5, shape)
+    affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])  # LPS-like: flipped x, y
+    nib.save(nib.Nifti1Image(ct.astype(np.int16), affine), tmp_path / "ct.nii.gz")
+    nib.save(nib.Nifti1Image(organ.astype(np.uint8), affine), tmp_path / "mask.nii.gz")
+    inputs = [str(tmp_path / "ct.nii.gz"), str(tmp_path / "mask.nii.gz")]
+    assert main(["synthesize", *inputs, "--organ", "kidney", "--method", "cellular", "--size", "small",
+                 "--count", "2", "--seed", "1", "--out", str(tmp_path / "a")]) == 0
+    tumor = np.asarray(nib.load(tmp_path / "a" / "tumor.nii.gz").dataobj).astype(bool)
+    out = np.asarray(nib.load(tmp_path / "a" / "ct.nii.gz").dataobj)
+    assert tumor.sum() > 20 and not (tumor & ~organ).any() and np.array_equal(out[~organ], ct.astype(np.int16)[~organ])
+    params = json.loads((tmp_path / "a" / "params.json").read_text())
+    assert params["method"] == "cellular" and [t["size_type"] for t in params["tumors"]] == ["small", "small"]
+    assert main(["synthesize", *inputs, "--replay", str(tmp_path / "a" / "params.json"),
+                 "--out", str(tmp_path / "b")]) == 0
+    assert np.array_equal(np.asarray(nib.load(tmp_path / "b" / "ct.nii.gz").dataobj), out)
