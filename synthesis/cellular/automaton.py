@@ -127,65 +127,71 @@ def _saturated(state, x, y, z, outrange, threshold, quirk):
     return True
 
 
-@nb.njit(cache=True)
-def _copy_active(state, prev, active):
-    for a in range(active.shape[0]):
-        for b in range(active.shape[1]):
-            for c in range(active.shape[2]):
-                if active[a, b, c]:
-                    prev[a * TILE:(a + 1) * TILE, b * TILE:(b + 1) * TILE, c * TILE:(c + 1) * TILE] = \
-                        state[a * TILE:(a + 1) * TILE, b * TILE:(b + 1) * TILE, c * TILE:(c + 1) * TILE]
+@nb.njit(cache=True, inline="always")
+def _span(tile, n):
+    """Voxel range [lo, hi) of tile index ``tile`` along an axis of ``n`` voxels."""
+    return tile * TILE, min((tile + 1) * TILE, n)
+
+
+@nb.njit(cache=True, inline="always")
+def _box(tiles, t, shape):
+    """Voxel bounds x0, x1, y0, y1, z0, z1 of tile ``tiles[t]``."""
+    x0, x1 = _span(tiles[t, 0], shape[0])
+    y0, y1 = _span(tiles[t, 1], shape[1])
+    z0, z1 = _span(tiles[t, 2], shape[2])
+    return x0, x1, y0, y1, z0, z1
 
 
 @nb.njit(cache=True)
-def _grow_tiles(state, prev, density, done, active, key, step, lower, outrange, threshold, gate_mode):
+def _copy_active(state, prev, tiles):
+    for t in range(tiles.shape[0]):
+        x0, x1, y0, y1, z0, z1 = _box(tiles, t, state.shape)
+        prev[x0:x1, y0:y1, z0:z1] = state[x0:x1, y0:y1, z0:z1]
+
+
+@nb.njit(cache=True)
+def _grow_tiles(state, prev, density, done, tiles, key, step, lower, outrange, threshold, gate_mode):
     n0, n1, n2 = state.shape
     quirk = gate_mode == GATE_RELEASED
-    for a in range(active.shape[0]):
-        for b in range(active.shape[1]):
-            for c in range(active.shape[2]):
-                if not active[a, b, c]:
-                    continue
-                for x in range(a * TILE, min((a + 1) * TILE, n0)):
-                    for y in range(b * TILE, min((b + 1) * TILE, n1)):
-                        for z in range(c * TILE, min((c + 1) * TILE, n2)):
-                            s = prev[x, y, z]
-                            if s <= 0 or s >= outrange or done[x, y, z]:
-                                continue
-                            if s >= threshold and _saturated(state, x, y, z, outrange, threshold, quirk):
-                                done[x, y, z] = True
-                                continue
-                            if s < threshold:  # own growth (neighbours' additions this step are kept)
-                                state[x, y, z] = min(state[x, y, z] + 1, threshold)
-                            if s >= 5:
-                                _spread(state, density, x, y, z, s, (x * n1 + y) * n2 + z, key, step,
-                                        lower, outrange, threshold, gate_mode)
+    for t in range(tiles.shape[0]):
+        x0, x1, y0, y1, z0, z1 = _box(tiles, t, state.shape)
+        for x in range(x0, x1):
+            for y in range(y0, y1):
+                for z in range(z0, z1):
+                    s = prev[x, y, z]
+                    if s <= 0 or s >= outrange or done[x, y, z]:
+                        continue
+                    if s >= threshold and _saturated(state, x, y, z, outrange, threshold, quirk):
+                        done[x, y, z] = True
+                        continue
+                    if s < threshold:  # own growth (neighbours' additions this step are kept)
+                        state[x, y, z] = min(state[x, y, z] + 1, threshold)
+                    if s >= 5:
+                        _spread(state, density, x, y, z, s, (x * n1 + y) * n2 + z, key, step,
+                                lower, outrange, threshold, gate_mode)
 
 
 @nb.njit(cache=True)
-def _clamp_and_mark(state, done, active, live, outrange, death):
+def _clamp_and_mark(state, done, tiles, live, outrange, death):
     """Clamp pressure to outrange+2 on the processed tiles and mark tiles holding cells that act
     next step (tumor cells 0 < s < outrange in growth; dead cells -1 in the death phase)."""
-    n0, n1, n2 = state.shape
     live[:] = False
-    for a in range(active.shape[0]):
-        for b in range(active.shape[1]):
-            for c in range(active.shape[2]):
-                if not active[a, b, c]:
-                    continue
-                for x in range(a * TILE, min((a + 1) * TILE, n0)):
-                    for y in range(b * TILE, min((b + 1) * TILE, n1)):
-                        for z in range(c * TILE, min((c + 1) * TILE, n2)):
-                            s = state[x, y, z]
-                            if s > outrange + 2:
-                                state[x, y, z] = outrange + 2
-                            elif (death and s == -1) or (not death and 0 < s < outrange and not done[x, y, z]):
-                                live[a, b, c] = True
+    for t in range(tiles.shape[0]):
+        x0, x1, y0, y1, z0, z1 = _box(tiles, t, state.shape)
+        for x in range(x0, x1):
+            for y in range(y0, y1):
+                for z in range(z0, z1):
+                    s = state[x, y, z]
+                    if s > outrange + 2:
+                        state[x, y, z] = outrange + 2
+                    elif (death and s == -1) or (not death and 0 < s < outrange and not done[x, y, z]):
+                        live[tiles[t, 0], tiles[t, 1], tiles[t, 2]] = True
 
 
 @nb.njit(cache=True)
 def _dilate(live, active):
-    """Tiles to process next: every tile within one tile of a live one (reach <= 2 voxels < TILE)."""
+    """Tiles to process next, (k, 3) in raster order: every tile within one tile of a live one
+    (a try reaches at most 2 voxels < TILE)."""
     t0, t1, t2 = live.shape
     active[:] = False
     for a in range(t0):
@@ -193,63 +199,64 @@ def _dilate(live, active):
             for c in range(t2):
                 if live[a, b, c]:
                     active[max(a - 1, 0):a + 2, max(b - 1, 0):b + 2, max(c - 1, 0):c + 2] = True
+    return np.argwhere(active)
 
 
 @nb.njit(cache=True)
-def _kill_tiles(state, prev, active, key, step, threshold, quirk):
+def _kill_tiles(state, prev, tiles, key, step, threshold, quirk):
     """One death call: each dead cell makes up to 3 tries to kill one full (threshold) neighbour."""
     n0, n1, n2 = state.shape
-    for a in range(active.shape[0]):
-        for b in range(active.shape[1]):
-            for c in range(active.shape[2]):
-                if not active[a, b, c]:
-                    continue
-                for x in range(a * TILE, min((a + 1) * TILE, n0)):
-                    for y in range(b * TILE, min((b + 1) * TILE, n1)):
-                        for z in range(c * TILE, min((c + 1) * TILE, n2)):
-                            if prev[x, y, z] != -1:
-                                continue
-                            bits = _bits(key, step, (x * n1 + y) * n2 + z)
-                            for attempt in range(3):
-                                d0, d1, d2 = _offset(_try_uniform(bits, attempt), quirk)
-                                i, j, k = x + d0, y + d1, z + d2
-                                if 0 <= i < n0 and 0 <= j < n1 and 0 <= k < n2 and state[i, j, k] == threshold:
-                                    state[i, j, k] = -1
-                                    break
+    for t in range(tiles.shape[0]):
+        x0, x1, y0, y1, z0, z1 = _box(tiles, t, state.shape)
+        for x in range(x0, x1):
+            for y in range(y0, y1):
+                for z in range(z0, z1):
+                    if prev[x, y, z] != -1:
+                        continue
+                    bits = _bits(key, step, (x * n1 + y) * n2 + z)
+                    for attempt in range(3):
+                        d0, d1, d2 = _offset(_try_uniform(bits, attempt), quirk)
+                        i, j, k = x + d0, y + d1, z + d2
+                        if 0 <= i < n0 and 0 <= j < n1 and 0 <= k < n2 and state[i, j, k] == threshold:
+                            state[i, j, k] = -1
+                            break
+
+
+@nb.njit(cache=True)
+def _tile_grid(shape):
+    """(live, active) tile flags for a volume of ``shape``."""
+    tiles = ((shape[0] + TILE - 1) // TILE, (shape[1] + TILE - 1) // TILE, (shape[2] + TILE - 1) // TILE)
+    return np.zeros(tiles, np.bool_), np.zeros(tiles, np.bool_)
 
 
 @nb.njit(cache=True)
 def run_growth(state, density, seeds, key, steps, lower, outrange, threshold, gate_mode):
     """``steps + 1`` growth calls (as the released loop) on ``state``/``density`` in place; the
     only tumor cells at the start are the (k, 3) ``seeds``."""
-    shape = ((state.shape[0] + TILE - 1) // TILE, (state.shape[1] + TILE - 1) // TILE,
-             (state.shape[2] + TILE - 1) // TILE)
-    live, active = np.zeros(shape, np.bool_), np.zeros(shape, np.bool_)
+    live, active = _tile_grid(state.shape)
     prev = np.empty_like(state)
     done = np.zeros(state.shape, np.bool_)  # full cells surrounded by full cells: nothing left to do
     for seed in seeds:
         live[seed[0] // TILE, seed[1] // TILE, seed[2] // TILE] = True
     for step in range(steps + 1):
-        _dilate(live, active)
-        _copy_active(state, prev, active)
-        _grow_tiles(state, prev, density, done, active, key, step, lower, outrange, threshold, gate_mode)
-        _clamp_and_mark(state, done, active, live, outrange, False)
+        tiles = _dilate(live, active)
+        _copy_active(state, prev, tiles)
+        _grow_tiles(state, prev, density, done, tiles, key, step, lower, outrange, threshold, gate_mode)
+        _clamp_and_mark(state, done, tiles, live, outrange, False)
 
 
 @nb.njit(cache=True)
 def run_death(state, key, calls, outrange, threshold, gate_mode):
     """``calls`` death calls on ``state`` in place (dead cells already seeded as -1)."""
-    shape = ((state.shape[0] + TILE - 1) // TILE, (state.shape[1] + TILE - 1) // TILE,
-             (state.shape[2] + TILE - 1) // TILE)
-    live, active = np.zeros(shape, np.bool_), np.zeros(shape, np.bool_)
+    live, active = _tile_grid(state.shape)
     prev = np.empty_like(state)
     done = np.zeros((1, 1, 1), np.bool_)  # unused in the death phase
-    _clamp_and_mark(state, done, np.ones(shape, np.bool_), live, outrange, True)
+    _clamp_and_mark(state, done, np.argwhere(~active), live, outrange, True)
     for step in range(calls):
-        _dilate(live, active)
-        _copy_active(state, prev, active)
-        _kill_tiles(state, prev, active, key, 1_000_000 + step, threshold, gate_mode == GATE_RELEASED)
-        _clamp_and_mark(state, done, active, live, outrange, True)
+        tiles = _dilate(live, active)
+        _copy_active(state, prev, tiles)
+        _kill_tiles(state, prev, tiles, key, 1_000_000 + step, threshold, gate_mode == GATE_RELEASED)
+        _clamp_and_mark(state, done, tiles, live, outrange, True)
 
 
 @nb.njit(cache=True)
