@@ -159,19 +159,33 @@ def test_plugin_through_synthesize_and_replay(plugin, tmp_path):
     tumor = np.asarray(nib.load(tmp_path / "a" / "tumor.nii.gz").dataobj).astype(bool)
     out = np.asarray(nib.load(tmp_path / "a" / "ct.nii.gz").dataobj)
     assert tumor.any() and not (tumor & ~organ).any() and (out[tumor] < 100).all()
-    assert json.loads((tmp_path / "a" / "params.json").read_text())["method"] == "sphere"
+    doc = json.loads((tmp_path / "a" / "params.json").read_text())
+    assert doc["method"] == "sphere" and doc["tumors"][0]["method"] == "sphere"  # the plug-in made it
+    assert 4.0 <= doc["tumors"][0]["radius_mm"] <= 12.0
     assert main(["synthesize", *args[:2], "--replay", str(tmp_path / "a" / "params.json"),
                  "--out", str(tmp_path / "b")]) == 0
     np.testing.assert_array_equal(np.asarray(nib.load(tmp_path / "b" / "ct.nii.gz").dataobj), out)
 
 
-def test_plugin_as_the_regime_of_a_one_cell_grid(plugin, tmp_path):
+def test_plugin_as_the_regime_of_a_one_cell_grid(plugin, tmp_path, monkeypatch):
+    import tumorbench_sphere
+
     from benchmark.data import generate_phantom_dataset
     from benchmark.runner import run_grid
     from test_runner_fakes import cell_runs, fresh_tracking_uri
 
+    calls = []  # the cell runs in this process and num_workers = 0: the trainer calls the plug-in here
+    original = tumorbench_sphere.SphereGenerator.__call__
+
+    def recording(self, ct_hu, organ_mask, spacing, rng):
+        out = original(self, ct_hu, organ_mask, spacing, rng)
+        calls.append((self.radius_mm, len(out.params), bool(out.tumor_mask.any())))
+        return out
+
+    monkeypatch.setattr(tumorbench_sphere.SphereGenerator, "__call__", recording)
     generate_phantom_dataset(tmp_path / "liver", "liver", n_cases=10, seed=3, shape=(48, 40, 32), progress=False)
     extra = ("[train]\nepochs = 1\niters_per_epoch = 2\nval_every = 1\ncrop_size = [32, 32, 32]\nsynth_prob = 1.0\n"
+             "num_workers = 0\n"
              "[generators.sphere]\nradius_mm = [3.0, 5.0]\n[evaluate]\ncross_organ = false\npreviews = 0\n")
     grid = _grid(tmp_path / "grid.toml", tmp_path / "liver", '["sphere"]', extra)
     uri = fresh_tracking_uri(tmp_path)
@@ -181,3 +195,4 @@ def test_plugin_as_the_regime_of_a_one_cell_grid(plugin, tmp_path):
     assert list(runs["tags.regime"]) == ["sphere"]
     assert json.loads(runs["params.generator.radius_mm"].iloc[0]) == [3.0, 5.0]
     assert 0 <= runs["metrics.organ_dsc"].iloc[0] <= 1
+    assert calls and all(radius == (3.0, 5.0) and tumors for radius, _, tumors in calls)
