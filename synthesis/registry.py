@@ -20,7 +20,7 @@ kwargs come from the user (``[generators.NAME]`` in a grid) and must be paramete
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from importlib import import_module, metadata as importlib_metadata
 from typing import Any, Callable, Mapping
 
@@ -61,7 +61,7 @@ class GeneratorMetadata:
     replayable: bool = False
     devices: tuple[str, ...] = ("cpu",)
     description: str = ""
-    kwargs: Mapping[str, str] = None  # type: ignore[assignment]
+    kwargs: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.display_name, str) or not self.display_name.strip():
@@ -74,7 +74,7 @@ class GeneratorMetadata:
         if self.needs_weights and not self.weights_source:
             raise SynthesisInputError("generator metadata: 'needs_weights' is true but 'weights_source' is empty")
         object.__setattr__(self, "devices", devices)
-        object.__setattr__(self, "kwargs", dict(self.kwargs or {}))
+        object.__setattr__(self, "kwargs", dict(self.kwargs))
 
     @classmethod
     def coerce(cls, value: Any) -> "GeneratorMetadata":

@@ -110,8 +110,7 @@ class CellularParams:
     def from_dict(cls, data: Mapping[str, Any]) -> "CellularParams":
         try:
             values = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-            for key in ("spacing",):
-                values[key] = tuple(float(v) for v in values[key])
+            values["spacing"] = tuple(float(v) for v in values["spacing"])
             for key in ("box_lo", "box_hi"):
                 values[key] = tuple(int(v) for v in values[key])
             values["seeds"] = tuple(tuple(int(v) for v in seed) for seed in values["seeds"])
