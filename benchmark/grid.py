@@ -32,7 +32,7 @@ from typing import Any
 from benchmark.errors import InputError
 
 ORGANS = ("liver", "pancreas", "kidney")
-REGIMES = ("real", "hu", "difftumor")
+REAL = "real"  # the regime without synthesis; every other regime is a registered generator
 PRESETS = ("tiny", "paper")
 BACKBONES = ("unet", "nnunet", "swin_unetr")
 # models.trainer.TrainConfig fields a grid may set (backbone/size/seed come from the cell).
@@ -106,15 +106,16 @@ def parse_grid(text: str, path: Path | None = None) -> Grid:
     for organ in organs:
         if organ not in datasets:
             raise InputError(f"{where}: field 'organs' lists {organ!r} but [datasets] has no {organ!r} path")
+    regimes = tuple(_choice(r, _regime_names(), where, "regimes") for r in _str_list(raw, "regimes", [REAL], where))
     return Grid(
         name=_name(raw, where), source=text, path=path, datasets=datasets, organs=organs,
         backbones=tuple(_choice(b, BACKBONES, where, "backbones") for b in _str_list(raw, "backbones", ["unet"], where)),
         folds=tuple(_folds(raw, where)),
-        regimes=tuple(_choice(r, REGIMES, where, "regimes") for r in _str_list(raw, "regimes", ["real"], where)),
+        regimes=regimes,
         preset=preset, seed=_int(raw.get("seed", 0), where, "seed"),
         device=str(raw.get("device", "cpu")), results_dir=Path(raw.get("results_dir", "results")).resolve(),
         train=_train(raw.get("train", {}), preset, where),
-        generators=_generators(raw.get("generators", {}), where),
+        generators=_generators(raw.get("generators", {}), regimes, where),
         evaluate=_section(raw, "evaluate", EVAL_DEFAULTS, where),
         slurm=_section(raw, "slurm", SLURM_DEFAULTS, where),
         mlflow=_mlflow(raw.get("mlflow", {}), where),
@@ -198,9 +199,27 @@ def _train(table: dict, preset: str, where: str) -> dict[str, Any]:
     return merged
 
 
-def _generators(table: dict, where: str) -> dict[str, dict[str, Any]]:
-    _no_unknown(table, ("hu", "difftumor"), where, "generators.")
-    out = {"hu": dict(table.get("hu", {})), "difftumor": dict(table.get("difftumor", {}))}
+def _regime_names() -> tuple[str, ...]:
+    from synthesis.registry import registered_names
+
+    return (REAL, *registered_names())
+
+
+def _generators(table: dict, regimes: tuple[str, ...], where: str) -> dict[str, dict[str, Any]]:
+    """Kwargs per generator; each regime's factory is loaded and its kwargs checked (before any run)."""
+    from synthesis.errors import SynthesisInputError
+    from synthesis.registry import check_kwargs
+
+    _no_unknown(table, _regime_names()[1:], where, "generators.")
+    if any(not isinstance(kwargs, dict) for kwargs in table.values()):
+        raise InputError(f"{where}: each [generators.NAME] must be a table of keyword arguments")
+    out = {name: dict(kwargs) for name, kwargs in table.items()}
+    for name in dict.fromkeys([*out, *(r for r in regimes if r != REAL)]):
+        try:
+            check_kwargs(name, {k: v for k, v in out.get(name, {}).items() if k != "checkpoints"})
+        except SynthesisInputError as exc:
+            raise InputError(f"{where}: [generators.{name}]: {exc}") from exc
+    out.setdefault("difftumor", {})
     ckpt = out["difftumor"].get("checkpoints", "auto")
     if ckpt != "auto" and not (isinstance(ckpt, dict) and all(isinstance(v, str) for v in ckpt.values())):
         raise InputError(f"{where}: field 'generators.difftumor.checkpoints' must be \"auto\" or "

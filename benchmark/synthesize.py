@@ -23,7 +23,6 @@ from benchmark.errors import InputError
 from benchmark.io import atomic_dir, load_nifti, read_json, save_nifti_atomic, write_json_atomic
 
 SIZE_CHOICES = ("tiny", "small", "medium", "large", "mix", "early", "random")
-METHODS = ("hu", "difftumor")
 ORGANS = ("liver", "pancreas", "kidney")
 
 
@@ -168,15 +167,17 @@ def synthesize_files(ct_path: str | os.PathLike, organ_path: str | os.PathLike, 
             organ too small for the size, non-finite HU, bad options.
     """
     from synthesis.errors import SynthesisInputError
-    from synthesis.registry import make_generator
+    from synthesis.registry import make_generator, registered_names
 
     ct_path, organ_path, out_dir = Path(ct_path), Path(organ_path), Path(out_dir)
     recorded = read_json(replay, "replay params") if replay is not None else None
     if recorded is not None:
         method, organ, label, size = _recorded_options(recorded, replay)
         checkpoint = checkpoint or recorded.get("checkpoint")
-    if method not in METHODS or organ not in ORGANS:
-        raise InputError(f"--method {method!r} / --organ {organ!r}: expected {METHODS} / {ORGANS}")
+    methods = registered_names()
+    if method not in methods or organ not in ORGANS:
+        raise InputError(f"--method {method!r} / --organ {organ!r}: expected a registered generator "
+                         f"({', '.join(methods)}) / one of {', '.join(ORGANS)}")
     if count < 1:
         raise InputError(f"--count {count}: expected at least 1")
     ct_img, ct, organ_mask, spacing, back = load_pair(ct_path, organ_path, label)

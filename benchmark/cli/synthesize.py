@@ -8,6 +8,7 @@ examples:
   tumorbench synthesize ct.nii.gz liver.nii.gz --organ liver --method hu --out out/liver_tumor
   tumorbench synthesize ct.nii.gz labels.nii.gz --label 1 --organ kidney --size large --seed 3 --out out/k
   tumorbench synthesize ct.nii.gz seg.nii.gz --organ pancreas --method difftumor --checkpoint ckpt/ --out out/p
+  tumorbench synthesize ct.nii.gz kidney.nii.gz --organ kidney --method cellular --seed 1 --out out/k_ca
   tumorbench synthesize ct.nii.gz liver.nii.gz --replay out/liver_tumor/params.json --out out/again
 
 outputs (written atomically): OUT/ct.nii.gz (same grid, affine and dtype as the input CT),
@@ -18,7 +19,7 @@ tumor's params). --replay reproduces OUT bit for bit on CPU (hu and difftumor) f
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "synthesize", help="add synthetic tumors (Hu et al. or DiffTumor) to a CT",
+        "synthesize", help="add synthetic tumors (Hu et al., DiffTumor, cellular automaton, plug-ins) to a CT",
         description="Add K synthetic tumors to a CT inside its organ mask. Any orientation and voxel "
                     "spacing (taken from the NIfTI header); the CT must be in HU.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -27,7 +28,9 @@ def register(subparsers) -> None:
     parser.add_argument("--organ", choices=["liver", "pancreas", "kidney"],
                         help="organ variant (placement rules); required unless --replay")
     parser.add_argument("--label", type=int, help="organ value in a multi-label mask")
-    parser.add_argument("--method", choices=["hu", "difftumor"], default="hu", help="generator (default hu)")
+    parser.add_argument("--method", default="hu",
+                        help="a registered generator: hu (default), difftumor, cellular, or a plug-in's "
+                             "(`tumorbench generators list`)")
     parser.add_argument("--checkpoint", help="generator weights folder (difftumor)")
     parser.add_argument("--size", default="random",
                         choices=["tiny", "small", "medium", "large", "mix", "early", "random"],

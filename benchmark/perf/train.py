@@ -150,10 +150,10 @@ class EllipsoidGenerator:
 
 def _make_generator(name: str, organ: str, device):
     from benchmark.errors import InputError
-    from synthesis.registry import GENERATORS, make_generator
+    from synthesis.registry import make_generator, registered_names
 
-    if name not in GENERATORS:
-        raise InputError(f"--generator {name!r}: expected one of {sorted(GENERATORS)}")
+    if name not in registered_names():
+        raise InputError(f"--generator {name!r}: expected one of {registered_names()}")
     try:
         return make_generator(name, organ, device=str(device))
     except (ModuleNotFoundError, ImportError, AttributeError):
