@@ -6,9 +6,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-PALETTE = {"real": "#222222", "hu": "#1f77b4", "difftumor": "#d62728", "liver": "#8c564b",
-           "pancreas": "#e377c2", "kidney": "#2ca02c"}
-_FALLBACK = ["#ff7f0e", "#9467bd", "#17becf", "#bcbd22", "#7f7f7f"]
+from reports.palette import FALLBACK_COLORS, regime_color
 
 
 def _pyplot():
@@ -21,9 +19,16 @@ def _pyplot():
 
 
 def _colors(labels: Sequence[str]) -> dict[str, str]:
+    """The report's palette (reports.palette.regime_color) for real and any generator or organ
+    name, made distinct within one figure: a name whose colour is taken gets the next free
+    fallback colour (unknown names hash into a short list and can collide)."""
     names = sorted(set(labels), key=lambda n: (n != "real", n))
-    extra = iter(_FALLBACK * 4)
-    return {n: PALETTE.get(n) or next(extra) for n in names}
+    spare = [c for c in FALLBACK_COLORS if c not in map(regime_color, names)]
+    colors: dict[str, str] = {}
+    for name in names:
+        color = regime_color(name)
+        colors[name] = color if color not in colors.values() or not spare else spare.pop(0)
+    return colors
 
 
 def _save(fig, path: str | Path, tight: bool = True) -> Path:
@@ -47,17 +52,6 @@ def _scatter(ax, coords: np.ndarray, labels: Sequence[str], title: str) -> None:
     ax.set_yticks([])
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), frameon=False,
               ncol=min(3, len(set(labels.tolist()))))
-
-
-def plot_embedding(coords: np.ndarray, labels: Sequence[str], path: str | Path, title: str,
-                   method: str = "PCA") -> Path:
-    """2-D scatter of tumors (coords (N, 2)) coloured by label (source or organ)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 4.4))
-    _scatter(ax, coords, labels, title)
-    ax.set_xlabel(f"{method} 1")
-    ax.set_ylabel(f"{method} 2")
-    return _save(fig, path)
 
 
 def plot_embedding_panels(panels: Sequence[tuple[np.ndarray, Sequence[str], str]], path: str | Path,

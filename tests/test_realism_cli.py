@@ -21,27 +21,32 @@ def test_radiomics_command_writes_scores_tables_and_plots(datasets, tmp_path, to
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     out = tmp_path / "realism"
     code = main(["radiomics", *map(str, datasets), "--generators", "sphere", "--n", "5", "--out", str(out),
-                 "--resample-mm", "2", "--embedding", "pca", "--experiment", "realism-test"])
+                 "--resample-mm", "2", "--embedding", "pca", "--experiment", "realism-test",
+                 "--permutations", "9", "--subsamples", "3"])
     assert code == 0
     features = pd.read_csv(out / "features.csv")
     assert len(features) == 20 and (features.status == "ok").all()
     assert sum(c.startswith("original_") for c in features.columns) == 91
     scores = pd.read_csv(out / "realism_scores.csv")
-    assert set(zip(scores.organ, scores.generator)) == {(o, g) for o in ("kidney", "liver") for g in ("real-split", "sphere")}
+    assert set(zip(scores.organ, scores.generator)) == {(o, "sphere") for o in ("kidney", "liver")}
     assert scores.c2st_auc.between(0, 1).all() and (scores.frechet >= 0).all()
+    assert scores.c2st_auc_p.between(0.1, 1).all() and (scores.n_matched == 2).all()  # p >= 1/10 with 9 permutations
+    assert {"frechet_pca_floor", "frechet_pca_floor_sd", "c2st_auc_matched"} <= set(scores.columns)
     top = pd.read_csv(out / "effect_sizes_top.csv")
     assert len(top) == 2 * 8 and top.groupby("organ").abs_smd.is_monotonic_decreasing.all()
     for name in ("embedding.png", "cross_organ_embedding.png", "distributions_liver_sphere.png",
                  "extractor_config.json", "cross_organ.csv", "tumors.csv", "summary.json"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["n_features"] <= 91 and len(summary["cross_organ"]) == 2
+    assert summary["n_features"] <= 91 and len(summary["cross_organ"]) == 4  # (early, non-early) x (all, size-matched)
+    assert set(summary["dataset_fingerprints"]) == {"liver", "kidney"}
     # the MLflow run is tagged for the reports helper and carries the tables
     import mlflow
 
     runs = mlflow.search_runs(experiment_names=["realism-test"], output_format="list")
     assert len(runs) == 1 and runs[0].data.tags["tumorbench.kind"] == "realism"
-    assert "c2st_auc_liver_sphere" in runs[0].data.metrics
+    assert {"c2st_auc_liver_sphere", "c2st_auc_p_liver_sphere", "frechet_pca_floor_liver_sphere"} <= set(runs[0].data.metrics)
+    assert json.loads(runs[0].data.tags["dataset_fingerprints"]) == summary["dataset_fingerprints"]
     client = mlflow.MlflowClient()
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     assert {"realism_scores.csv", "embedding.png", "effect_sizes_top.csv", "full"} <= artifacts
