@@ -225,16 +225,37 @@ def make_reader_study(dataset_paths: Sequence[str | Path], generators: Sequence[
             chosen = tumors if task == "real-vs-synthetic" else tumors.iloc[rng.permutation(len(tumors))[:n_real]]
             cases += _study_cases(chosen, task, n_real, n_synthetic, rng)
             frames.append(tumors)
-        study = write_study(cases, tmp, task=task, seed=seed)
+        study = write_study(cases, tmp, task=task, seed=seed,
+                            extra={"generators": gens, "dataset_fingerprints": dataset_fingerprints(dataset_paths)})
         write_gallery(pd.concat(frames, ignore_index=True), tmp / "gallery.html")
     return study
 
 
-def score_reader_study(study_dir: str | Path, answers: Sequence[str | Path], out: str | Path | None = None) -> Any:
-    """Score answer CSVs against ``study_dir/key.csv``; writes scores.csv/confusion.csv/scores.png."""
+def score_reader_study(study_dir: str | Path, answers: Sequence[str | Path], out: str | Path | None = None,
+                       experiment: str | None = None, seed: int = 0) -> Any:
+    """Score answer CSVs against ``study_dir/key.csv`` (reports.reader_study.score); with
+    ``experiment`` also log the scores as an MLflow run tagged ``tumorbench.kind=reader_study``
+    (log into the grid's experiment for `tumorbench report` to show its Table 1)."""
+    import json
+
     from reports.reader_study.score import AnswerSheetError, score_files
 
+    out_dir = Path(out or study_dir)
     try:
-        return score_files(study_dir, answers, out)
+        table = score_files(study_dir, answers, out_dir, seed=seed)
     except AnswerSheetError as exc:
         raise InputError(str(exc)) from exc
+    if experiment or _mlflow_run_active():
+        import mlflow
+
+        study = json.loads((Path(study_dir) / "study.json").read_text())
+        with _start_run("reader_study", experiment):
+            mlflow.set_tags({"tumorbench.kind": "reader_study", "study_id": study["study_id"], "task": study["task"],
+                             "dataset_fingerprints": json.dumps(study.get("dataset_fingerprints", {}), sort_keys=True)})
+            readers = table.loc[table["reader"] != "pooled", "reader"].nunique()
+            mlflow.log_params({"n_cases": study["n_cases"], "n_readers": int(readers)})
+            for name in ("scores.csv", "agreement.csv", "confusion.csv", "scores.png", "scores_by_group.png"):
+                if (out_dir / name).is_file():
+                    mlflow.log_artifact(str(out_dir / name))
+            mlflow.log_artifact(str(Path(study_dir) / "study.json"))
+    return table

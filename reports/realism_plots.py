@@ -97,26 +97,28 @@ def plot_feature_distributions(samples: Mapping[str, np.ndarray], features: Sequ
 
 
 def plot_proportions(table: Any, path: str | Path, title: str, value: str = "value",
-                     group: str = "reader", metric: str = "metric") -> Path:
+                     group: str = "reader", metric: str = "metric", chance: float = 0.5) -> Path:
     """Grouped bar plot of proportions with CI whiskers (columns value, ci_low, ci_high).
 
-    Used for reader-study scores (accuracy / sensitivity / specificity per reader) and for
-    organ-classifier accuracies; a dashed line marks 0.5.
+    Used for reader-study scores (accuracy / sensitivity / specificity / AUC per reader or
+    group); a dashed line marks ``chance`` (1 / number of answer choices).
     """
     plt = _pyplot()
     groups = list(dict.fromkeys(table[group]))
     metrics = list(dict.fromkeys(table[metric]))
     width = 0.8 / max(1, len(metrics))
+    colors = _colors(metrics)
     fig, ax = plt.subplots(figsize=(max(4.5, 1.3 * len(groups) * max(1, len(metrics)) / 2), 3.6))
     for k, name in enumerate(metrics):
         sub = table[table[metric] == name].set_index(group).reindex(groups)
         x = np.arange(len(groups)) + (k - (len(metrics) - 1) / 2) * width
         vals = sub[value].to_numpy(dtype=float)
         err = np.vstack([vals - sub["ci_low"].to_numpy(float), sub["ci_high"].to_numpy(float) - vals])
-        ax.bar(x, vals, width, label=name, yerr=np.clip(np.nan_to_num(err), 0, None), capsize=3)
-    ax.axhline(0.5, ls="--", c="grey", lw=1)
+        ax.bar(x, vals, width, label=name, yerr=np.clip(np.nan_to_num(err), 0, None), capsize=3,
+               color=colors[name])
+    ax.axhline(chance, ls="--", c="grey", lw=1, label=f"chance {chance:.2g}")
     ax.set_xticks(np.arange(len(groups)), groups, rotation=20, fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, frameon=False, ncol=len(metrics))
+    ax.legend(fontsize=8, frameon=False, ncol=len(metrics) + 1)
     return _save(fig, path)
