@@ -67,7 +67,9 @@ def test_confidence_auc_matches_sklearn_and_pooled_ci_resamples_cases(tmp_path):
     t = _study(tmp_path)
     truth = [0, 0, 0, 0, 1, 1, 1, 1]
     signed = [-5, 2, -4, -3, 4, -1, 5, 3]  # +confidence for "synthetic", -confidence for "real"
-    assert t.loc[("alice", "all", "all", "auc"), "value"] == pytest.approx(roc_auc_score(truth, signed))
+    alice = t.loc[("alice", "all", "all", "auc")]
+    assert alice["value"] == pytest.approx(roc_auc_score(truth, signed)) and alice["ci_low"] < alice["value"] < alice["ci_high"]
+    assert t.loc[("pooled", "all", "all", "auc"), "ci_low"] < t.loc[("pooled", "all", "all", "auc"), "value"]
     pooled = t.loc[("pooled", "all", "all", "accuracy")]
     assert pooled["ci_method"] == "case bootstrap" and pooled["ci_low"] < pooled["value"] < pooled["ci_high"]
 

@@ -63,16 +63,18 @@ def auc_row(truth: np.ndarray, score: np.ndarray, cases: np.ndarray, rng: np.ran
     out = {"successes": nan, "n": len(truth), "ci_method": "case bootstrap", "p_value": nan}
     if len(set(truth.tolist())) < 2:
         return {**out, "value": nan, "ci_low": nan, "ci_high": nan}
-    ids, inverse = np.unique(cases, return_inverse=True)
-    members = [np.flatnonzero(inverse == k) for k in range(len(ids))]
-    boots = []
-    for _ in range(n_boot):
-        rows = np.concatenate([members[k] for k in rng.integers(0, len(ids), len(ids))])
-        if truth[rows].min() != truth[rows].max():
-            boots.append(rank_auc(truth[rows], score[rows]))
-    if len(ids) == len(cases):
+    # weighted Mann-Whitney: a bootstrap draw weights each read by how often its case was drawn
+    _, inverse = np.unique(cases, return_inverse=True)
+    n_cases, pos, neg = inverse.max() + 1, truth == 1, truth == 0
+    wins = (score[pos][:, None] > score[neg][None, :]) + 0.5 * (score[pos][:, None] == score[neg][None, :])
+    draws = rng.integers(0, n_cases, (n_boot, n_cases))
+    weights = np.stack([np.bincount(d, minlength=n_cases) for d in draws])[:, inverse].astype(float)
+    w_pos, w_neg = weights[:, pos], weights[:, neg]
+    total = w_pos.sum(axis=1) * w_neg.sum(axis=1)
+    boots = np.einsum("bi,ij,bj->b", w_pos, wins, w_neg)[total > 0] / total[total > 0]
+    if n_cases == len(cases):
         out["p_value"] = float(mannwhitneyu(score[truth == 1], score[truth == 0]).pvalue)
-    low, high = (np.percentile(boots, [2.5, 97.5]) if boots else (nan, nan))
+    low, high = np.percentile(boots, [2.5, 97.5]) if len(boots) else (nan, nan)
     return {**out, "value": rank_auc(truth, score), "ci_low": float(low), "ci_high": float(high)}
 
 
