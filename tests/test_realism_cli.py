@@ -55,7 +55,8 @@ def test_radiomics_command_writes_scores_tables_and_plots(datasets, tmp_path, to
     pd.testing.assert_frame_equal(pd.read_csv(full), features)
 
 
-def test_reader_study_make_and_score_round_trip(datasets, tmp_path, toy_generator, capsys):
+def test_reader_study_make_and_score_round_trip(datasets, tmp_path, toy_generator, capsys, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     out = tmp_path / "study"
     assert main(["reader-study", "make", str(datasets[0]), "--generators", "sphere", "--n-real", "3",
                  "--n-synthetic", "4", "--seed", "2", "--out", str(out)]) == 0
@@ -66,10 +67,18 @@ def test_reader_study_make_and_score_round_trip(datasets, tmp_path, toy_generato
     answers = tmp_path / "answers.csv"
     answers.write_text("reader,case_id,answer,confidence\n" +
                        "".join(f"me,{c},synthetic,2\n" for c in key.case_id))  # always says synthetic
-    assert main(["reader-study", "score", str(out), "--answers", str(answers)]) == 0
-    table = pd.read_csv(out / "scores.csv").set_index("metric")
+    assert main(["reader-study", "score", str(out), "--answers", str(answers), "--experiment", "grid-x"]) == 0
+    table = pd.read_csv(out / "scores.csv").query("group == 'all'").set_index("metric")
     assert table.loc["accuracy", "value"] == pytest.approx(4 / 7)
     assert table.loc["sensitivity", "value"] == 1.0 and table.loc["specificity", "value"] == 0.0
+    # logged for the grid report: kind reader_study, the study id and the datasets' fingerprints
+    import mlflow
+
+    study = json.loads((out / "study.json").read_text())
+    runs = mlflow.search_runs(experiment_names=["grid-x"], output_format="list")
+    assert len(runs) == 1 and runs[0].data.tags["tumorbench.kind"] == "reader_study"
+    assert runs[0].data.tags["study_id"] == study["study_id"]
+    assert json.loads(runs[0].data.tags["dataset_fingerprints"]) == study["dataset_fingerprints"] != {}
 
 
 def test_organ_task_uses_early_real_tumors_only(datasets, tmp_path):

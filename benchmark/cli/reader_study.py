@@ -10,10 +10,12 @@ EPILOG = """examples:
   # organ task (seed paper Fig 8A): early tumors as close-ups, the reader names the organ
   tumorbench reader-study make data/liver data/pancreas data/kidney --task organ --n-real 15 --out organ_study
 
-  # score two readers' exported answer sheets
-  tumorbench reader-study score study --answers answers_alice.csv answers_bob.csv
+  # score two readers' exported answer sheets; log them for the report of grid "paper_grid"
+  tumorbench reader-study score study --answers answers_alice.csv answers_bob.csv --experiment paper_grid
 
-Send only DIR/reader/ to readers (open index.html in a browser; no server needed). DIR/key.csv is
+Send only DIR/reader/ to readers (open index.html in a browser; no server needed). Each `make`
+draws a new random study id (page header, browser storage key, exported sheets), so two studies
+never share answers. DIR/key.csv is
 the answer key, DIR/gallery.html shows real and synthetic tumors side by side (not blinded)."""
 
 
