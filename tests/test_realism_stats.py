@@ -117,3 +117,12 @@ def test_realism_scores_rank_a_shifted_generator_above_a_faithful_one():
     assert by_gen.loc["shifted", "frechet_matched"] > by_gen.loc["shifted", "frechet_floor"] + 3 * by_gen.loc["shifted", "frechet_floor_sd"]
     shifted = effects[effects.generator == "shifted"]
     assert (shifted.smd > 0.6).all()  # every feature moved by one SD
+
+
+def test_plot_colours_come_from_the_report_palette_and_stay_distinct():
+    from reports.palette import regime_color
+    from reports.realism_plots import _colors
+
+    colors = _colors(["real", "hu", "accuracy", "auc", "some_new_generator"])
+    assert colors["real"] == regime_color("real") and colors["hu"] == regime_color("hu")
+    assert len(set(colors.values())) == len(colors)  # 'accuracy' and 'auc' hash to the same fallback
