@@ -21,7 +21,6 @@ from reports.radiomics import feature_columns
 
 PCA_COMPONENTS = 5  # Frechet distance on the top principal components (frechet_pca)
 SIZE_BIN_MM = 2.0  # radius bins of the size-matched cross-organ variant
-STATISTICS = ("frechet", "frechet_pca", "c2st_auc")
 
 
 @dataclass(frozen=True)
