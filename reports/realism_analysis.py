@@ -119,8 +119,8 @@ def cross_organ(x: np.ndarray, frame: Any, settings: NullSettings, out_dir: Path
             frechets.append(table[table["organ_a"] < table["organ_b"]])
         coords = _embed(sub, method, settings.seed) if len(sub) > 2 else np.zeros((len(sub), 2))
         acc = tests[0]
-        panels.append((coords, organs.tolist(), f"real {label}\norgan classifier accuracy "
-                       f"{acc['accuracy']:.2f} (chance {acc['chance']:.2f}, permutation p {acc['p_value']:.3g})"))
+        panels.append((coords, organs.tolist(), f"real {label}\norgan classifier accuracy {acc['accuracy']:.2f}\n"
+                       f"(chance {acc['chance']:.2f}, permutation p {acc['p_value']:.2g})"))
     plots.plot_embedding_panels(panels, out_dir / "cross_organ_embedding.png", method=method.upper())
     table = pd.DataFrame(rows)
     table.to_csv(out_dir / "cross_organ.csv", index=False)
