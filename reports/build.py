@@ -5,7 +5,6 @@ The folder is built in a temp directory and swapped in at the end, so a failure 
 report untouched."""
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
