@@ -254,7 +254,8 @@ def score_reader_study(study_dir: str | Path, answers: Sequence[str | Path], out
                              "dataset_fingerprints": json.dumps(study.get("dataset_fingerprints", {}), sort_keys=True)})
             readers = table.loc[table["reader"] != "pooled", "reader"].nunique()
             mlflow.log_params({"n_cases": study["n_cases"], "n_readers": int(readers)})
-            for name in ("scores.csv", "agreement.csv", "confusion.csv", "scores.png", "scores_by_group.png"):
+            for name in ("scores.csv", "agreement.csv", "confusion.csv", "scores.png", "scores_by_group.png",
+                         "cases_by_source.png"):
                 if (out_dir / name).is_file():
                     mlflow.log_artifact(str(out_dir / name))
             mlflow.log_artifact(str(Path(study_dir) / "study.json"))

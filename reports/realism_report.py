@@ -136,7 +136,8 @@ def _reader_part(grid: Any, run: Any, dest: Path) -> tuple[list[Path], list[Figu
     csvs += [copies[n] for n in ("agreement.csv", "confusion.csv") if n in copies]
     figures = [Figure(copies[n], title, f"reader study, {source}")
                for n, title in (("scores.png", "Fig 8 style: readers vs chance"),
-                                ("scores_by_group.png", "Fig 9 style: by generator, organ, size")) if n in copies]
+                                ("scores_by_group.png", "Fig 8 style: by generator, organ, size"),
+                                ("cases_by_source.png", "Fig 9 style: cases by source, small to large")) if n in copies]
     return csvs, figures, f"Reader study (Table 1): {source}."
 
 

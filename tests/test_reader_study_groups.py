@@ -11,15 +11,15 @@ from scipy.stats import binomtest
 from reports.reader_study import agreement as agr
 from reports.reader_study.score import score_files
 
-KEY = """case_id,truth,source,organ,size_bin
-c1,real,real,liver,0-5
-c2,real,real,liver,5-10
-c3,real,real,kidney,0-5
-c4,real,real,kidney,5-10
-c5,synthetic,hu,liver,0-5
-c6,synthetic,hu,kidney,5-10
-c7,synthetic,gen_x,liver,5-10
-c8,synthetic,gen_x,kidney,0-5
+KEY = """case_id,truth,source,organ,size_bin,radius_mm
+c1,real,real,liver,0-5,3.0
+c2,real,real,liver,5-10,7.0
+c3,real,real,kidney,0-5,4.0
+c4,real,real,kidney,5-10,8.0
+c5,synthetic,hu,liver,0-5,2.5
+c6,synthetic,hu,kidney,5-10,6.0
+c7,synthetic,gen_x,liver,5-10,9.0
+c8,synthetic,gen_x,kidney,0-5,4.5
 """
 # (answer, confidence) per case
 ALICE = {"c1": ("real", 5), "c2": ("synthetic", 2), "c3": ("real", 4), "c4": ("real", 3),
@@ -29,7 +29,13 @@ BOB = {"c1": ("real", 3), "c2": ("real", 4), "c3": ("synthetic", 2), "c4": ("rea
 
 
 def _study(tmp_path):
+    from reports.reader_study.make import StudyCase, case_payload
+
     (tmp_path / "key.csv").write_text(KEY)
+    (tmp_path / "reader/cases").mkdir(parents=True)
+    for k in range(1, 9):  # blinded case files, as `make` writes them (the Fig 9 panel reads them)
+        case = StudyCase(np.full((8, 8, 3), 10.0 * k, np.float32), (1.0, 1.0, 2.0), "", 1)
+        (tmp_path / f"reader/cases/c{k}.js").write_text(f'TB_REGISTER("c{k}", {json.dumps(case_payload(case))});\n')
     (tmp_path / "study.json").write_text(json.dumps({"study_id": "s1", "task": "real-vs-synthetic",
                                                      "choices": ["real", "synthetic"]}))
     sheets = []
@@ -108,3 +114,4 @@ def test_agreement_csv_has_pairwise_cohen_and_fleiss(tmp_path):
     assert table.loc[0, "statistic"] == "cohen_kappa" and table.loc[0, "n_cases"] == 7
     assert table.loc[0, "kappa"] == pytest.approx(expected)
     assert (tmp_path / "scores_by_group.png").stat().st_size > 1000
+    assert (tmp_path / "cases_by_source.png").stat().st_size > 1000

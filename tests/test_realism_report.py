@@ -46,7 +46,7 @@ def store(tmp_path_factory):
     _study(study)
     run = client.create_run(grid_exp, tags={"tumorbench.kind": "reader_study", "study_id": "s1", "task": "real-vs-synthetic",
                                             "dataset_fingerprints": json.dumps({"liver": "fp-liver"})})
-    for name in ("scores.csv", "agreement.csv", "scores.png", "scores_by_group.png"):
+    for name in ("scores.csv", "agreement.csv", "scores.png", "scores_by_group.png", "cases_by_source.png"):
         client.log_artifact(run.info.run_id, str(study / name))
     client.set_terminated(run.info.run_id, "FINISHED")
     ids["reader"] = run.info.run_id

@@ -148,8 +148,9 @@ def score_files(study_dir: str | Path, answer_paths: Sequence[str | Path], out_d
                 seed: int = 0) -> Any:
     """Read ``study_dir``'s key and the answer CSVs; write into ``out_dir`` (default ``study_dir``)
     ``scores.csv`` (Table 1: per reader/pooled and group), ``agreement.csv`` (kappa),
-    ``confusion.csv``, ``scores.png`` (per reader, all cases) and ``scores_by_group.png`` (per
-    generator, organ and size bin); return the score table."""
+    ``confusion.csv``, ``scores.png`` (per reader, all cases), ``scores_by_group.png`` (per
+    generator, organ and size bin) and ``cases_by_source.png`` (the cases with how many readers
+    got each right); return the score table."""
     import json
 
     import pandas as pd
@@ -176,7 +177,25 @@ def score_files(study_dir: str | Path, answer_paths: Sequence[str | Path], out_d
     agr.agreement_table(answers, study["choices"]).to_csv(out_dir / "agreement.csv", index=False)
     confusion.to_csv(out_dir / "confusion.csv")
     write_figures(table, out_dir, study["task"], chance)
+    write_gallery_figure(key, sheets, study_dir / "reader" / "cases", out_dir / "cases_by_source.png")
     return table
+
+
+def write_gallery_figure(key: Any, sheets: Sequence[tuple[str, Any]], cases_dir: Path, path: Path) -> None:
+    """Fig 9 style: the cases per source, small to large, with how many readers got each right
+    (reports.reader_study.gallery.answers_figure); skipped when the case files are absent."""
+    from reports.reader_study.gallery import answers_figure
+
+    if not cases_dir.is_dir():
+        return
+    truth = key.set_index("case_id")["truth"]
+    right: dict[str, tuple[int, int]] = {}
+    for _, sheet in sheets:
+        for case_id, answer in zip(sheet["case_id"], sheet["answer"]):
+            if answer:
+                ok, n = right.get(case_id, (0, 0))
+                right[case_id] = (ok + int(answer == truth[case_id]), n + 1)
+    answers_figure(key, right, cases_dir, path)
 
 
 def write_figures(table: Any, out_dir: Path, task: str, chance: float) -> None:
