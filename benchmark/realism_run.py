@@ -5,6 +5,7 @@ computed from the saved crops lives in reports/ (radiomics, statistics, plots, r
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,19 +23,21 @@ def run_radiomics(dataset_paths: Sequence[str | Path], generators: Sequence[str]
                   out: str | Path, *, seed: int = 0, jobs: int = 1, checkpoints: dict[str, str] | None = None,
                   device: str = "cpu", firstorder: bool = False, resample_mm: float | None = 1.0,
                   embedding: str = "auto", experiment: str | None = None, early_only: bool = False,
-                  progress: bool = True) -> dict[str, Any]:
+                  n_perm: int = 200, n_repeats: int = 50, progress: bool = True) -> dict[str, Any]:
     """Collect tumors, extract radiomics, score realism; write everything to ``out`` atomically.
 
     Returns the summary (also ``out/summary.json``); logs an MLflow run when ``experiment`` is
     given or a run is active.
     """
     from reports.radiomics import ExtractorConfig, extract_table
-    from reports.realism_analysis import analyze
+    from reports.realism_analysis import NullSettings, analyze
 
     if n is not None and n < 2:
         raise InputError(f"--n {n}: need at least 2 real tumors per dataset (or omit --n for all)")
     if jobs < 1:
         raise InputError(f"--jobs {jobs}: expected a positive number of processes")
+    if n_perm < 0 or n_repeats < 0:
+        raise InputError(f"--permutations {n_perm} / --subsamples {n_repeats}: expected numbers >= 0")
     config = ExtractorConfig(firstorder=firstorder, resample_mm=resample_mm)
     out = Path(out)
     with atomic_dir(out) as tmp:
@@ -47,16 +50,26 @@ def run_radiomics(dataset_paths: Sequence[str | Path], generators: Sequence[str]
         table.to_csv(tmp / "features.csv", index=False)
         write_json_atomic(tmp / "extractor_config.json", config.to_dict())
         try:
-            summary = analyze(table, tmp, seed=seed, embedding=embedding)
+            summary = analyze(table, tmp, embedding=embedding,
+                              settings=NullSettings(n_perm=n_perm, n_repeats=n_repeats, seed=seed))
         except ValueError as exc:
             raise InputError(f"radiomics on {', '.join(map(str, dataset_paths))}: {exc}") from exc
         summary.update({"datasets": [str(Path(p).resolve()) for p in dataset_paths],
+                        "dataset_fingerprints": dataset_fingerprints(dataset_paths),
                         "generators": list(generators), "n": n, "seed": seed, "early_only": early_only,
                         "status_counts": table["status"].value_counts().to_dict()})
         write_json_atomic(tmp / "summary.json", summary)
     if experiment or _mlflow_run_active():
         summary["mlflow_run_id"] = log_realism_run(out, summary, config.to_dict(), experiment)
     return summary
+
+
+def dataset_fingerprints(dataset_paths: Sequence[str | Path]) -> dict[str, str]:
+    """organ -> dataset fingerprint (what grid cells log as ``dataset_fingerprint``): the report
+    shows a realism run or reader study only next to a grid trained on the same data."""
+    from benchmark.data import Dataset
+
+    return {(ds := Dataset.open(p)).organ: ds.fingerprint() for p in dataset_paths}
 
 
 def _mlflow_run_active() -> bool:
@@ -72,8 +85,26 @@ def _mlflow_run_active() -> bool:
 def log_realism_run(out: Path, summary: dict[str, Any], config: dict[str, Any], experiment: str | None) -> str:
     """Log ``out``'s tables/figures as an MLflow run tagged ``tumorbench.kind=realism``.
 
-    Nested under the active run if there is one, else a new run in ``experiment``.
+    Nested under the active run if there is one, else a new run in ``experiment``. Log into the
+    grid's experiment (``--experiment GRID``) for `tumorbench report` to show it with that grid.
     """
+    import mlflow
+
+    with _start_run("realism", experiment) as run:
+        mlflow.set_tags({"tumorbench.kind": "realism", "results_dir": str(out.resolve()),
+                         "generators": ",".join(summary["generators"]),
+                         "dataset_fingerprints": json.dumps(summary["dataset_fingerprints"], sort_keys=True)})
+        mlflow.log_params({"n": summary["n"], "seed": summary["seed"], "bin_width": config["bin_width"],
+                           "resample_mm": config["resample_mm"], "n_features": summary["n_features"],
+                           "n_perm": summary["n_perm"], "n_repeats": summary["n_repeats"]})
+        mlflow.log_metrics(_realism_metrics(summary))
+        _log_artifacts(out)
+        return run.info.run_id
+
+
+def _start_run(name: str, experiment: str | None):
+    """An MLflow run nested under the active one, else a new run in ``experiment`` (created with
+    a local artifact root when no tracking URI is configured)."""
     import mlflow
 
     nested = mlflow.active_run() is not None
@@ -85,14 +116,7 @@ def log_realism_run(out: Path, summary: dict[str, Any], config: dict[str, Any], 
                 location = Path("mlruns/artifacts").resolve().as_uri()
             mlflow.create_experiment(experiment, artifact_location=location)
         mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name="realism", nested=nested) as run:
-        mlflow.set_tags({"tumorbench.kind": "realism", "results_dir": str(out.resolve()),
-                         "generators": ",".join(summary["generators"])})
-        mlflow.log_params({"n": summary["n"], "seed": summary["seed"], "bin_width": config["bin_width"],
-                           "resample_mm": config["resample_mm"], "n_features": summary["n_features"]})
-        mlflow.log_metrics(_realism_metrics(summary))
-        _log_artifacts(out)
-        return run.info.run_id
+    return mlflow.start_run(run_name=name, nested=nested)
 
 
 FULL_TABLES = ("features.csv", "effect_sizes.csv", "tumors.csv")
@@ -123,13 +147,16 @@ def _realism_metrics(summary: dict[str, Any]) -> dict[str, float]:
     for row in summary["scores"]:
         key = f"{row['organ']}_{row['generator'].replace('-', '_')}"
         for name in ("frechet", "frechet_pca", "c2st_auc"):
-            if row[name] == row[name]:  # skip NaN
-                metrics[f"{name}_{key}"] = float(row[name])
+            for suffix in ("", "_p", "_matched", "_floor"):
+                value = row.get(name + suffix)
+                if value is not None and value == value:  # skip NaN
+                    metrics[f"{name}{suffix}_{key}"] = float(value)
     for row in summary.get("cross_organ", []):
         group = "early" if row["group"].startswith("early") else "nonearly"
-        if row.get("accuracy") == row.get("accuracy") and "accuracy" in row:
-            metrics[f"xorgan_accuracy_{group}"] = float(row["accuracy"])
-            metrics[f"xorgan_chance_{group}"] = float(row["chance"])
+        variant = "" if row["variant"] == "all" else "_sizematched"
+        for name in ("accuracy", "chance", "p_value"):
+            if row.get(name) == row.get(name) and name in row:
+                metrics[f"xorgan_{name}_{group}{variant}"] = float(row[name])
     return metrics
 
 
@@ -198,16 +225,38 @@ def make_reader_study(dataset_paths: Sequence[str | Path], generators: Sequence[
             chosen = tumors if task == "real-vs-synthetic" else tumors.iloc[rng.permutation(len(tumors))[:n_real]]
             cases += _study_cases(chosen, task, n_real, n_synthetic, rng)
             frames.append(tumors)
-        study = write_study(cases, tmp, task=task, seed=seed)
+        study = write_study(cases, tmp, task=task, seed=seed,
+                            extra={"generators": gens, "dataset_fingerprints": dataset_fingerprints(dataset_paths)})
         write_gallery(pd.concat(frames, ignore_index=True), tmp / "gallery.html")
     return study
 
 
-def score_reader_study(study_dir: str | Path, answers: Sequence[str | Path], out: str | Path | None = None) -> Any:
-    """Score answer CSVs against ``study_dir/key.csv``; writes scores.csv/confusion.csv/scores.png."""
+def score_reader_study(study_dir: str | Path, answers: Sequence[str | Path], out: str | Path | None = None,
+                       experiment: str | None = None, seed: int = 0) -> Any:
+    """Score answer CSVs against ``study_dir/key.csv`` (reports.reader_study.score); with
+    ``experiment`` also log the scores as an MLflow run tagged ``tumorbench.kind=reader_study``
+    (log into the grid's experiment for `tumorbench report` to show its Table 1)."""
+    import json
+
     from reports.reader_study.score import AnswerSheetError, score_files
 
+    out_dir = Path(out or study_dir)
     try:
-        return score_files(study_dir, answers, out)
+        table = score_files(study_dir, answers, out_dir, seed=seed)
     except AnswerSheetError as exc:
         raise InputError(str(exc)) from exc
+    if experiment or _mlflow_run_active():
+        import mlflow
+
+        study = json.loads((Path(study_dir) / "study.json").read_text())
+        with _start_run("reader_study", experiment):
+            mlflow.set_tags({"tumorbench.kind": "reader_study", "study_id": study["study_id"], "task": study["task"],
+                             "dataset_fingerprints": json.dumps(study.get("dataset_fingerprints", {}), sort_keys=True)})
+            readers = table.loc[table["reader"] != "pooled", "reader"].nunique()
+            mlflow.log_params({"n_cases": study["n_cases"], "n_readers": int(readers)})
+            for name in ("scores.csv", "agreement.csv", "confusion.csv", "scores.png", "scores_by_group.png",
+                         "cases_by_source.png"):
+                if (out_dir / name).is_file():
+                    mlflow.log_artifact(str(out_dir / name))
+            mlflow.log_artifact(str(Path(study_dir) / "study.json"))
+    return table

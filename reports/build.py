@@ -5,14 +5,14 @@ The folder is built in a temp directory and swapped in at the end, so a failure 
 report untouched."""
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from reports import detection, plots, provenance, qualitative, tables
-from reports.html import Section, provenance_html, realism_html, render_index
+from reports.html import Section, provenance_html, render_index
 from reports.loader import GridData, expected_cells, load_grid
 from reports.paper import load_paper_results
+from reports.realism_report import realism_section
 
 DEFAULT_UI = "http://127.0.0.1:5000"
 
@@ -73,32 +73,6 @@ def _case_sections(grid: GridData, opts: ReportOptions, img: Path) -> list[Secti
     return [qual, Section("hardest", "Fig 16", "Hardest cases", "", [hard_table], hard_figs)]
 
 
-def _realism_section(grid: GridData, opts: ReportOptions, out: Path) -> Section | None:
-    folders = []
-    for run in grid.realism_runs[:1]:
-        local = grid.artifact_path(run.run_id, "")
-        if local:
-            folders.append(local)
-    if opts.realism_dir:
-        folders.append(Path(opts.realism_dir))
-    if not folders:
-        return None
-    dest = out / "realism"
-    dest.mkdir(parents=True, exist_ok=True)
-    csvs, figures = [], []
-    for i, folder in enumerate(folders):
-        for path in sorted(folder.rglob("*")):
-            if path.suffix.lower() in (".csv", ".png") and path.is_file():
-                copy = dest / f"{i}_{path.name}"
-                shutil.copy2(path, copy)
-                if path.suffix.lower() == ".csv":
-                    csvs.append(copy)
-                else:
-                    figures.append(plots.Figure(copy, path.stem.replace("_", " "), f"from {folder}"))
-    return Section("realism", "Realism", "Tumor realism (radiomics)", "Produced by `tumorbench radiomics`; "
-                   "shown as delivered.", figures=figures, html=realism_html(csvs))
-
-
 def _provenance_section(grid: GridData, expected, opts: ReportOptions, grid_files) -> tuple[Section, dict]:
     prov = provenance.summarize(grid, opts.ui_url)
     files = [{"name": g.run.name, "run_id": g.run.run_id, "status": g.run.status, "text": g.text,
@@ -145,7 +119,7 @@ def build_report(out: str | Path, options: ReportOptions = ReportOptions(), open
         steps.update()
         sections += _case_sections(grid, options, img)
         steps.update()
-        realism = _realism_section(grid, options, tmp)
+        realism = realism_section(grid, options.realism_dir, tmp)
         prov_section, prov = _provenance_section(grid, expected, options, grid_files)
         _write(tmp, sections + ([realism] if realism else []) + [prov_section], prov, len(grid.cells))
         steps.update()

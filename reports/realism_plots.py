@@ -6,9 +6,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-PALETTE = {"real": "#222222", "hu": "#1f77b4", "difftumor": "#d62728", "liver": "#8c564b",
-           "pancreas": "#e377c2", "kidney": "#2ca02c"}
-_FALLBACK = ["#ff7f0e", "#9467bd", "#17becf", "#bcbd22", "#7f7f7f"]
+from reports.palette import FALLBACK_COLORS, regime_color
 
 
 def _pyplot():
@@ -21,9 +19,16 @@ def _pyplot():
 
 
 def _colors(labels: Sequence[str]) -> dict[str, str]:
+    """The report's palette (reports.palette.regime_color) for real and any generator or organ
+    name, made distinct within one figure: a name whose colour is taken gets the next free
+    fallback colour (unknown names hash into a short list and can collide)."""
     names = sorted(set(labels), key=lambda n: (n != "real", n))
-    extra = iter(_FALLBACK * 4)
-    return {n: PALETTE.get(n) or next(extra) for n in names}
+    spare = [c for c in FALLBACK_COLORS if c not in map(regime_color, names)]
+    colors: dict[str, str] = {}
+    for name in names:
+        color = regime_color(name)
+        colors[name] = color if color not in colors.values() or not spare else spare.pop(0)
+    return colors
 
 
 def _save(fig, path: str | Path, tight: bool = True) -> Path:
@@ -47,17 +52,6 @@ def _scatter(ax, coords: np.ndarray, labels: Sequence[str], title: str) -> None:
     ax.set_yticks([])
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), frameon=False,
               ncol=min(3, len(set(labels.tolist()))))
-
-
-def plot_embedding(coords: np.ndarray, labels: Sequence[str], path: str | Path, title: str,
-                   method: str = "PCA") -> Path:
-    """2-D scatter of tumors (coords (N, 2)) coloured by label (source or organ)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 4.4))
-    _scatter(ax, coords, labels, title)
-    ax.set_xlabel(f"{method} 1")
-    ax.set_ylabel(f"{method} 2")
-    return _save(fig, path)
 
 
 def plot_embedding_panels(panels: Sequence[tuple[np.ndarray, Sequence[str], str]], path: str | Path,
@@ -103,26 +97,28 @@ def plot_feature_distributions(samples: Mapping[str, np.ndarray], features: Sequ
 
 
 def plot_proportions(table: Any, path: str | Path, title: str, value: str = "value",
-                     group: str = "reader", metric: str = "metric") -> Path:
+                     group: str = "reader", metric: str = "metric", chance: float = 0.5) -> Path:
     """Grouped bar plot of proportions with CI whiskers (columns value, ci_low, ci_high).
 
-    Used for reader-study scores (accuracy / sensitivity / specificity per reader) and for
-    organ-classifier accuracies; a dashed line marks 0.5.
+    Used for reader-study scores (accuracy / sensitivity / specificity / AUC per reader or
+    group); a dashed line marks ``chance`` (1 / number of answer choices).
     """
     plt = _pyplot()
     groups = list(dict.fromkeys(table[group]))
     metrics = list(dict.fromkeys(table[metric]))
     width = 0.8 / max(1, len(metrics))
+    colors = _colors(metrics)
     fig, ax = plt.subplots(figsize=(max(4.5, 1.3 * len(groups) * max(1, len(metrics)) / 2), 3.6))
     for k, name in enumerate(metrics):
         sub = table[table[metric] == name].set_index(group).reindex(groups)
         x = np.arange(len(groups)) + (k - (len(metrics) - 1) / 2) * width
         vals = sub[value].to_numpy(dtype=float)
         err = np.vstack([vals - sub["ci_low"].to_numpy(float), sub["ci_high"].to_numpy(float) - vals])
-        ax.bar(x, vals, width, label=name, yerr=np.clip(np.nan_to_num(err), 0, None), capsize=3)
-    ax.axhline(0.5, ls="--", c="grey", lw=1)
+        ax.bar(x, vals, width, label=name, yerr=np.clip(np.nan_to_num(err), 0, None), capsize=3,
+               color=colors[name])
+    ax.axhline(chance, ls="--", c="grey", lw=1, label=f"chance {chance:.2g}")
     ax.set_xticks(np.arange(len(groups)), groups, rotation=20, fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, frameon=False, ncol=len(metrics))
+    ax.legend(fontsize=8, frameon=False, ncol=len(metrics) + 1)
     return _save(fig, path)

@@ -6,30 +6,34 @@ All functions take plain (N, F) float arrays or DataFrames; randomness is an exp
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 
-def clean_features(frame: Any, columns: Sequence[str], max_nan_frac: float = 0.2) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """Finite, non-constant feature matrix.
+def clean_features(frame: Any, columns: Sequence[str], reference: np.ndarray | None = None,
+                   max_nan_frac: float = 0.2) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Finite feature matrix whose columns are chosen on the ``reference`` rows only.
 
-    Drops features that are NaN/inf in more than ``max_nan_frac`` of rows, then rows with any
-    remaining non-finite value, then features constant over the kept rows.
+    Keeps features finite in at least ``1 - max_nan_frac`` of the reference rows (default: all
+    rows) and not constant among them, then drops every row with a non-finite kept value. With
+    the real tumors as reference, a generator whose features fail cannot remove a feature from
+    (and so change the score of) another generator; it only loses its own rows.
 
     Returns:
         (X (N', F') float64, kept feature names, kept row mask (N,) bool).
     """
     values = frame[list(columns)].to_numpy(dtype=float)
-    finite = np.isfinite(values)
-    keep_cols = finite.mean(axis=0) >= 1.0 - max_nan_frac if len(values) else np.zeros(len(columns), bool)
-    values, finite = values[:, keep_cols], finite[:, keep_cols]
-    keep_rows = finite.all(axis=1)
-    values = values[keep_rows]
+    reference = np.ones(len(values), bool) if reference is None else np.asarray(reference, bool)
+    ref = values[reference]
+    finite = np.isfinite(ref)
+    keep_cols = finite.mean(axis=0) >= 1.0 - max_nan_frac if len(ref) else np.zeros(len(columns), bool)
+    with np.errstate(invalid="ignore"):
+        spread = np.nanstd(np.where(finite, ref, np.nan), axis=0) if len(ref) > 1 else np.zeros(len(columns))
+    keep_cols &= np.nan_to_num(spread) > 1e-12
+    keep_rows = np.isfinite(values[:, keep_cols]).all(axis=1)
     names = [c for c, k in zip(columns, keep_cols) if k]
-    varying = values.std(axis=0) > 1e-12 if len(values) > 1 else np.zeros(len(names), bool)
-    return values[:, varying], [n for n, v in zip(names, varying) if v], keep_rows
+    return values[keep_rows][:, keep_cols], names, keep_rows
 
 
 def standardize(reference: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
@@ -43,46 +47,31 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Frechet distance between Gaussians fitted to two (N, F) samples (as in FID).
 
     ``|mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))``. 0 for identical sets, grows with a
-    mean shift or a covariance change. Callers standardise features first (see
-    :func:`frechet_radiomics_distance`), so the value is in squared standard-deviation units.
+    mean shift or a covariance change. Callers standardise features first (reports.realism_null
+    .RealSpace), so the value is in squared standard-deviation units. ``Tr((S_a S_b)^(1/2))`` is
+    the sum of square roots of the eigenvalues of the symmetric ``S_a^(1/2) S_b S_a^(1/2)``: two
+    symmetric eigendecompositions instead of a general matrix square root (faster, and stable
+    for the rank-deficient covariances of tens of tumors in 91 features).
     """
-    from scipy import linalg
-
     a, b = np.atleast_2d(a), np.atleast_2d(b)
-    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
     cov_a = np.atleast_2d(np.cov(a, rowvar=False))
     cov_b = np.atleast_2d(np.cov(b, rowvar=False))
-    with warnings.catch_warnings():  # singular when N < F (few tumors, 91 features): expected
-        warnings.simplefilter("ignore")
-        covmean = linalg.sqrtm(cov_a @ cov_b)
-    covmean = np.real(covmean)  # tiny imaginary parts come from round-off on singular covariances
-    value = float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean))
+    vals, vecs = np.linalg.eigh(cov_a)
+    root_a = (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+    cross = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
+    value = float(np.sum((a.mean(axis=0) - b.mean(axis=0)) ** 2) + np.trace(cov_a) + np.trace(cov_b)
+                  - 2 * np.sqrt(np.clip(cross, 0, None)).sum())
     return max(value, 0.0)
 
 
-def frechet_radiomics_distance(real: np.ndarray, other: np.ndarray) -> float:
-    """Frechet distance after z-scoring both sets with the real set's statistics."""
-    real_z, other_z = standardize(real, other)
-    return frechet_distance(real_z, other_z)
+def c2st_auc(a: np.ndarray, b: np.ndarray, seed: int = 0, n_splits: int = 5, n_repeats: int = 2) -> float:
+    """Classifier two-sample test statistic: cross-validated ROC AUC of a standardised logistic
+    regression separating ``a`` (0) from ``b`` (1); 0.5 = indistinguishable, 1 = separable.
 
-
-@dataclass(frozen=True)
-class TwoSampleResult:
-    """Classifier two-sample test: cross-validated AUC of real-vs-other, 0.5 = indistinguishable."""
-
-    auc: float
-    ci_low: float
-    ci_high: float
-    n_a: int
-    n_b: int
-
-
-def classifier_two_sample_test(a: np.ndarray, b: np.ndarray, seed: int = 0, n_splits: int = 5,
-                               n_repeats: int = 3, n_boot: int = 500) -> TwoSampleResult:
-    """Cross-validated logistic-regression AUC separating sample ``a`` (0) from ``b`` (1).
-
-    Out-of-fold probabilities are averaged over ``n_repeats`` stratified k-fold splits; the AUC
-    of those is reported with a 95% percentile bootstrap CI over tumors (``n_boot`` resamples).
+    Out-of-fold probabilities are averaged over ``n_repeats`` stratified k-fold splits (the
+    scaler is fitted inside each training fold). NaN with fewer than 2 rows on a side. Its
+    null distribution comes from reports.realism_null (permutation test, matched floor), not
+    from a bootstrap over fixed predictions, which ignores the classifier's fitting noise.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import RepeatedStratifiedKFold
@@ -93,7 +82,7 @@ def classifier_two_sample_test(a: np.ndarray, b: np.ndarray, seed: int = 0, n_sp
     y = np.r_[np.zeros(len(a), int), np.ones(len(b), int)]
     n_splits = min(n_splits, len(a), len(b))
     if n_splits < 2:
-        return TwoSampleResult(float("nan"), float("nan"), float("nan"), len(a), len(b))
+        return float("nan")
     cv = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=seed)
     prob, count = np.zeros(len(y)), np.zeros(len(y))
     for train, test in cv.split(x, y):
@@ -101,10 +90,7 @@ def classifier_two_sample_test(a: np.ndarray, b: np.ndarray, seed: int = 0, n_sp
         model.fit(x[train], y[train])
         prob[test] += model.predict_proba(x[test])[:, 1]
         count[test] += 1
-    prob /= count
-    auc = rank_auc(y, prob)
-    low, high = _bootstrap_auc_ci(y, prob, np.random.default_rng(seed), n_boot)
-    return TwoSampleResult(auc, low, high, len(a), len(b))
+    return rank_auc(y, prob / count)
 
 
 def rank_auc(y: np.ndarray, score: np.ndarray) -> float:
@@ -115,18 +101,6 @@ def rank_auc(y: np.ndarray, score: np.ndarray) -> float:
     n_neg = len(y) - n_pos
     ranks = rankdata(score)
     return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def _bootstrap_auc_ci(y: np.ndarray, prob: np.ndarray, rng: np.random.Generator,
-                      n_boot: int) -> tuple[float, float]:
-    aucs = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(y), len(y))
-        if y[idx].min() != y[idx].max():  # both classes needed for an AUC
-            aucs.append(rank_auc(y[idx], prob[idx]))
-    if not aucs:
-        return float("nan"), float("nan")
-    return float(np.percentile(aucs, 2.5)), float(np.percentile(aucs, 97.5))
 
 
 def effect_sizes(real: np.ndarray, other: np.ndarray, names: Sequence[str]) -> Any:
@@ -163,30 +137,61 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
-def group_classifier_accuracy(x: np.ndarray, groups: Sequence[str], seed: int = 0,
-                              n_splits: int = 5) -> dict[str, Any]:
+def group_classifier_accuracy(x: np.ndarray, groups: Sequence[str], seed: int = 0, n_splits: int = 5,
+                              n_perm: int = 0) -> dict[str, Any]:
     """Cross-validated multinomial logistic-regression accuracy at telling ``groups`` apart.
 
-    Returns ``{"accuracy", "ci_low", "ci_high", "chance", "n", "n_groups"}``; chance is the
-    majority-class fraction (what always guessing the commonest group scores).
+    Returns ``{"accuracy", "ci_low", "ci_high", "chance", "null_mean", "p_value", "n",
+    "n_groups"}``: ``chance`` is the majority-class share (always guessing the commonest group),
+    ``ci_*`` a Wilson 95% interval, and with ``n_perm > 0`` ``p_value`` is a permutation test
+    (group labels shuffled, the same cross-validation rerun; ``(1 + #{acc_perm >= acc}) / (1 +
+    n_perm)``) and ``null_mean`` the mean permuted accuracy. The permutation test is the one to
+    read: CV accuracy is not a binomial count, so the Wilson interval is only descriptive.
     """
+    labels_all = np.asarray(groups)
+    labels, counts = np.unique(labels_all, return_counts=True)
+    nan = float("nan")
+    out = {"n": len(labels_all), "n_groups": len(labels), "chance": float(counts.max() / counts.sum()) if len(counts) else nan,
+           "accuracy": nan, "ci_low": nan, "ci_high": nan, "null_mean": nan, "p_value": nan}
+    n_splits = min(n_splits, int(counts.min()) if len(counts) else 0)
+    if len(labels) < 2 or n_splits < 2:
+        return out
+    accuracy = _cv_accuracy(x, labels_all, seed, n_splits)
+    correct = int(round(accuracy * len(labels_all)))
+    out.update(accuracy=accuracy, **dict(zip(("ci_low", "ci_high"), wilson_interval(correct, len(labels_all)))))
+    if n_perm > 0:
+        rng = np.random.default_rng([seed, 1])
+        null = np.array([_cv_accuracy(x, rng.permutation(labels_all), seed, n_splits) for _ in range(n_perm)])
+        out.update(null_mean=float(null.mean()), p_value=float((1 + (null >= accuracy - 1e-12).sum()) / (1 + n_perm)))
+    return out
+
+
+def _cv_accuracy(x: np.ndarray, labels: np.ndarray, seed: int, n_splits: int) -> float:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    labels, counts = np.unique(np.asarray(groups), return_counts=True)
-    out = {"n": len(groups), "n_groups": len(labels),
-           "chance": float(counts.max() / counts.sum()) if len(counts) else float("nan")}
-    n_splits = min(n_splits, int(counts.min()) if len(counts) else 0)
-    if len(labels) < 2 or n_splits < 2:
-        return {**out, "accuracy": float("nan"), "ci_low": float("nan"), "ci_high": float("nan")}
     model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000))
     cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    pred = cross_val_predict(model, x, np.asarray(groups), cv=cv)
-    correct = int((pred == np.asarray(groups)).sum())
-    low, high = wilson_interval(correct, len(groups))
-    return {**out, "accuracy": correct / len(groups), "ci_low": low, "ci_high": high}
+    return float((cross_val_predict(model, x, labels, cv=cv) == labels).mean())
+
+
+def size_matched(sizes: np.ndarray, groups: Sequence[str], bin_mm: float, rng: np.random.Generator) -> np.ndarray:
+    """Row indices giving every group the same size histogram (bins of ``bin_mm``).
+
+    Per size bin, each group keeps ``min`` over groups of its count in that bin (random rows), so
+    a classifier cannot tell the groups apart by size alone. Bins missing from a group are dropped.
+    """
+    groups = np.asarray(groups)
+    bins = np.floor(np.asarray(sizes, float) / bin_mm).astype(int)
+    names = np.unique(groups)
+    keep = []
+    for b in np.unique(bins):
+        members = [np.flatnonzero((bins == b) & (groups == g)) for g in names]
+        take = min(len(m) for m in members)
+        keep += [i for m in members for i in rng.choice(m, take, replace=False)] if take else []
+    return np.sort(np.asarray(keep, int))
 
 
 def pairwise_frechet(x: np.ndarray, groups: Sequence[str]) -> Any:

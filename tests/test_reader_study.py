@@ -39,6 +39,10 @@ def test_make_is_deterministic_and_the_key_matches_the_cases(tmp_path):
     write_study(cases, tmp_path / "c", task="real-vs-synthetic", seed=8)
     key_a, key_b = pd.read_csv(tmp_path / "a/key.csv"), pd.read_csv(tmp_path / "b/key.csv")
     pd.testing.assert_frame_equal(key_a, key_b)
+    # same seed, same cases, but a fresh study id (the page's localStorage key)
+    ids = [json.loads((tmp_path / f"{d}/study.json").read_text())["study_id"] for d in "ab"]
+    assert ids[0] != ids[1] and all(re.fullmatch(r"[0-9a-f]{16}", i) for i in ids)
+    assert f'"study_id": "{ids[0]}"' in (tmp_path / "a/reader/index.html").read_text()
     assert (tmp_path / "a/reader/cases/case_001.js").read_text() == (tmp_path / "b/reader/cases/case_001.js").read_text()
     assert list(pd.read_csv(tmp_path / "c/key.csv").tumor_id) != list(key_a.tumor_id)  # another seed, another order
     for row in key_a.itertuples():
@@ -82,7 +86,8 @@ def test_scoring_equals_hand_computed_values(tmp_path):
                                                      "c4": "synthetic", "c5": "real", "c6": ""})
     # reader B: all six right
     b = _write_answers(tmp_path / "b.csv", "bob", {f"c{i}": "real" if i <= 3 else "synthetic" for i in range(1, 7)})
-    table = score_files(study, [a, b]).set_index(["reader", "metric"])
+    table = score_files(study, [a, b])
+    table = table[table.group == "all"].set_index(["reader", "metric"])
     # A: 3 of 5 answered correct; synthetic found 1 of 2 answered; real called real 2 of 3
     assert table.loc[("alice", "accuracy"), ["successes", "n"]].tolist() == [3, 5]
     assert table.loc[("alice", "accuracy"), "value"] == pytest.approx(0.6)
@@ -106,7 +111,11 @@ def test_organ_task_scores_accuracy_and_confusion(tmp_path):
     (tmp_path / "study.json").write_text(json.dumps({"task": "organ", "choices": ["liver", "pancreas", "kidney"]}))
     sheet = _write_answers(tmp_path / "r.csv", "r", {"c1": "liver", "c2": "kidney", "c3": "kidney", "c4": "liver"})
     table = score_files(tmp_path, [sheet]).set_index("metric")
-    assert table.loc["accuracy", "value"] == 0.5
+    assert table.loc["accuracy", "value"] == 0.5 and np.allclose(table["chance"], 1 / 3)
+    assert "auc" not in table.index
+    from scipy.stats import binomtest
+
+    assert table.loc["accuracy", "p_value"] == pytest.approx(binomtest(2, 4, 1 / 3).pvalue)  # vs 1/3, not 0.5
     assert table.loc["recall_liver", "value"] == 0.5 and table.loc["recall_pancreas", "value"] == 0.0
     confusion = pd.read_csv(tmp_path / "confusion.csv", index_col=0)
     assert confusion.loc["liver", "kidney"] == 1 and confusion.loc["pancreas", "liver"] == 1
@@ -121,3 +130,9 @@ def test_bad_answer_sheets_name_the_file(tmp_path):
     unknown = _write_answers(tmp_path / "unk.csv", "x", {"c9": "real"})
     with pytest.raises(AnswerSheetError, match="unk.csv.*c9"):
         score_files(tmp_path, [unknown])
+    (tmp_path / "study.json").write_text(json.dumps({"study_id": "mine", "task": "real-vs-synthetic",
+                                                     "choices": ["real", "synthetic"]}))
+    foreign = tmp_path / "foreign.csv"
+    foreign.write_text("study_id,reader,case_id,answer,confidence\ntheirs,x,c1,real,2\n")
+    with pytest.raises(AnswerSheetError, match="foreign.csv.*another study"):
+        score_files(tmp_path, [foreign])

@@ -20,7 +20,8 @@ from reports.reader_study.score import score_files
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs /usr/bin/chromium")]
+              pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                 reason="needs headless Chromium at /usr/bin/chromium (apt-get install -y chromium)")]
 
 
 class DevTools:
@@ -103,12 +104,12 @@ def browser(tmp_path):
         tools.close()
 
 
-def _study(tmp_path: Path) -> Path:
+def _study(tmp_path: Path, name: str = "study") -> Path:
     rng = np.random.default_rng(0)
     cases = [StudyCase(rng.normal(40, 30, (20, 16, 6)).astype(np.float32), (2.0, 2.0, 2.0),
                        "real" if i % 2 else "synthetic", 2, {"tumor_id": f"t{i}"}) for i in range(4)]
-    write_study(cases, tmp_path / "study", task="real-vs-synthetic", seed=3)
-    return tmp_path / "study"
+    write_study(cases, tmp_path / name, task="real-vs-synthetic", seed=3)
+    return tmp_path / name
 
 
 def test_page_round_trip_answers_persist_and_export_scores(tmp_path, browser):
@@ -147,8 +148,40 @@ def test_page_round_trip_answers_persist_and_export_scores(tmp_path, browser):
     assert list(sheet.case_id) == ["case_001", "case_002", "case_003", "case_004"]
     assert list(sheet.answer) == ["synthetic", "real", "real", ""]
     assert list(sheet.confidence)[0] == "4" and set(sheet.reader) == {"tester"}
+    assert set(sheet.study_id) == {json.loads((study / "study.json").read_text())["study_id"]}
     # scoring the exported sheet matches the key by hand
     key = pd.read_csv(study / "key.csv").set_index("case_id")
     expected = sum(key.loc[c, "truth"] == a for c, a in zip(sheet.case_id[:3], sheet.answer[:3]))
-    table = score_files(study, [tmp_path / "answers.csv"]).set_index("metric")
+    table = score_files(study, [tmp_path / "answers.csv"]).query("group == 'all'").set_index("metric")
     assert table.loc["accuracy", ["successes", "n"]].tolist() == [expected, 3]
+
+
+def _open(browser, study: Path) -> None:
+    browser.send("Page.navigate", {"url": (study / "reader" / "index.html").as_uri()})
+    browser.wait_for("typeof CASES === 'object' && Object.keys(CASES).length > 0")
+
+
+def test_two_studies_of_the_same_seed_never_share_answers(tmp_path, browser):
+    """Every file:// page shares one localStorage in Chromium: a second study made with the same
+    seed, cases and title must neither show nor export the first study's answers."""
+    first, second = _study(tmp_path, "first"), _study(tmp_path, "second")
+    ids = [json.loads((s / "study.json").read_text())["study_id"] for s in (first, second)]
+    assert ids[0] != ids[1]
+    _open(browser, first)
+    assert browser.js("document.getElementById('studyId').textContent") == ids[0]
+    browser.js("document.getElementById('answer-synthetic').click(); document.getElementById('confidence-5').click()")
+    assert browser.js("document.getElementById('progress').textContent") == "answered 1 / 4"
+    _open(browser, second)
+    assert browser.js("document.getElementById('studyId').textContent") == ids[1]
+    assert browser.js("document.getElementById('progress').textContent") == "answered 0 / 4"
+    assert not browser.js("document.getElementById('answer-synthetic').classList.contains('chosen')")
+    browser.send("Browser.setDownloadBehavior", {"behavior": "deny"}, session=False)
+    browser.js("document.getElementById('export').click()")
+    text = browser.js("fetch(document.getElementById('download').href).then(r => r.text())")
+    exported = [line.split(",") for line in text.strip().splitlines()[1:]]
+    assert {row[0] for row in exported} == {ids[1]} and all(row[3] == "" for row in exported)
+    # both studies live side by side in the one shared storage, each under its own key
+    keys = browser.js("Object.keys(localStorage).sort()")
+    assert keys == sorted(f"tumorbench-reader-{i}" for i in ids)
+    _open(browser, first)
+    assert browser.js("document.getElementById('progress').textContent") == "answered 1 / 4"

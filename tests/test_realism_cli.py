@@ -21,27 +21,32 @@ def test_radiomics_command_writes_scores_tables_and_plots(datasets, tmp_path, to
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     out = tmp_path / "realism"
     code = main(["radiomics", *map(str, datasets), "--generators", "sphere", "--n", "5", "--out", str(out),
-                 "--resample-mm", "2", "--embedding", "pca", "--experiment", "realism-test"])
+                 "--resample-mm", "2", "--embedding", "pca", "--experiment", "realism-test",
+                 "--permutations", "9", "--subsamples", "3"])
     assert code == 0
     features = pd.read_csv(out / "features.csv")
     assert len(features) == 20 and (features.status == "ok").all()
     assert sum(c.startswith("original_") for c in features.columns) == 91
     scores = pd.read_csv(out / "realism_scores.csv")
-    assert set(zip(scores.organ, scores.generator)) == {(o, g) for o in ("kidney", "liver") for g in ("real-split", "sphere")}
+    assert set(zip(scores.organ, scores.generator)) == {(o, "sphere") for o in ("kidney", "liver")}
     assert scores.c2st_auc.between(0, 1).all() and (scores.frechet >= 0).all()
+    assert scores.c2st_auc_p.between(0.1, 1).all() and (scores.n_matched == 2).all()  # p >= 1/10 with 9 permutations
+    assert {"frechet_pca_floor", "frechet_pca_floor_sd", "c2st_auc_matched"} <= set(scores.columns)
     top = pd.read_csv(out / "effect_sizes_top.csv")
     assert len(top) == 2 * 8 and top.groupby("organ").abs_smd.is_monotonic_decreasing.all()
     for name in ("embedding.png", "cross_organ_embedding.png", "distributions_liver_sphere.png",
                  "extractor_config.json", "cross_organ.csv", "tumors.csv", "summary.json"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["n_features"] <= 91 and len(summary["cross_organ"]) == 2
+    assert summary["n_features"] <= 91 and len(summary["cross_organ"]) == 4  # (early, non-early) x (all, size-matched)
+    assert set(summary["dataset_fingerprints"]) == {"liver", "kidney"}
     # the MLflow run is tagged for the reports helper and carries the tables
     import mlflow
 
     runs = mlflow.search_runs(experiment_names=["realism-test"], output_format="list")
     assert len(runs) == 1 and runs[0].data.tags["tumorbench.kind"] == "realism"
-    assert "c2st_auc_liver_sphere" in runs[0].data.metrics
+    assert {"c2st_auc_liver_sphere", "c2st_auc_p_liver_sphere", "frechet_pca_floor_liver_sphere"} <= set(runs[0].data.metrics)
+    assert json.loads(runs[0].data.tags["dataset_fingerprints"]) == summary["dataset_fingerprints"]
     client = mlflow.MlflowClient()
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     assert {"realism_scores.csv", "embedding.png", "effect_sizes_top.csv", "full"} <= artifacts
@@ -50,7 +55,8 @@ def test_radiomics_command_writes_scores_tables_and_plots(datasets, tmp_path, to
     pd.testing.assert_frame_equal(pd.read_csv(full), features)
 
 
-def test_reader_study_make_and_score_round_trip(datasets, tmp_path, toy_generator, capsys):
+def test_reader_study_make_and_score_round_trip(datasets, tmp_path, toy_generator, capsys, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     out = tmp_path / "study"
     assert main(["reader-study", "make", str(datasets[0]), "--generators", "sphere", "--n-real", "3",
                  "--n-synthetic", "4", "--seed", "2", "--out", str(out)]) == 0
@@ -61,10 +67,18 @@ def test_reader_study_make_and_score_round_trip(datasets, tmp_path, toy_generato
     answers = tmp_path / "answers.csv"
     answers.write_text("reader,case_id,answer,confidence\n" +
                        "".join(f"me,{c},synthetic,2\n" for c in key.case_id))  # always says synthetic
-    assert main(["reader-study", "score", str(out), "--answers", str(answers)]) == 0
-    table = pd.read_csv(out / "scores.csv").set_index("metric")
+    assert main(["reader-study", "score", str(out), "--answers", str(answers), "--experiment", "grid-x"]) == 0
+    table = pd.read_csv(out / "scores.csv").query("group == 'all'").set_index("metric")
     assert table.loc["accuracy", "value"] == pytest.approx(4 / 7)
     assert table.loc["sensitivity", "value"] == 1.0 and table.loc["specificity", "value"] == 0.0
+    # logged for the grid report: kind reader_study, the study id and the datasets' fingerprints
+    import mlflow
+
+    study = json.loads((out / "study.json").read_text())
+    runs = mlflow.search_runs(experiment_names=["grid-x"], output_format="list")
+    assert len(runs) == 1 and runs[0].data.tags["tumorbench.kind"] == "reader_study"
+    assert runs[0].data.tags["study_id"] == study["study_id"]
+    assert json.loads(runs[0].data.tags["dataset_fingerprints"]) == study["dataset_fingerprints"] != {}
 
 
 def test_organ_task_uses_early_real_tumors_only(datasets, tmp_path):

@@ -15,8 +15,17 @@ def test_frechet_is_zero_for_identical_sets_and_grows_with_a_shift():
     distances = [stats.frechet_distance(a, a + shift) for shift in (0.5, 1.0, 2.0)]
     # a pure mean shift s in 6 dims adds exactly 6 s^2
     assert distances == pytest.approx([6 * 0.25, 6 * 1.0, 6 * 4.0], rel=1e-6)
-    assert stats.frechet_radiomics_distance(a, a * 1.0) == pytest.approx(0.0, abs=1e-6)
-    assert stats.frechet_radiomics_distance(a, a + a.std(0)) == pytest.approx(6.0, rel=1e-6)
+
+
+def test_frechet_matches_the_matrix_square_root_formula():
+    from scipy import linalg
+
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=(30, 12)), rng.normal(size=(25, 12)) @ rng.normal(size=(12, 12))
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    expected = (np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(cov_a + cov_b)
+                - 2 * np.trace(np.real(linalg.sqrtm(cov_a @ cov_b))))
+    assert stats.frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
 
 
 def test_frechet_sees_a_covariance_change():
@@ -28,11 +37,10 @@ def test_frechet_sees_a_covariance_change():
 
 def test_two_sample_auc_near_half_for_same_distribution_and_near_one_for_different():
     rng = np.random.default_rng(2)
-    same = stats.classifier_two_sample_test(rng.normal(size=(120, 8)), rng.normal(size=(120, 8)), seed=0)
-    assert 0.38 < same.auc < 0.62
-    assert same.ci_low < 0.5 < same.ci_high
-    shifted = stats.classifier_two_sample_test(rng.normal(size=(120, 8)), rng.normal(size=(120, 8)) + 1.5, seed=0)
-    assert shifted.auc > 0.97 and shifted.ci_low > 0.9
+    same = stats.c2st_auc(rng.normal(size=(120, 8)), rng.normal(size=(120, 8)), seed=0)
+    assert 0.38 < same < 0.62
+    shifted = stats.c2st_auc(rng.normal(size=(120, 8)), rng.normal(size=(120, 8)) + 1.5, seed=0)
+    assert shifted > 0.97
 
 
 def test_effect_sizes_rank_the_shifted_feature_first():
@@ -61,6 +69,13 @@ def test_clean_features_drops_nan_and_constant_columns():
     assert x.shape == (4, 2)
 
 
+def test_clean_features_chooses_columns_on_the_reference_rows_only():
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "y": [1.0, 2.0, np.nan, np.nan], "z": [5.0, 5.0, 1.0, 2.0]})
+    x, names, rows = stats.clean_features(frame, list(frame.columns), reference=np.array([1, 1, 0, 0], bool))
+    # y is finite on the reference rows, so the others lose their rows, not the feature; z is constant there
+    assert names == ["x", "y"] and rows.tolist() == [True, True, False, False]
+
+
 def test_group_classifier_finds_separable_organs_and_chance_for_mixed():
     rng = np.random.default_rng(4)
     groups = np.repeat(["liver", "kidney", "pancreas"], 30)
@@ -84,17 +99,30 @@ def test_rank_auc_equals_sklearn():
 
 
 def test_realism_scores_rank_a_shifted_generator_above_a_faithful_one():
-    from reports.realism_analysis import realism_scores
+    from reports.realism_analysis import NullSettings, realism_scores
 
     rng = np.random.default_rng(6)
     n, f = 60, 10
     x = np.concatenate([rng.normal(size=(n, f)), rng.normal(size=(n, f)), rng.normal(size=(n, f)) + 1.0])
     frame = pd.DataFrame({"organ": "liver", "source": ["real"] * n + ["faithful"] * n + ["shifted"] * n})
-    scores, effects = realism_scores(x, frame, [f"f{j}" for j in range(f)], seed=0, top_k=3)
+    scores, effects = realism_scores(x, frame, [f"f{j}" for j in range(f)], NullSettings(n_perm=19, n_repeats=4))
     by_gen = scores.set_index("generator")
-    assert list(by_gen.index) == ["real-split", "faithful", "shifted"]
+    assert list(by_gen.index) == ["faithful", "shifted"]
     assert by_gen.loc["shifted", "c2st_auc"] > 0.9 > 0.7 > by_gen.loc["faithful", "c2st_auc"]
     assert by_gen.loc["shifted", "frechet"] > 3 * by_gen.loc["faithful", "frechet"]
     assert by_gen.loc["shifted", "frechet_pca"] > 3 * by_gen.loc["faithful", "frechet_pca"]
+    # permutation p: the smallest possible (1/20) for the shift, not small for the faithful one
+    assert by_gen.loc["shifted", ["frechet_p", "frechet_pca_p", "c2st_auc_p"]].tolist() == [0.05] * 3
+    assert by_gen.loc["faithful", "c2st_auc_p"] > 0.1
+    assert by_gen.loc["shifted", "frechet_matched"] > by_gen.loc["shifted", "frechet_floor"] + 3 * by_gen.loc["shifted", "frechet_floor_sd"]
     shifted = effects[effects.generator == "shifted"]
     assert (shifted.smd > 0.6).all()  # every feature moved by one SD
+
+
+def test_plot_colours_come_from_the_report_palette_and_stay_distinct():
+    from reports.palette import regime_color
+    from reports.realism_plots import _colors
+
+    colors = _colors(["real", "hu", "accuracy", "auc", "some_new_generator"])
+    assert colors["real"] == regime_color("real") and colors["hu"] == regime_color("hu")
+    assert len(set(colors.values())) == len(colors)  # 'accuracy' and 'auc' hash to the same fallback

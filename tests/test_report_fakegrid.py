@@ -177,14 +177,14 @@ def build_fake_grid(tmp: Path, seed: int = 0) -> dict:
                 run_ids[key] = log_cell(mlflow, client, exp_id, parent.info.run_id, key, make_summary(per_case),
                                         results_dir, dataset_dir, failed=key == FAILED)
     client.set_terminated(parent.info.run_id, "FINISHED")
-    log_realism_run(client, tmp)
+    log_realism_run(client, tmp, exp_id)
     return {"uri": uri, "experiment": "fake_grid", "experiment_id": exp_id, "run_ids": run_ids, "root": tmp,
             "parent_id": parent.info.run_id}
 
 
-def log_realism_run(client, tmp: Path) -> str:
-    """What the radiomics helper logs: a run tagged tumorbench.kind=realism in its own experiment."""
-    exp_id = client.create_experiment("realism", artifact_location=(tmp / "realism_artifacts").as_uri())
+def log_realism_run(client, tmp: Path, exp_id: str) -> str:
+    """What `tumorbench radiomics --experiment fake_grid` logs: a run tagged tumorbench.kind=realism
+    in the grid's experiment (the report ignores realism runs of other experiments)."""
     run = client.create_run(exp_id, run_name="realism", tags={"tumorbench.kind": "realism"})
     folder = tmp / "realism_src"
     folder.mkdir()

@@ -13,8 +13,9 @@ EPILOG = """examples:
       --n 100 --out results/realism --experiment realism
 
 outputs (in --out): tumors.csv + tumors/ (ROI crops), features.csv, extractor_config.json,
-realism_scores.csv (Frechet radiomics distance, classifier two-sample AUC with 95% CI; the
-'real-split' row is the noise floor), effect_sizes.csv, effect_sizes_top.csv, embedding.png,
+realism_scores.csv (per organ and generator: Frechet radiomics distance and classifier two-sample
+AUC with permutation p-values, and the same scores at a matched size next to their real-vs-real
+noise floor, mean and SD over subsamples), effect_sizes.csv, effect_sizes_top.csv, embedding.png,
 distributions_<organ>_<generator>.png, and with several organs cross_organ.csv,
 cross_organ_frechet.csv, cross_organ_embedding.png; summary.json."""
 
@@ -39,6 +40,10 @@ def register(subparsers) -> None:
     parser.add_argument("--embedding", choices=["auto", "pca", "tsne"], default="auto", help="2-D embedding method")
     parser.add_argument("--early-only", action="store_true",
                         help="only real tumors of radius <= 10 mm (and their tiny/small synthetic matches)")
+    parser.add_argument("--permutations", type=int, default=200,
+                        help="label permutations per p-value (default 200; 0 = no p-values)")
+    parser.add_argument("--subsamples", type=int, default=50,
+                        help="random real splits for the size-matched noise floor (default 50)")
     parser.add_argument("--device", default="cpu", help="device for generators (cpu, cuda)")
     parser.set_defaults(func=radiomics_entry)
 
@@ -51,10 +56,13 @@ def radiomics_entry(args) -> int:
     summary = run_radiomics(args.datasets, generators, args.n, args.out, seed=args.seed, jobs=args.jobs,
                             checkpoints=parse_checkpoints(args.checkpoint), device=args.device,
                             firstorder=args.firstorder, resample_mm=args.resample_mm or None,
-                            embedding=args.embedding, experiment=args.experiment, early_only=args.early_only)
+                            embedding=args.embedding, experiment=args.experiment, early_only=args.early_only,
+                            n_perm=args.permutations, n_repeats=args.subsamples)
     for row in summary["scores"]:
         print(f"{row['organ']:9s} {row['generator']:11s} n={row['n_real']}/{row['n_other']}  "
-              f"frechet={row['frechet']:.2f}  c2st_auc={row['c2st_auc']:.3f} "
-              f"[{row['c2st_ci_low']:.3f}, {row['c2st_ci_high']:.3f}]")
+              f"frechet_pca={row['frechet_pca']:.2f} (p={row['frechet_pca_p']:.3g})  "
+              f"c2st_auc={row['c2st_auc']:.3f} (p={row['c2st_auc_p']:.3g})  at {row['n_matched']}/{row['n_matched']}: "
+              f"frechet_pca {row.get('frechet_pca_matched', float('nan')):.2f} "
+              f"vs floor {row.get('frechet_pca_floor', float('nan')):.2f}")
     print(f"results in {args.out}")
     return 0

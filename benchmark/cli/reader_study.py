@@ -10,10 +10,12 @@ EPILOG = """examples:
   # organ task (seed paper Fig 8A): early tumors as close-ups, the reader names the organ
   tumorbench reader-study make data/liver data/pancreas data/kidney --task organ --n-real 15 --out organ_study
 
-  # score two readers' exported answer sheets
-  tumorbench reader-study score study --answers answers_alice.csv answers_bob.csv
+  # score two readers' exported answer sheets; log them for the report of grid "paper_grid"
+  tumorbench reader-study score study --answers answers_alice.csv answers_bob.csv --experiment paper_grid
 
-Send only DIR/reader/ to readers (open index.html in a browser; no server needed). DIR/key.csv is
+Send only DIR/reader/ to readers (open index.html in a browser; no server needed). Each `make`
+draws a new random study id (page header, browser storage key, exported sheets), so two studies
+never share answers. DIR/key.csv is
 the answer key, DIR/gallery.html shows real and synthetic tumors side by side (not blinded)."""
 
 
@@ -37,12 +39,19 @@ def register(subparsers) -> None:
     make.add_argument("--device", default="cpu", help="device for generators")
     make.set_defaults(func=reader_study_make_entry)
     score = inner.add_parser("score", help="score exported answer CSVs against the key",
-                             description="Accuracy, sensitivity/specificity for synthetic tumors (Wilson 95% CIs), "
-                                         "per reader and pooled; writes scores.csv, confusion.csv, scores.png.",
+                             description="Accuracy, sensitivity/specificity for synthetic tumors and confidence ROC AUC "
+                                         "(or per-organ recall), per reader and pooled, for all cases and per generator, "
+                                         "organ and size bin, with 95% CIs and tests against chance; reader agreement "
+                                         "(Cohen's/Fleiss' kappa). Writes scores.csv, agreement.csv, confusion.csv, "
+                                         "scores.png, scores_by_group.png.",
                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     score.add_argument("study", metavar="DIR", help="study folder written by `reader-study make`")
     score.add_argument("--answers", nargs="+", required=True, help="answer CSVs exported from the reader page")
     score.add_argument("--out", default=None, help="output folder (default: DIR)")
+    score.add_argument("--experiment", default=None,
+                       help="also log the scores as an MLflow run (tag tumorbench.kind=reader_study); use the grid's "
+                            "experiment so `tumorbench report` shows them with that grid")
+    score.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     score.set_defaults(func=reader_study_score_entry)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
@@ -62,6 +71,7 @@ def reader_study_make_entry(args) -> int:
 def reader_study_score_entry(args) -> int:
     from benchmark.realism_run import score_reader_study
 
-    table = score_reader_study(args.study, args.answers, args.out)
+    table = score_reader_study(args.study, args.answers, args.out, experiment=args.experiment, seed=args.seed)
+    table = table[table["group"] == "all"].drop(columns=["group", "level", "ci_method"])
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0

@@ -112,3 +112,44 @@ def write_gallery(tumors: Any, path: str | Path, *, per_row: int = 8, outline: b
     tmp.write_text(text)
     tmp.replace(path)
     return path
+
+
+def read_case(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """(Z, rows, cols) int16 stack and payload of a blinded case file ``reader/cases/<id>.js``."""
+    import json
+
+    text = Path(path).read_text()
+    payload = json.loads(text[text.index(", ") + 2: text.rindex(")")])
+    stack = np.frombuffer(base64.b64decode(payload["data"]), "<i2").reshape(payload["shape"])
+    return stack, payload
+
+
+def answers_figure(key: Any, right: dict[str, tuple[int, int]], cases_dir: Path, path: Path,
+                   per_row: int = 6) -> Path | None:
+    """Fig 9 style panel: one row per source (real, then each generator), cases small to large
+    (evenly spaced over radius), each the slice the readers saw first, captioned with its radius
+    and how many readers answered it right (``right``: case_id -> (right, answered))."""
+    from reports.realism_plots import _pyplot, _save
+
+    if "source" not in key or "radius_mm" not in key:
+        return None
+    sources = ["real", *sorted(set(key["source"].astype(str)) - {"real"})]
+    rows = [key[key["source"] == s].sort_values("radius_mm") for s in sources]
+    rows = [r.iloc[np.unique(np.linspace(0, len(r) - 1, min(per_row, len(r))).round().astype(int))] for r in rows if len(r)]
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(rows), per_row, figsize=(1.9 * per_row, 2.2 * len(rows)), squeeze=False)
+    lo = WINDOW[1] - WINDOW[0] / 2
+    for ax_row, frame in zip(axes, rows):
+        ax_row[0].set_ylabel(str(frame["source"].iloc[0]), fontsize=10)
+        for ax, case in zip(ax_row, list(frame.itertuples()) + [None] * per_row):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if case is None:
+                ax.axis("off")
+                continue
+            stack, payload = read_case(cases_dir / f"{case.case_id}.js")
+            ax.imshow(stack[payload["start"]], cmap="gray", vmin=lo, vmax=lo + WINDOW[0],
+                      aspect=payload["pixel_mm"][0] / payload["pixel_mm"][1])
+            ok, n = right.get(case.case_id, (0, 0))
+            ax.set_title(f"{case.case_id}\nr={case.radius_mm:.1f} mm, {ok}/{n} right", fontsize=7)
+    return _save(fig, path)

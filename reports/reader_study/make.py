@@ -12,8 +12,8 @@ Only ``DIR/reader/`` goes to readers.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -69,14 +69,26 @@ def blind_order(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n)
 
 
+def new_study_id() -> str:
+    """A fresh random study id (64 bits from the OS, not from the seed).
+
+    The reader page keeps answers in localStorage under ``tumorbench-reader-<study_id>``; Chromium
+    gives every ``file://`` page one shared storage, so two studies made with the same seed and
+    title would otherwise read (and export) each other's answers.
+    """
+    return secrets.token_hex(8)
+
+
 def write_study(cases: Sequence[StudyCase], out_dir: str | Path, *, task: str, seed: int,
-                title: str = "TumorBench reader study") -> dict[str, Any]:
+                title: str = "TumorBench reader study", extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Shuffle ``cases`` with ``seed`` and write the blinded page, case files and key.
 
     The caller writes into a temporary folder (atomic); this function only fills ``out_dir``.
+    The same seed gives the same cases and order; the study id is new every time.
 
     Returns:
-        The study description (also ``study.json``): task, seed, case ids, study id.
+        The study description (also ``study.json``): study id, task, seed, case ids and
+        ``extra`` (e.g. dataset fingerprints; kept out of the reader page).
     """
     import pandas as pd
 
@@ -93,11 +105,11 @@ def write_study(cases: Sequence[StudyCase], out_dir: str | Path, *, task: str, s
         (out_dir / "reader" / "cases" / f"{case_id}.js").write_text(f"TB_REGISTER({json.dumps(case_id)}, {payload});\n")
         key_rows.append({"case_id": case_id, "truth": case.truth, **case.meta})
         ids.append(case_id)
-    study_id = hashlib.sha256(f"{task}|{seed}|{len(cases)}|{title}".encode()).hexdigest()[:10]
-    study = {"study_id": study_id, "task": task, "seed": seed, "n_cases": len(cases), "cases": ids,
+    study = {"study_id": new_study_id(), "task": task, "seed": seed, "n_cases": len(cases), "cases": ids,
              "title": title, **TASKS[task]}
     page = TEMPLATE.read_text().replace("/*__TB_CONFIG__*/null", json.dumps(study))
     (out_dir / "reader" / "index.html").write_text(page)
     pd.DataFrame(key_rows).to_csv(out_dir / "key.csv", index=False)
-    (out_dir / "study.json").write_text(json.dumps({k: v for k, v in study.items()}, indent=2) + "\n")
+    study.update(extra or {})
+    (out_dir / "study.json").write_text(json.dumps(study, indent=2) + "\n")
     return study
