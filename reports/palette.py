@@ -10,11 +10,11 @@ from typing import Any
 REAL = "real"  # the baseline regime: real tumors, no generator
 REGIMES = (REAL, "hu", "difftumor")  # paper order; other regimes follow alphabetically
 REGIME_LABELS = {REAL: "Real tumors", "hu": "Hu et al. synthetic", "difftumor": "DiffTumor synthetic"}
-# Okabe-Ito (colour-blind safe) without yellow and black, then Paul Tol's "muted" set; every colour
-# reaches >= 3:1 contrast on white (WCAG AA for graphics). The paper's three regimes get blue, orange,
-# bluish green.
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#332288", "#117733",
-           "#882255", "#999933", "#AA4499", "#44AA99", "#661100")
+# Okabe-Ito hues (colour-blind safe) darkened where needed so that every colour reaches >= 3:1 contrast
+# on white (WCAG 2.1 AA, non-text contrast 1.4.11; orange #E69F00 -> #C47F00, sky blue -> #2E8BC0),
+# then Paul Tol's "muted" set. The paper's three regimes get blue, orange, bluish green.
+PALETTE = ("#0072B2", "#C47F00", "#009E73", "#C26E9D", "#2E8BC0", "#D55E00", "#332288", "#117733",
+           "#882255", "#999933", "#AA4499", "#2F8F80", "#661100")
 ORGANS = ("liver", "pancreas", "kidney")
 BACKBONE_LABELS = {"unet": "U-Net", "nnunet": "nnU-Net", "swin_unetr": "Swin UNETR"}
 GT_COLOR = "#FF2D2D"
