@@ -241,6 +241,28 @@ def test_record_csvs_and_mlflow_artifacts(report):
     assert {"per_case.csv", "per_lesion.csv", "paired.csv"} <= names
 
 
+def test_detection_counts_pool_summaries(report):
+    rows = [r for r in read_csv(report, "fig10_patient") if r["Organ"] == "liver" and r["Regime"] == "real"]
+    # real-regime models miss tumors in even-numbered cases and flag a false positive in c5
+    tumor_cases = [c for f in CASES.values() for c in f if c not in ("c2", "c5")]
+    missed = [c for c in tumor_cases if int(c[1:]) % 2 == 0]
+    assert float(rows[0]["TP/(TP+FN)_k"]) == len(tumor_cases) - len(missed)
+    assert int(rows[0]["TP/(TP+FN)_n"]) == len(tumor_cases)
+    assert (float(rows[0]["TN/(TN+FP)_k"]), int(rows[0]["TN/(TN+FP)_n"])) == (1, 2)
+    assert float(rows[0]["sensitivity"]) == pytest.approx(100 * 2 / 4)
+    bins = {r["Radius (mm)"]: r for r in read_csv(report, "fig10_size_bins")
+            if r["Organ"] == "liver" and r["Regime"] == "difftumor"}
+    assert int(bins["0-5"]["hits/n_n"]) + int(bins["5-10"]["hits/n_n"]) == int(bins["all"]["hits/n_n"]) == len(tumor_cases)
+    assert float(bins["0-5"]["sensitivity"]) == 100.0 and bins["10-15"]["sensitivity"] == ""
+    real_all = [r for r in read_csv(report, "fig10_size_bins") if r["Organ"] == "liver" and r["Regime"] == "real"
+                and r["Radius (mm)"] == "all"][0]
+    assert float(real_all["sensitivity"]) == 50.0 and float(real_all["sensitivity 95% CI_lo"]) == pytest.approx(15.0039, abs=1e-3)
+    demo = {r["Group"]: r for r in read_csv(report, "fig14_demographics") if r["Organ"] == "liver" and r["Regime"] == "real"}
+    # tumor-wise by sex: M = c0, c4 (both missed by the real model), F = c1, c3 (both hit); c3 is 69 years old
+    assert (demo["sex M"]["hits/n_k"], demo["sex M"]["hits/n_n"], demo["sex F"]["hits/n_k"]) == ("0.0", "2", "2.0")
+    assert demo["age 60-69"]["sensitivity"] == "100.0" and demo["sex M"]["tumor DSC"] == "0.0"
+
+
 def test_hardest_cases_and_figures(report):
     rows = read_csv(report, "fig16_hardest")
     means = [float(r["mean tumor DSC"]) for r in rows]

@@ -90,15 +90,15 @@ def test_paired_comparison_matches_hand_computation():
 
 
 def test_paired_bootstrap_ci_and_wilcoxon_by_hand():
-    """diffs 0,0,0,10,10,10: bootstrap mean = 10·Binomial(6, 1/2)/6, so P(mean = 0) = 1/64 < 2.5 % <
-    P(mean <= 10/6) = 7/64: the 95 % percentile CI is [10/6, 50/6]. Wilcoxon: 3 non-zero diffs, all
-    positive -> exact two-sided p = 2/2^3 = 0.25."""
-    a = {f"c{i}": v for i, v in enumerate([50.0, 60.0, 70.0, 40.0, 30.0, 20.0])}
-    b = {k: v + (10.0 if i >= 3 else 0.0) for i, (k, v) in enumerate(a.items())}
+    """diffs 0,0,0,0,10,10,10,10: a bootstrap mean is 10·Binomial(8, 1/2)/8, with P(<= 0) = 1/256 <
+    2.5 % < P(<= 10/8) = 9/256, so the 95 % percentile CI is [10/8, 70/8] (a 90 % CI would start at
+    20/8). Wilcoxon: 4 non-zero diffs, all positive -> exact two-sided p = 2/2^4 = 0.125."""
+    a = {f"c{i}": v for i, v in enumerate([50.0, 60.0, 70.0, 40.0, 30.0, 20.0, 10.0, 80.0])}
+    b = {k: v + (10.0 if i >= 4 else 0.0) for i, (k, v) in enumerate(a.items())}
     cmp = paired_comparison(a, b, np.random.default_rng(1), n_boot=20000)
-    assert cmp.n == 6 and cmp.mean_diff == pytest.approx(5.0)
-    assert cmp.ci == pytest.approx((10 / 6, 50 / 6))
-    assert cmp.p_value == pytest.approx(0.25)
+    assert cmp.n == 8 and cmp.mean_diff == pytest.approx(5.0)
+    assert cmp.ci == pytest.approx((10 / 8, 70 / 8))
+    assert cmp.p_value == pytest.approx(0.125)
     # diffs 1..5 and -6: W- = 6; subsets of {1..6} with rank sum <= 6: 14 of 64 -> p = 2 * 14 / 64
     assert wilcoxon_p(np.zeros(6), np.array([1.0, 2, 3, 4, 5, -6])) == pytest.approx(28 / 64)
     # five pairs all in one direction: the smallest two-sided p there is (the issue's per-fold floor)
