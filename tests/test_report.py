@@ -250,6 +250,8 @@ def test_detection_counts_pool_summaries(report):
     assert int(rows[0]["TP/(TP+FN)_n"]) == len(tumor_cases)
     assert (float(rows[0]["TN/(TN+FP)_k"]), int(rows[0]["TN/(TN+FP)_n"])) == (1, 2)
     assert float(rows[0]["sensitivity"]) == pytest.approx(100 * 2 / 4)
+    diff = [r for r in read_csv(report, "fig10_patient") if r["Organ"] == "liver" and r["Regime"] == "difftumor"][0]
+    assert (float(diff["TN/(TN+FP)_k"]), float(diff["specificity"])) == (2.0, 100.0)  # no false positive
     bins = {r["Radius (mm)"]: r for r in read_csv(report, "fig10_size_bins")
             if r["Organ"] == "liver" and r["Regime"] == "difftumor"}
     assert int(bins["0-5"]["hits/n_n"]) + int(bins["5-10"]["hits/n_n"]) == int(bins["all"]["hits/n_n"]) == len(tumor_cases)

@@ -111,15 +111,17 @@ def test_page_loads_without_console_errors_and_every_image_loads(rendered, brows
 
 
 def test_sorting_by_mouse(rendered, browser):
+    """Clicks on a header sort numerically (25 < 50 < 75 < 100, which text order would get wrong)."""
     browser.open(rendered.as_uri())
-    header = "document.querySelector('table[data-table=\"table4_liver\"]').tHead.rows[0].cells[%d].querySelector('button')"
-    index = browser.js(COLUMN % ("table4_liver", "mean"))["index"]
-    browser.click(header % index)
-    col = browser.js(COLUMN % ("table4_liver", "mean"))
-    assert col["sort"] == "ascending" and _numbers(col["keys"]) == sorted(_numbers(col["keys"])) and len(col["keys"]) == 4
-    browser.click(header % index)
-    col = browser.js(COLUMN % ("table4_liver", "mean"))
-    assert col["sort"] == "descending" and _numbers(col["keys"]) == sorted(_numbers(col["keys"]), reverse=True)
+    table, name = "table3_unet", "→ pancreas"
+    header = "document.querySelector('table[data-table=\"%s\"]').tHead.rows[0].cells[%d].querySelector('button')"
+    index = browser.js(COLUMN % (table, name))["index"]
+    browser.click(header % (table, index))
+    col = browser.js(COLUMN % (table, name))
+    assert col["sort"] == "ascending" and _numbers(col["keys"]) == [25.0, 50.0, 75.0, 100.0]
+    browser.click(header % (table, index))
+    col = browser.js(COLUMN % (table, name))
+    assert col["sort"] == "descending" and _numbers(col["keys"]) == [100.0, 75.0, 50.0, 25.0]
     assert browser.errors() == []
 
 
