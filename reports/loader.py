@@ -52,22 +52,21 @@ class Cell(RunInfo):
     def regime(self) -> str:
         return self.tags.get("regime", self.params.get("regime", "?"))
 
-    @property
-    def fold(self) -> int:
-        value = self.tags.get("fold", self.params.get("fold", ""))
+    def _integer(self, name: str, default: str) -> int:
+        value = self.tags.get(name, self.params.get(name, default))
         try:
             return int(value)
         except ValueError:
-            raise InputError(f"MLflow run {self.run_id}: tag 'fold' is {value!r}, expected an integer") from None
+            raise InputError(f"MLflow run {self.run_id}: {name!r} is {value!r}, expected an integer") from None
+
+    @property
+    def fold(self) -> int:
+        return self._integer("fold", "")
 
     @property
     def seed(self) -> int:
         """Training seed (MLflow param ``seed``); runs that predate the param count as seed 0."""
-        value = self.params.get("seed", self.tags.get("seed", "0"))
-        try:
-            return int(value)
-        except ValueError:
-            raise InputError(f"MLflow run {self.run_id}: param 'seed' is {value!r}, expected an integer") from None
+        return self._integer("seed", "0")
 
     @property
     def source_organ(self) -> str:

@@ -41,6 +41,17 @@ class Recorder(DevTools):
             self.events.append(message)
         return message
 
+    def __enter__(self) -> "Recorder":
+        try:
+            self.attach_page()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def errors(self) -> list[str]:
         out = []
         for event in self.events:
@@ -85,12 +96,8 @@ def rendered(tmp_path_factory):
 
 @pytest.fixture
 def browser(tmp_path):
-    tools = Recorder(tmp_path / "profile")
-    try:
-        tools.attach_page()
+    with Recorder(tmp_path / "profile") as tools:
         yield tools
-    finally:
-        tools.close()
 
 
 def _numbers(keys: list[str]) -> list[float]:
