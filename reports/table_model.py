@@ -109,11 +109,6 @@ def _tex(text: str) -> str:
     return "".join(_TEX_ESCAPES.get(ch, ch) for ch in str(text))
 
 
-def mean_of(values: list[float | None]) -> float | None:
-    vals = [v for v in values if not is_missing(v)]
-    return sum(vals) / len(vals) if vals else None
-
-
 def pct(value: float | None) -> float | None:
     """Fraction in [0, 1] (as logged in MLflow / summary.json) -> percent; missing stays None."""
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else 100.0 * float(value)
