@@ -36,19 +36,20 @@ def _combos(frame: pd.DataFrame):
 
 def detection_table(per_lesion: pd.DataFrame) -> tuple[ReportTable, dict]:
     """Tumor-wise sensitivity per radius bin and over all stages; also returns the plot data."""
+    lesions = main_results(per_lesion)
+    several = lesions.seed.nunique() > 1
     columns = [Column(n, "key", "text") for n in ("Organ", "Backbone", "Regime", "Radius (mm)")]
-    columns += _proportion_columns("sensitivity", "hits/n") + [Column("seed sd", "stat")]
+    columns += _proportion_columns("sensitivity", "hits/n") + ([Column("seed sd", "stat")] if several else [])
     table = ReportTable("fig10_size_bins", "Fig 10 style — tumor detection by size",
                         "Tumor-wise (lesion-wise) sensitivity (%) per equivalent-sphere radius bin and over all "
                         "stages, hits and n (reference lesions) pooled over test folds; Wilson 95% CI.", columns)
     data = {}
-    lesions = main_results(per_lesion)
     for organ, backbone, regime, rows in _combos(lesions):
         stats = {name: proportion(rows[rows.size_bin == name]) for name in SIZE_BINS}
         stats[ALL_STAGES] = proportion(rows)
         data[(organ, backbone, regime)] = stats
         for name, value in stats.items():
-            table.rows.append([organ, backbone, regime, name, *_cells(value), value["seed_sd"]])
+            table.rows.append([organ, backbone, regime, name, *_cells(value)] + ([value["seed_sd"]] if several else []))
     table.notes += seeds_note(lesions)
     return table, data
 

@@ -178,3 +178,32 @@ def test_disagreement_ranks_detection_splits_highest():
     assert disagreement({"a": hit, "b": miss}) == pytest.approx(2.8)
     assert disagreement({"a": hit, "b": close}) == pytest.approx(0.1)
     assert disagreement({"a": hit}) == 0.0
+
+
+def test_paired_table_every_pair_any_regime_names_seeds_averaged():
+    """3 regimes (one a plug-in name) x 2 organs x 2 metrics -> 12 comparisons, one Holm family;
+    a case's two seeds are averaged before pairing (no pseudo-replication)."""
+    import pandas as pd
+
+    from reports.inference import paired_table
+    from reports.records import CASE_COLUMNS
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for organ in ("liver", "pancreas"):
+        for regime, shift, seeds in (("real", 0.0, (0,)), ("hu", 0.05, (0,)), ("my_generator", 0.1, (0, 1))):
+            for i in range(8):
+                for seed in seeds:
+                    dsc = 0.5 + shift + 0.01 * i + (0.2 if seed else 0.0) + rng.normal(0, 0.01)
+                    rows.append({"case_id": f"{organ}{i}", "fold": i % 2, "organ": organ, "backbone": "unet",
+                                 "regime": regime, "seed": seed, "source_organ": organ, "model_organ": organ,
+                                 "has_tumor": True, "tumor_dsc": dsc, "tumor_nsd": dsc})
+    frame = pd.DataFrame(rows, columns=CASE_COLUMNS)
+    table = paired_table(frame, seed=0, n_boot=200)
+    assert len(table.rows) == 12
+    assert {(r[3], r[4]) for r in table.rows} == {("real", "hu"), ("real", "my_generator"), ("hu", "my_generator")}
+    assert [r[10] for r in table.rows] == pytest.approx(holm([r[9] for r in table.rows]))
+    row = next(r for r in table.rows if r[:5] == ["liver", "unet", "DSC", "real", "my_generator"])
+    mine = frame[(frame.organ == "liver") & (frame.regime == "my_generator")].groupby("case_id").tumor_dsc.mean()
+    real = frame[(frame.organ == "liver") & (frame.regime == "real")].set_index("case_id").tumor_dsc
+    assert row[7] == pytest.approx(100 * (mine - real).mean()) and row[11] == 8 and row[12] == 2
