@@ -1,16 +1,22 @@
 """`tumorbench report`: assemble every section from MLflow + result files into an HTML folder.
 
-Output: ``OUT/index.html``, ``OUT/img/*.png``, ``OUT/tables/*.csv|*.tex``, ``OUT/realism/`` (optional).
-The folder is built in a temp directory and swapped in at the end, so a failure leaves the old
-report untouched."""
+Output: ``OUT/index.html``, ``OUT/img/*.png``, ``OUT/tables/*.csv|*.tex`` (including the pooled
+``per_case.csv`` and ``per_lesion.csv``), ``OUT/realism/`` (optional). The folder is built in a temp
+directory and swapped in at the end, so a failure leaves the old report untouched. The record CSVs
+and the paired-test table are also logged as artifacts of a run tagged ``tumorbench.kind=report`` in
+the grid's experiment (``ReportOptions.log_to_mlflow``)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from reports import detection, plots, provenance, qualitative, tables
+import pandas as pd
+
+from reports import detection, inference, plots, provenance, qualitative, records, tables
 from reports.html import Section, provenance_html, render_index
 from reports.loader import GridData, expected_cells, load_grid
+from reports.palette import regime_colors
 from reports.paper import load_paper_results
 from reports.realism_report import realism_section
 
@@ -27,28 +33,36 @@ class ReportOptions:
     ui_url: str = DEFAULT_UI
     qualitative_cases: int = 3
     hardest_cases: int = 10
-    seed: int = 0  # bootstrap seed (Table 7)
+    seed: int = 0  # bootstrap seed (paired CIs, ranking)
     n_boot: int = 2000
+    log_to_mlflow: bool = True  # log the per-case/per-lesion CSVs as a tumorbench.kind=report run
 
 
-def _metric_sections(grid: GridData, expected, paper, opts: ReportOptions, img: Path) -> list[Section]:
-    t3 = [tables.table3(grid, paper, expected, b) for b in tables.axis(grid, expected, 1)]
+def _metric_sections(grid: GridData, expected, paper, opts: ReportOptions, img: Path, per_case: pd.DataFrame,
+                     per_lesion: pd.DataFrame) -> list[Section]:
+    colors = regime_colors(set(grid.values("regime")) | set(per_case.regime))
+    backbones = sorted(set(tables.axis(grid, expected, 1)) | set(per_lesion.backbone))
+    t3 = [tables.table3(grid, per_lesion, paper, expected, b) for b in backbones]
     folds = [tables.fold_table(grid, paper, expected, o) for o in tables.axis(grid, expected, 0)]
-    t7 = tables.table7(grid, paper, expected, opts.seed, opts.n_boot)
-    det_table, det_data = detection.detection_table(grid, expected)
-    demo_table, demo_data = detection.demographics_table(grid, expected)
-    det_fig = plots.detection_figure(det_data, img / "fig10_detection.png")
-    demo_fig = plots.demographics_figure(demo_data, img / "fig14_demographics.png")
+    seeds = inference.seeds_table(per_case)
+    paired = [inference.paired_table(per_case, opts.seed, opts.n_boot),
+              inference.ranking_table(per_case, opts.seed, opts.n_boot)] + ([seeds] if seeds else [])
+    det_table, det_data = detection.detection_table(per_lesion)
+    det_table.missing += records.without_summary(grid)
+    demo_table, demo_data = detection.demographics_table(per_case, per_lesion)
     return [
-        Section("table3", "Table 3", "Cross-organ early-tumor sensitivity", "Can a model trained on one "
-                "organ's (real or synthetic) tumors detect early tumors (radius ≤ 10 mm) in other organs?", t3),
+        Section("table3", "Table 3", "Cross-organ early-tumor sensitivity (source → target)", "Can tumors "
+                "from one organ (real, or made by that organ's generator) teach a model to find early tumors "
+                "(radius ≤ 10 mm) in another organ?", t3),
         Section("folds", "Tables 4–6", "Tumor segmentation per fold (DSC, NSD)", "Real vs synthetic "
-                "training per organ and backbone.", folds),
-        Section("table7", "Table 7", "Real vs Hu vs DiffTumor, paired", "", [t7]),
+                "training per organ and backbone, next to the paper's per-fold values.", folds),
+        Section("paired", "Paired tests", "Regimes compared on pooled test cases", "Every regime pair per "
+                "organ × backbone on the same test cases pooled over folds, Holm-adjusted; ranking stability "
+                "by bootstrap; seed-to-seed variation when the grid has several seeds.", paired),
         Section("detection", "Fig 10", "Detection by tumor size and patient-level detection", "",
-                [det_table, detection.patient_table(grid, expected)], [f for f in [det_fig] if f]),
+                [det_table, detection.patient_table(per_case)], plots.detection_figures(det_data, img, colors)),
         Section("demographics", "Fig 14", "Performance by age and sex", "", [demo_table],
-                [f for f in [demo_fig] if f]),
+                plots.demographics_figures(demo_data, img, colors)),
     ]
 
 
@@ -83,11 +97,43 @@ def _provenance_section(grid: GridData, expected, opts: ReportOptions, grid_file
     return Section("provenance", "Provenance", "Run provenance", "", html=provenance_html(prov, files, unfinished)), prov
 
 
-def _write(folder: Path, sections: list[Section], prov: dict, n_cells: int) -> None:
+RECORD_FILES = ("per_case.csv", "per_lesion.csv")
+
+
+def _write(folder: Path, sections: list[Section], prov: dict, n_cells: int, frames, regimes) -> None:
+    from benchmark.io import write_text_atomic
+
+    (folder / "tables").mkdir(parents=True, exist_ok=True)
+    for name, frame in zip(RECORD_FILES, frames):
+        write_text_atomic(folder / "tables" / name, frame.to_csv(index=False))
     for section in sections:
         for table in section.tables:
             table.write(folder / "tables")
-    render_index(folder, sections, prov, n_cells)
+    render_index(folder, sections, prov, n_cells, regimes)
+
+
+@contextmanager
+def _report_run(grid: GridData, opts: ReportOptions):
+    """A ``tumorbench.kind=report`` run in the grid's experiment (None when logging is off)."""
+    if not opts.log_to_mlflow:
+        yield None
+        return
+    client = grid.client()
+    run = client.create_run(grid.experiment_id, run_name="report", tags={"tumorbench.kind": "report"})
+    try:
+        client.log_param(run.info.run_id, "bootstrap_seed", opts.seed)
+        client.log_param(run.info.run_id, "n_boot", opts.n_boot)
+        yield run.info.run_id
+    except BaseException:
+        client.set_terminated(run.info.run_id, "FAILED")
+        raise
+    client.set_terminated(run.info.run_id, "FINISHED")
+
+
+def _log_artifacts(grid: GridData, run_id: str | None, folder: Path) -> None:
+    if run_id:
+        for name in (*RECORD_FILES, "paired.csv", "ranking.csv"):
+            grid.client().log_artifact(run_id, str(folder / "tables" / name))
 
 
 def build_report(out: str | Path, options: ReportOptions = ReportOptions(), open_browser: bool = False,
@@ -111,9 +157,10 @@ def build_report(out: str | Path, options: ReportOptions = ReportOptions(), open
     paper = load_paper_results()
     out = Path(out)
     steps = tqdm(total=4, desc="report", disable=not progress)
-    with atomic_dir(out) as tmp:
+    per_case, per_lesion = records.collect(grid)
+    with _report_run(grid, options) as run_id, atomic_dir(out) as tmp:
         img = tmp / "img"
-        sections = _metric_sections(grid, expected, paper, options, img)
+        sections = _metric_sections(grid, expected, paper, options, img, per_case, per_lesion)
         steps.update()
         sections += [Section("curves", "Curves", "Training curves", "", figures=plots.training_curves(grid, img))]
         steps.update()
@@ -121,7 +168,10 @@ def build_report(out: str | Path, options: ReportOptions = ReportOptions(), open
         steps.update()
         realism = realism_section(grid, options.realism_dir, tmp)
         prov_section, prov = _provenance_section(grid, expected, options, grid_files)
-        _write(tmp, sections + ([realism] if realism else []) + [prov_section], prov, len(grid.cells))
+        prov["report_run"] = run_id
+        _write(tmp, sections + ([realism] if realism else []) + [prov_section], prov, len(grid.cells),
+               (per_case, per_lesion), sorted(set(grid.values("regime")) | set(per_case.regime)))
+        _log_artifacts(grid, run_id, tmp)
         steps.update()
     steps.close()
     index = out / "index.html"

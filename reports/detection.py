@@ -1,109 +1,105 @@
 """Fig 10 (detection by tumor size, patient-level), Fig 14 (demographics) and Fig 16 (hardest
-cases) tables. Counts are pooled over folds from each cell's summary.json (validation folds are
-disjoint, so pooling covers every case once); per-fold MLflow metrics are the fallback."""
+cases) tables. Counts are pooled over test folds from the per-case / per-lesion records (test folds
+are disjoint, so pooling covers every case once); every proportion has a Wilson 95 % CI and its n."""
 from __future__ import annotations
+
+import pandas as pd
 
 from reports.loader import GridData
 from reports.palette import sort_regimes
-from reports.table_model import Column, ReportTable, mean_of, pct
-from reports.tables import axis, missing_notes
+from reports.records import AGE_GROUPS, main_results, proportion, seed_mean
+from reports.stats import mean_sd
+from reports.table_model import Column, ReportTable
+from reports.tables import ordered_organs, seeds_note
 
 SIZE_BINS = ("0-5", "5-10", "10-15", "15-20", "20+")
-BIN_METRICS = {"0-5": "sens_0_5", "5-10": "sens_5_10", "10-15": "sens_10_15", "15-20": "sens_15_20",
-               "20+": "sens_20_inf"}
-AGE_GROUPS = {"<50": "lt50", "50-59": "50_59", "60-69": "60_69", "70+": "70p"}
+ALL_STAGES = "all"
 SEXES = ("M", "F")
 
 
-def groups(grid: GridData):
-    """(organ, backbone, regime, cells) for every combination with at least one finished cell."""
-    for organ in grid.values("organ"):
-        for backbone in grid.values("backbone"):
-            for regime in sort_regimes(grid.values("regime")):
-                cells = [c for k, c in sorted(grid.cells.items()) if k[:3] == (organ, backbone, regime)]
-                if cells:
-                    yield organ, backbone, regime, cells
+def _proportion_columns(name: str, count: str) -> list[Column]:
+    return [Column(name), Column(f"{name} 95% CI", "stat", "range"), Column(count, "stat", "ratio")]
 
 
-def size_bin_stats(grid: GridData, cells) -> dict[str, dict]:
-    """bin -> {n, detected, sensitivity (%)} pooled over the cells' summaries (metric mean fallback)."""
-    out = {}
-    summaries = [grid.summary(c) for c in cells]
-    for name in SIZE_BINS:
-        bins = [s["size_bins"].get(name) for s in summaries if s and s.get("size_bins")]
-        n = sum(int(b["n"]) for b in bins if b)
-        det = sum(int(b["detected"]) for b in bins if b)
-        if bins and len(bins) == len(cells):
-            out[name] = {"n": n, "detected": det, "sensitivity": 100.0 * det / n if n else None}
-        else:
-            out[name] = {"n": None, "detected": None,
-                         "sensitivity": mean_of([pct(c.metrics.get(BIN_METRICS[name])) for c in cells])}
-    return out
+def _cells(stats: dict) -> list:
+    return [stats["value"], stats["ci"], (stats["k"], stats["n"]) if stats["n"] else None]
 
 
-def detection_table(grid: GridData, expected: list[tuple]) -> tuple[ReportTable, dict]:
-    """Sensitivity per radius bin per organ/backbone/regime; also returns the data for the plot."""
-    columns = [Column(n, "key", "text") for n in ("Organ", "Backbone", "Regime")]
-    for name in SIZE_BINS:
-        columns += [Column(f"sens r {name} mm"), Column(f"n r {name} mm", "stat", "int")]
+def _combos(frame: pd.DataFrame):
+    """(organ, backbone, regime, rows) for every combination present in ``frame``."""
+    for organ in ordered_organs(frame.organ.unique()):
+        for backbone in sorted(frame[frame.organ == organ].backbone.unique()):
+            sel = frame[(frame.organ == organ) & (frame.backbone == backbone)]
+            for regime in sort_regimes(sel.regime.unique()):
+                yield organ, backbone, regime, sel[sel.regime == regime]
+
+
+def detection_table(per_lesion: pd.DataFrame) -> tuple[ReportTable, dict]:
+    """Tumor-wise sensitivity per radius bin and over all stages; also returns the plot data."""
+    lesions = main_results(per_lesion)
+    several = lesions.seed.nunique() > 1
+    columns = [Column(n, "key", "text") for n in ("Organ", "Backbone", "Regime", "Radius (mm)")]
+    columns += _proportion_columns("sensitivity", "hits/n") + ([Column("seed sd", "stat")] if several else [])
     table = ReportTable("fig10_size_bins", "Fig 10 style — tumor detection by size",
-                        "Lesion-wise sensitivity (%) by equivalent-sphere radius bin (mm), pooled over "
-                        "folds; n = number of ground-truth lesions in the bin.", columns)
+                        "Tumor-wise (lesion-wise) sensitivity (%) per equivalent-sphere radius bin and over all "
+                        "stages, hits and n (reference lesions) pooled over test folds; Wilson 95% CI.", columns)
     data = {}
-    for organ, backbone, regime, cells in groups(grid):
-        stats = size_bin_stats(grid, cells)
+    for organ, backbone, regime, rows in _combos(lesions):
+        stats = {name: proportion(rows[rows.size_bin == name]) for name in SIZE_BINS}
+        stats[ALL_STAGES] = proportion(rows)
         data[(organ, backbone, regime)] = stats
-        row = [organ, backbone, regime]
-        for name in SIZE_BINS:
-            row += [stats[name]["sensitivity"], stats[name]["n"]]
-        table.rows.append(row)
-    table.missing = missing_notes(grid, expected, lambda k: True)
+        for name, value in stats.items():
+            table.rows.append([organ, backbone, regime, name, *_cells(value)] + ([value["seed_sd"]] if several else []))
+    table.notes += seeds_note(lesions)
     return table, data
 
 
-def patient_table(grid: GridData, expected: list[tuple]) -> ReportTable:
-    """Patient-level sensitivity/specificity from pooled tp/fn/tn/fp (fallback: metric mean)."""
+def patient_table(per_case: pd.DataFrame) -> ReportTable:
+    """Patient-level sensitivity and specificity, counts pooled over test folds, Wilson CIs."""
     columns = [Column(n, "key", "text") for n in ("Organ", "Backbone", "Regime")]
-    columns += [Column("sensitivity"), Column("specificity")]
-    columns += [Column(n, "stat", "int") for n in ("TP", "FN", "TN", "FP")]
+    columns += _proportion_columns("sensitivity", "TP/(TP+FN)") + _proportion_columns("specificity", "TN/(TN+FP)")
     table = ReportTable("fig10_patient", "Patient-level detection",
-                        "A patient is positive when the model predicts any tumor; sensitivity over "
-                        "patients with a tumor, specificity over tumor-free patients (%).", columns)
-    for organ, backbone, regime, cells in groups(grid):
-        patients = [(grid.summary(c) or {}).get("patient") for c in cells]
-        if all(p and all(p.get(k) is not None for k in ("tp", "fn", "tn", "fp")) for p in patients):
-            tp, fn, tn, fp = (sum(int(p[k]) for p in patients) for k in ("tp", "fn", "tn", "fp"))
-            sens = 100.0 * tp / (tp + fn) if tp + fn else None
-            spec = 100.0 * tn / (tn + fp) if tn + fp else None
-        else:
-            tp = fn = tn = fp = None
-            sens = mean_of([pct(c.metrics.get("patient_sensitivity")) for c in cells])
-            spec = mean_of([pct(c.metrics.get("patient_specificity")) for c in cells])
-        table.rows.append([organ, backbone, regime, sens, spec, tp, fn, tn, fp])
-    table.missing = missing_notes(grid, expected, lambda k: True)
+                        "A patient is positive when the model predicts any tumor; sensitivity over patients "
+                        "with a tumor, specificity over tumor-free patients (%), pooled over test folds, "
+                        "Wilson 95% CI.", columns)
+    cases = main_results(per_case).dropna(subset=["has_tumor", "pred_has_tumor"]).copy()
+    cases["negative_call"] = ~cases.pred_has_tumor.astype(bool)
+    for organ, backbone, regime, rows in _combos(cases):
+        tumor = rows.has_tumor.astype(bool)
+        table.rows.append([organ, backbone, regime, *_cells(proportion(rows[tumor], "pred_has_tumor")),
+                           *_cells(proportion(rows[~tumor], "negative_call"))])
     return table
 
 
-def demographics_table(grid: GridData, expected: list[tuple]) -> tuple[ReportTable, dict]:
-    """Tumor DSC and sensitivity by age group and sex (mean over folds of the MLflow metrics)."""
+def _demographic_groups(frame: pd.DataFrame):
+    for group in AGE_GROUPS:
+        yield f"age {group}", frame.age_group == group
+    for sex in SEXES:
+        yield f"sex {sex}", frame.sex == sex
+
+
+def demographics_table(per_case: pd.DataFrame, per_lesion: pd.DataFrame) -> tuple[ReportTable, dict]:
+    """Fig 14: tumor-wise sensitivity and tumor DSC per age group and sex, pooled over test folds."""
     columns = [Column(n, "key", "text") for n in ("Organ", "Backbone", "Regime", "Group")]
-    columns += [Column("tumor DSC"), Column("sensitivity"), Column("n patients", "stat", "int")]
+    columns += _proportion_columns("sensitivity", "hits/n") + [Column("tumor DSC"), Column("DSC sd", "stat"),
+                                                                Column("n tumor cases", "stat", "int")]
     table = ReportTable("fig14_demographics", "Fig 14 style — performance by age and sex",
-                        "Tumor DSC and patient-level sensitivity (%) per demographic group, mean over "
-                        "folds of the per-fold values; n = patients pooled over folds.", columns)
+                        "Tumor-wise sensitivity (%) of the lesions of the group's patients (Wilson 95% CI) and "
+                        "mean per-case tumor DSC (%) over the group's cases with a tumor, pooled over test "
+                        "folds (seeds averaged per case).", columns)
+    lesions, cases = main_results(per_lesion), main_results(per_case)
     data = {}
-    for organ, backbone, regime, cells in groups(grid):
-        summaries = [grid.summary(c) or {} for c in cells]
-        group_names = [("age", g, suffix) for g, suffix in AGE_GROUPS.items()] + [("sex", s, s) for s in SEXES]
-        for kind, label, suffix in group_names:
-            dsc = mean_of([pct(c.metrics.get(f"tumor_dsc_{kind}_{suffix}")) for c in cells])
-            sens = mean_of([pct(c.metrics.get(f"sensitivity_{kind}_{suffix}")) for c in cells])
-            counts = [s.get("demographics", {}).get(kind, {}).get(label, {}).get("n") for s in summaries]
-            n = sum(int(v) for v in counts if v is not None) if any(v is not None for v in counts) else None
-            name = f"age {label}" if kind == "age" else f"sex {label}"
-            data[(organ, backbone, regime, name)] = {"dsc": dsc, "sens": sens, "n": n}
-            table.rows.append([organ, backbone, regime, name, dsc, sens, n])
-    table.missing = missing_notes(grid, expected, lambda k: True)
+    for organ, backbone, regime, rows in _combos(lesions):
+        case_rows = cases[(cases.organ == organ) & (cases.backbone == backbone) & (cases.regime == regime)]
+        tumor_cases = case_rows[case_rows.has_tumor.fillna(False).astype(bool)]
+        for name, mask in _demographic_groups(rows):
+            sens = proportion(rows[mask])
+            group_cases = tumor_cases[dict(_demographic_groups(tumor_cases))[name]]
+            dsc = 100.0 * seed_mean(group_cases, "tumor_dsc")
+            mean, sd = mean_sd(dsc.tolist())
+            data[(organ, backbone, regime, name)] = {"sens": sens, "dsc": mean, "dsc_sd": sd, "n": len(dsc)}
+            table.rows.append([organ, backbone, regime, name, *_cells(sens), mean, sd, len(dsc)])
+    table.notes += seeds_note(lesions)
     return table, data
 
 

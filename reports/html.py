@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reports.palette import REGIMES, is_missing, regime_color, regime_label
+from reports.palette import MISSING, is_missing, regime_colors, regime_label, sort_regimes
 from reports.plots import Figure
 from reports.table_model import ReportTable
 
@@ -22,11 +22,11 @@ tracking URI <code>{{ p.tracking_uri }}</code>; cells ran {{ p.first_start }} â†
 <p class="caption">Parent run <a href="{{ g.url }}">{{ g.name }}</a> ({{ g.status }}, started {{ g.started }}, {{ g.duration }}) â€” <code>runs:/{{ g.run_id }}</code>, grid.toml:</p>
 <pre>{{ g.text or "grid.toml artifact not found" }}</pre>
 {% endfor %}
-{% if p.versions %}<h3>Versions logged with the runs</h3><table class="tb"><tr><th>key</th><th>values</th></tr>
+{% if p.versions %}<h3>Versions logged with the runs</h3><table class="tb"><caption>Version tags and params of the runs</caption><tr><th scope="col">key</th><th scope="col">values</th></tr>
 {% for k, v in p.versions.items() %}<tr><td>{{ k }}</td><td>{{ v|join(", ") }}</td></tr>{% endfor %}</table>{% endif %}
-<h3>Report environment</h3><table class="tb"><tr>{% for k in p.environment %}<th>{{ k }}</th>{% endfor %}</tr>
+<h3>Report environment</h3><table class="tb"><caption>Machine that rendered this report</caption><tr>{% for k in p.environment %}<th scope="col">{{ k }}</th>{% endfor %}</tr>
 <tr>{% for v in p.environment.values() %}<td>{{ v }}</td>{% endfor %}</tr></table>
-<h3>Cells</h3><div class="scroll"><table class="tb sortable"><thead><tr><th>cell</th><th>run (MLflow UI)</th><th>URI</th><th>git commit</th>
+<h3>Cells</h3><div class="scroll"><table class="tb sortable"><caption>One row per finished cell run</caption><thead><tr><th>cell</th><th>run (MLflow UI)</th><th>URI</th><th>git commit</th>
 <th>device</th><th>preset</th><th>cell hash</th><th>started</th><th>duration</th></tr></thead><tbody>
 {% for c in p.cells %}<tr><td data-sort="{{ c.cell }}">{{ c.cell }}</td><td data-sort="{{ c.run_id }}"><a href="{{ c.url }}">{{ c.run_id[:12] }}</a></td>
 <td data-sort="{{ c.runs_uri }}"><code>{{ c.runs_uri }}</code></td><td data-sort="{{ c.git_commit }}">{{ c.git_commit[:12] }}</td>
@@ -37,7 +37,7 @@ tracking URI <code>{{ p.tracking_uri }}</code>; cells ran {{ p.first_start }} â†
 """
 
 REALISM_HTML = """
-{% for name, rows in csv_tables %}<h3>{{ name }}</h3><div class="scroll"><table class="tb sortable">
+{% for name, rows in csv_tables %}<h3>{{ name }}</h3><div class="scroll"><table class="tb sortable"><caption>{{ name }}</caption>
 <thead><tr>{% for h in rows[0] %}<th>{{ h }}</th>{% endfor %}</tr></thead><tbody>
 {% for r in rows[1:] %}<tr>{% for v in r %}<td data-sort="{{ v }}">{{ v }}</td>{% endfor %}</tr>{% endfor %}</tbody></table></div>{% endfor %}
 """
@@ -65,7 +65,7 @@ def _env():
 def table_context(table: ReportTable) -> dict[str, Any]:
     cells = []
     for raw, text, sort in zip(table.rows, table.formatted(), table.sort_keys()):
-        cells.append([{"text": t, "sort": s, "cls": c.kind + (" missing" if t == "â€”" else "")}
+        cells.append([{"text": t, "sort": s, "cls": c.kind + (" missing" if t == MISSING else "")}
                       for t, s, c in zip(text, sort, table.columns)])
     return {"key": table.key, "title": table.title, "caption": table.caption, "columns": table.columns,
             "cells": cells, "notes": table.notes, "missing": table.missing}
@@ -94,8 +94,8 @@ def _short(value: str) -> str:
     return value if is_missing(number) or number == int(number) else f"{number:.4g}"
 
 
-def render_index(out_dir: Path, sections: list[Section], prov: dict, n_cells: int) -> Path:
-    """Write ``out_dir/index.html``; figure paths become relative links."""
+def render_index(out_dir: Path, sections: list[Section], prov: dict, n_cells: int, regimes=()) -> Path:
+    """Write ``out_dir/index.html``; figure paths become relative links; ``regimes`` make the legend."""
     from benchmark.io import write_text_atomic
 
     ctx_sections = []
@@ -104,7 +104,8 @@ def render_index(out_dir: Path, sections: list[Section], prov: dict, n_cells: in
                    for f in s.figures]
         ctx_sections.append({"id": s.id, "nav": s.nav, "title": s.title, "intro": s.intro, "notes": s.notes,
                              "tables": [table_context(t) for t in s.tables], "figures": figures, "html": s.html})
-    palette = [(regime_label(r), regime_color(r)) for r in REGIMES]
+    colors = regime_colors(regimes)
+    palette = [(regime_label(r), colors[r]) for r in sort_regimes(regimes)]
     html = _env().get_template("report.html.j2").render(
         sections=ctx_sections, prov=prov, n_cells=n_cells, palette=palette,
         generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))

@@ -52,13 +52,26 @@ class Cell(RunInfo):
     def regime(self) -> str:
         return self.tags.get("regime", self.params.get("regime", "?"))
 
-    @property
-    def fold(self) -> int:
-        value = self.tags.get("fold", self.params.get("fold", ""))
+    def _integer(self, name: str, default: str) -> int:
+        value = self.tags.get(name, self.params.get(name, default))
         try:
             return int(value)
         except ValueError:
-            raise InputError(f"MLflow run {self.run_id}: tag 'fold' is {value!r}, expected an integer") from None
+            raise InputError(f"MLflow run {self.run_id}: {name!r} is {value!r}, expected an integer") from None
+
+    @property
+    def fold(self) -> int:
+        return self._integer("fold", "")
+
+    @property
+    def seed(self) -> int:
+        """Training seed (MLflow param ``seed``); runs that predate the param count as seed 0."""
+        return self._integer("seed", "0")
+
+    @property
+    def source_organ(self) -> str:
+        """Organ whose generator made the training tumors (param ``synth_source``; default: own organ)."""
+        return self.params.get("synth_source") or self.tags.get("synth_source") or self.organ
 
     def is_complete(self) -> bool:
         """True when the run names its organ, backbone, regime and fold (tags or params)."""
@@ -69,8 +82,19 @@ class Cell(RunInfo):
         return (self.organ, self.backbone, self.regime, self.fold)
 
     @property
+    def full_key(self) -> tuple[str, str, str, int, int, str]:
+        """(organ, backbone, regime, fold, seed, source organ): one finished run per full key."""
+        return (*self.key, self.seed, self.source_organ)
+
+    @property
+    def is_main(self) -> bool:
+        """A cell of the main grid (own organ's generator), as opposed to a cross-organ source cell."""
+        return self.source_organ == self.organ
+
+    @property
     def label(self) -> str:
-        return cell_label(self.key)
+        extra = "" if self.is_main else f"·src {self.source_organ}"
+        return cell_label(self.key) + extra + (f"·s{self.seed}" if self.seed else "")
 
 
 def cell_label(key: tuple) -> str:
@@ -80,7 +104,12 @@ def cell_label(key: tuple) -> str:
 
 @dataclass
 class GridData:
-    """Everything the report needs from one experiment. Artifacts are fetched lazily and cached."""
+    """Everything the report needs from one experiment. Artifacts are fetched lazily and cached.
+
+    ``cells`` holds one run per (organ, backbone, regime, fold) of the main grid (own-organ generator,
+    lowest seed) for the per-fold tables; ``runs`` holds every finished run by ``Cell.full_key``
+    (all seeds, cross-organ source cells) for the pooled statistics.
+    """
 
     tracking_uri: str
     experiment_id: str
@@ -88,7 +117,7 @@ class GridData:
     cells: dict[tuple, Cell]
     parents: list[RunInfo]
     unfinished: dict[tuple, str] = field(default_factory=dict)  # key -> status of newest run
-    realism_runs: list[RunInfo] = field(default_factory=list)
+    runs: dict[tuple, Cell] = field(default_factory=dict)
     _cache: dict = field(default_factory=dict, repr=False)
 
     def client(self):
@@ -203,7 +232,7 @@ def load_grid(tracking_uri: str | None = None, experiment: str | None = None) ->
         raise InputError(f"{uri}: MLflow database not found (pass --tracking-uri or run a grid first)")
     client = MlflowClient(tracking_uri=uri)
     exp = _pick_experiment(client, experiment, uri)
-    cells, unfinished = {}, {}
+    runs, unfinished = {}, {}
     for run in _search(client, [exp.experiment_id], "cell"):  # newest first
         cell = _to_info(run, Cell)
         if not cell.is_complete():
@@ -211,14 +240,15 @@ def load_grid(tracking_uri: str | None = None, experiment: str | None = None) ->
                   f"{REQUIRED_TAGS}; skipped", file=sys.stderr)
             continue
         if cell.status == "FINISHED":
-            cells.setdefault(cell.key, cell)
-        elif cell.key not in unfinished:
+            runs.setdefault(cell.full_key, cell)
+        elif cell.is_main and cell.key not in unfinished:
             unfinished[cell.key] = cell.status
+    cells = {}
+    for full_key in sorted(k for k, c in runs.items() if c.is_main):
+        cells.setdefault(full_key[:4], runs[full_key])  # lowest seed
     unfinished = {k: s for k, s in unfinished.items() if k not in cells}
     parents = [_to_info(r) for r in _search(client, [exp.experiment_id], "grid")]
-    all_ids = [e.experiment_id for e in client.search_experiments()]
-    realism = [_to_info(r) for r in _search(client, all_ids, "realism") if r.info.status == "FINISHED"]
-    return GridData(uri, exp.experiment_id, exp.name, cells, parents, unfinished, realism)
+    return GridData(uri, exp.experiment_id, exp.name, cells, parents, unfinished, runs)
 
 
 def expected_cells(grid: GridData, grid_spec: dict[str, Any] | None) -> list[tuple]:

@@ -1,7 +1,8 @@
 """Matplotlib (Agg) figures: detection by size (Fig 10), demographics (Fig 14), training curves.
 
-Every figure uses the regime colours from ``reports.palette`` and is written as PNG by
-``save_figure`` (atomic)."""
+Figures are small multiples (one PNG per organ × backbone) that the HTML lays out in a responsive
+grid; every figure takes its regime colours from ``reports.palette.regime_colors`` of the whole grid,
+so a regime has one colour in every section. PNGs are written atomically by ``save_figure``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from reports.loader import GridData
-from reports.palette import backbone_label, regime_color, regime_label, sort_regimes
+from reports.palette import backbone_label, regime_colors, regime_label, sort_regimes
 
 
 @dataclass(frozen=True)
@@ -39,97 +40,105 @@ def save_figure(fig, path: Path) -> Path:
     return path
 
 
-def _grouped_bars(ax, labels, series: dict[str, list], counts: dict[str, list] | None, ylabel: str):
-    """Bars per regime (series key) for each x label; missing values are left out, counts on top."""
-    regimes = sort_regimes(series)
+def _grouped_bars(ax, labels, series: dict[str, list], colors: dict[str, str], ylabel: str,
+                  errors: dict[str, list] | None = None, counts: dict[str, list] | None = None):
+    """Bars per regime (series key) for each x label, optional (low, high) error bars and n on top.
+
+    A missing value is a small dash, never a zero-height bar that reads as 0 %.
+    """
+    regimes = list(series)
     width = 0.8 / max(len(regimes), 1)
     x = np.arange(len(labels))
     for i, regime in enumerate(regimes):
         vals = np.array([np.nan if v is None else v for v in series[regime]], dtype=float)
         pos = x - 0.4 + width * (i + 0.5)
-        ax.bar(pos, np.nan_to_num(vals), width, color=regime_color(regime), label=regime_label(regime))
-        for p, v, n in zip(pos, vals, (counts or {}).get(regime, [None] * len(labels))):
-            if np.isnan(v):  # no value: a small upright dash, never a zero-height bar that reads as 0 %
-                ax.text(p, 1.5, "—" if n is None else f"n={n}", ha="center", va="bottom", fontsize=6, color="grey",
-                        rotation=0 if n is None else 90)
-            elif n is not None:
-                ax.text(p, v + 1.5, f"n={n}", ha="center", va="bottom", fontsize=6, rotation=90)
+        ax.bar(pos, np.nan_to_num(vals), width, color=colors[regime], label=regime_label(regime))
+        bounds = (errors or {}).get(regime, [None] * len(labels))
+        for p, v, ci, n in zip(pos, vals, bounds, (counts or {}).get(regime, [None] * len(labels))):
+            if np.isnan(v):
+                ax.text(p, 1.5, "—", ha="center", va="bottom", fontsize=7, color="#555555")
+                continue
+            if ci is not None:
+                ax.errorbar(p, v, yerr=[[v - ci[0]], [ci[1] - v]], fmt="none", ecolor="#222222", elinewidth=0.8,
+                            capsize=1.5)
+            if n is not None:
+                top = ci[1] if ci is not None else v
+                ax.text(p, top + 1.5, f"n={n}", ha="center", va="bottom", fontsize=6, rotation=90)
     ax.set_xticks(x, labels)
-    ax.set_ylim(0, 118)
+    ax.set_ylim(0, 125)
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
 
 
-def _panel_grid(n_rows: int, n_cols: int, width: float = 4.2, height: float = 3.0):
+def _panel(path: Path, title: str, caption: str, draw, n_axes: int = 1, width: float = 5.2) -> Figure:
+    """One small-multiple PNG (``n_axes`` side by side), drawn by ``draw(axes)``, legend in the first."""
     plt = _plt()
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(width * n_cols, height * n_rows), squeeze=False)
-    return fig, axes
-
-
-def _bar_panel(ax, labels, series: dict[str, list], counts: dict[str, list], ylabel: str, xlabel: str,
-               title: str) -> None:
-    _grouped_bars(ax, labels, series, counts, ylabel)
-    ax.set_xlabel(xlabel)
-    ax.set_title(title)
-
-
-def _finish_panels(fig, axes, out: Path, title: str, caption: str) -> Figure:
-    """One legend (first panel), tight layout, saved PNG as a report Figure."""
-    axes[0][0].legend(loc="upper left", fontsize=7)
+    fig, axes = plt.subplots(1, n_axes, figsize=(width * n_axes, 3.4), squeeze=False)
+    draw(axes[0])
+    axes[0][0].legend(loc="upper left", fontsize=7, ncol=2)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return Figure(save_figure(fig, out), title, caption)
+    return Figure(save_figure(fig, path), title, caption)
 
 
-def _layout(keys) -> tuple[list[str], list[str]]:
-    """Sorted organs (rows) and backbones (columns) present in ``keys`` = (organ, backbone, ...)."""
-    return sorted({k[0] for k in keys}), sorted({k[1] for k in keys})
+def _stat_series(stats: dict, regimes, labels):
+    """Sensitivity values, CIs and n per regime from ``proportion`` dicts keyed [regime][label]."""
+    value = {r: [stats[r][k]["value"] for k in labels] for r in regimes}
+    ci = {r: [stats[r][k]["ci"] for k in labels] for r in regimes}
+    n = {r: [stats[r][k]["n"] or None for k in labels] for r in regimes}
+    return value, ci, n
 
 
-def detection_figure(data: dict, out: Path) -> Figure | None:
-    """Sensitivity by radius bin: rows = organs, columns = backbones, bars per regime, n on top."""
-    from reports.detection import SIZE_BINS
+def detection_figures(data: dict, out_dir: Path, colors: dict[str, str]) -> list[Figure]:
+    """Fig 10 small multiples: one PNG per organ x backbone, bars per regime per radius bin + all stages."""
+    from reports.detection import ALL_STAGES, SIZE_BINS
 
-    if not data:
-        return None
-    organs, backbones = _layout(data)
-    fig, axes = _panel_grid(len(organs), len(backbones))
-    for (i, organ), (j, backbone) in ((o, b) for o in enumerate(organs) for b in enumerate(backbones)):
-        ax, regimes = axes[i][j], [r for o, b, r in data if (o, b) == (organ, backbone)]
-        if not regimes:
-            ax.axis("off")
-            continue
-        series = {r: [data[(organ, backbone, r)][k]["sensitivity"] for k in SIZE_BINS] for r in regimes}
-        counts = {r: [data[(organ, backbone, r)][k]["n"] for k in SIZE_BINS] for r in regimes}
-        _bar_panel(ax, list(SIZE_BINS), series, counts, "lesion sensitivity (%)", "tumor radius (mm)",
-                   f"{organ} · {backbone_label(backbone)}")
-    return _finish_panels(fig, axes, out, "Detection by tumor size",
-                          "Lesion-wise sensitivity per equivalent-sphere radius bin, pooled over folds; "
-                          "n = ground-truth lesions in the bin, — = no value.")
+    labels = [*SIZE_BINS, ALL_STAGES]
+    figures = []
+    for organ, backbone in sorted({k[:2] for k in data}):
+        regimes = sort_regimes(r for o, b, r in data if (o, b) == (organ, backbone))
+        value, ci, n = _stat_series({r: data[(organ, backbone, r)] for r in regimes}, regimes, labels)
+
+        def draw(axes, value=value, ci=ci, n=n):
+            _grouped_bars(axes[0], labels, value, colors, "tumor-wise sensitivity (%)", ci, n)
+            axes[0].set_xlabel("tumor radius (mm); all = every stage")
+
+        figures.append(_panel(out_dir / f"fig10_{organ}_{backbone}.png", f"{organ} · {backbone_label(backbone)}",
+                              "Tumor-wise sensitivity per radius bin and over all stages, pooled over test folds; "
+                              "whiskers = Wilson 95% CI, n = reference lesions.", draw))
+    return figures
 
 
-def demographics_figure(data: dict, out: Path) -> Figure | None:
-    """DSC and sensitivity per age/sex group: rows = organ x metric, columns = backbones."""
-    if not data:
-        return None
-    organs, backbones = _layout(data)
-    group_names = list(dict.fromkeys(g for *_, g in data))
-    labels = [g.replace("age ", "").replace("sex ", "") for g in group_names]
-    metrics = (("dsc", "tumor DSC (%)"), ("sens", "patient sensitivity (%)"))
-    fig, axes = _panel_grid(2 * len(organs), len(backbones), width=4.8)
-    for (i, organ), (j, backbone) in ((o, b) for o in enumerate(organs) for b in enumerate(backbones)):
-        regimes = sort_regimes({r for o, b, r, _ in data if (o, b) == (organ, backbone)})
-        for k, (metric, ylabel) in enumerate(metrics):
-            ax = axes[2 * i + k][j]
-            if not regimes:
-                ax.axis("off")
-                continue
-            cell = lambda r, g: data.get((organ, backbone, r, g), {})
-            _bar_panel(ax, labels, {r: [cell(r, g).get(metric) for g in group_names] for r in regimes},
-                       {r: [cell(r, g).get("n") for g in group_names] for r in regimes}, ylabel,
-                       "age group (years) / sex", f"{organ} · {backbone_label(backbone)}")
-    return _finish_panels(fig, axes, out, "Performance by age and sex",
-                          "Per organ: tumor DSC (upper row) and patient-level sensitivity (lower row) per age "
-                          "group and sex, mean over folds; n = patients in the group.")
+def demographics_figures(data: dict, out_dir: Path, colors: dict[str, str]) -> list[Figure]:
+    """Fig 14 small multiples: one PNG per organ x backbone, sensitivity and DSC per age group / sex."""
+    figures = []
+    for organ, backbone in sorted({k[:2] for k in data}):
+        regimes = sort_regimes({k[2] for k in data if k[:2] == (organ, backbone)})
+        groups = list(dict.fromkeys(k[3] for k in data if k[:2] == (organ, backbone)))
+        labels = [g.split(" ", 1)[1] for g in groups]
+        cell = {r: {g: data.get((organ, backbone, r, g)) for g in groups} for r in regimes}
+        stats = {r: {g: (c["sens"] if c else {"value": None, "ci": None, "n": None}) for g, c in cell[r].items()}
+                 for r in regimes}
+        value, ci, n = _stat_series(stats, regimes, groups)
+        dsc = {r: [c["dsc"] if c else None for c in cell[r].values()] for r in regimes}
+        n_cases = {r: [c["n"] if c else None for c in cell[r].values()] for r in regimes}
+
+        def draw(axes, value=value, ci=ci, n=n, dsc=dsc, n_cases=n_cases, labels=labels):
+            _grouped_bars(axes[0], labels, value, colors, "tumor-wise sensitivity (%)", ci, n)
+            _grouped_bars(axes[1], labels, dsc, colors, "tumor DSC (%)", None, n_cases)
+            for ax in axes:
+                ax.set_xlabel("age group (years) / sex")
+
+        figures.append(_panel(out_dir / f"fig14_{organ}_{backbone}.png", f"{organ} · {backbone_label(backbone)}",
+                              "Left: tumor-wise sensitivity (Wilson 95% CI, n = lesions); right: mean per-case "
+                              "tumor DSC (n = tumor cases); per age group and sex, pooled over test folds.",
+                              draw, n_axes=2, width=4.6))
+    return figures
+
+
+def _panel_grid(n_rows: int, n_cols: int, width: float = 4.2, height: float = 3.0):
+    fig, axes = _plt().subplots(n_rows, n_cols, figsize=(width * n_cols, height * n_rows), squeeze=False)
+    return fig, axes
 
 
 def training_curves(grid: GridData, out_dir: Path) -> list[Figure]:
@@ -159,13 +168,14 @@ def training_curves(grid: GridData, out_dir: Path) -> list[Figure]:
 
 def _curve_panel(ax, grid: GridData, organ, backbone, fold, metric):
     drew = False
+    colors = regime_colors(grid.values("regime"))
     for regime in sort_regimes(grid.values("regime")):
         cell = grid.cells.get((organ, backbone, regime, fold))
         hist = grid.history(cell, metric) if cell else []
         if hist:
             steps, values = zip(*hist)
             scale = 100.0 if metric == "val_tumor_dsc" else 1.0
-            ax.plot(steps, np.array(values) * scale, color=regime_color(regime), label=regime_label(regime),
+            ax.plot(steps, np.array(values) * scale, color=colors[regime], label=regime_label(regime),
                     marker="o" if len(steps) < 15 else None, markersize=3)
             drew = True
     if not drew:

@@ -99,10 +99,10 @@ def report_environment() -> dict[str, str]:
 
 
 def cell_rows(grid: GridData, ui_base: str) -> list[dict[str, str]]:
-    """One row per finished cell for the provenance table."""
+    """One row per finished cell run (every seed and cross-organ source cell) for the provenance table."""
     rows = []
-    for key in sorted(grid.cells):
-        cell = grid.cells[key]
+    for key in sorted(grid.runs):
+        cell = grid.runs[key]
         rows.append({"cell": cell.label, "status": cell.status, "run_id": cell.run_id,
                      "url": run_ui_url(ui_base, cell.experiment_id, cell.run_id),
                      "runs_uri": f"runs:/{cell.run_id}",
@@ -115,7 +115,7 @@ def cell_rows(grid: GridData, ui_base: str) -> list[dict[str, str]]:
 
 def summarize(grid: GridData, ui_base: str) -> dict[str, Any]:
     """All provenance facts the HTML template shows."""
-    cells = list(grid.cells.values())
+    cells = list(grid.runs.values())
     commits = sorted({r["git_commit"] for r in cell_rows(grid, ui_base)})
     devices = sorted({c.tags.get("device", "—") for c in cells})
     starts = [c.start_time for c in cells if c.start_time]

@@ -12,7 +12,7 @@ import numpy as np
 
 from reports.detection import case_outcomes, missed
 from reports.loader import Cell, GridData
-from reports.palette import GT_COLOR, backbone_label, regime_color, regime_label, sort_regimes
+from reports.palette import GT_COLOR, backbone_label, regime_colors, regime_label, sort_regimes
 from reports.plots import Figure, _plt, save_figure
 
 WINDOW = (40.0, 400.0)  # level, width (HU)
@@ -95,7 +95,7 @@ def _show(ax, ct2d, spacing, masks: list[tuple[np.ndarray, str, str]]):
     ax.set_yticks([])
 
 
-def _row(axes, case_id: str, entry: dict, organ: str, models: list[str]):
+def _row(axes, case_id: str, entry: dict, organ: str, models: list[str], colors: dict[str, str]):
     any_cell = next(iter(entry["cells"].values()))
     ct_path, label_path = _case_paths(any_cell, case_id)
     ct, labels = _load(ct_path), _load(label_path)
@@ -121,7 +121,7 @@ def _row(axes, case_id: str, entry: dict, organ: str, models: list[str]):
                     transform=ax.transAxes)
             continue
         regime = model.split("·")[1]
-        _show(ax, ct2d, ct[1], [(gt_tumor, GT_COLOR, "dashed"), ((pred2d[model] == TUMOR)[box], regime_color(regime), "solid")])
+        _show(ax, ct2d, ct[1], [(gt_tumor, GT_COLOR, "dashed"), ((pred2d[model] == TUMOR)[box], colors[regime], "solid")])
         case = entry["models"][model]
         dsc = "—" if case.get("tumor_dsc") is None else f"{100 * case['tumor_dsc']:.1f}%"
         if case.get("has_tumor"):
@@ -147,12 +147,13 @@ def qualitative_figure(grid: GridData, organ: str, out: Path, n_cases: int = 3,
     plt = _plt()
     fig, axes = plt.subplots(len(chosen), len(models) + 1, figsize=(2.3 * (len(models) + 1), 2.5 * len(chosen)),
                              squeeze=False)
+    colors = regime_colors(grid.values("regime"))
     for row, (case_id, entry) in zip(axes, chosen):
-        _row(row, case_id, entry, organ, models)
+        _row(row, case_id, entry, organ, models, colors)
     axes[0][0].set_title("Ground truth", fontsize=9)
     for ax, model in zip(axes[0][1:], models):
         backbone, regime = model.split("·")
-        ax.set_title(f"{backbone_label(backbone)}\n{regime_label(regime)}", fontsize=9, color=regime_color(regime))
+        ax.set_title(f"{backbone_label(backbone)}\n{regime_label(regime)}", fontsize=9, color=colors[regime])
     fig.tight_layout()
     return Figure(save_figure(fig, out), title or f"Qualitative comparison — {organ}",
                   "Axial slice through the largest tumor cross-section, abdomen window W400/L40; red = "

@@ -6,7 +6,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from reports.palette import FALLBACK_COLORS, regime_color
+from reports.palette import regime_colors
 
 
 def _pyplot():
@@ -19,16 +19,10 @@ def _pyplot():
 
 
 def _colors(labels: Sequence[str]) -> dict[str, str]:
-    """The report's palette (reports.palette.regime_color) for real and any generator or organ
-    name, made distinct within one figure: a name whose colour is taken gets the next free
-    fallback colour (unknown names hash into a short list and can collide)."""
-    names = sorted(set(labels), key=lambda n: (n != "real", n))
-    spare = [c for c in FALLBACK_COLORS if c not in map(regime_color, names)]
-    colors: dict[str, str] = {}
-    for name in names:
-        color = regime_color(name)
-        colors[name] = color if color not in colors.values() or not spare else spare.pop(0)
-    return colors
+    """The report's one palette (reports.palette.regime_colors) for real and any generator or
+    organ name: colours by position, so they are distinct within a figure and a generator keeps the
+    colour it has in the grid report's other sections."""
+    return regime_colors(set(labels))
 
 
 def _save(fig, path: str | Path, tight: bool = True) -> Path:

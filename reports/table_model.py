@@ -58,18 +58,19 @@ class ReportTable:
         return out
 
     def csv_text(self) -> str:
-        """Raw values (full precision, percent units), tuples split into ``_lo``/``_hi`` columns."""
+        """Raw values (full precision, percent units); intervals split into ``_lo``/``_hi`` columns,
+        counts into ``_k``/``_n``."""
         header: list[str] = []
         for col in self.columns:
-            header += [f"{col.name}_lo", f"{col.name}_hi"] if col.fmt == "ci" else [col.name]
+            header += [f"{col.name}{s}" for s in _SUFFIXES[col.fmt]] if col.fmt in _SUFFIXES else [col.name]
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(header)
         for row in self.rows:
             out: list[Any] = []
             for value, col in zip(row, self.columns):
-                parts = list(value) if col.fmt == "ci" and value is not None else (
-                    [None, None] if col.fmt == "ci" else [value])
+                parts = list(value) if col.fmt in _SUFFIXES and value is not None else (
+                    [None, None] if col.fmt in _SUFFIXES else [value])
                 out += ["" if is_missing(v) else v for v in parts]
             writer.writerow(out)
         return buf.getvalue()
@@ -97,6 +98,8 @@ class ReportTable:
         return paths
 
 
+_SUFFIXES = {"ci": ("_lo", "_hi"), "range": ("_lo", "_hi"), "ratio": ("_k", "_n")}
+
 _TEX_ESCAPES = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
                 "~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}", "—": "---",
                 "±": r"$\pm$", "Δ": r"$\Delta$", "·": r"$\cdot$", "−": "-", "≥": r"$\geq$", "<": r"$<$"}
@@ -104,11 +107,6 @@ _TEX_ESCAPES = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{":
 
 def _tex(text: str) -> str:
     return "".join(_TEX_ESCAPES.get(ch, ch) for ch in str(text))
-
-
-def mean_of(values: list[float | None]) -> float | None:
-    vals = [v for v in values if not is_missing(v)]
-    return sum(vals) / len(vals) if vals else None
 
 
 def pct(value: float | None) -> float | None:

@@ -1,19 +1,22 @@
-"""Paper-style tables from the grid: Table 3 (cross-organ early sensitivity), Tables 4-6 (DSC/NSD
-per fold), Table 7 (real vs Hu vs DiffTumor with paired statistics). Ours are percent (x100 of the
-MLflow fractions); published values sit in their own ``pub`` columns."""
+"""Paper-style tables from the grid: Table 3 (cross-organ early sensitivity, source -> target) and
+Tables 4-6 (DSC/NSD per fold). Ours are percent (x100 of the MLflow / summary.json fractions);
+published values sit in their own ``pub`` columns. Paired tests and rankings: ``reports.inference``."""
 from __future__ import annotations
 
-import zlib
-
-import numpy as np
+import pandas as pd
 
 from reports.loader import Cell, GridData, cell_label
 from reports.palette import ORGANS, backbone_label, sort_regimes
 from reports.paper import AVERAGE, PaperResults
-from reports.stats import mean_sd, paired_comparison
-from reports.table_model import Column, ReportTable, mean_of, pct
+from reports.records import proportion, source_target
+from reports.stats import mean_sd
+from reports.table_model import Column, ReportTable, pct
 
 METRIC_LABELS = {"tumor_dsc": "DSC", "tumor_nsd": "NSD"}
+TABLE3_LINE = ("Row = source organ: for real tumors the organ whose real tumors trained the model, for a "
+               "generator the organ whose generator made the training tumors. Column = target organ whose "
+               "real early tumors (radius ≤ 10 mm) are tested; synthetic rows are models trained for the "
+               "target organ.")
 
 
 def missing_notes(grid: GridData, expected: list[tuple], keep) -> list[str]:
@@ -30,40 +33,49 @@ def axis(grid: GridData, expected: list[tuple], index: int) -> list:
     return sorted({k[index] for k in expected} | {k[index] for k in grid.cells})
 
 
-def _cells(grid: GridData, organ, backbone, regime) -> list[Cell]:
-    return [c for k, c in sorted(grid.cells.items()) if k[:3] == (organ, backbone, regime)]
+def ordered_organs(organs) -> list[str]:
+    organs = set(organs)
+    return [o for o in ORGANS if o in organs] + sorted(organs - set(ORGANS))
 
 
-def eval_organs(cells: list[Cell]) -> list[str]:
-    found = {m[len("xorgan_early_sensitivity_"):] for c in cells for m in c.metrics
-             if m.startswith("xorgan_early_sensitivity_")}
-    return [o for o in ORGANS if o in found] + sorted(found - set(ORGANS))
+def seeds_note(frame: pd.DataFrame) -> list[str]:
+    seeds = sorted(frame["seed"].unique()) if not frame.empty else []
+    if len(seeds) > 1:
+        return [f"{len(seeds)} seeds ({', '.join(map(str, seeds))}): values are means over seeds of the "
+                "pooled value; 'seed sd' = sample sd between seeds; the Wilson CI uses one seed's n."]
+    return []
 
 
-def table3(grid: GridData, paper: PaperResults, expected: list[tuple], backbone: str) -> ReportTable:
-    """Cross-organ early-tumor sensitivity: rows = training organ x regime, cols = evaluated organ."""
-    cells = [c for c in grid.cells.values() if c.backbone == backbone]
-    targets = eval_organs(cells) or axis(grid, expected, 0)
-    columns = [Column("Training organ", "key", "text"), Column("Regime", "key", "text"),
-               Column("Folds", "stat", "int")]
-    for organ in targets:
-        columns += [Column(f"{organ} (ours)"), Column(f"{organ} (paper)", "pub")]
-    table = ReportTable(f"table3_{backbone}", f"Table 3 — cross-organ early-tumor sensitivity, "
-                        f"{backbone_label(backbone)}",
-                        "Sensitivity (%) for tumors of radius ≤ 10 mm; model trained on the row's organ, "
-                        "evaluated on the column's organ; ours = mean over folds.", columns)
-    for train in axis(grid, expected, 0):
-        for regime in sort_regimes(axis(grid, expected, 2)):
-            runs = _cells(grid, train, backbone, regime)
-            row = [train, regime, len(runs)]
-            for organ in targets:
-                metric = f"xorgan_early_sensitivity_{organ}"
-                row += [mean_of([pct(c.metrics.get(metric)) for c in runs]),
-                        paper.early_sensitivity(backbone, train, organ, regime)]
-                table.missing += [f"{c.label}: {metric} not logged (no early tumors evaluated, or no "
-                                  "cross-organ evaluation)" for c in runs if metric not in c.metrics]
+def table3(grid: GridData, per_lesion: pd.DataFrame, paper: PaperResults, expected: list[tuple],
+           backbone: str) -> ReportTable:
+    """Cross-organ early-tumor sensitivity, tumor-wise, pooled over folds: rows = source organ x regime."""
+    lesions = source_target(per_lesion[(per_lesion.backbone == backbone) & per_lesion.early])
+    organs = ordered_organs(set(axis(grid, expected, 0)) | set(lesions.organ) | set(lesions.source_organ))
+    several = lesions.seed.nunique() > 1
+    columns = [Column("Source organ", "key", "text"), Column("Regime", "key", "text")]
+    for target in organs:
+        columns += [Column(f"→ {target}"), Column(f"→ {target} 95% CI", "stat", "range"),
+                    Column(f"→ {target} hits/n", "stat", "ratio")]
+        columns += [Column(f"→ {target} seed sd", "stat")] if several else []
+        columns += [Column(f"→ {target} (paper)", "pub")]
+    table = ReportTable(f"table3_{backbone}", f"Table 3 — cross-organ early-tumor sensitivity (source → "
+                        f"target), {backbone_label(backbone)}",
+                        "Tumor-wise sensitivity (%) for real tumors of radius ≤ 10 mm, hits and n pooled over "
+                        "folds, Wilson 95% CI. " + TABLE3_LINE, columns)
+    for source in organs:
+        for regime in sort_regimes(set(axis(grid, expected, 2)) | set(lesions.regime)):
+            row = [source, regime]
+            for target in organs:
+                stats = proportion(lesions[(lesions.source_organ == source) & (lesions.organ == target)
+                                           & (lesions.regime == regime)])
+                row += [stats["value"], stats["ci"], (stats["k"], stats["n"]) if stats["n"] else None]
+                row += [stats["seed_sd"]] if several else []
+                row.append(paper.early_sensitivity(backbone, source, target, regime))
             table.rows.append(row)
-    table.missing = missing_notes(grid, expected, lambda k: k[1] == backbone) + table.missing
+    table.notes += seeds_note(lesions)
+    table.notes.append("— = no source → target run evaluated (synthetic off-diagonal cells need a model "
+                       "trained for the target with the source organ's generator), or no early tumor.")
+    table.missing = missing_notes(grid, expected, lambda k: k[1] == backbone)
     return table
 
 
@@ -75,8 +87,9 @@ def fold_table(grid: GridData, paper: PaperResults, expected: list[tuple], organ
     columns += [Column(f"fold {f}") for f in folds] + [Column("mean"), Column("sd"), Column("n", "stat", "int")]
     columns += [Column(f"paper fold {f}", "pub") for f in folds] + [Column("paper mean (5 folds)", "pub")]
     table = ReportTable(f"table{number or ''}_{organ}", f"Table {number or '4-6'} style — {organ} tumor "
-                        "segmentation per fold", "Tumor DSC and NSD (2 mm) in %, per validation fold; "
-                        "sd = sample standard deviation over folds.", columns)
+                        "segmentation per fold", "Tumor DSC and NSD (2 mm) in %, per test fold (first seed); "
+                        "sd = sample standard deviation over folds, n = folds. Regimes are compared on the "
+                        "pooled test cases in the paired-comparison table.", columns)
     for backbone in axis(grid, expected, 1):
         for regime in sort_regimes(axis(grid, expected, 2)):
             for metric, label in METRIC_LABELS.items():
@@ -96,53 +109,3 @@ def not_logged(cells: list[Cell], metrics) -> list[str]:
     """Finished cells that lack a metric (the runner leaves out nulls, e.g. a fold without tumors)."""
     return [f"{c.label}: {m} not logged (undefined, e.g. no validation case with a tumor)"
             for c in sorted(cells, key=lambda c: c.key) for m in metrics if m not in c.metrics]
-
-
-def per_case(summary: dict | None, metric: str) -> dict[str, float]:
-    """case_id -> per-case tumor metric in %, for cases that have a real tumor."""
-    if not summary:
-        return {}
-    return {str(c["case_id"]): 100.0 * c[metric] for c in summary.get("metric_per_case", [])
-            if c.get("has_tumor") and c.get(metric) is not None}
-
-
-def table7(grid: GridData, paper: PaperResults, expected: list[tuple], seed: int = 0,
-           n_boot: int = 2000) -> ReportTable:
-    """Real vs Hu vs DiffTumor for the same organ/backbone/fold with paired Wilcoxon + bootstrap CI."""
-    regimes = sort_regimes(axis(grid, expected, 2))
-    synthetic = [r for r in regimes if r != "real"]
-    columns = [Column(n, "key", "text") for n in ("Organ", "Backbone", "Fold", "Metric")]
-    columns += [Column(r) for r in regimes] + [Column(f"paper {r}", "pub") for r in regimes]
-    for s in synthetic:
-        columns += [Column(f"Δ {s}−real", "stat", "signed"), Column(f"95% CI {s}−real", "stat", "ci"),
-                    Column(f"p {s} vs real", "stat", "p"), Column(f"n cases {s}", "stat", "int")]
-    table = ReportTable("table7", "Table 7 style — real vs Hu vs DiffTumor (same backbone and fold)",
-                        "Mean per-case tumor DSC/NSD (%) over validation cases with a tumor; Δ = synthetic − "
-                        "real on the same cases, paired two-sided Wilcoxon signed-rank p and percentile "
-                        f"bootstrap 95% CI of the mean difference ({n_boot} resamples, seed {seed}).", columns)
-    for organ, backbone, fold in sorted({(k[0], k[1], k[3]) for k in grid.cells}):
-        present = [r for r in regimes if (organ, backbone, r, fold) in grid.cells]
-        if len(present) < 2:
-            continue
-        summaries = {r: grid.summary(grid.cells[(organ, backbone, r, fold)]) for r in present}
-        for metric, label in METRIC_LABELS.items():
-            cases = {r: per_case(summaries[r], metric) for r in present}
-            row = [organ, backbone, fold, label]
-            row += [pct(grid.cells[(organ, backbone, r, fold)].metrics.get(metric)) if r in present else None
-                    for r in regimes]
-            row += [paper.get(7, backbone, metric, organ, r, fold) for r in regimes]
-            for s in synthetic:
-                if "real" not in present or s not in present:
-                    row += [None, None, None, None]
-                    continue
-                rng = np.random.default_rng([seed, zlib.crc32(f"{organ}{backbone}{fold}{metric}{s}".encode())])
-                cmp = paired_comparison(cases["real"], cases[s], rng, n_boot)
-                if cmp.n < 2:
-                    table.notes.append(f"{organ}·{backbone}·f{fold} {label} {s} vs real: {cmp.n} paired "
-                                       "case(s) with a tumor, too few for a test or CI")
-                row += [cmp.mean_diff if cmp.n else None, cmp.ci, cmp.p_value, cmp.n]
-            table.rows.append(row)
-    table.missing = missing_notes(grid, expected, lambda k: True)
-    if not table.rows:
-        table.notes.append("No organ/backbone/fold has two regimes yet.")
-    return table

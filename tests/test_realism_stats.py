@@ -120,9 +120,10 @@ def test_realism_scores_rank_a_shifted_generator_above_a_faithful_one():
 
 
 def test_plot_colours_come_from_the_report_palette_and_stay_distinct():
-    from reports.palette import regime_color
+    from reports.palette import regime_colors
     from reports.realism_plots import _colors
 
     colors = _colors(["real", "hu", "accuracy", "auc", "some_new_generator"])
-    assert colors["real"] == regime_color("real") and colors["hu"] == regime_color("hu")
-    assert len(set(colors.values())) == len(colors)  # 'accuracy' and 'auc' hash to the same fallback
+    report = regime_colors(["real", "hu", "difftumor", "accuracy", "auc", "some_new_generator"])
+    assert colors["real"] == report["real"] and colors["hu"] == report["hu"]  # same as the grid report's
+    assert len(set(colors.values())) == len(colors)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from html.parser import HTMLParser
 from pathlib import Path
@@ -81,12 +82,15 @@ def report(tmp_path_factory):
     return {"grid": grid, "index": index, "html": html, "tables": parser.tables, "parser": parser}
 
 
-def mlflow_runs(uri: str):
-    """Read the runs back independently of the report code."""
+def mlflow_runs(uri: str, main_only: bool = True):
+    """Read the runs back independently of the report code (main grid, seed 0 unless ``main_only=False``)."""
     import mlflow
 
     mlflow.set_tracking_uri(uri)
-    return mlflow.search_runs(experiment_names=["fake_grid"], filter_string="tags.`tumorbench.kind` = 'cell'")
+    runs = mlflow.search_runs(experiment_names=["fake_grid"], filter_string="tags.`tumorbench.kind` = 'cell'")
+    if main_only:
+        runs = runs[(runs["params.seed"] == "0") & runs["params.synth_source"].isna()]
+    return runs
 
 
 def read_csv(report, key):
@@ -151,44 +155,90 @@ def test_paper_values_in_own_columns(report):
     assert row["fold 0"] != row["paper fold 0"]
     csv_row = [r for r in read_csv(report, "table4_liver") if r["Regime"] == "real" and r["Metric"] == "DSC"][0]
     assert float(csv_row["paper fold 0"]) == 62.3 and float(csv_row["fold 0"]) != 62.3
-    # Table 7 publishes U-Net fold 0 only: fold 1 paper cells are missing, fold 0 are the paper's
-    t7 = report["tables"]["table7"]
-    assert html_row(t7, Organ="pancreas", Fold="0", Metric="DSC")["paper difftumor"] == "64.8"
-    assert html_row(t7, Organ="liver", Fold="1", Metric="DSC")["paper real"] == "—"
-    cls = dict(zip(t7["head"], t7["cls"][0]))
-    assert "pub" in cls["paper real"] and "pub" not in cls["real"]
+    assert not [h for h, c in zip(report["tables"]["paired"]["head"], report["tables"]["paired"]["head_cls"])
+                if "pub" in c]  # pooled tests are not the paper's fold-0 experiment: no published column
 
 
-def test_table7_statistics_from_summary(report):
-    """Δ, Wilcoxon p and CI come from per-case DSC in summary.json (recomputed here with scipy)."""
+def _summary(grid, key, artifact="summary.json"):
     import json
 
+    rid = grid["run_ids"][key]
+    return json.loads((grid["root"] / "artifacts" / rid / "artifacts" / artifact).read_text())
+
+
+def test_paired_statistics_pool_folds(report):
+    """Δ, Wilcoxon p and CI come from per-case DSC of both test folds (recomputed here with scipy)."""
     from scipy.stats import wilcoxon
 
     grid = report["grid"]
-    per_case = {}
-    for regime in ("real", "difftumor"):
-        rid = grid["run_ids"][("liver", "unet", regime, 0)]
-        summary = json.loads((grid["root"] / "artifacts" / rid / "artifacts" / "summary.json").read_text())
-        per_case[regime] = {c["case_id"]: 100 * c["tumor_dsc"] for c in summary["metric_per_case"] if c["has_tumor"]}
+    per_case = {r: {c["case_id"]: 100 * c["tumor_dsc"] for f in (0, 1)
+                    for c in _summary(grid, ("liver", "unet", r, f))["metric_per_case"] if c["has_tumor"]}
+                for r in ("real", "difftumor")}
     cases = sorted(per_case["real"])
-    diffs = np.array([per_case["difftumor"][c] - per_case["real"][c] for c in cases])
-    row = [r for r in read_csv(report, "table7") if r["Organ"] == "liver" and r["Fold"] == "0" and r["Metric"] == "DSC"][0]
-    assert float(row["Δ difftumor−real"]) == pytest.approx(diffs.mean())
-    assert int(row["n cases difftumor"]) == len(cases) == 2
-    p = wilcoxon([per_case["real"][c] for c in cases], [per_case["difftumor"][c] for c in cases]).pvalue
-    assert float(row["p difftumor vs real"]) == pytest.approx(p)
-    lo, hi = float(row["95% CI difftumor−real_lo"]), float(row["95% CI difftumor−real_hi"])
+    assert cases == ["c0", "c1", "c3", "c4"]  # both folds pooled
+    a, b = [per_case["real"][c] for c in cases], [per_case["difftumor"][c] for c in cases]
+    diffs = np.subtract(b, a)
+    row = [r for r in read_csv(report, "paired") if r["Organ"] == "liver" and r["Metric"] == "DSC"][0]
+    assert (row["A"], row["B"], int(row["n cases"]), int(row["folds"])) == ("real", "difftumor", 4, 2)
+    assert float(row["Δ B−A"]) == pytest.approx(diffs.mean())
+    assert float(row["Wilcoxon p"]) == pytest.approx(wilcoxon(a, b).pvalue)
+    lo, hi = float(row["95% CI of Δ_lo"]), float(row["95% CI of Δ_hi"])
     assert diffs.min() - 1e-9 <= lo <= diffs.mean() <= hi <= diffs.max() + 1e-9
+    family = [float(r["Wilcoxon p"]) for r in read_csv(report, "paired") if r["Wilcoxon p"]]
+    assert float(row["Holm p"]) == pytest.approx(min(1.0, len(family) * float(row["Wilcoxon p"])))
 
 
-def test_table3_cross_organ(report):
-    runs = mlflow_runs(report["grid"]["uri"])
-    sel = runs[(runs["tags.organ"] == "liver") & (runs["tags.regime"] == "real") & (runs.status == "FINISHED")]
-    expected = 100 * sel["metrics.xorgan_early_sensitivity_pancreas"].mean()
-    row = html_row(report["tables"]["table3_unet"], **{"Training organ": "liver", "Regime": "real"})
-    assert row["pancreas (ours)"] == f"{expected:.1f}"
-    assert row["pancreas (paper)"] == "—"  # the paper's Table 3 has no U-Net rows
+def test_no_per_fold_only_comparison(report):
+    """Regimes are compared on pooled cases only: no table with a p-value is keyed by fold."""
+    import reports.tables
+
+    assert not hasattr(reports.tables, "table7") and "table7" not in report["tables"]
+    with_p = [k for k, t in report["tables"].items() if any(h.endswith(" p") or h.startswith("p ") for h in t["head"])]
+    assert with_p == ["paired"]
+    assert all("Fold" not in report["tables"][k]["head"] for k in with_p)
+
+
+def test_table3_pools_source_target_counts(report):
+    """Hand-counted early-tumor hits, pooled over folds, with the protocol's source -> target rows."""
+    t3 = report["tables"]["table3_unet"]
+    row = lambda source, regime: html_row(t3, **{"Source organ": source, "Regime": regime})
+    # real liver model on pancreas cases: only case c1 of fold 0 is hit; folds 0+1 hold 4 tumors
+    assert row("liver", "real")["→ pancreas hits/n"] == "1/4" and row("liver", "real")["→ pancreas"] == "25.0"
+    # liver generator -> pancreas: the pancreas model trained with the liver generator (odd cases hit),
+    # not the liver DiffTumor model evaluated on pancreas (which hits all 4)
+    assert row("liver", "difftumor")["→ pancreas hits/n"] == "2/4"
+    assert row("liver", "difftumor")["→ pancreas 95% CI"] == "[15.0, 85.0]"  # Wilson 2/4
+    # two seeds of the pancreas real model: 2/4 and 4/4 -> mean 3/4, sd between seeds 35.4
+    assert row("pancreas", "real")["→ pancreas hits/n"] == "3/4" and row("pancreas", "real")["→ pancreas seed sd"] == "35.4"
+    # a pancreas DiffTumor model evaluated on liver is not a Table 3 experiment
+    assert row("pancreas", "difftumor")["→ liver"] == "—"
+    assert "Row = source organ" in report["html"]
+
+
+def test_record_csvs_and_mlflow_artifacts(report):
+    """per_case.csv holds every case of every summary (own and cross-organ) and is logged to MLflow."""
+    import mlflow
+    import pandas as pd
+
+    grid = report["grid"]
+    per_case = pd.read_csv(report["index"].parent / "tables" / "per_case.csv")
+    root = grid["root"] / "artifacts"
+    expected = sum(len(json.loads(p.read_text())["metric_per_case"]) for p in root.rglob("summary.json"))
+    assert len(per_case) == expected
+    own = _summary(grid, ("liver", "unet", "real", 1))["metric_per_case"]
+    sel = per_case[(per_case.organ == "liver") & (per_case.regime == "real") & (per_case.fold == 1)
+                   & (per_case.model_organ == "liver")]
+    assert sel.set_index("case_id").tumor_dsc.dropna().to_dict() == {c["case_id"]: c["tumor_dsc"] for c in own if c["has_tumor"]}
+    assert set(per_case[per_case.model_organ != per_case.organ].source_organ) == {"liver", "pancreas"}
+    lesions = pd.read_csv(report["index"].parent / "tables" / "per_lesion.csv")
+    assert {"radius_mm", "hit", "seed", "source_organ", "fold"} <= set(lesions.columns)
+    assert "tables/per_case.csv" in report["parser"].links and "tables/per_lesion.csv" in report["parser"].links
+    mlflow.set_tracking_uri(grid["uri"])
+    runs = mlflow.search_runs(experiment_names=["fake_grid"], filter_string="tags.`tumorbench.kind` = 'report'",
+                              output_format="list")
+    assert len(runs) == 1 and runs[0].info.run_id in report["html"]
+    names = {a.path for a in mlflow.MlflowClient(grid["uri"]).list_artifacts(runs[0].info.run_id)}
+    assert {"per_case.csv", "per_lesion.csv", "paired.csv"} <= names
 
 
 def test_detection_counts_pool_summaries(report):
@@ -196,12 +246,23 @@ def test_detection_counts_pool_summaries(report):
     # real-regime models miss tumors in even-numbered cases and flag a false positive in c5
     tumor_cases = [c for f in CASES.values() for c in f if c not in ("c2", "c5")]
     missed = [c for c in tumor_cases if int(c[1:]) % 2 == 0]
-    assert int(rows[0]["TP"]) == len(tumor_cases) - len(missed) and int(rows[0]["FN"]) == len(missed)
-    assert int(rows[0]["FP"]) == 1 and int(rows[0]["TN"]) == 1
+    assert float(rows[0]["TP/(TP+FN)_k"]) == len(tumor_cases) - len(missed)
+    assert int(rows[0]["TP/(TP+FN)_n"]) == len(tumor_cases)
+    assert (float(rows[0]["TN/(TN+FP)_k"]), int(rows[0]["TN/(TN+FP)_n"])) == (1, 2)
     assert float(rows[0]["sensitivity"]) == pytest.approx(100 * 2 / 4)
-    bins = [r for r in read_csv(report, "fig10_size_bins") if r["Organ"] == "liver" and r["Regime"] == "difftumor"][0]
-    assert int(bins["n r 0-5 mm"]) + int(bins["n r 5-10 mm"]) == len(tumor_cases)
-    assert float(bins["sens r 0-5 mm"]) == 100.0
+    diff = [r for r in read_csv(report, "fig10_patient") if r["Organ"] == "liver" and r["Regime"] == "difftumor"][0]
+    assert (float(diff["TN/(TN+FP)_k"]), float(diff["specificity"])) == (2.0, 100.0)  # no false positive
+    bins = {r["Radius (mm)"]: r for r in read_csv(report, "fig10_size_bins")
+            if r["Organ"] == "liver" and r["Regime"] == "difftumor"}
+    assert int(bins["0-5"]["hits/n_n"]) + int(bins["5-10"]["hits/n_n"]) == int(bins["all"]["hits/n_n"]) == len(tumor_cases)
+    assert float(bins["0-5"]["sensitivity"]) == 100.0 and bins["10-15"]["sensitivity"] == ""
+    real_all = [r for r in read_csv(report, "fig10_size_bins") if r["Organ"] == "liver" and r["Regime"] == "real"
+                and r["Radius (mm)"] == "all"][0]
+    assert float(real_all["sensitivity"]) == 50.0 and float(real_all["sensitivity 95% CI_lo"]) == pytest.approx(15.0039, abs=1e-3)
+    demo = {r["Group"]: r for r in read_csv(report, "fig14_demographics") if r["Organ"] == "liver" and r["Regime"] == "real"}
+    # tumor-wise by sex: M = c0, c4 (both missed by the real model), F = c1, c3 (both hit); c3 is 69 years old
+    assert (demo["sex M"]["hits/n_k"], demo["sex M"]["hits/n_n"], demo["sex F"]["hits/n_k"]) == ("0.0", "2", "2.0")
+    assert demo["age 60-69"]["sensitivity"] == "100.0" and demo["sex M"]["tumor DSC"] == "0.0"
 
 
 def test_hardest_cases_and_figures(report):
@@ -213,7 +274,7 @@ def test_hardest_cases_and_figures(report):
     for img in report["parser"].imgs:
         assert (out / img).is_file(), img
     names = {Path(i).name for i in report["parser"].imgs}
-    assert {"qualitative_liver.png", "fig10_detection.png", "curves_liver.png", "fig14_demographics.png"} <= names
+    assert {"qualitative_liver.png", "fig10_liver_unet.png", "curves_liver.png", "fig14_pancreas_unet.png"} <= names
 
 
 def test_provenance_links_and_grid_file(report):
@@ -292,7 +353,7 @@ def test_bare_runs_without_artifacts_still_render(report, tmp_path):
     row = html_row(parser.tables["table6_kidney"], Regime="hu", Metric="DSC")
     assert row["fold 0"] == "50.0" and row["paper fold 0"] == "—"
     assert html_row(parser.tables["table6_kidney"], Regime="hu", Metric="NSD")["fold 0"] == "—"
-    assert html_row(parser.tables["fig10_size_bins"], Regime="hu")["sens r 0-5 mm"] == "25.0"  # metric fallback
-    assert "kidney·nnunet·hu·f0: xorgan_early_sensitivity_kidney not logged" in index.read_text()
+    assert parser.tables["fig10_size_bins"]["rows"] == []  # no summary.json: nothing to pool, and it says so
+    assert "kidney·nnunet·hu·f0: summary.json not found; left out of the pooled tables" in index.read_text()
     assert "kidney·nnunet·hu·f0: tumor_nsd not logged" in index.read_text()
     assert (index.parent / "img" / "curves_kidney.png").is_file()  # curves panel says "no history"

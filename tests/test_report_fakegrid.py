@@ -3,7 +3,9 @@
 2 organs (liver, pancreas) x 1 backbone (unet) x 2 regimes (real, difftumor) x 2 folds, logged to
 a temporary sqlite MLflow store with the tags/params/metrics/artifacts of docs/contracts.md, plus a
 dataset folder with NIfTI CT/labels and prediction NIfTIs. pancreas·unet·difftumor·f1 is a FAILED
-run, so the report must show it as missing.
+run, so the report must show it as missing. Every finished run is also evaluated on the other organ
+(``cross_organ/<organ>/summary.json``); pancreas·unet·real is trained with a second seed (1), and a
+cross-organ source cell (target pancreas, ``synth_source = liver``, difftumor) exists for both folds.
 """
 from __future__ import annotations
 
@@ -62,10 +64,21 @@ def make_dataset(root: Path, organ: str, rng: np.random.Generator) -> dict[str, 
     return labels
 
 
-def fake_prediction(label: np.ndarray, regime: str, case_index: int) -> np.ndarray:
-    """Real-tumor models miss every other tumor; DiffTumor models find them (shifted by one voxel)."""
+EXTRA_SEED = ("pancreas", "unet", "real")  # these cells also run with seed 1
+SOURCE = ("pancreas", "unet", "difftumor", "liver")  # target organ, backbone, regime, source organ
+
+
+def fake_prediction(label: np.ndarray, regime: str, case_index: int, variant: str = "") -> np.ndarray:
+    """Real-tumor models miss every other tumor; DiffTumor models find them (shifted by one voxel).
+
+    Variants: ``seed1`` finds every tumor; ``source`` (liver generator -> pancreas) finds tumors of
+    odd cases only; ``cross`` (a model on another organ's CT): real finds case 1's tumor only,
+    synthetic finds every tumor (not a Table 3 experiment, so Table 3 must ignore it).
+    """
     pred = (label > 0).astype(np.uint8)
-    if regime == "real" and case_index % 2 == 0:
+    misses = {"": regime == "real" and case_index % 2 == 0, "seed1": False, "source": case_index % 2 == 0,
+              "cross": regime == "real" and case_index != 1}[variant]
+    if misses:
         return pred  # tumor missed
     pred[np.roll(label == 2, 1, axis=0)] = 2
     if regime == "real" and case_index == 5:
@@ -110,16 +123,18 @@ def make_summary(per_case: list[dict]) -> dict:
             "demographics": {"age": {}, "sex": sex}}
 
 
-def log_cell(mlflow, client, exp_id, parent_id, key, summary, results_dir: Path, dataset_dir: Path, failed=False):
+def log_cell(mlflow, client, exp_id, parent_id, key, summary, results_dir: Path, dataset_dir: Path, failed=False,
+             seed=0, source=None, cross=None):
     organ, backbone, regime, fold = key
+    cross = cross or {}
     tags = {"tumorbench.kind": "cell", "organ": organ, "backbone": backbone, "fold": str(fold), "regime": regime,
             "preset": "tiny", "cell_hash": f"h{abs(hash(key)) % 10**6}", "results_dir": str(results_dir),
             "dataset_dir": str(dataset_dir), "git_commit": "abc123def4567890", "device": "cpu",
             "mlflow.parentRunId": parent_id}
     run = client.create_run(exp_id, run_name=f"{organ}·{backbone}·{regime}·f{fold}", tags=tags)
     rid = run.info.run_id
-    params = [Param(k, str(v)) for k, v in {"organ": organ, "backbone": backbone, "regime": regime,
-                                             "fold": fold, "epochs": 3}.items()]
+    params = {"organ": organ, "backbone": backbone, "regime": regime, "fold": fold, "epochs": 3, "seed": seed}
+    params = [Param(k, str(v)) for k, v in {**params, **({"synth_source": source} if source else {})}.items()]
     history = []
     for epoch in range(3):
         history.append(Metric("train_loss", 1.0 / (epoch + 1) + 0.1 * (regime == "real"), 0, epoch))
@@ -138,12 +153,16 @@ def log_cell(mlflow, client, exp_id, parent_id, key, summary, results_dir: Path,
     if summary["patient"]["specificity"] is not None:
         metrics["patient_specificity"] = summary["patient"]["specificity"]
     for target in ORGANS:  # cross-organ early sensitivity (own organ = own value)
-        metrics[f"xorgan_early_sensitivity_{target}"] = summary["early_sensitivity"] if target == organ else 0.1 + 0.2 * fold
+        metrics[f"xorgan_early_sensitivity_{target}"] = (cross.get(target) or summary)["early_sensitivity"]
     client.log_batch(rid, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()])
     folder = results_dir / "artifacts_src"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "summary.json").write_text(json.dumps(summary))
     client.log_artifact(rid, str(folder / "summary.json"))
+    for target, cross_summary in cross.items():
+        (folder / target).mkdir(exist_ok=True)
+        (folder / target / "summary.json").write_text(json.dumps(cross_summary))
+        client.log_artifact(rid, str(folder / target / "summary.json"), f"cross_organ/{target}")
     client.set_terminated(rid, "FINISHED")
     return rid
 
@@ -160,22 +179,29 @@ def build_fake_grid(tmp: Path, seed: int = 0) -> dict:
     parent = client.create_run(exp_id, run_name="grid fake_grid", tags={"tumorbench.kind": "grid", "git_commit": "abc123def4567890"})
     (tmp / "grid.toml").write_text(GRID_TOML)
     client.log_artifact(parent.info.run_id, str(tmp / "grid.toml"))
+    labels = {organ: make_dataset(tmp / "data" / organ, organ, rng) for organ in ORGANS}
+    runs = [((o, "unet", r, f), 0, None) for o in ORGANS for r in REGIMES for f in FOLDS]
+    runs += [((*EXTRA_SEED, f), 1, None) for f in FOLDS] + [((*SOURCE[:3], f), 0, SOURCE[3]) for f in FOLDS]
     run_ids = {}
-    for organ in ORGANS:
-        dataset_dir = tmp / "data" / organ
-        labels = make_dataset(dataset_dir, organ, rng)
-        for regime in REGIMES:
-            for fold in FOLDS:
-                key = (organ, "unet", regime, fold)
-                results_dir = tmp / "results" / organ / "unet" / regime / f"fold_{fold}__x"
-                per_case = []
-                for case_id in CASES[fold]:
-                    index = int(case_id[1:])
-                    pred = fake_prediction(labels[case_id], regime, index)
-                    _save(results_dir / "predictions" / organ / f"{case_id}.nii.gz", pred)
-                    per_case.append(case_entry(case_id, labels[case_id], pred, 45 + 8 * index, "MF"[index % 2]))
-                run_ids[key] = log_cell(mlflow, client, exp_id, parent.info.run_id, key, make_summary(per_case),
-                                        results_dir, dataset_dir, failed=key == FAILED)
+    for key, seed, source in runs:
+        organ, _, regime, fold = key
+        variant = "seed1" if seed else "source" if source else ""
+        results_dir = tmp / "results" / organ / "unet" / regime / f"fold_{fold}__s{seed}{source or ''}"
+        per_case, cross = [], {}
+        for case_id in CASES[fold]:
+            index = int(case_id[1:])
+            pred = fake_prediction(labels[organ][case_id], regime, index, variant)
+            _save(results_dir / "predictions" / organ / f"{case_id}.nii.gz", pred)
+            per_case.append(case_entry(case_id, labels[organ][case_id], pred, 45 + 8 * index, "MF"[index % 2]))
+        for target in ORGANS if not (seed or source) else ():
+            if target != organ:
+                cross[target] = make_summary([case_entry(c, labels[target][c], fake_prediction(
+                    labels[target][c], regime, int(c[1:]), "cross"), 45 + 8 * int(c[1:]), "MF"[int(c[1:]) % 2])
+                    for c in CASES[fold]])
+        name = key if not (seed or source) else (*key, seed, source or organ)
+        run_ids[name] = log_cell(mlflow, client, exp_id, parent.info.run_id, key, make_summary(per_case),
+                                 results_dir, tmp / "data" / organ, failed=key == FAILED and not (seed or source),
+                                 seed=seed, source=source, cross=cross)
     client.set_terminated(parent.info.run_id, "FINISHED")
     log_realism_run(client, tmp, exp_id)
     return {"uri": uri, "experiment": "fake_grid", "experiment_id": exp_id, "run_ids": run_ids, "root": tmp,

@@ -6,11 +6,12 @@ import math
 import numpy as np
 import pytest
 
-from reports.palette import fmt_ci, fmt_p, fmt_pct, regime_color, sort_regimes
+from reports.palette import PALETTE, fmt_ci, fmt_p, fmt_pct, fmt_range, fmt_ratio, regime_colors, sort_regimes
 from reports.paper import load_paper_results
 from reports.provenance import grid_axes
 from reports.qualitative import best_slice, disagreement
-from reports.stats import bootstrap_mean_ci, mean_sd, paired_comparison, wilcoxon_p
+from reports.stats import (bootstrap_mean_ci, holm, mean_sd, paired_comparison, rank_stability, wilcoxon_p,
+                           wilson_ci)
 from reports.table_model import Column, ReportTable
 
 
@@ -29,8 +30,44 @@ def test_formatting_like_the_paper():
     assert fmt_p(0.0004) == "<0.001" and fmt_p(0.0312) == "0.031"
     assert fmt_ci((-1.24, 3.0)) == "[-1.2, +3.0]"
     assert sort_regimes({"difftumor", "real", "x", "hu"}) == ["real", "hu", "difftumor", "x"]
-    assert regime_color("real") != regime_color("hu") != regime_color("difftumor")
-    assert regime_color("other") == regime_color("other")
+    assert fmt_range((4.56, 69.94)) == "[4.6, 69.9]" and fmt_ratio((3.0, 4)) == "3/4" and fmt_ratio((1.5, 2)) == "1.5/2"
+
+
+def test_regime_colors_any_number_of_regimes():
+    """Colours come from the position in the report's regime list: distinct, stable, no name lookup."""
+    names = ["real", "hu", "difftumor"] + [f"gen{i:02d}" for i in range(9)]
+    colors = regime_colors(names)
+    assert list(colors) == names and len(set(colors.values())) == len(names) == 12 <= len(PALETTE)
+    assert regime_colors(["real", "hu", "difftumor"]) == {k: colors[k] for k in ("real", "hu", "difftumor")}
+    assert regime_colors(["difftumor", "cellular"])["difftumor"] == colors["difftumor"]  # paper colours never move
+    assert regime_colors(["cellular", "my_method"]) == regime_colors(["my_method", "cellular"])
+    assert len(set(regime_colors([f"g{i}" for i in range(30)]).values())) == len(PALETTE)  # cycles, no error
+
+
+def _luminance(hex_color: str) -> float:
+    channels = [int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def _contrast(a: str, b: str) -> float:
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_wcag_contrast_of_palette_and_text():
+    """Regime colours >= 3:1 on white (graphics), the report's text colours >= 4.5:1 (AA)."""
+    from pathlib import Path
+
+    import reports
+
+    assert min(_contrast(c, "#ffffff") for c in PALETTE) >= 3.0
+    css = (Path(reports.__file__).parent / "templates" / "report.html.j2").read_text()
+    pairs = [("#5f6673", "#ffffff"), ("#4a5263", "#fafbfc"), ("#5b3f8c", "#f3eefb"), ("#0b57d0", "#eef1f6"),
+             ("#7a4b00", "#fff6e0"), ("#3d4452", "#fafbfc"), ("#c7cede", "#1d2330")]
+    for fg, bg in pairs:
+        assert fg in css.lower() and _contrast(fg, bg) >= 4.5, (fg, bg)
+    assert "#a3a9b5" not in css  # the old low-contrast grey for missing values
 
 
 def test_mean_sd_sample_sd():
@@ -50,6 +87,52 @@ def test_paired_comparison_matches_hand_computation():
     assert -1.0 <= cmp.ci[0] <= cmp.mean_diff <= cmp.ci[1] <= 9.0
     again = paired_comparison(a, b, np.random.default_rng(0), n_boot=500)
     assert again.ci == cmp.ci  # seeded
+
+
+def test_paired_bootstrap_ci_and_wilcoxon_by_hand():
+    """diffs 0,0,0,0,10,10,10,10: a bootstrap mean is 10·Binomial(8, 1/2)/8, with P(<= 0) = 1/256 <
+    2.5 % < P(<= 10/8) = 9/256, so the 95 % percentile CI is [10/8, 70/8] (a 90 % CI would start at
+    20/8). Wilcoxon: 4 non-zero diffs, all positive -> exact two-sided p = 2/2^4 = 0.125."""
+    a = {f"c{i}": v for i, v in enumerate([50.0, 60.0, 70.0, 40.0, 30.0, 20.0, 10.0, 80.0])}
+    b = {k: v + (10.0 if i >= 4 else 0.0) for i, (k, v) in enumerate(a.items())}
+    cmp = paired_comparison(a, b, np.random.default_rng(1), n_boot=20000)
+    assert cmp.n == 8 and cmp.mean_diff == pytest.approx(5.0)
+    assert cmp.ci == pytest.approx((10 / 8, 70 / 8))
+    assert cmp.p_value == pytest.approx(0.125)
+    # diffs 1..5 and -6: W- = 6; subsets of {1..6} with rank sum <= 6: 14 of 64 -> p = 2 * 14 / 64
+    assert wilcoxon_p(np.zeros(6), np.array([1.0, 2, 3, 4, 5, -6])) == pytest.approx(28 / 64)
+    # five pairs all in one direction: the smallest two-sided p there is (the issue's per-fold floor)
+    assert wilcoxon_p(np.zeros(5), np.arange(1.0, 6.0)) == pytest.approx(2 / 32)
+
+
+def test_holm_on_a_known_vector():
+    """p = (0.01, 0.04, 0.03, 0.005): sorted x (4, 3, 2, 1) = 0.02, 0.03, 0.06, 0.04 -> monotone 0.06."""
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    adjusted = holm([0.5, math.nan, 0.01])  # NaN is not part of the family (m = 2)
+    assert adjusted[0] == pytest.approx(0.5) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.02)
+    assert holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([]) == []
+
+
+def test_wilson_interval_by_hand():
+    """8/10: centre (0.8 + z²/20)/(1 + z²/10), half-width z·sqrt(0.016 + z²/400)/(1 + z²/10)."""
+    z = 1.959963984540054
+    denom = 1 + z * z / 10
+    centre, half = (0.8 + z * z / 20) / denom, z * math.sqrt(0.016 + z * z / 400) / denom
+    assert wilson_ci(8, 10) == pytest.approx((centre - half, centre + half))
+    assert wilson_ci(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)  # textbook value
+    assert wilson_ci(0, 4)[0] == 0.0 and wilson_ci(4, 4)[1] == 1.0
+    assert all(math.isnan(v) for v in wilson_ci(0, 0))
+
+
+def test_rank_stability_counts_bootstrap_winners():
+    rng = np.random.default_rng(0)
+    clear = np.column_stack([np.full(20, 50.0), np.full(20, 60.0)]) + rng.normal(0, 1, (20, 2))
+    ranks = rank_stability(clear, ["a", "b"], np.random.default_rng(0), n_boot=500)
+    assert ranks.ranks == [2, 1] and ranks.p_first == [0.0, 1.0] and ranks.rank_interval == [(2, 2), (1, 1)]
+    tied = np.column_stack([np.arange(10.0), np.arange(10.0)[::-1]])  # equal means, paired resampling
+    ranks = rank_stability(tied, ["a", "b"], np.random.default_rng(0), n_boot=2000)
+    assert ranks.ranks == [1, 1] and 0.35 < ranks.p_first[0] < 0.65 and ranks.rank_interval[0] == (1, 2)
 
 
 def test_stats_undefined_cases_are_nan():
@@ -95,3 +178,32 @@ def test_disagreement_ranks_detection_splits_highest():
     assert disagreement({"a": hit, "b": miss}) == pytest.approx(2.8)
     assert disagreement({"a": hit, "b": close}) == pytest.approx(0.1)
     assert disagreement({"a": hit}) == 0.0
+
+
+def test_paired_table_every_pair_any_regime_names_seeds_averaged():
+    """3 regimes (one a plug-in name) x 2 organs x 2 metrics -> 12 comparisons, one Holm family;
+    a case's two seeds are averaged before pairing (no pseudo-replication)."""
+    import pandas as pd
+
+    from reports.inference import paired_table
+    from reports.records import CASE_COLUMNS
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for organ in ("liver", "pancreas"):
+        for regime, shift, seeds in (("real", 0.0, (0,)), ("hu", 0.05, (0,)), ("my_generator", 0.1, (0, 1))):
+            for i in range(8):
+                for seed in seeds:
+                    dsc = 0.5 + shift + 0.01 * i + (0.2 if seed else 0.0) + rng.normal(0, 0.01)
+                    rows.append({"case_id": f"{organ}{i}", "fold": i % 2, "organ": organ, "backbone": "unet",
+                                 "regime": regime, "seed": seed, "source_organ": organ, "model_organ": organ,
+                                 "has_tumor": True, "tumor_dsc": dsc, "tumor_nsd": dsc})
+    frame = pd.DataFrame(rows, columns=CASE_COLUMNS)
+    table = paired_table(frame, seed=0, n_boot=200)
+    assert len(table.rows) == 12
+    assert {(r[3], r[4]) for r in table.rows} == {("real", "hu"), ("real", "my_generator"), ("hu", "my_generator")}
+    assert [r[10] for r in table.rows] == pytest.approx(holm([r[9] for r in table.rows]))
+    row = next(r for r in table.rows if r[:5] == ["liver", "unet", "DSC", "real", "my_generator"])
+    mine = frame[(frame.organ == "liver") & (frame.regime == "my_generator")].groupby("case_id").tumor_dsc.mean()
+    real = frame[(frame.organ == "liver") & (frame.regime == "real")].set_index("case_id").tumor_dsc
+    assert row[7] == pytest.approx(100 * (mine - real).mean()) and row[11] == 8 and row[12] == 2
