@@ -53,6 +53,12 @@ class Cell(RunInfo):
         return self.tags.get("regime", self.params.get("regime", "?"))
 
     @property
+    def synth_source(self) -> str:
+        """Organ whose generator made the synthetic tumors (Table 3 rows); the organ itself for
+        the main grid and for runs logged before the field existed."""
+        return self.tags.get("synth_source", self.params.get("synth_source", self.organ))
+
+    @property
     def fold(self) -> int:
         value = self.tags.get("fold", self.params.get("fold", ""))
         try:
@@ -89,6 +95,8 @@ class GridData:
     parents: list[RunInfo]
     unfinished: dict[tuple, str] = field(default_factory=dict)  # key -> status of newest run
     realism_runs: list[RunInfo] = field(default_factory=list)
+    # Table 3 off-diagonal synthetic cells: (target organ, backbone, regime, fold, source organ) -> run
+    cross_cells: dict[tuple, Cell] = field(default_factory=dict)
     _cache: dict = field(default_factory=dict, repr=False)
 
     def client(self):
@@ -203,12 +211,16 @@ def load_grid(tracking_uri: str | None = None, experiment: str | None = None) ->
         raise InputError(f"{uri}: MLflow database not found (pass --tracking-uri or run a grid first)")
     client = MlflowClient(tracking_uri=uri)
     exp = _pick_experiment(client, experiment, uri)
-    cells, unfinished = {}, {}
+    cells, unfinished, cross = {}, {}, {}
     for run in _search(client, [exp.experiment_id], "cell"):  # newest first
         cell = _to_info(run, Cell)
         if not cell.is_complete():
             print(f"tumorbench report: warning: run {cell.run_id} ({cell.name}) lacks one of the tags "
                   f"{REQUIRED_TAGS}; skipped", file=sys.stderr)
+            continue
+        if cell.synth_source != cell.organ:  # kept apart: the main-grid tables never see them
+            if cell.status == "FINISHED":
+                cross.setdefault((*cell.key, cell.synth_source), cell)
             continue
         if cell.status == "FINISHED":
             cells.setdefault(cell.key, cell)
@@ -218,7 +230,7 @@ def load_grid(tracking_uri: str | None = None, experiment: str | None = None) ->
     parents = [_to_info(r) for r in _search(client, [exp.experiment_id], "grid")]
     all_ids = [e.experiment_id for e in client.search_experiments()]
     realism = [_to_info(r) for r in _search(client, all_ids, "realism") if r.info.status == "FINISHED"]
-    return GridData(uri, exp.experiment_id, exp.name, cells, parents, unfinished, realism)
+    return GridData(uri, exp.experiment_id, exp.name, cells, parents, unfinished, realism, cross)
 
 
 def expected_cells(grid: GridData, grid_spec: dict[str, Any] | None) -> list[tuple]:
