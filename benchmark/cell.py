@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from benchmark.errors import InputError
 
@@ -222,3 +223,18 @@ def parse_only(text: str | None) -> dict[str, set[str]]:
 def select(cells: Iterable[Cell], only: Mapping[str, set[str]]) -> list[Cell]:
     """Cells matching every key of ``only`` (values compared as strings)."""
     return [c for c in cells if all(str(getattr(c, k)) in vals for k, vals in only.items())]
+
+
+def print_cell_table(cells: Sequence[Cell], results_root, file=None) -> None:
+    """One line per cell: organ, backbone, regime, source, fold, seed, hash, done?, results folder."""
+    file = file or sys.stdout
+    header = (f"{'organ':<9} {'backbone':<11} {'regime':<10} {'source':<9} {'fold':>4} {'seed':>4}  "
+              f"{'hash':<12}  {'state':<5}  results")
+    print(header, file=file)
+    for cell in cells:
+        folder = Path(results_root) / cell.relative_dir()
+        state = "done" if (folder / "DONE").is_file() else "todo"
+        print(f"{cell.organ:<9} {cell.backbone:<11} {cell.regime:<10} {cell.synth_source:<9} {cell.fold:>4} "
+              f"{cell.seed:>4}  {cell.hash:<12}  {state:<5}  {folder}", file=file)
+    n_cross = sum(c.cross_organ for c in cells)
+    print(f"{len(cells)} cells ({len(cells) - n_cross} main + {n_cross} cross-organ)", file=file)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from benchmark.cell import Cell, cells_from_grid, parse_only, select
+from benchmark.cell import Cell, cells_from_grid, parse_only, print_cell_table, select
 from benchmark.errors import InputError
 from benchmark.grid import EVAL_DEFAULTS, Grid, load_grid
 from benchmark.io import write_json_atomic
@@ -195,8 +195,7 @@ def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int
     from benchmark.executors import execute
 
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
-    fingerprints = _dry_fingerprints(grid) if dry_run else _fingerprints(grid)
-    cells = select(cells_from_grid(grid, fingerprints), parse_only(only) if isinstance(only, str) else (only or {}))
+    cells = select(cells_from_grid(grid, _fingerprints(grid, dry_run)), parse_only(only) if isinstance(only, str) else (only or {}))
     if not cells:
         raise InputError(f"{grid.path}: no cell matches --only {only!r}")
     if dry_run:
@@ -250,33 +249,27 @@ def _open_grid_run(grid: Grid, n_cells: int, tracking_uri: str | None):
     return client, uri, experiment_id, parent
 
 
-def _fingerprints(grid: Grid) -> dict[str, str]:
-    """organ -> dataset fingerprint, after adding the inner validation split to splits.json
-    where it is missing (once; the folds are kept)."""
+def _fingerprints(grid: Grid, dry_run: bool = False) -> dict[str, str]:
+    """organ -> dataset fingerprint, after adding the inner validation split to splits.json where
+    it is missing (once; the folds are kept). ``dry_run``: read only, and a missing dataset is a
+    warning (its cells get fingerprint "missing"), so a grid can be listed before the data exist."""
     from benchmark.data import Dataset
     from benchmark.data.splits import make_splits
 
     out = {}
     for organ, path in grid.datasets.items():
-        dataset = Dataset.open(path)
-        if (dataset.root / "splits.json").is_file():
-            make_splits(dataset)
-        out[organ] = dataset.fingerprint()
-    return out
-
-
-def _dry_fingerprints(grid: Grid) -> dict[str, str]:
-    """Fingerprints for --dry-run: read only; a missing dataset is warned about, not fatal."""
-    from benchmark.data import Dataset
-
-    out = {}
-    for organ, path in grid.datasets.items():
         try:
-            out[organ] = Dataset.open(path).fingerprint()
+            dataset = Dataset.open(path)
         except InputError as exc:
+            if not dry_run:
+                raise
             print(f"tumorbench: warning: dataset {organ!r} not available yet ({exc}); hashes of its cells "
                   "will change once it is imported", file=sys.stderr)
             out[organ] = "missing"
+            continue
+        if not dry_run and (dataset.root / "splits.json").is_file():
+            make_splits(dataset)
+        out[organ] = dataset.fingerprint()
     return out
 
 
@@ -308,18 +301,3 @@ def _difftumor_checkpoints(grid: Grid, cells: Sequence[Cell], progress: bool) ->
     return {organ: str(train_tiny_generators(grid.datasets[organ], grid.results_dir / "generators" / organ,
                                              organ, device=grid.device, progress=progress, autoencoder=shared))
             for organ in organs}
-
-
-def print_cell_table(cells: Sequence[Cell], results_root: Path, file=None) -> None:
-    """One line per cell: organ, backbone, regime, source, fold, seed, hash, done?, results folder."""
-    file = file or sys.stdout
-    header = (f"{'organ':<9} {'backbone':<11} {'regime':<10} {'source':<9} {'fold':>4} {'seed':>4}  "
-              f"{'hash':<12}  {'state':<5}  results")
-    print(header, file=file)
-    for cell in cells:
-        folder = Path(results_root) / cell.relative_dir()
-        state = "done" if (folder / "DONE").is_file() else "todo"
-        print(f"{cell.organ:<9} {cell.backbone:<11} {cell.regime:<10} {cell.synth_source:<9} {cell.fold:>4} "
-              f"{cell.seed:>4}  {cell.hash:<12}  {state:<5}  {folder}", file=file)
-    n_cross = sum(c.cross_organ for c in cells)
-    print(f"{len(cells)} cells ({len(cells) - n_cross} main + {n_cross} cross-organ)", file=file)
