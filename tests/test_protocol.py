@@ -98,6 +98,12 @@ def test_mlflow_params_and_artifacts_name_the_source(ran):
     run = client.get_run(outcome.run_id)
     assert run.data.params["synth_source"] == "liver" and run.data.tags["synth_source"] == "liver"
     assert "cases_used.json" in {a.path for a in client.list_artifacts(outcome.run_id)}
+    from reports.loader import load_grid
+
+    grid = load_grid(client.tracking_uri, "protocol")  # the report keeps cross-organ cells apart
+    assert set(grid.cross_cells) == {("pancreas", "unet", "hu", 0, "liver"), ("liver", "unet", "hu", 0, "pancreas")}
+    assert grid.cross_cells[("pancreas", "unet", "hu", 0, "liver")].run_id == outcome.run_id
+    assert len(grid.cells) == 4 and all(c.synth_source == c.organ for c in grid.cells.values())
 
 
 def test_tuning_trials_never_see_the_test_fold(tmp_path):

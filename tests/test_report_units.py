@@ -95,3 +95,26 @@ def test_disagreement_ranks_detection_splits_highest():
     assert disagreement({"a": hit, "b": miss}) == pytest.approx(2.8)
     assert disagreement({"a": hit, "b": close}) == pytest.approx(0.1)
     assert disagreement({"a": hit}) == 0.0
+
+
+def test_table3_reads_real_rows_from_source_models_and_synthetic_rows_from_cross_cells():
+    from reports.loader import Cell, GridData
+    from reports.tables import table3
+
+    def run(organ, regime, metrics, source=None):
+        tags = {"organ": organ, "backbone": "unet", "regime": regime, "fold": "0", "synth_source": source or organ}
+        return Cell(f"{organ}{regime}{source}", "0", "x", "FINISHED", 0, 0, tags, {},
+                    {f"xorgan_early_sensitivity_{o}": v for o, v in metrics.items()})
+
+    main = [run("liver", "real", {"liver": 0.8, "pancreas": 0.02}), run("pancreas", "real", {"pancreas": 0.7, "liver": 0.01}),
+            run("liver", "hu", {"liver": 0.85}), run("pancreas", "hu", {"pancreas": 0.75})]
+    cross = run("pancreas", "hu", {"pancreas": 0.6}, source="liver")  # pancreas model, liver generator
+    grid = GridData("uri", "0", "x", {c.key: c for c in main}, [], cross_cells={(*cross.key, "liver"): cross})
+    table = table3(grid, load_paper_results(), [], "unet")
+    names = [c.name for c in table.columns]
+    rows = {(r[0], r[1]): dict(zip(names, r)) for r in table.rows}
+    assert rows[("liver", "real")]["pancreas (ours)"] == pytest.approx(2.0)  # liver real model on pancreas
+    assert rows[("liver", "hu")]["pancreas (ours)"] == pytest.approx(60.0)  # from the cross-organ cell
+    assert rows[("liver", "hu")]["liver (ours)"] == pytest.approx(85.0)  # diagonal: the main cell
+    assert rows[("pancreas", "hu")]["liver (ours)"] is None  # no liver <- pancreas cell was run
+    assert rows[("pancreas", "real")]["liver (ours)"] == pytest.approx(1.0)
