@@ -63,8 +63,8 @@ def table3(grid: GridData, paper: PaperResults, expected: list[tuple], backbone:
                         "folds. Real rows: model trained on the row organ's real tumors. Synthetic rows: "
                         "model trained on the target's healthy CTs with the row organ's generator; the "
                         "diagonal is the main-grid cell (real + synthetic tumors). Ours = mean over folds.", columns)
-    for source in axis(grid, expected, 0):
-        for regime in sort_regimes(axis(grid, expected, 2)):
+    for source in sorted(set(axis(grid, expected, 0)) | {k[4] for k in grid.cross_cells}):
+        for regime in sort_regimes(sorted(set(axis(grid, expected, 2)) | {k[2] for k in grid.cross_cells})):
             runs = {target: table3_runs(grid, source, target, backbone, regime) for target in targets}
             row = [source, regime, max((len(r) for r in runs.values()), default=0)]
             for organ in targets:
