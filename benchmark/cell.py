@@ -10,6 +10,7 @@ import hashlib
 import json
 import sys
 from dataclasses import asdict, dataclass, fields, replace
+from itertools import product
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -170,22 +171,18 @@ def cells_from_grid(grid, fingerprints: Mapping[str, str]) -> list[Cell]:
         fingerprints: organ -> `Dataset.fingerprint()` of that organ's dataset.
     """
     out = []
-    for organ in grid.organs:
-        for backbone in grid.backbones:
-            for fold in grid.folds:
-                for regime in grid.regimes:
-                    for source in _sources(grid, organ, regime):
-                        for seed in grid.seeds:
-                            out.append(Cell(
-                                organ=organ, backbone=backbone, fold=fold, regime=regime,
-                                preset=grid.preset, seed=seed, dataset_fingerprint=fingerprints[organ],
-                                hyperparameters=grid.train_for(regime),
-                                generator=_generator_for(grid, regime, source), synth_source=source,
-                            ))
+    for organ, backbone, fold, regime in product(grid.organs, grid.backbones, grid.folds, grid.regimes):
+        for source, seed in product(_sources(grid, organ, regime), grid.seeds):
+            out.append(Cell(
+                organ=organ, backbone=backbone, fold=fold, regime=regime, preset=grid.preset, seed=seed,
+                dataset_fingerprint=fingerprints[organ], hyperparameters=grid.train_for(regime),
+                generator=_generator_for(grid, regime, source), synth_source=source,
+            ))
     return out
 
 
 def _sources(grid, organ: str, regime: str) -> list[str]:
+    """Generator source organs of a (target organ, regime): its own, plus the others for Table 3."""
     if regime == "real" or not grid.evaluate["cross_organ"]:
         return [organ]
     return [organ] + [o for o in grid.organs if o != organ]
