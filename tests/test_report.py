@@ -186,7 +186,7 @@ def test_table3_cross_organ(report):
     runs = mlflow_runs(report["grid"]["uri"])
     sel = runs[(runs["tags.organ"] == "liver") & (runs["tags.regime"] == "real") & (runs.status == "FINISHED")]
     expected = 100 * sel["metrics.xorgan_early_sensitivity_pancreas"].mean()
-    row = html_row(report["tables"]["table3_unet"], **{"Training organ": "liver", "Regime": "real"})
+    row = html_row(report["tables"]["table3_unet"], **{"Source organ": "liver", "Regime": "real"})
     assert row["pancreas (ours)"] == f"{expected:.1f}"
     assert row["pancreas (paper)"] == "—"  # the paper's Table 3 has no U-Net rows
 
