@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import asdict, dataclass, fields, replace
+from itertools import product
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from benchmark.errors import InputError
 
-FILTER_KEYS = ("organ", "backbone", "fold", "regime")
+FILTER_KEYS = ("organ", "backbone", "fold", "regime", "synth_source", "seed")
+# The keys that name a main-grid cell (synth_source defaults to the organ, seed to the first seed).
+CELL_KEYS = ("organ", "backbone", "fold", "regime")
 
 
 class _FrozenMap(tuple):
@@ -46,9 +50,14 @@ def _pairs_to_dict(pairs: tuple) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Cell:
-    """One grid cell (organ x backbone x fold x regime + settings).
+    """One grid cell (organ x backbone x fold x regime x seed + settings).
 
     Attributes:
+        organ: the *target* organ: whose dataset the model trains and is tested on.
+        synth_source: the organ whose tumor generator makes the synthetic tumors (DiffTumor
+            checkpoint / Hu organ variant); "" or the organ itself for the main grid. A
+            synthetic cell with ``synth_source != organ`` is a Table 3 off-diagonal cell: it
+            trains on the target's healthy CTs only (no real tumors), see `training_roles`.
         hyperparameters: sorted ``(name, value)`` pairs of `models.trainer.TrainConfig` fields.
         generator: sorted ``(name, value)`` pairs; empty for the ``real`` regime, else
             ``name`` (hu|difftumor) plus constructor kwargs (``checkpoint`` dir or "auto").
@@ -63,8 +72,13 @@ class Cell:
     dataset_fingerprint: str
     hyperparameters: tuple[tuple[str, Any], ...] = ()
     generator: tuple[tuple[str, Any], ...] = ()
+    synth_source: str = ""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "synth_source", str(self.synth_source or self.organ))
+        if self.regime == "real" and self.synth_source != self.organ:
+            raise InputError(f"cell {self.organ}/{self.regime}: a real-regime cell has no synth_source "
+                             f"(got {self.synth_source!r})")
         for name in ("hyperparameters", "generator"):
             value = getattr(self, name)
             pairs = value.items() if isinstance(value, Mapping) else value
@@ -83,7 +97,7 @@ class Cell:
     def from_dict(cls, data: Mapping[str, Any]) -> "Cell":
         names = {f.name for f in fields(cls)}
         unknown = set(data) - names
-        missing = names - set(data) - {"hyperparameters", "generator"}
+        missing = names - set(data) - {"hyperparameters", "generator", "synth_source"}
         if unknown or missing:
             raise InputError(f"cell.json: unknown fields {sorted(unknown)}, missing {sorted(missing)}")
         return cls(**{k: data[k] for k in names if k in data})
@@ -97,8 +111,26 @@ class Cell:
 
     # --- views ---------------------------------------------------------------------
     @property
+    def cross_organ(self) -> bool:
+        """True for a Table 3 off-diagonal cell (generator of another organ)."""
+        return self.synth_source != self.organ
+
+    @property
     def run_name(self) -> str:
-        return f"{self.organ}·{self.backbone}·{self.regime}·f{self.fold}"
+        source = f"←{self.synth_source}" if self.cross_organ else ""
+        return f"{self.organ}·{self.backbone}·{self.regime}{source}·f{self.fold}"
+
+    def training_roles(self) -> tuple[str, ...]:
+        """cases.csv roles this cell trains on (the paper's regimes, supplement E.2 / Table 7):
+
+        - real: the real-tumor CTs (role ``labeled``) only;
+        - hu / difftumor: those plus the healthy CTs, which alone receive synthetic tumors;
+        - cross-organ synthetic (``synth_source != organ``): the target's healthy CTs only,
+          tumors from the source organ's generator (Table 3, "no real tumors").
+        """
+        if not self.generator:
+            return ("labeled",)
+        return ("healthy",) if self.cross_organ else ("labeled", "healthy")
 
     def hp(self) -> dict[str, Any]:
         return _pairs_to_dict(self.hyperparameters)
@@ -114,8 +146,9 @@ class Cell:
         return {k: json.dumps(v) if isinstance(v, (list, dict)) else str(v) for k, v in flat.items()}
 
     def relative_dir(self) -> Path:
-        """``<organ>/<backbone>/<regime>/fold_<k>__<hash>`` under the results root."""
-        return Path(self.organ, self.backbone, self.regime, f"fold_{self.fold}__{self.hash}")
+        """``<organ>/<backbone>/<regime>[_from_<source>]/fold_<k>__<hash>`` under the results root."""
+        regime = f"{self.regime}_from_{self.synth_source}" if self.cross_organ else self.regime
+        return Path(self.organ, self.backbone, regime, f"fold_{self.fold}__{self.hash}")
 
     def with_overrides(self, hyperparameters: Mapping[str, Any] | None = None,
                        generator: Mapping[str, Any] | None = None) -> "Cell":
@@ -130,25 +163,33 @@ class Cell:
 def cells_from_grid(grid, fingerprints: Mapping[str, str]) -> list[Cell]:
     """Expand a `benchmark.grid.Grid` into cells, organ-major order.
 
+    The main grid is organs x backbones x folds x regimes x seeds. With ``[evaluate]
+    cross_organ = true`` it adds, per target organ x backbone x fold x synthetic regime x seed,
+    one cell per other source organ (Table 3's synthetic off-diagonal).
+
     Args:
         fingerprints: organ -> `Dataset.fingerprint()` of that organ's dataset.
     """
     out = []
-    for organ in grid.organs:
-        for backbone in grid.backbones:
-            for fold in grid.folds:
-                for regime in grid.regimes:
-                    out.append(Cell(
-                        organ=organ, backbone=backbone, fold=fold, regime=regime,
-                        preset=grid.preset, seed=grid.seed,
-                        dataset_fingerprint=fingerprints[organ],
-                        hyperparameters=grid.train,
-                        generator=_generator_for(grid, regime, organ),
-                    ))
+    for organ, backbone, fold, regime in product(grid.organs, grid.backbones, grid.folds, grid.regimes):
+        for source, seed in product(_sources(grid, organ, regime), grid.seeds):
+            out.append(Cell(
+                organ=organ, backbone=backbone, fold=fold, regime=regime, preset=grid.preset, seed=seed,
+                dataset_fingerprint=fingerprints[organ], hyperparameters=grid.train_for(regime),
+                generator=_generator_for(grid, regime, source), synth_source=source,
+            ))
     return out
 
 
+def _sources(grid, organ: str, regime: str) -> list[str]:
+    """Generator source organs of a (target organ, regime): its own, plus the others for Table 3."""
+    if regime == "real" or not grid.evaluate["cross_organ"]:
+        return [organ]
+    return [organ] + [o for o in grid.organs if o != organ]
+
+
 def _generator_for(grid, regime: str, organ: str) -> dict[str, Any]:
+    """Generator config of ``regime`` made from ``organ`` (the cell's synth_source)."""
     if regime == "real":
         return {}
     kwargs = {k: v for k, v in grid.generators.get(regime, {}).items() if k != "checkpoints"}
@@ -177,4 +218,20 @@ def parse_only(text: str | None) -> dict[str, set[str]]:
 
 
 def select(cells: Iterable[Cell], only: Mapping[str, set[str]]) -> list[Cell]:
+    """Cells matching every key of ``only`` (values compared as strings)."""
     return [c for c in cells if all(str(getattr(c, k)) in vals for k, vals in only.items())]
+
+
+def print_cell_table(cells: Sequence[Cell], results_root, file=None) -> None:
+    """One line per cell: organ, backbone, regime, source, fold, seed, hash, done?, results folder."""
+    file = file or sys.stdout
+    header = (f"{'organ':<9} {'backbone':<11} {'regime':<10} {'source':<9} {'fold':>4} {'seed':>4}  "
+              f"{'hash':<12}  {'state':<5}  results")
+    print(header, file=file)
+    for cell in cells:
+        folder = Path(results_root) / cell.relative_dir()
+        state = "done" if (folder / "DONE").is_file() else "todo"
+        print(f"{cell.organ:<9} {cell.backbone:<11} {cell.regime:<10} {cell.synth_source:<9} {cell.fold:>4} "
+              f"{cell.seed:>4}  {cell.hash:<12}  {state:<5}  {folder}", file=file)
+    n_cross = sum(c.cross_organ for c in cells)
+    print(f"{len(cells)} cells ({len(cells) - n_cross} main + {n_cross} cross-organ)", file=file)

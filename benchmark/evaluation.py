@@ -20,9 +20,6 @@ from benchmark.overlap import dice
 from benchmark.surface import bounding_box, surface_dice
 
 NSD_TOLERANCE_MM = 2.0
-POSTPROCESS_MARGIN_MM = 30.0
-# Organ components at least this fraction of the largest are kept (two kidneys survive).
-POSTPROCESS_KEEP_FRACTION = 0.1
 
 
 def evaluate_case(pred_labels: np.ndarray, ref_labels: np.ndarray, spacing, organ_postprocess: bool = False,
@@ -33,8 +30,9 @@ def evaluate_case(pred_labels: np.ndarray, ref_labels: np.ndarray, spacing, orga
         pred_labels: int array [X, Y, Z] with 0/1/2, the prediction.
         ref_labels: int array [X, Y, Z] with 0/1/2, the reference.
         spacing: voxel size (mm) along the 3 axes.
-        organ_postprocess: clean the prediction first like Hu et al.'s ``denoise_pred``
-            (see ``postprocess_organ``).
+        organ_postprocess: clean the prediction first with the one organ post-processing
+            (`models.postprocess.postprocess`), the reference organ as the target organ mask.
+            The grid runner post-processes at prediction time instead (same function).
         tolerance_mm: NSD tolerance (mm).
         min_voxels: smallest lesion (voxels) counted, see ``benchmark.lesions``.
 
@@ -50,7 +48,9 @@ def evaluate_case(pred_labels: np.ndarray, ref_labels: np.ndarray, spacing, orga
         box = tuple(slice(0, 1) for _ in range(3))
     pred, ref = pred_labels[box], ref_labels[box]
     if organ_postprocess:
-        pred = postprocess_organ(pred, spacing)
+        from models.postprocess import postprocess
+
+        pred = postprocess(pred, spacing, organ_mask=ref >= 1)
     pred_organ, ref_organ = pred >= 1, ref >= 1
     pred_tumor, ref_tumor = pred == 2, ref == 2
     found = detect_lesions(pred_tumor, ref_tumor, spacing, min_voxels=min_voxels)
@@ -67,38 +67,6 @@ def evaluate_case(pred_labels: np.ndarray, ref_labels: np.ndarray, spacing, orga
         "lesions": found["lesions"],
         "false_positives": found["false_positives"],
     }
-
-
-def postprocess_organ(labels: np.ndarray, spacing, margin_mm: float = POSTPROCESS_MARGIN_MM) -> np.ndarray:
-    """Hu et al.-style cleaning: keep the main organ component(s), tumor only near them.
-
-    Foreground components (6-connected components of ``labels >= 1``, as Hu et al.'s
-    ``scipy.ndimage.label`` default) smaller than 10 % of the largest are dropped (10 %, not
-    "largest only", so both kidneys survive); tumor voxels farther than ``margin_mm`` from the
-    kept components become background (Hu et al. dilate the organ by 30 iterations; a
-    distance in mm does not depend on the spacing).
-
-    Args:
-        labels: int array [X, Y, Z] with 0/1/2.
-        spacing: voxel size (mm).
-        margin_mm: largest distance (mm) of a kept tumor voxel from the kept organ.
-
-    Returns:
-        uint8 array [X, Y, Z], the cleaned labels.
-    """
-    from scipy import ndimage
-
-    labels = np.asarray(labels, dtype=np.uint8)
-    components, count = ndimage.label(labels >= 1)
-    if count == 0:
-        return labels.copy()
-    sizes = np.bincount(components.ravel())[1:]
-    kept = np.isin(components, np.flatnonzero(sizes >= POSTPROCESS_KEEP_FRACTION * sizes.max()) + 1)
-    near = ndimage.distance_transform_edt(~kept, sampling=[float(s) for s in spacing]) <= margin_mm
-    cleaned = np.zeros_like(labels)
-    cleaned[kept & (labels == 1)] = 1
-    cleaned[near & (labels == 2)] = 2
-    return cleaned
 
 
 def _load_labels(path: Path, what: str) -> tuple[np.ndarray, tuple[float, float, float]]:

@@ -5,7 +5,7 @@ A grid expands into cells (one trained model each, see `benchmark.cell`). Exampl
 
     name = "demo"            # MLflow experiment name
     preset = "tiny"          # tiny | paper (backbone size)
-    seed = 0
+    seed = 0                 # or seeds = [0, 1, 2]: each seed its own cell
     device = "cpu"
     results_dir = "results"
     organs = ["liver"]       # trained organs (default: every [datasets] key)
@@ -19,6 +19,12 @@ A grid expands into cells (one trained model each, see `benchmark.cell`). Exampl
     [train]                  # models.trainer.TrainConfig fields
     epochs = 2
     crop_size = [48, 48, 32]
+
+    [train.real]             # per-regime overrides (real | hu | difftumor)
+    epochs = 3
+
+    [evaluate]
+    cross_organ = true       # adds Table 3's source -> target cells (see benchmark.cell)
 
 Relative paths are resolved against the current working directory.
 """
@@ -39,14 +45,18 @@ BACKBONES = ("unet", "nnunet", "swin_unetr")
 TRAIN_KEYS = (
     "crop_size", "batch_size", "lr", "weight_decay", "epochs", "iters_per_epoch", "val_every",
     "warmup_epochs", "synth_prob", "num_workers", "amp", "window", "val_overlap",
+    "rot90_prob", "shift_prob", "shift_offset", "pos_fraction",
 )
 TRAIN_DEFAULTS: dict[str, Any] = {
     "tiny": {"epochs": 2, "iters_per_epoch": 4, "val_every": 1, "batch_size": 1,
              "crop_size": [48, 48, 32], "lr": 1e-3, "weight_decay": 1e-5, "synth_prob": 0.5},
-    "paper": {"epochs": 400, "iters_per_epoch": 250, "val_every": 10, "batch_size": 2,
-              "crop_size": [96, 96, 96], "lr": 1e-4, "weight_decay": 1e-5, "synth_prob": 0.5},
+    # DiffTumor supplement E.2 (docs/protocol.md); no iters_per_epoch: an epoch is one pass
+    # over the training scans (one random crop each), as the official trainer.
+    "paper": {"epochs": 2000, "val_every": 50, "batch_size": 2, "warmup_epochs": 100,
+              "crop_size": [96, 96, 96], "lr": 2e-4, "weight_decay": 1e-5, "synth_prob": 0.5,
+              "window": [-175.0, 250.0], "val_overlap": 0.5},
 }
-EVAL_DEFAULTS = {"cross_organ": True, "cross_organ_cases": "val", "overlap": 0.5,
+EVAL_DEFAULTS = {"cross_organ": False, "cross_organ_cases": "val", "overlap": 0.5,
                  "organ_postprocess": True, "previews": 3}
 SLURM_DEFAULTS = {"partition": None, "gpus_per_node": 1, "cpus_per_task": 8, "time_min": 720,
                   "mem_gb": 64, "array_parallelism": 16, "account": None, "constraint": None}
@@ -66,7 +76,7 @@ class Grid:
     folds: tuple[int, ...]
     regimes: tuple[str, ...]
     preset: str
-    seed: int
+    seed: int  # the first of ``seeds`` (Optuna sampler, defaults)
     device: str
     results_dir: Path
     train: dict[str, Any]
@@ -75,11 +85,23 @@ class Grid:
     slurm: dict[str, Any]
     mlflow: dict[str, Any]
     optuna: dict[str, Any] = field(default_factory=dict)
+    seeds: tuple[int, ...] = (0,)
+    train_by_regime: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def eval_organs(self, organ: str) -> tuple[str, ...]:
-        """Organs a model trained on ``organ`` is evaluated on (its own first)."""
-        others = [o for o in self.datasets if o != organ] if self.evaluate["cross_organ"] else []
-        return (organ, *others)
+    def train_for(self, regime: str) -> dict[str, Any]:
+        """[train] merged with its [train.<regime>] overrides (e.g. paper epochs per regime)."""
+        return {**self.train, **self.train_by_regime.get(regime, {})}
+
+    def eval_organs(self, organ: str, regime: str = "real", synth_source: str | None = None) -> tuple[str, ...]:
+        """Organs a cell is evaluated on (its own first).
+
+        Only a real-regime cell is also evaluated on the other organs (Table 3's real rows:
+        the source model on the target's test fold); synthetic rows come from the
+        cross-organ cells (`benchmark.cell.cells_from_grid`), evaluated on their own organ.
+        """
+        if regime != "real" or not self.evaluate["cross_organ"] or (synth_source or organ) != organ:
+            return (organ,)
+        return (organ, *[o for o in self.datasets if o != organ])
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -97,12 +119,13 @@ def parse_grid(text: str, path: Path | None = None) -> Grid:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{where}: not valid TOML ({exc})") from exc
-    known = {"name", "preset", "seed", "device", "results_dir", "organs", "backbones", "folds",
+    known = {"name", "preset", "seed", "seeds", "device", "results_dir", "organs", "backbones", "folds",
              "regimes", "datasets", "train", "generators", "evaluate", "slurm", "mlflow", "optuna"}
     _no_unknown(raw, known, where, "")
     datasets = _datasets(raw, where)
     preset = _choice(raw.get("preset", "tiny"), PRESETS, where, "preset")
     organs = tuple(_str_list(raw, "organs", list(datasets), where))
+    seeds = _seeds(raw, where)
     for organ in organs:
         if organ not in datasets:
             raise InputError(f"{where}: field 'organs' lists {organ!r} but [datasets] has no {organ!r} path")
@@ -112,9 +135,10 @@ def parse_grid(text: str, path: Path | None = None) -> Grid:
         backbones=tuple(_choice(b, BACKBONES, where, "backbones") for b in _str_list(raw, "backbones", ["unet"], where)),
         folds=tuple(_folds(raw, where)),
         regimes=regimes,
-        preset=preset, seed=_int(raw.get("seed", 0), where, "seed"),
+        preset=preset, seed=seeds[0], seeds=seeds,
         device=str(raw.get("device", "cpu")), results_dir=Path(raw.get("results_dir", "results")).resolve(),
-        train=_train(raw.get("train", {}), preset, where),
+        train=_train({k: v for k, v in raw.get("train", {}).items() if k not in _regime_names()}, preset, where),
+        train_by_regime=_train_by_regime(raw.get("train", {}), preset, where),
         generators=_generators(raw.get("generators", {}), regimes, where),
         evaluate=_section(raw, "evaluate", EVAL_DEFAULTS, where),
         slurm=_section(raw, "slurm", SLURM_DEFAULTS, where),
@@ -182,6 +206,31 @@ def _folds(raw: dict, where: str) -> list[int]:
     return list(dict.fromkeys(value))
 
 
+def _seeds(raw: dict, where: str) -> tuple[int, ...]:
+    if "seed" in raw and "seeds" in raw:
+        raise InputError(f"{where}: give 'seed' or 'seeds', not both")
+    value = raw.get("seeds", [raw.get("seed", 0)])
+    if not isinstance(value, list) or not value:
+        raise InputError(f"{where}: field 'seeds' must be a non-empty list of integers, got {value!r}")
+    return tuple(dict.fromkeys(_int(v, where, "seeds") for v in value))
+
+
+def _train_by_regime(table: dict, preset: str, where: str) -> dict[str, dict[str, Any]]:
+    """[train.<regime>] tables: overrides validated like [train] itself."""
+    out, names = {}, _regime_names()
+    for regime in names:
+        sub = table.get(regime)
+        if sub is None:
+            continue
+        if not isinstance(sub, dict):
+            raise InputError(f"{where}: field 'train.{regime}' must be a table of [train] fields")
+        _no_unknown(sub, TRAIN_KEYS, where, f"train.{regime}.")
+        base = {k: v for k, v in table.items() if k not in names}
+        _train({**base, **sub}, preset, where)
+        out[regime] = dict(sub)
+    return out
+
+
 def _train(table: dict, preset: str, where: str) -> dict[str, Any]:
     _no_unknown(table, TRAIN_KEYS, where, "train.")
     merged = {**TRAIN_DEFAULTS[preset], **table}
@@ -191,7 +240,8 @@ def _train(table: dict, preset: str, where: str) -> dict[str, Any]:
     crop = merged.get("crop_size")
     if not (isinstance(crop, list) and len(crop) == 3 and all(isinstance(c, int) and c >= 16 for c in crop)):
         raise InputError(f"{where}: field 'train.crop_size' must be 3 integers >= 16, got {crop!r}")
-    for key in ("lr", "weight_decay", "synth_prob"):
+    for key in ("lr", "weight_decay", "synth_prob", *(k for k in ("rot90_prob", "shift_prob", "shift_offset",
+                                                                   "pos_fraction") if k in merged)):
         if not isinstance(merged.get(key), (int, float)) or merged[key] < 0:
             raise InputError(f"{where}: field 'train.{key}' must be a number >= 0, got {merged.get(key)!r}")
     if merged["synth_prob"] > 1:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from benchmark.cell import Cell, cells_from_grid, parse_only, select
+from benchmark.cell import Cell, cells_from_grid, parse_only, print_cell_table, select
 from benchmark.errors import InputError
 from benchmark.grid import EVAL_DEFAULTS, Grid, load_grid
 from benchmark.io import write_json_atomic
@@ -109,7 +109,8 @@ def run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True,
 def _tags(task: CellTask) -> dict[str, str]:
     cell = task.cell
     return {"organ": cell.organ, "backbone": cell.backbone, "fold": str(cell.fold),
-            "regime": cell.regime, "preset": cell.preset, "results_dir": str(task.results_dir),
+            "regime": cell.regime, "synth_source": cell.synth_source, "seed": str(cell.seed),
+            "preset": cell.preset, "results_dir": str(task.results_dir),
             "dataset_dir": str(Path(task.dataset_dir).resolve()), "git_commit": tracking.git_commit(),
             "device": task.device}
 
@@ -117,8 +118,10 @@ def _tags(task: CellTask) -> dict[str, str]:
 def _note(task: CellTask) -> str:
     cell = task.cell
     others = [o for o, _ in task.eval_datasets if o != cell.organ]
+    source = f" from the {cell.synth_source} generator (healthy CTs only)" if cell.cross_organ else ""
     return (f"{cell.backbone} ({cell.preset}) trained on {cell.organ} fold {cell.fold} with "
-            f"{cell.regime} tumors; evaluated on the held-out fold"
+            f"{cell.regime} tumors{source}, seed {cell.seed}; checkpoint chosen on the inner validation split, "
+            f"evaluated on the test fold"
             + (f" and cross-organ on {', '.join(others)}" if others else "")
             + f". Results: `{task.results_dir}`.")
 
@@ -146,7 +149,7 @@ def _final_metrics(client, run_id: str, task: CellTask, summaries: Mapping[str, 
 
 
 def _log_artifacts(client, run_id: str, results_dir: Path) -> None:
-    for name in ("summary.json", "cell.json", "train_config.json"):
+    for name in ("summary.json", "cell.json", "train_config.json", "cases_used.json"):
         if (results_dir / name).is_file():
             client.log_artifact(run_id, str(results_dir / name))
     for sub in ("cross_organ", "previews"):
@@ -185,13 +188,14 @@ def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int
         executor: ``local`` (in-process, or ``max_parallel`` worker processes), ``slurm``
             (submitit job array) or ``submitit-local`` (submitit's local executor, for tests).
         only: filter like ``"organ=liver,regime=hu"`` (see `benchmark.cell.parse_only`).
-        dry_run: print the cell table and return without running or touching MLflow.
+        dry_run: print the cell table and return without running or touching MLflow; works
+            before the datasets exist (warns which are missing).
         stages: replacement `benchmark.stages.Stages` (tests); default the real ones.
     """
     from benchmark.executors import execute
 
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
-    cells = select(cells_from_grid(grid, _fingerprints(grid)), parse_only(only) if isinstance(only, str) else (only or {}))
+    cells = select(cells_from_grid(grid, _fingerprints(grid, dry_run)), parse_only(only) if isinstance(only, str) else (only or {}))
     if not cells:
         raise InputError(f"{grid.path}: no cell matches --only {only!r}")
     if dry_run:
@@ -200,7 +204,7 @@ def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int
     _preflight(grid, cells, stages)
     client, uri, experiment_id, parent = _open_grid_run(grid, len(cells), tracking_uri)
     checkpoints = _difftumor_checkpoints(grid, cells, progress)
-    tasks = [_task(grid, cell, uri, experiment_id, parent, checkpoints.get(cell.organ)) for cell in cells]
+    tasks = [_task(grid, cell, uri, experiment_id, parent, checkpoints.get(cell.synth_source)) for cell in cells]
     try:
         outcomes = execute(tasks, executor=executor, max_parallel=max_parallel, stages=stages,
                            slurm=grid.slurm, folder=grid.results_dir / ".submitit", progress=progress)
@@ -226,7 +230,7 @@ def _preflight(grid: Grid, cells: Sequence[Cell], stages) -> None:
         stages.make_config(cell.backbone, cell.preset, cell.seed, cell.hp())
     if stages.check_dataset is None:
         return
-    organs = {c.organ for c in cells} | {o for c in cells for o in grid.eval_organs(c.organ)}
+    organs = {c.organ for c in cells} | {o for c in cells for o in grid.eval_organs(c.organ, c.regime, c.synth_source)}
     for organ in sorted(organs):
         stages.check_dataset(grid.datasets[organ])
 
@@ -245,25 +249,43 @@ def _open_grid_run(grid: Grid, n_cells: int, tracking_uri: str | None):
     return client, uri, experiment_id, parent
 
 
-def _fingerprints(grid: Grid) -> dict[str, str]:
+def _fingerprints(grid: Grid, dry_run: bool = False) -> dict[str, str]:
+    """organ -> dataset fingerprint, after adding the inner validation split to splits.json where
+    it is missing (once; the folds are kept). ``dry_run``: read only, and a missing dataset is a
+    warning (its cells get fingerprint "missing"), so a grid can be listed before the data exist."""
     from benchmark.data import Dataset
+    from benchmark.data.splits import make_splits
 
-    return {organ: Dataset.open(path).fingerprint() for organ, path in grid.datasets.items()}
+    out = {}
+    for organ, path in grid.datasets.items():
+        try:
+            dataset = Dataset.open(path)
+        except InputError as exc:
+            if not dry_run:
+                raise
+            print(f"tumorbench: warning: dataset {organ!r} not available yet ({exc}); hashes of its cells "
+                  "will change once it is imported", file=sys.stderr)
+            out[organ] = "missing"
+            continue
+        if not dry_run and (dataset.root / "splits.json").is_file():
+            make_splits(dataset)
+        out[organ] = dataset.fingerprint()
+    return out
 
 
 def _task(grid: Grid, cell: Cell, uri: str, experiment_id: str, parent: str | None,
           checkpoint: str | None) -> CellTask:
     return CellTask(
         cell=cell, dataset_dir=str(grid.datasets[cell.organ]),
-        eval_datasets=tuple((o, str(grid.datasets[o])) for o in grid.eval_organs(cell.organ)),
+        eval_datasets=tuple((o, str(grid.datasets[o])) for o in grid.eval_organs(cell.organ, cell.regime, cell.synth_source)),
         results_root=str(grid.results_dir), device=grid.device, tracking_uri=uri,
         experiment_id=experiment_id, parent_run_id=parent,
         evaluate=tuple(sorted(grid.evaluate.items())), generator_checkpoint=checkpoint)
 
 
 def _difftumor_checkpoints(grid: Grid, cells: Sequence[Cell], progress: bool) -> dict[str, str]:
-    """organ -> DiffTumor checkpoint dir for cells configured with ``checkpoint = "auto"``."""
-    organs = sorted({c.organ for c in cells if c.generator_config().get("checkpoint") == "auto"})
+    """source organ -> DiffTumor checkpoint dir for cells configured with ``checkpoint = "auto"``."""
+    organs = sorted({c.synth_source for c in cells if c.generator_config().get("checkpoint") == "auto"})
     if not organs:
         return {}
     try:
@@ -279,16 +301,3 @@ def _difftumor_checkpoints(grid: Grid, cells: Sequence[Cell], progress: bool) ->
     return {organ: str(train_tiny_generators(grid.datasets[organ], grid.results_dir / "generators" / organ,
                                              organ, device=grid.device, progress=progress, autoencoder=shared))
             for organ in organs}
-
-
-def print_cell_table(cells: Sequence[Cell], results_root: Path, file=None) -> None:
-    """One line per cell: organ, backbone, regime, fold, hash, done?, results folder."""
-    file = file or sys.stdout
-    header = f"{'organ':<9} {'backbone':<11} {'regime':<10} {'fold':>4}  {'hash':<12}  {'state':<5}  results"
-    print(header, file=file)
-    for cell in cells:
-        folder = Path(results_root) / cell.relative_dir()
-        state = "done" if (folder / "DONE").is_file() else "todo"
-        print(f"{cell.organ:<9} {cell.backbone:<11} {cell.regime:<10} {cell.fold:>4}  {cell.hash:<12}  "
-              f"{state:<5}  {folder}", file=file)
-    print(f"{len(cells)} cells", file=file)

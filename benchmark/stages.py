@@ -23,7 +23,7 @@ class Stages:
         make_config: ``(backbone, preset, seed, hyperparameters: dict, *, spacing) -> TrainConfig``.
         make_generator: ``(name, organ, **kwargs) -> TumorGenerator`` (synthesis.registry).
         train: ``models.trainer.train`` signature.
-        predict: ``models.inference.predict_items`` signature.
+        predict: ``models.inference.predict_items`` signature (called with ``organ_masks``).
         evaluate: ``benchmark.metrics.evaluate_folder`` signature.
         previews: ``(dataset, case_ids, pred_dir, out_dir, n) -> list[Path]`` PNG files.
         check_dataset: ``(dataset_dir) -> None``, raising InputError on a broken dataset; run
@@ -143,9 +143,12 @@ def run_pipeline(task, stages: Stages, *, log_metrics, report=None, progress: bo
                  train_only: bool = False) -> dict[str, dict]:
     """Train, predict and evaluate one cell; stages talk through files in its folder.
 
-    ``<results>/train/`` checkpoints (the trainer resumes from ``last.pt``),
-    ``predictions/<organ>/<case>.nii.gz``, ``summary.json`` (own organ, held-out fold),
-    ``cross_organ/<organ>/summary.json`` (other organs), ``previews/*.png``.
+    The model trains on the fold's training cases of the cell's roles (`Cell.training_roles`)
+    minus the inner validation split, selects its checkpoint on the inner validation split
+    and is reported on the test fold only (`benchmark.data.splits.fold_cases`).
+    ``cases_used.json`` lists the exact ids; ``<results>/train/`` checkpoints (the trainer
+    resumes from ``last.pt``), ``predictions/<organ>/<case>.nii.gz``, ``summary.json`` (own
+    organ, test fold), ``cross_organ/<organ>/summary.json`` (other organs), ``previews/*.png``.
 
     Returns:
         organ -> summary dict (empty when ``train_only``).
@@ -158,29 +161,53 @@ def run_pipeline(task, stages: Stages, *, log_metrics, report=None, progress: bo
     if dataset.fingerprint() != cell.dataset_fingerprint:
         raise InputError(f"{dataset.root}: dataset changed since the grid was expanded "
                          f"(fingerprint {dataset.fingerprint()} != {cell.dataset_fingerprint})")
-    train_ids, val_ids = dataset.fold(cell.fold)
+    targets = [(organ, dataset if organ == cell.organ else Dataset.open(ds_dir))
+               for organ, ds_dir in task.eval_targets()]
+    used = cases_used(cell, dataset, targets, task.setting("cross_organ_cases"))
     config = stages.make_config(cell.backbone, cell.preset, cell.seed, cell.hp(), spacing=dataset.spacing)
     write_json_atomic(out / "cell.json", cell.to_dict())
     write_json_atomic(out / "train_config.json", _as_dict(config))
-    stages.train(config, dataset.items(train_ids), dataset.items(val_ids), out / "train",
+    write_json_atomic(out / "cases_used.json", used)
+    stages.train(config, dataset.items(used["train"]), dataset.items(used["val"]), out / "train",
                  generator=_generator(task, stages), device=task.device, report=report,
                  log_metrics=log_metrics, progress=progress)
     if train_only:
         return {}
     ckpt = _checkpoint(out / "train")
-    summaries = {}
-    for organ, ds_dir in task.eval_targets():
-        target = dataset if organ == cell.organ else Dataset.open(ds_dir)
-        ids = val_ids if organ == cell.organ else _cross_ids(target, cell.fold, task.setting("cross_organ_cases"))
-        summaries[organ] = _predict_and_evaluate(task, stages, ckpt, target, ids, organ, progress)
-    stages.previews(dataset, val_ids, out / "predictions" / cell.organ, out / "previews",
+    summaries = {organ: _predict_and_evaluate(task, stages, ckpt, target, used["test"][organ], organ, progress)
+                 for organ, target in targets}
+    stages.previews(dataset, used["test"][cell.organ], out / "predictions" / cell.organ, out / "previews",
                     int(task.setting("previews")))
     return summaries
 
 
+def cases_used(cell, dataset, targets, cross_cases: str = "val") -> dict:
+    """The case ids a cell trains on, selects its checkpoint on and is tested on.
+
+    Returns:
+        ``{"fold", "roles", "train": [...], "val": [...], "test": {organ: [...]}}``; ``val`` is
+        the inner validation split (never the test fold), ``test`` the reported cases per
+        evaluated organ (own organ: test fold ``cell.fold``).
+    """
+    from benchmark.data.splits import fold_cases
+
+    fit, inner, test = fold_cases(dataset, cell.fold)
+    roles = cell.training_roles()
+    train = [c for c in fit if dataset.cases.loc[c, "role"] in roles]
+    if not train:
+        raise InputError(f"{dataset.root}: fold {cell.fold} has no training case of role {'/'.join(roles)} "
+                         f"for the {cell.regime} regime")
+    tests = {organ: test if organ == cell.organ else _cross_ids(target, cell.fold, cross_cases)
+             for organ, target in targets}
+    return {"fold": cell.fold, "roles": list(roles), "train": train, "val": inner, "test": tests}
+
+
 def _predict_and_evaluate(task, stages: Stages, ckpt: Path, dataset, case_ids, organ: str,
                           progress: bool) -> dict:
-    """Predict (skipped when a previous attempt completed it) and write the summary."""
+    """Predict (skipped when a previous attempt completed it) and write the summary.
+
+    Post-processing keeps tumor calls inside the *target* CT's organ label (the paper's
+    pseudo-label), whichever organ the model was trained on."""
     from benchmark.io import write_json_atomic, write_text_atomic
 
     out = Path(task.results_dir)
@@ -189,7 +216,8 @@ def _predict_and_evaluate(task, stages: Stages, ckpt: Path, dataset, case_ids, o
     if not marker.is_file():
         stages.predict(ckpt, dataset.items(case_ids), pred_dir, device=task.device,
                        overlap=float(task.setting("overlap")),
-                       organ_postprocess=bool(task.setting("organ_postprocess")), progress=progress)
+                       organ_postprocess=bool(task.setting("organ_postprocess")),
+                       organ_masks={c: str(dataset.labels_path(c)) for c in case_ids}, progress=progress)
         write_text_atomic(marker, "\n".join(case_ids) + "\n")
     path = out / "summary.json" if organ == task.cell.organ else out / "cross_organ" / organ / "summary.json"
     summary = stages.evaluate(pred_dir, dataset, case_ids=list(case_ids), out=path, progress=progress)
@@ -199,13 +227,14 @@ def _predict_and_evaluate(task, stages: Stages, ckpt: Path, dataset, case_ids, o
 
 
 def _generator(task, stages: Stages):
+    """The cell's generator, made for its synth_source organ (Table 3: the source organ's)."""
     config = task.cell.generator_config()
     if not config:
         return None
     kwargs = {k: v for k, v in config.items() if k != "name"}
     if "checkpoint" in kwargs:
         kwargs["checkpoint"] = task.generator_checkpoint or kwargs["checkpoint"]
-    return stages.make_generator(config["name"], task.cell.organ, device=task.device, **kwargs)
+    return stages.make_generator(config["name"], task.cell.synth_source, device=task.device, **kwargs)
 
 
 def _checkpoint(train_dir: Path) -> Path:
@@ -216,7 +245,7 @@ def _checkpoint(train_dir: Path) -> Path:
 
 
 def _cross_ids(dataset, fold: int, which: str) -> list[str]:
-    """Cases of another organ's dataset used for cross-organ evaluation."""
+    """Cases of another organ's dataset used for cross-organ evaluation (its test fold k)."""
     if which == "all":
         return dataset.case_ids()
     if which == "val":

@@ -1,6 +1,7 @@
 """Optuna tuning of one grid cell: each trial is the same cell runner with new hyperparameters.
 
-- objective: best validation tumor DSC, reported per validation through the trainer's
+- objective: best *inner validation* tumor DSC (the split carved from the training folds in
+  splits.json; the test fold is never seen by a trial), reported through the trainer's
   ``report(epoch, value)`` so the pruner (median or Hyperband) can stop bad trials;
 - storage: sqlite under ``<results>/tune/<study>/optuna.db`` by default, any RDB URL
   (PostgreSQL/MySQL) for many workers; heartbeats + `RetryHeartbeatStaleTrialCallback`
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark import tracking
-from benchmark.cell import FILTER_KEYS, cells_from_grid, parse_only, select
+from benchmark.cell import CELL_KEYS, cells_from_grid, parse_only, select
 from benchmark.errors import InputError
 from benchmark.grid import Grid, load_grid
 
@@ -53,7 +54,8 @@ def tune_cell(grid: Grid | str | Path, cell: str, n_trials: int, *, storage: str
     base = _one_cell(grid, cell)
     if not grid.optuna["space"]:
         raise InputError(f"{grid.path}: [optuna.space] is empty; add e.g. lr = {{low = 1e-4, high = 1e-2, log = true}}")
-    study_name = study_name or f"{grid.name}__{base.organ}_{base.backbone}_{base.regime}_f{base.fold}"
+    source = f"_from_{base.synth_source}" if base.cross_organ else ""
+    study_name = study_name or f"{grid.name}__{base.organ}_{base.backbone}_{base.regime}{source}_f{base.fold}"
     folder = grid.results_dir / "tune" / study_name
     folder.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{folder / 'optuna.db'}"
@@ -77,9 +79,12 @@ def tune_cell(grid: Grid | str | Path, cell: str, n_trials: int, *, storage: str
 
 def _one_cell(grid: Grid, selector: str):
     only = parse_only(selector)
-    missing = [k for k in FILTER_KEYS if k not in only]
+    missing = [k for k in CELL_KEYS if k not in only]
     if missing or any(len(v) != 1 for v in only.values()):
-        raise InputError(f"--cell: {selector!r} must give one value for each of {list(FILTER_KEYS)}")
+        raise InputError(f"--cell: {selector!r} must give one value for each of {list(CELL_KEYS)} "
+                         "(and optionally synth_source, seed)")
+    only.setdefault("synth_source", set(only["organ"]))
+    only.setdefault("seed", {str(grid.seeds[0])})
     from benchmark.runner import _fingerprints
 
     matches = select(cells_from_grid(grid, _fingerprints(grid)), only)

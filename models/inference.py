@@ -1,10 +1,9 @@
 """Sliding-window inference, organ post-processing and prediction writing.
 
 As the official ``validation.py``: MONAI ``sliding_window_inference`` with roi = crop size,
-Gaussian blending, overlap 0.75, argmax; then (optionally) organ post-processing. The paper
-replaces the organ channel with a pseudo organ label and keeps ``tumor AND organ``; here the
-organ region is either a given mask (``organ_masks``, the paper's pseudo-label step) or the
-predicted organ (largest connected component(s)), dilated by ``dilation_mm``.
+Gaussian blending, overlap 0.75, argmax; then (optionally) the organ post-processing of
+:mod:`models.postprocess` (tumor kept only within ``ORGAN_MARGIN_MM`` of the given organ mask,
+the paper's pseudo-label step, else of the predicted organ).
 """
 from __future__ import annotations
 
@@ -19,6 +18,7 @@ import torch
 from models.backbones import build_backbone
 from models.checkpoint import load_checkpoint
 from models.config import TrainConfig
+from models.postprocess import ORGAN_MARGIN_MM, keep_main_components, postprocess  # noqa: F401 (re-export)
 from models.volumes import read_nifti, write_labels_atomic
 
 
@@ -75,43 +75,6 @@ def predict_volume(model: torch.nn.Module, ct_hu: np.ndarray, config: TrainConfi
     return torch.argmax(logits, dim=1)[0].to(torch.uint8).cpu().numpy()
 
 
-def keep_main_components(mask: np.ndarray, min_fraction: float = 0.1) -> np.ndarray:
-    """Keep the largest connected component and any other at least ``min_fraction`` of its
-    size (two kidneys survive; small false-positive islands do not). (X, Y, Z) bool."""
-    from scipy import ndimage
-
-    components, n = ndimage.label(mask)
-    if n <= 1:
-        return mask.astype(bool)
-    sizes = np.bincount(components.ravel())[1:]
-    keep = np.flatnonzero(sizes >= min_fraction * sizes.max()) + 1
-    return np.isin(components, keep)
-
-
-def postprocess(labels: np.ndarray, spacing: Sequence[float], organ_mask: np.ndarray | None = None,
-                dilation_mm: float = 5.0) -> np.ndarray:
-    """Organ post-processing of (X, Y, Z) 0/1/2 labels.
-
-    Without ``organ_mask``: keep the main component(s) of organ+tumor, and drop tumor voxels
-    farther than ``dilation_mm`` from the kept region. With ``organ_mask`` (paper pseudo-label
-    step): organ := the given mask, tumor := predicted tumor within ``dilation_mm`` of it.
-    """
-    from scipy import ndimage
-
-    labels = np.asarray(labels, dtype=np.uint8)
-    if organ_mask is None:
-        region = keep_main_components(labels > 0)
-        organ = (labels == 1) & region
-    else:
-        region = organ = np.asarray(organ_mask) > 0
-    near = ndimage.distance_transform_edt(~region, sampling=spacing) <= dilation_mm if region.any() else region
-    tumor = (labels == 2) & near
-    out = np.zeros_like(labels)
-    out[organ] = 1
-    out[tumor] = 2
-    return out
-
-
 def _organ_mask_for(case_id: str, organ_masks: Mapping | None) -> np.ndarray | None:
     if organ_masks is None or case_id not in organ_masks:
         return None
@@ -123,13 +86,14 @@ def _organ_mask_for(case_id: str, organ_masks: Mapping | None) -> np.ndarray | N
 
 def predict_items(ckpt_path, items, out_dir, *, device="cpu", overlap: float = 0.75,
                   organ_postprocess: bool = True, organ_masks: Mapping | None = None,
-                  dilation_mm: float = 5.0, progress: bool = True) -> list[Path]:
+                  margin_mm: float = ORGAN_MARGIN_MM, progress: bool = True) -> list[Path]:
     """Predict every item and write ``out_dir/<case_id>.nii.gz`` (uint8 0/1/2, the CT's affine).
 
     Args:
         items: dicts with ``case_id`` and ``image`` (CT NIfTI path, HU).
         organ_masks: optional ``case_id -> organ mask`` (NIfTI path or array on the CT grid),
-            used instead of the predicted organ by the post-processing.
+            used instead of the predicted organ by the post-processing (the target organ).
+        margin_mm: see `models.postprocess.postprocess`.
 
     Returns:
         The written paths, in item order.
@@ -144,10 +108,7 @@ def predict_items(ckpt_path, items, out_dir, *, device="cpu", overlap: float = 0
         labels = predict_volume(model, image.get_fdata(dtype=np.float32), config, device, overlap)
         if organ_postprocess:
             spacing = [float(z) for z in image.header.get_zooms()[:3]]
-            mask = _organ_mask_for(case_id, organ_masks)
-            if mask is not None and mask.shape != labels.shape:
-                raise ValueError(f"organ mask of case {case_id} has shape {mask.shape}, expected {labels.shape}")
-            labels = postprocess(labels, spacing, mask, dilation_mm)
+            labels = postprocess(labels, spacing, _organ_mask_for(case_id, organ_masks), margin_mm)
         paths.append(write_labels_atomic(labels, image, Path(out_dir) / f"{case_id}.nii.gz"))
     return paths
 

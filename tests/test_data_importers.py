@@ -213,3 +213,18 @@ def test_bad_inputs_fail_cleanly(tmp_path, capsys):
                  "--out", str(out)])
     assert code == 2 and "already exists and is not empty; use --append" in capsys.readouterr().err
     assert len(meta["training"]) == 3
+
+
+def test_atlas_max_cases_is_a_seeded_subset(tmp_path, capsys):
+    src = _atlas(tmp_path, ["liver"], n=5, lesion_case=False)
+    ids = {}
+    for name, seed in (("a", 0), ("b", 0), ("c", 3)):
+        assert main(["data", "import", "--format", "atlas", str(src), "--organ", "liver", "--out",
+                     str(tmp_path / name), "--spacing", *map(str, TARGET), "--max-cases", "3", "--seed", str(seed)]) == 0
+        ids[name] = Dataset.open(tmp_path / name).case_ids()
+    all_ids = {f"BDMAP_{i:08d}" for i in range(1, 6)}
+    assert len(ids["a"]) == 3 and set(ids["a"]) < all_ids and ids["a"] == sorted(ids["a"])
+    assert ids["a"] == ids["b"] and ids["c"] != ids["a"]  # same seed, same cases
+    assert main(["data", "import", "--format", "atlas", str(src), "--organ", "liver", "--out",
+                 str(tmp_path / "d"), "--max-cases", "0"]) == 2
+    assert "--max-cases 0" in capsys.readouterr().err and not (tmp_path / "d").exists()

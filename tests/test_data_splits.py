@@ -86,3 +86,97 @@ def test_cli_splits(tmp_path, capsys):
     assert "kept existing" in capsys.readouterr().out and len(Dataset.open(root).splits) == 4
     assert main(["data", "splits", str(root), "--force"]) == 0
     assert len(Dataset.open(root).splits) == 5
+
+
+def test_inner_val_is_patient_level_seeded_and_inside_train():
+    patients = {"L00": "P1", "L01": "P1", "H00": "P1"}
+    cases = pd.DataFrame(_cases(patients=patients))
+    folds = compute_splits(cases, seed=7)
+    for fold in folds:
+        inner = set(fold["inner_val"])
+        assert inner and inner < set(fold["train"]) and not inner & set(fold["val"])
+        assert 0.1 < len(inner) / len(fold["train"]) < 0.35  # about a fifth of the training patients
+        assert {"L", "H"} <= {c[0] for c in inner}  # stratified: both roles
+        group = {"L00", "L01", "H00"}
+        assert not (group & inner) or group <= inner or not group <= set(fold["train"])
+    assert compute_splits(cases, seed=7) == folds
+    assert [f["inner_val"] for f in compute_splits(cases, seed=8)] != [f["inner_val"] for f in folds]
+
+
+def test_old_splits_get_inner_val_added_once_keeping_their_folds(tmp_path):
+    from benchmark.data.splits import fold_cases
+
+    root = _dataset(tmp_path, _cases())
+    old = [{"train": f["train"], "val": f["val"]} for f in compute_splits(pd.DataFrame(_cases()), seed=5)]
+    (root / "splits.json").write_text(json.dumps(old))
+    with pytest.raises(InputError, match="fold 1 has no inner_val"):
+        fold_cases(Dataset.open(root), 1)
+    make_splits(root)
+    new = json.loads((root / "splits.json").read_text())
+    assert [{"train": f["train"], "val": f["val"]} for f in new] == old  # folds kept
+    assert splits_problems(Dataset.open(root)) == []
+    make_splits(root, seed=99)  # written once: a later call changes nothing
+    assert json.loads((root / "splits.json").read_text()) == new
+    fit, inner, test = fold_cases(Dataset.open(root), 1)
+    assert set(fit) | set(inner) == set(new[1]["train"]) and not set(fit) & set(inner)
+    assert test == new[1]["val"] and not (set(fit) | set(inner)) & set(test)
+    new[1]["inner_val"].append(new[1]["val"][0])  # a test case smuggled into selection
+    (root / "splits.json").write_text(json.dumps(new))
+    assert any("inner_val case" in p for p in splits_problems(Dataset.open(root)))
+    with pytest.raises(InputError, match="test \\(val\\) cases"):
+        fold_cases(Dataset.open(root), 1)
+
+
+def _official(folder, organ_cases, healthy=("hc_1", "hc_2"), extra_val=("liver_99",)):
+    """DiffTumor cross_eval/<organ>_aug_data_fold/ in its format: 'image label' per line."""
+    folder.mkdir(parents=True)
+    line = lambda c: f"imagesTr/{c}.nii.gz labelsTr/{c}.nii.gz"  # noqa: E731
+    vals = [organ_cases[k::5] for k in range(5)]
+    vals[0] = vals[0] + list(extra_val)  # listed but not imported here
+    for k, val in enumerate(vals):
+        train = [c for c in organ_cases if c not in val]
+        (folder / f"real_tumor_val_{k}.txt").write_text("\n".join(line(c) for c in val) + "\n")
+        (folder / f"real_tumor_train_{k}.txt").write_text(
+            "\n".join([line(c) for c in train] + [f"CT/{h}.nii.gz label/liver_label/{h}.nii.gz" for h in healthy]) + "\n")
+    return vals
+
+
+def test_official_folds_are_read_from_the_difftumor_fold_lists(tmp_path, capsys):
+    rows = [{"case_id": f"liver_{i}", "age": 50, "sex": "M", "has_tumor": 1, "role": "labeled", "source": "msd"}
+            for i in range(12)]
+    rows += [{"case_id": f"BDMAP_{i}", "age": 50, "sex": "F", "has_tumor": 0, "role": "healthy", "source": "atlas"}
+             for i in range(4)]
+    root = _dataset(tmp_path, rows)
+    official = tmp_path / "liver_aug_data_fold"
+    vals = _official(official, [f"liver_{i}" for i in (3, 7, 0, 11, 5, 2, 9, 1, 10, 4, 8, 6)])
+    assert main(["data", "splits", str(root), "--from-official", str(official)]) == 0
+    out = capsys.readouterr().out
+    assert "12 of 13 listed val cases matched (1 not in this dataset)" in out
+    folds = Dataset.open(root).splits
+    healthy = {f"BDMAP_{i}" for i in range(4)}
+    for fold, val in zip(folds, vals):
+        assert fold["val"] == sorted(c for c in val if c != "liver_99")
+        assert healthy <= set(fold["train"]) and set(fold["inner_val"]) <= set(fold["train"])
+    assert splits_problems(Dataset.open(root)) == []  # healthy CTs in every train, in no val: fine
+    assert main(["data", "splits", str(root), "--from-official", str(official)]) == 2  # exists: needs --force
+    assert "add --force" in capsys.readouterr().err
+    (official / "real_tumor_val_2.txt").write_text("not a nifti line\n")
+    assert main(["data", "splits", str(root), "--from-official", str(official), "--force"]) == 2
+    assert "real_tumor_val_2.txt: line 1" in capsys.readouterr().err
+
+
+def test_official_folds_reject_unlisted_real_tumor_cases(tmp_path):
+    from benchmark.data.official_folds import read_official_folds
+
+    rows = [{"case_id": f"case_{i:05d}", "age": 50, "sex": "M", "has_tumor": 1, "role": "labeled", "source": "kits"}
+            for i in range(11)]
+    root = _dataset(tmp_path, rows)
+    official = tmp_path / "kidney_aug_data_fold"
+    official.mkdir()
+    for k in range(5):  # official KiTS copy: img/imgNNNN; case_00010 is in no val list
+        val = [f"img/img{i:04d}.nii.gz label/label{i:04d}.nii.gz" for i in range(k, 10, 5)]
+        (official / f"real_tumor_val_{k}.txt").write_text("\n".join(val) + "\n")
+    with pytest.raises(InputError, match=r"real-tumor cases \['case_00010'\]"):
+        read_official_folds(Dataset.open(root), official)
+    with pytest.raises(InputError, match="expected files real_tumor_val_0.txt"):
+        read_official_folds(Dataset.open(root), tmp_path)

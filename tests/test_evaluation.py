@@ -175,3 +175,18 @@ def test_evaluate_case_nsd_matches_surface_dice_on_masks():
     empty = evaluate_case(np.zeros(SHAPE, np.uint8), np.zeros(SHAPE, np.uint8), SPACING)
     assert (empty["organ_dsc"], empty["organ_nsd"], empty["has_tumor"], empty["pred_has_tumor"]) == (
         1.0, 1.0, False, False)
+
+
+def test_cross_organ_call_inside_the_target_organ_survives_postprocessing():
+    """A liver model on a pancreas CT: its 'organ' is elsewhere (the liver it expects), its correct
+    tumor call lies inside the reference (target) organ. The one post-processing keeps the call
+    (target organ label), where the predicted-organ filter used before dropped it."""
+    ref = with_tumor(organ_labels(), (5, 5, 5), (3, 3, 3))
+    pred = np.zeros_like(ref)
+    pred[:, :, 14:] = 1  # the model's organ: a slab outside the target organ
+    pred[5:8, 5:8, 5:8] = 2  # the correct call, not touching the predicted organ
+    cleaned = evaluate_case(pred, ref, SPACING, organ_postprocess=True)
+    assert cleaned["tumor_dsc"] == 1.0 and [x["detected"] for x in cleaned["lesions"]] == [True]
+    from models.postprocess import postprocess
+
+    assert (postprocess(pred, SPACING) == 2).sum() == 0  # without the target organ: lost

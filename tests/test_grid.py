@@ -29,10 +29,11 @@ def test_expansion_counts_and_cross_organ_targets():
     cells = cells_from_grid(grid, FP)
     assert len(cells) == 2 * 2 * 3 * 3
     assert len({c.hash for c in cells}) == len(cells)
-    assert grid.eval_organs("liver") == ("liver", "kidney", "pancreas")  # own organ first
-    assert grid.eval_organs("kidney") == ("kidney", "liver", "pancreas")
-    no_cross = parse_grid(BASE + "[evaluate]\ncross_organ = false\n")
-    assert no_cross.eval_organs("liver") == ("liver",)
+    assert grid.eval_organs("liver") == ("liver",)  # cross_organ is off by default
+    cross = parse_grid(BASE + "[evaluate]\ncross_organ = true\n")
+    assert cross.eval_organs("liver") == ("liver", "kidney", "pancreas")  # own organ first
+    assert cross.eval_organs("kidney") == ("kidney", "liver", "pancreas")
+    assert cross.eval_organs("kidney", "hu") == ("kidney",)  # synthetic rows: own cross-organ cells
     real = [c for c in cells if c.regime == "real"]
     assert all(c.generator == () for c in real)
     diff = next(c for c in cells if c.regime == "difftumor" and c.organ == "kidney")
@@ -86,14 +87,17 @@ def test_train_optuna_and_file_errors(tmp_path):
     assert grid.optuna["space"]["lr"] == {"low": 1e-4, "high": 1e-2, "log": True}
 
 
-def test_missing_dataset_is_reported_by_run(tmp_path):
+def test_missing_dataset_is_reported_by_run(tmp_path, capsys):
     from benchmark.runner import run_grid
 
     make_fake_dataset(tmp_path / "liver", "liver")
     grid = tmp_path / "g.toml"
     grid.write_text(f'name = "g"\n[datasets]\nliver = "{tmp_path / "liver"}"\npancreas = "{tmp_path / "nope"}"\n')
+    assert run_grid(grid, dry_run=True, progress=False) == []  # --dry-run works before the data exist
+    out, err = capsys.readouterr()
+    assert "warning: dataset 'pancreas' not available yet" in err and "nope" in err and "2 cells" in out
     with pytest.raises(InputError, match="nope"):
-        run_grid(grid, dry_run=True, progress=False)
+        run_grid(grid, progress=False)
 
 
 def test_example_grids_parse():

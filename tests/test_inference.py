@@ -19,20 +19,30 @@ def test_postprocess_removes_tumor_outside_organ_and_keeps_inside():
     labels[_ball(labels.shape, (14, 20, 20), 10)] = 1
     labels[_ball(labels.shape, (14, 20, 20), 3)] = 2  # inside the organ
     labels[_ball(labels.shape, (34, 34, 34), 2)] = 2  # blob far outside
-    out = postprocess(labels, spacing=(2.0, 2.0, 2.0), dilation_mm=4.0)
+    out = postprocess(labels, spacing=(2.0, 2.0, 2.0), margin_mm=4.0)
     assert out[14, 20, 20] == 2 and out[34, 34, 34] == 0
     assert np.array_equal(out == 2, _ball(labels.shape, (14, 20, 20), 3))
     assert np.array_equal(out == 1, labels == 1)
 
 
-def test_postprocess_with_given_organ_mask_uses_it_as_organ():
-    labels = np.zeros((30, 30, 30), np.uint8)
-    labels[_ball(labels.shape, (10, 10, 10), 3)] = 2
-    labels[_ball(labels.shape, (22, 22, 22), 3)] = 2
-    organ = _ball(labels.shape, (10, 10, 10), 6)
-    out = postprocess(labels, spacing=(1.0, 1.0, 1.0), organ_mask=organ, dilation_mm=1.0)
-    assert out[10, 10, 10] == 2 and out[22, 22, 22] == 0
-    assert np.array_equal(out > 0, organ)
+def test_postprocess_keeps_tumor_calls_inside_the_given_target_organ():
+    """Cross-organ: a liver model's prediction (big 'organ' elsewhere) with a correct tumor call
+    inside the target (pancreas) mask keeps that call; calls outside the mask go, whatever the
+    margin; the organ label stays the model's own (main component)."""
+    labels = np.zeros((40, 40, 40), np.uint8)
+    labels[_ball(labels.shape, (28, 28, 28), 9)] = 1  # predicted "liver", far from the target
+    labels[_ball(labels.shape, (8, 8, 8), 2)] = 2  # tumor call inside the target organ
+    labels[_ball(labels.shape, (28, 28, 28), 3)] = 2  # tumor call in the predicted organ, outside target
+    target = _ball(labels.shape, (8, 8, 8), 5)
+    out = postprocess(labels, spacing=(1.0, 1.0, 1.0), organ_mask=target)
+    assert np.array_equal(out == 2, _ball(labels.shape, (8, 8, 8), 2))
+    assert np.array_equal(out == 1, labels == 1)
+    without = postprocess(labels, spacing=(1.0, 1.0, 1.0))  # predicted organ: the call inside the target is lost
+    assert without[8, 8, 8] == 0 and without[28, 28, 28] == 2
+    wide = postprocess(labels, spacing=(1.0, 1.0, 1.0), organ_mask=target, margin_mm=3.0)
+    assert wide[28, 28, 28] == 0 and (wide == 2).sum() == (out == 2).sum()
+    with pytest.raises(ValueError, match="organ mask has shape"):
+        postprocess(labels, (1.0, 1.0, 1.0), organ_mask=target[:-1])
 
 
 def test_keep_main_components_keeps_two_kidneys_drops_island():
@@ -73,7 +83,7 @@ def test_predict_items_with_organ_masks_and_bad_input(trained, tmp_path):
     paths = predict_items(result.last_ckpt, items[:1], tmp_path, organ_masks={"lab0": organ_path}, progress=False)
     pred = np.asarray(nib.load(str(paths[0])).dataobj)
     organ = np.asarray(nib.load(organ_path).dataobj) > 0
-    assert (pred[organ] > 0).all() and not (pred[~organ] == 1).any()  # organ label = the given mask
+    assert not (pred[~organ] == 2).any()  # tumor calls only inside the given (target) organ mask
     with pytest.raises(ValueError, match="CT of case ghost not found"):
         predict_items(result.last_ckpt, [{"case_id": "ghost", "image": str(tmp_path / "no.nii.gz")}],
                       tmp_path, progress=False)

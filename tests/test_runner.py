@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from test_runner_fakes import (FAKE_STAGES, SimulatedKill, cell_runs, fresh_tracking_uri,
@@ -19,7 +20,8 @@ EPOCHS = 3  # write_grid's [train] epochs
 def setup(tmp_path):
     datasets = {"liver": make_fake_dataset(tmp_path / "ds" / "liver", "liver"),
                 "pancreas": make_fake_dataset(tmp_path / "ds" / "pancreas", "pancreas")}
-    grid = write_grid(tmp_path / "grid.toml", datasets, "exp", tmp_path / "results", folds="[0, 1]")
+    grid = write_grid(tmp_path / "grid.toml", datasets, "exp", tmp_path / "results", folds="[0, 1]",
+                      extra="[evaluate]\ncross_organ = true\n")
     return grid, fresh_tracking_uri(tmp_path), tmp_path
 
 
@@ -49,15 +51,19 @@ def test_grid_logs_contract_params_tags_metrics_and_files(setup):
     assert row["params.crop_size"] == "[16, 16, 16]" and row["params.fold"] == "1"
     # 10 cases, fold 1 holds out 2 per organ: fake sensitivity = 2 / 3
     assert row["metrics.early_sensitivity"] == pytest.approx(2 / 3)
-    assert row["metrics.xorgan_early_sensitivity_pancreas"] == pytest.approx(2 / 3)
+    real = runs[runs["tags.mlflow.runName"] == "liver·unet·real·f1"].iloc[0]  # Table 3 real row: evaluated
+    assert real["metrics.xorgan_early_sensitivity_pancreas"] == pytest.approx(2 / 3)  # on the other organ
+    assert pd.isna(row.get("metrics.xorgan_early_sensitivity_pancreas"))  # synthetic: own organ only
     assert row["metrics.tumor_dsc_sex_F"] == 0.5 and row["metrics.sens_20_inf"] == 1.0
     assert row["metrics.best_val_tumor_dsc"] == pytest.approx(val_dsc(1e-3, EPOCHS - 1))
     assert "metrics.patient_specificity" not in runs or runs["metrics.patient_specificity"].isna().all()  # null
-    for name in ("summary.json", "cross_organ/pancreas/summary.json", "cell.json", "train_config.json", "DONE"):
+    for name in ("summary.json", "cell.json", "train_config.json", "cases_used.json", "DONE"):
         assert (results / name).is_file(), name
+    real_results = Path(real["tags.results_dir"])
+    assert (real_results / "cross_organ" / "pancreas" / "summary.json").is_file()
     assert json.loads((results / "cell.json").read_text())["regime"] == "hu"
     assert json.loads((results / "train" / "generator.json").read_text())["name"] == "hu"
-    assert sorted(p.name for p in (results / "predictions" / "pancreas").glob("*.nii.gz")) == \
+    assert sorted(p.name for p in (real_results / "predictions" / "pancreas").glob("*.nii.gz")) == \
         ["pancreas_001.nii.gz", "pancreas_006.nii.gz"]
 
     from mlflow import MlflowClient
@@ -66,7 +72,7 @@ def test_grid_logs_contract_params_tags_metrics_and_files(setup):
     history = client.get_metric_history(row["run_id"], "val_tumor_dsc")
     assert [m.step for m in history] == list(range(EPOCHS))
     artifacts = {a.path for a in client.list_artifacts(row["run_id"])}
-    assert {"summary.json", "cell.json", "train_config.json", "cross_organ", "previews"} <= artifacts
+    assert {"summary.json", "cell.json", "train_config.json", "cases_used.json", "previews"} <= artifacts
     assert "grid.toml" in {a.path for a in client.list_artifacts(parent["run_id"][0])}
 
 

@@ -74,7 +74,8 @@ def fake_train(config, train_items, val_items, out_dir, *, generator=None, devic
     return SimpleNamespace(best_ckpt=out_dir / "best.pt", last_ckpt=last, history=[], resumed_from_epoch=start or None)
 
 
-def fake_predict(ckpt_path, items, out_dir, *, device="cpu", overlap=0.75, organ_postprocess=True, progress=True):
+def fake_predict(ckpt_path, items, out_dir, *, device="cpu", overlap=0.75, organ_postprocess=True, organ_masks=None,
+                 progress=True):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -31,12 +31,18 @@ def register(subparsers) -> None:
     check.add_argument("dataset", help="dataset folder")
     check.set_defaults(func=check_entry)
     splits = inner.add_parser("splits", help="write splits.json (5 patient-level folds) if missing",
-                              description="Stratified (role, has_tumor) patient-level folds; an existing "
-                                          "splits.json is kept unless --force.")
+                              description="Stratified (role, has_tumor) patient-level folds, each with an "
+                                          "inner validation fifth of its training cases; an existing "
+                                          "splits.json is kept (inner_val added if missing) unless --force.",
+                              epilog="example: tumorbench data splits data/liver --from-official "
+                                     "DiffTumor/STEP3.SegmentationModel/cross_eval/liver_aug_data_fold")
     splits.add_argument("dataset", help="dataset folder")
     splits.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     splits.add_argument("--seed", type=int, default=12345, help="shuffle seed (default 12345)")
     splits.add_argument("--force", action="store_true", help="overwrite an existing splits.json")
+    splits.add_argument("--from-official", metavar="DIR", dest="official",
+                        help="folder of the DiffTumor repository's real_tumor_{train,val}_<k>.txt fold lists "
+                             "(same folds as the paper)")
     splits.set_defaults(func=splits_entry)
     summary = inner.add_parser("summary", help="print a table of cases, tumors, grid and demographics")
     summary.add_argument("dataset", help="dataset folder")
@@ -81,6 +87,9 @@ def _add_import(inner) -> None:
     sub.add_argument("--append", action="store_true",
                      help="add cases to an existing dataset of the same organ/spacing (rebuilds splits.json)")
     sub.add_argument("--name", help="dataset name (default <format>_<organ>)")
+    sub.add_argument("--max-cases", type=int, metavar="N",
+                     help="import a seeded random subset of N cases (e.g. the paper's healthy-CT counts)")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the --max-cases subset (default 0)")
     sub.set_defaults(func=import_entry)
 
 
@@ -96,7 +105,8 @@ def import_entry(args) -> int:
     from benchmark.data.commands import import_with_summary
 
     print(import_with_summary(args.fmt, args.src, args.organ, args.out, spacing=args.spacing,
-                              demographics=args.demographics, append=args.append, name=args.name))
+                              demographics=args.demographics, append=args.append, name=args.name,
+                              max_cases=args.max_cases, seed=args.seed))
     return 0
 
 
@@ -110,7 +120,8 @@ def check_entry(args) -> int:
 def splits_entry(args) -> int:
     from benchmark.data.commands import splits_report
 
-    print(splits_report(args.dataset, n_folds=args.folds, seed=args.seed, force=args.force))
+    print(splits_report(args.dataset, n_folds=args.folds, seed=args.seed, force=args.force,
+                        official=args.official))
     return 0
 
 

@@ -27,9 +27,10 @@ def register(subparsers) -> None:
                         help="local processes (default), a Slurm job array, or submitit's local executor")
     parser.add_argument("--max-parallel", type=int, default=1, metavar="N",
                         help="cells running at once for local executors (default 1)")
-    parser.add_argument("--dry-run", action="store_true", help="print the cell table and exit")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the cell table and exit (works before the datasets exist)")
     parser.add_argument("--only", metavar="KEY=VAL,...",
-                        help="run a subset, keys organ|backbone|fold|regime; a repeated key or "
+                        help="run a subset, keys organ|backbone|fold|regime|synth_source|seed; a repeated key or "
                              "VAL1|VAL2 matches any (e.g. organ=liver,regime=hu|real)")
     parser.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (server or database)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

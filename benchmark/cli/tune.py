@@ -19,12 +19,14 @@ TOML snippet (results/tune/<study>/best_params.toml) to paste into the grid.
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "tune", help="tune one cell's hyperparameters with Optuna (pruning, MLflow nested runs)",
-        description="Optuna study maximising the validation tumor DSC of one grid cell. Each trial is "
-                    "a nested MLflow run under the study's run.",
+        description="Optuna study maximising the inner-validation tumor DSC of one grid cell (the split "
+                    "carved from the training folds in splits.json; the test fold is never used). Each "
+                    "trial is a nested MLflow run under the study's run.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("grid", help="grid TOML file with an [optuna.space] table")
     parser.add_argument("--cell", required=True, metavar="organ=..,backbone=..,regime=..,fold=..",
-                        help="the cell to tune (one value for each key)")
+                        help="the cell to tune (one value for each key; optional synth_source=.., seed=.. "
+                             "pick a cross-organ cell / another seed)")
     parser.add_argument("--trials", type=int, default=20, metavar="N",
                         help="complete + pruned trials the study should hold (default 20)")
     parser.add_argument("--storage", metavar="URL",

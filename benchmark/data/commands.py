@@ -31,11 +31,20 @@ def check_report(path, progress: bool = True) -> str:
     return f"{ds.root}: OK ({len(ds.cases)} cases, organ {ds.organ})"
 
 
-def splits_report(path, n_folds: int, seed: int, force: bool) -> str:
-    """Write splits.json unless present (or forced) and describe the folds."""
+def splits_report(path, n_folds: int, seed: int, force: bool, official=None) -> str:
+    """Write splits.json unless present (or forced), or from the official fold lists; describe it."""
     existed = (Path(path) / "splits.json").is_file()
-    split_path = make_splits(path, n_folds=n_folds, seed=seed, force=force)
+    note = ""
+    if official is not None:
+        from benchmark.data.official_folds import write_official_splits
+
+        split_path, counts = write_official_splits(path, official, force=force, seed=seed)
+        note = (f"; official folds of {official}: {counts['matched']} of {counts['listed']} listed val cases "
+                f"matched ({counts['unmatched']} not in this dataset)")
+    else:
+        split_path = make_splits(path, n_folds=n_folds, seed=seed, force=force)
     ds = Dataset.open(path)
     sizes = [len(f["val"]) for f in ds.splits]
-    state = "kept existing" if existed and not force else "wrote"
-    return f"{state} {split_path}: {len(sizes)} folds, val sizes {sizes}"
+    inner = [len(f["inner_val"]) for f in ds.splits]
+    state = "kept existing" if existed and not force and official is None else "wrote"
+    return f"{state} {split_path}: {len(sizes)} folds, test (val) sizes {sizes}, inner_val sizes {inner}{note}"

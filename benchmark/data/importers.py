@@ -117,13 +117,16 @@ def read_demographics(path: Path | None) -> dict[str, dict]:
 
 
 def import_dataset(fmt: str, src, organ: str, out, spacing=(1.0, 1.0, 1.0), demographics=None,
-                   append: bool = False, name: str | None = None, progress: bool = True) -> Path:
+                   append: bool = False, name: str | None = None, progress: bool = True,
+                   max_cases: int | None = None, seed: int = 0) -> Path:
     """Import ``src`` (format msd|lits|kits|atlas) into the canonical dataset ``out``.
 
     Args:
         spacing: target voxel size (mm); the published setups use 1 mm isotropic.
         demographics: optional CSV (case_id,age,sex) merged into cases.csv.
         append: add to an existing dataset at ``out`` instead of requiring a new folder.
+        max_cases / seed: import only a seeded random subset of ``max_cases`` cases (e.g. the
+            paper's 116 / 104 / 120 healthy CTs from AbdomenAtlas); the same seed picks the same cases.
 
     Returns:
         The dataset folder.
@@ -132,7 +135,7 @@ def import_dataset(fmt: str, src, organ: str, out, spacing=(1.0, 1.0, 1.0), demo
     spacing = tuple(float(s) for s in spacing)
     if len(spacing) != 3 or min(spacing) <= 0:
         raise InputError(f"--spacing {spacing}: expected three positive numbers (mm)")
-    cases = find_cases(fmt, src, organ)
+    cases = subsample(find_cases(fmt, src, organ), max_cases, seed)
     demo = {**(kits_demographics(src) if fmt == "kits" else {}), **read_demographics(demographics)}
     if append and (out / "dataset.json").is_file():
         return _append(fmt, cases, out, organ, spacing, demo, progress)
@@ -145,6 +148,18 @@ def import_dataset(fmt: str, src, organ: str, out, spacing=(1.0, 1.0, 1.0), demo
                            source_format=fmt, num_cases=len(rows))
         _try_splits(tmp)
     return out
+
+
+def subsample(cases: list[SourceCase], max_cases: int | None, seed: int) -> list[SourceCase]:
+    """A seeded random subset of ``max_cases`` cases in case-id order (all when None or enough)."""
+    if max_cases is None:
+        return cases
+    if max_cases < 1:
+        raise InputError(f"--max-cases {max_cases}: expected a positive number of cases")
+    if max_cases >= len(cases):
+        return cases
+    chosen = np.random.default_rng(seed).choice(len(cases), size=max_cases, replace=False)
+    return [cases[i] for i in sorted(chosen)]
 
 
 def _try_splits(root: Path) -> None:
