@@ -184,7 +184,7 @@ def test_plugin_as_the_regime_of_a_one_cell_grid(plugin, tmp_path, monkeypatch):
 
     monkeypatch.setattr(tumorbench_sphere.SphereGenerator, "__call__", recording)
     generate_phantom_dataset(tmp_path / "liver", "liver", n_cases=10, seed=3, shape=(48, 40, 32), progress=False)
-    extra = ("[train]\nepochs = 1\niters_per_epoch = 2\nval_every = 1\ncrop_size = [32, 32, 32]\nsynth_prob = 1.0\n"
+    extra = ("[train]\nepochs = 1\niters_per_epoch = 6\nval_every = 1\ncrop_size = [32, 32, 32]\nsynth_prob = 1.0\n"
              "num_workers = 0\n"
              "[generators.sphere]\nradius_mm = [3.0, 5.0]\n[evaluate]\ncross_organ = false\npreviews = 0\n")
     grid = _grid(tmp_path / "grid.toml", tmp_path / "liver", '["sphere"]', extra)

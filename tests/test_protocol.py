@@ -101,8 +101,10 @@ def test_mlflow_params_and_artifacts_name_the_source(ran):
     from reports.loader import load_grid
 
     grid = load_grid(client.tracking_uri, "protocol")  # the report keeps cross-organ cells apart
-    assert set(grid.cross_cells) == {("pancreas", "unet", "hu", 0, "liver"), ("liver", "unet", "hu", 0, "pancreas")}
-    assert grid.cross_cells[("pancreas", "unet", "hu", 0, "liver")].run_id == outcome.run_id
+    cross = {k for k, c in grid.runs.items() if not c.is_main}
+    assert cross == {("pancreas", "unet", "hu", 0, 0, "liver"), ("liver", "unet", "hu", 0, 0, "pancreas")}
+    assert all(c.is_main for c in grid.cells.values())
+    assert grid.runs[("pancreas", "unet", "hu", 0, 0, "liver")].run_id == outcome.run_id
     assert len(grid.cells) == 4 and all(c.synth_source == c.organ for c in grid.cells.values())
 
 
