@@ -105,7 +105,7 @@ def test_mlflow_params_and_artifacts_name_the_source(ran):
     assert cross == {("pancreas", "unet", "hu", 0, 0, "liver"), ("liver", "unet", "hu", 0, 0, "pancreas")}
     assert all(c.is_main for c in grid.cells.values())
     assert grid.runs[("pancreas", "unet", "hu", 0, 0, "liver")].run_id == outcome.run_id
-    assert len(grid.cells) == 4 and all(c.synth_source == c.organ for c in grid.cells.values())
+    assert len(grid.cells) == 4 and all(c.source_organ == c.organ for c in grid.cells.values())
 
 
 def test_tuning_trials_never_see_the_test_fold(tmp_path):
