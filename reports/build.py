@@ -13,6 +13,7 @@ from reports import detection, plots, provenance, qualitative, tables
 from reports.html import Section, provenance_html, realism_html, render_index
 from reports.loader import GridData, expected_cells, load_grid
 from reports.paper import load_paper_results
+from reports.run_scope import describe_run
 
 DEFAULT_UI = "http://127.0.0.1:5000"
 
@@ -147,6 +148,7 @@ def build_report(out: str | Path, options: ReportOptions = ReportOptions(), open
         steps.update()
         realism = _realism_section(grid, options, tmp)
         prov_section, prov = _provenance_section(grid, expected, options, grid_files)
+        prov["scope"] = describe_run(grid)  # what was run, shown at the top
         _write(tmp, sections + ([realism] if realism else []) + [prov_section], prov, len(grid.cells))
         steps.update()
     steps.close()
