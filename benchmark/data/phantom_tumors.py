@@ -81,9 +81,11 @@ def _sample_lesion(canvas, organ, organ_id, depth, offset, rng) -> Lesion:
 
 
 def _contrast(organ: str, rng) -> float:
-    """Lesion HU minus parenchyma HU (kidney: vs enhancing cortex, sometimes hyper)."""
-    if organ == "kidney" and rng.random() < 0.4:
-        return float(rng.uniform(10.0, 50.0))
+    """Lesion HU minus parenchyma HU (kidney: vs enhancing cortex, sometimes hyper; hypo-dense
+    kidney lesions are darker than the medulla too, else a lesion and a medulla look alike)."""
+    if organ == "kidney":
+        hyper = rng.random() < 0.4
+        return float(rng.uniform(25.0, 60.0)) if hyper else float(-rng.uniform(50.0, 100.0))
     return float(-rng.uniform(30.0, 90.0))
 
 
