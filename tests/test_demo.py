@@ -135,3 +135,21 @@ def test_tumor_contrast_is_tumor_minus_organ_shell_beyond_the_edge():
     ct[0] = -500.0  # beyond the shell (> 1 + 6 voxel-mm): ignored
     assert tumor_contrast(ct, tumor, organ, (1.0, 1.0, 1.0)) == pytest.approx(-50.0)
     assert tumor_contrast(ct, np.zeros_like(tumor), organ, (1.0, 1.0, 1.0)) is None
+
+
+def test_report_header_says_what_was_run(tmp_path):
+    from reports.run_scope import PUBLISHED_NOTE, describe_run
+
+    data = tmp_path / "liver"
+    data.mkdir()
+    (data / "dataset.json").write_text(json.dumps({"name": "phantom_liver", "source_format": "phantom",
+                                                   "num_cases": 80, "spacing": [3.0, 3.0, 3.0]}))
+    params = {"preset": "tiny", "epochs": "40", "iters_per_epoch": "40", "batch_size": "2", "crop_size": "[32, 32, 32]"}
+    cells = {k: SimpleNamespace(organ="liver", fold=0, params=params, tags={"dataset_dir": str(data)})
+             for k in range(3)}
+    summary = {"patient": {"tp": 8, "fn": 2, "tn": 5, "fp": 1}}
+    lines = describe_run(SimpleNamespace(cells=cells, summary=lambda cell: summary))
+    assert lines[0] == ("liver: phantom_liver (phantom, 80 cases, 3×3×3 mm); test cases in fold 0: "
+                        "16 (10 with tumor, 6 healthy)")
+    assert "tiny" in lines[1] and "1600 iterations (40 epochs × 40)" in lines[1] and "3 cells" in lines[1]
+    assert lines[-1] == PUBLISHED_NOTE and "patient CTs" in PUBLISHED_NOTE and "96³" in PUBLISHED_NOTE
