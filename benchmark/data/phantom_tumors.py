@@ -85,7 +85,7 @@ def _contrast(organ: str, rng) -> float:
     kidney lesions are darker than the medulla too, else a lesion and a medulla look alike)."""
     if organ == "kidney":
         hyper = rng.random() < 0.4
-        return float(rng.uniform(25.0, 60.0)) if hyper else float(-rng.uniform(50.0, 100.0))
+        return float(rng.uniform(30.0, 70.0)) if hyper else float(-rng.uniform(60.0, 110.0))
     return float(-rng.uniform(30.0, 90.0))
 
 
