@@ -102,7 +102,7 @@ def test_shipped_generator_weights_match_the_tiny_presets():
     from benchmark.demo_generators import SHIPPED_DIR, shipped_problems
 
     assert shipped_problems() == []
-    assert sum(p.stat().st_size for p in SHIPPED_DIR.glob("*.pt")) < 5e6  # "a few MB" at most
+    assert sum(p.stat().st_size for p in SHIPPED_DIR.glob("*.pt")) < 8e6  # "a few MB" at most
 
 
 def test_shipped_problems_names_a_changed_preset(tmp_path):
