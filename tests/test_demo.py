@@ -153,3 +153,12 @@ def test_report_header_says_what_was_run(tmp_path):
                         "16 (10 with tumor, 6 healthy)")
     assert "tiny" in lines[1] and "1600 iterations (40 epochs × 40)" in lines[1] and "3 cells" in lines[1]
     assert lines[-1] == PUBLISHED_NOTE and "patient CTs" in PUBLISHED_NOTE and "96³" in PUBLISHED_NOTE
+
+
+def test_demo_cli_rejects_bad_sizes_before_doing_anything(tmp_path, capsys):
+    from benchmark.cli import main
+
+    for argv in (["--cases", "9"], ["--epochs", "0"], ["--max-parallel", "0"]):
+        assert main(["demo", "--out", str(tmp_path / "out"), *argv]) == 2
+        assert capsys.readouterr().err.startswith(f"tumorbench: error: {argv[0]} ")
+    assert not (tmp_path / "out").exists()
