@@ -119,6 +119,8 @@ def test_shipped_problems_names_a_changed_preset(tmp_path):
     problems = shipped_problems(folder)
     assert any("diffusion_kidney_early.json" in p and "train" in p for p in problems)
     assert any("diffusion_liver_nonearly.pt" in p for p in problems) and len(problems) == 2
+    (folder / "autoencoder.pt").write_bytes(b"another autoencoder")
+    assert "diffusion_pancreas_early.json: trained with another autoencoder.pt" in shipped_problems(folder)
 
 
 def test_tumor_contrast_is_tumor_minus_organ_shell_beyond_the_edge():
