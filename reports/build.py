@@ -19,6 +19,7 @@ from reports.loader import GridData, expected_cells, load_grid
 from reports.palette import regime_colors
 from reports.paper import load_paper_results
 from reports.realism_report import realism_section
+from reports.run_scope import describe_run
 
 DEFAULT_UI = "http://127.0.0.1:5000"
 
@@ -169,6 +170,7 @@ def build_report(out: str | Path, options: ReportOptions = ReportOptions(), open
         realism = realism_section(grid, options.realism_dir, tmp)
         prov_section, prov = _provenance_section(grid, expected, options, grid_files)
         prov["report_run"] = run_id
+        prov["scope"] = describe_run(grid)  # what was run, shown at the top
         _write(tmp, sections + ([realism] if realism else []) + [prov_section], prov, len(grid.cells),
                (per_case, per_lesion), sorted(set(grid.values("regime")) | set(per_case.regime)))
         _log_artifacts(grid, run_id, tmp)

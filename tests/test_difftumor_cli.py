@@ -33,7 +33,7 @@ def test_cli_trains_all_three_models_and_generator_uses_them(dataset, tmp_path, 
         assert main(["generator", "train-diffusion", str(dataset), "--autoencoder", str(ckpt / "autoencoder.pt"),
                      flag, "--out", str(ckpt), "--steps", "2"]) == 0
     meta = json.loads((ckpt / "diffusion_liver_nonearly.json").read_text())
-    assert meta["scheduler"] == {"train_timesteps": 200, "sample_steps": 50, "sampler": "ddim", "schedule": "official"}
+    assert meta["scheduler"] == {"train_timesteps": 200, "sample_steps": 10, "sampler": "ddim", "schedule": "official"}
     assert meta["steps_done"] == 2 and meta["spacing"] == list(SPACING)
     assert json.loads((ckpt / "autoencoder.json").read_text())["preset"] == "tiny"
 

@@ -81,9 +81,11 @@ def _sample_lesion(canvas, organ, organ_id, depth, offset, rng) -> Lesion:
 
 
 def _contrast(organ: str, rng) -> float:
-    """Lesion HU minus parenchyma HU (kidney: vs enhancing cortex, sometimes hyper)."""
-    if organ == "kidney" and rng.random() < 0.4:
-        return float(rng.uniform(10.0, 50.0))
+    """Lesion HU minus parenchyma HU (kidney: vs enhancing cortex, sometimes hyper; hypo-dense
+    kidney lesions are darker than the medulla too, else a lesion and a medulla look alike)."""
+    if organ == "kidney":
+        hyper = rng.random() < 0.4
+        return float(rng.uniform(30.0, 70.0)) if hyper else float(-rng.uniform(60.0, 110.0))
     return float(-rng.uniform(30.0, 90.0))
 
 
@@ -103,7 +105,10 @@ def render_lesion(canvas: Canvas, organ: str, organ_id: int, lesion: Lesion, rng
     if lesion.necrosis_fraction:
         core = 1.0 / (1.0 + np.exp((rn - lesion.necrosis_fraction) / 0.06))
         tumor_hu = tumor_hu * (1 - core) + np.float32(lesion.necrosis_hu) * core
-    label = _attached_to_organ(allowed & (weight >= 0.5), canvas.owner[box] == organ_id)
+    organ = canvas.owner[box] == organ_id
+    label = _attached_to_organ(allowed & (weight >= 0.5), organ)
+    if not (ndi.binary_dilation(label) & organ & ~label).any():
+        return 0  # it would swallow all the organ around it (coarse grids): drop it, unlabelled organ stays
     # blend only around the kept lesion: detached islands would be unlabelled "tumor" HU
     blend = allowed & ndi.binary_dilation(label, iterations=2)
     region_hu = canvas.hu[box]

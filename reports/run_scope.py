@@ -1,0 +1,58 @@
+"""What a report's own numbers come from: data, preset, training length, test cases per fold.
+
+Shown at the top of the report so that nobody mistakes a CPU demo on the phantom for the paper's
+experiment; the published columns are always the DiffTumor paper's (patient CTs, 96^3 models).
+Reads the cells' MLflow params/tags, their datasets' ``dataset.json`` and their summary.json.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+PUBLISHED_NOTE = ("Published columns are the DiffTumor paper's (supplementary tables): models with 96³ "
+                  "crops trained on patient CTs, not results of this run.")
+
+
+def _dataset_line(dataset_dir: str) -> str:
+    try:
+        meta = json.loads((Path(dataset_dir) / "dataset.json").read_text())
+    except (OSError, ValueError):
+        return Path(dataset_dir).name or "?"
+    spacing = "×".join(f"{float(s):g}" for s in meta.get("spacing", [])) or "?"
+    source = meta.get("source_format", "?")
+    return f"{meta.get('name', Path(dataset_dir).name)} ({source}, {meta.get('num_cases', '?')} cases, {spacing} mm)"
+
+
+def _iterations(params: dict[str, str]) -> str:
+    epochs, per_epoch = params.get("epochs"), params.get("iters_per_epoch")
+    if epochs and per_epoch and per_epoch != "None":
+        return f"{int(epochs) * int(per_epoch)} iterations ({epochs} epochs × {per_epoch})"
+    return f"{epochs or '?'} epochs"
+
+
+def _test_cases(summary: dict[str, Any] | None) -> str:
+    if not summary:
+        return "?"
+    patient = summary.get("patient", {})
+    tumor = int(patient.get("tp", 0)) + int(patient.get("fn", 0))
+    healthy = int(patient.get("tn", 0)) + int(patient.get("fp", 0))
+    return f"{tumor + healthy} ({tumor} with tumor, {healthy} healthy)"
+
+
+def describe_run(grid) -> list[str]:
+    """Lines for the report header: per organ the data and test fold size, then preset/training."""
+    cells = list(grid.cells.values())
+    if not cells:
+        return [PUBLISHED_NOTE]
+    lines = []
+    for organ in sorted({c.organ for c in cells}):
+        first = next(c for c in cells if c.organ == organ)
+        folds = sorted({c.fold for c in cells if c.organ == organ})
+        lines.append(f"{organ}: {_dataset_line(first.tags.get('dataset_dir', ''))}; test cases in fold "
+                     f"{folds[0]}: {_test_cases(grid.summary(first))}" + (f" (folds {folds})" if len(folds) > 1 else ""))
+    params = cells[0].params
+    presets = sorted({c.params.get("preset", "?") for c in cells})
+    lines.append(f"Backbone preset {', '.join(presets)}; {_iterations(params)} of batch "
+                 f"{params.get('batch_size', '?')}, crop {params.get('crop_size', '?')} per cell; {len(cells)} cells.")
+    return lines + [PUBLISHED_NOTE]
