@@ -84,12 +84,14 @@ def ship(trained: Path, out_dir: Path) -> None:
     Half precision halves the repository's share (6 x 1.8 MB -> 6 x 0.9 MB); loading casts them back
     to float32. The autoencoder stays bit-exact: the diffusion JSONs name its SHA-256.
     """
-    from benchmark.io import copy_atomic
+    from benchmark.io import copy_atomic, read_json, write_json_atomic
     from synthesis.difftumor.checkpoint import load_torch, save_torch
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for stem in expected_configs():
-        copy_atomic(trained / f"{stem}.json", out_dir / f"{stem}.json")
+        meta = read_json(trained / f"{stem}.json", "generator record")
+        meta.pop("autoencoder_path", None)  # the autoencoder ships beside them (its sha256 is kept)
+        write_json_atomic(out_dir / f"{stem}.json", meta)
         if stem == "autoencoder":
             copy_atomic(trained / f"{stem}.pt", out_dir / f"{stem}.pt")
             continue
