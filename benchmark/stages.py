@@ -143,7 +143,8 @@ def run_pipeline(task, stages: Stages, *, log_metrics, report=None, progress: bo
                  train_only: bool = False) -> dict[str, dict]:
     """Train, predict and evaluate one cell; stages talk through files in its folder.
 
-    ``<results>/train/`` checkpoints (the trainer resumes from ``last.pt``),
+    ``<results>/train/`` checkpoints (the trainer resumes from ``last.pt``); the cases are read
+    through the grid's shared preprocessed cache ``<results root>/.cache`` (`models.cache`),
     ``predictions/<organ>/<case>.nii.gz``, ``summary.json`` (own organ, held-out fold),
     ``cross_organ/<organ>/summary.json`` (other organs), ``previews/*.png``.
 
@@ -164,7 +165,7 @@ def run_pipeline(task, stages: Stages, *, log_metrics, report=None, progress: bo
     write_json_atomic(out / "train_config.json", _as_dict(config))
     stages.train(config, dataset.items(train_ids), dataset.items(val_ids), out / "train",
                  generator=_generator(task, stages), device=task.device, report=report,
-                 log_metrics=log_metrics, progress=progress)
+                 log_metrics=log_metrics, progress=progress, cache_dir=Path(task.results_root) / ".cache")
     if train_only:
         return {}
     ckpt = _checkpoint(out / "train")

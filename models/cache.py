@@ -11,8 +11,8 @@ entry and a folder shared by many grids, folds and workers is written once per c
 written atomically and ``meta.json`` last: an entry with a ``meta.json`` is complete.
 
 Differences to the in-RAM path, on purpose: HU are rounded to int16 (CT is stored as integers;
-resampled floats lose < 0.5 HU), the air around the body is cropped away (crops reaching outside
-read air, as the padding does), and at most ``FG_SAMPLES`` foreground voxels per case are kept as
+resampled floats lose < 0.5 HU), the air around the body is cropped away (crops reaching it read
+-1024 HU, as the padding: both window to 0), validation sees the body box only, and at most ``FG_SAMPLES`` foreground voxels per case are kept as
 positive crop centres (a uniform sample, as nnU-Net's class locations).
 """
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 def write_entry(item: Mapping, entry: Path, key: str) -> None:
     """Read, crop, quantise and store one case (``meta.json`` last)."""
     case_id, ct, label = read_case(item)
-    box = body_box(ct, label)
+    grid, box = ct.shape, body_box(ct, label)
     ct, label = ct[box], np.ascontiguousarray(label[box])
     ct16 = np.clip(np.rint(ct), -32768, 32767).astype(np.int16)
     fg = np.argwhere(label > 0).astype(np.int32)
@@ -72,7 +72,7 @@ def write_entry(item: Mapping, entry: Path, key: str) -> None:
     _save_npy(entry / "ct.npy", ct16)
     _save_npy(entry / "label.npy", label)
     _save_npy(entry / "fg.npy", fg)
-    meta = {"format": FORMAT, "key": key, "case_id": case_id, "shape": list(ct16.shape),
+    meta = {"format": FORMAT, "key": key, "case_id": case_id, "shape": list(ct16.shape), "grid": list(grid),
             "box": [[s.start, s.stop] for s in box], "n_foreground": int((label > 0).sum()),
             "image": str(item["image"]), "label": str(item["label"])}
     atomic_write(entry / "meta.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
@@ -88,7 +88,8 @@ def open_entry(entry: str | os.PathLike, healthy: bool, min_shape: Sequence[int]
     if list(ct.shape) != meta["shape"] or label.shape != ct.shape:
         raise ValueError(f"cache entry {entry} is inconsistent (shapes {ct.shape}, {label.shape}, "
                          f"meta {meta['shape']}); delete the folder to rebuild it")
-    return Volume(meta["case_id"], ct, label, fg, bool(healthy), tuple(int(k) for k in min_shape), str(entry))
+    return Volume(meta["case_id"], ct, label, fg, bool(healthy), tuple(int(k) for k in min_shape), str(entry),
+                  grid=tuple(meta["grid"]), origin=tuple(start for start, _ in meta["box"]))
 
 
 def ensure_entry(item: Mapping, cache_dir: str | os.PathLike, spacing: Sequence[float]) -> Path:

@@ -1,9 +1,10 @@
 """NIfTI reading/writing for models/ (which cannot import benchmark.io) and training volumes.
 
 A :class:`Volume` holds one case's CT and labels either in RAM (float32, :func:`load_volumes`) or
-memory-mapped from the preprocessed int16 cache (:mod:`models.cache`). Volumes smaller than the
-crop are padded *virtually* (air / label 0, like MONAI SpatialPad): crops read the padding on the
-fly, so a memory-mapped case is never copied whole.
+memory-mapped from the preprocessed int16 cache (:mod:`models.cache`, cropped to the body). Both
+behave as the case's full grid padded to the crop size (air / label 0, like MONAI SpatialPad):
+crops read the cropped-away air and the padding on the fly, so a memory-mapped case is never
+copied whole and both kinds give the same crops at the same coordinates.
 """
 from __future__ import annotations
 
@@ -23,13 +24,15 @@ class Volume:
     """One training/validation case.
 
     Attributes:
-        ct_hu: (X, Y, Z) HU, unpadded: float32 in RAM or an int16 memory map.
-        label: (X, Y, Z) uint8 0/1/2, unpadded.
-        fg_coords: (N, 3) int32 voxel coordinates of label > 0 (all of them, or a uniform sample
-            for large cases, see :mod:`models.cache`), in unpadded coordinates.
+        ct_hu: stored HU: float32 in RAM or an int16 memory map (the body box of the grid).
+        label: stored uint8 0/1/2, same shape.
+        fg_coords: (N, 3) int32 coordinates of label > 0 voxels in the stored arrays (all of them,
+            or a uniform sample for large cases, see :mod:`models.cache`).
         healthy: the case has no real tumor (may receive synthetic ones).
         min_shape: crops are at least this big: the volume behaves as if padded to it.
         source: cache entry folder of a memory-mapped volume (pickled as this path only).
+        grid: shape of the case's full grid (None: the stored shape).
+        origin: where the stored arrays sit in the full grid.
     """
 
     case_id: str
@@ -39,6 +42,8 @@ class Volume:
     healthy: bool
     min_shape: tuple[int, int, int] = (1, 1, 1)
     source: str | None = None
+    grid: tuple[int, int, int] | None = None
+    origin: tuple[int, int, int] = (0, 0, 0)
 
     def __reduce__(self):
         if self.source is None:
@@ -49,13 +54,15 @@ class Volume:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """Padded shape (every axis >= min_shape)."""
-        return tuple(max(s, k) for s, k in zip(self.label.shape, self.min_shape))
+        """Padded shape of the full grid (every axis >= min_shape)."""
+        return tuple(max(s, k) for s, k in zip(self.grid or self.label.shape, self.min_shape))
 
     @property
     def offset(self) -> tuple[int, ...]:
-        """Padding before the data on each axis (symmetric, the extra voxel at the end)."""
-        return tuple(max(k - s, 0) // 2 for s, k in zip(self.label.shape, self.min_shape))
+        """Position of the stored arrays in padded coordinates (padding symmetric, the extra
+        voxel at the end)."""
+        return tuple(max(k - s, 0) // 2 + o
+                     for s, k, o in zip(self.grid or self.label.shape, self.min_shape, self.origin))
 
     def _read(self, array: np.ndarray, start: Sequence[int], crop: Sequence[int], fill) -> np.ndarray:
         src, dst, inside = [], [], True
@@ -92,7 +99,8 @@ class Volume:
         return tuple(int(c) + o for c, o in zip(row, self.offset))
 
     def dense_ct(self) -> np.ndarray:
-        """The whole unpadded CT as float32 (validation reads one case at a time)."""
+        """The stored CT as float32 (validation reads one case at a time; for a cached case the
+        body box: the air around it holds no organ or tumor voxel)."""
         return np.asarray(self.ct_hu, dtype=np.float32)
 
     def dense_label(self) -> np.ndarray:
