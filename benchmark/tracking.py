@@ -97,15 +97,19 @@ def open_cell_run(client, experiment_id: str, *, cell, tags: Mapping[str, str], 
     """
     from mlflow.entities import Param
 
+    from benchmark.slurm import job_tags
+
     existing = find_run(client, experiment_id, cell.hash, kind)
     if existing is not None:
         client.update_run(existing.info.run_id, status="RUNNING")
+        for key, value in job_tags().items():  # the requeued / rerun job's own log
+            client.set_tag(existing.info.run_id, key, value)
         for stale in ("error", "stopped"):  # from the attempt that is now retried
             if stale in existing.data.tags:
                 client.delete_tag(existing.info.run_id, stale)
         client.set_tag(existing.info.run_id, "resumed", str(int(existing.data.tags.get("resumed", "0")) + 1))
         return existing.info.run_id, True
-    all_tags = {KIND_TAG: kind, NOTE_TAG: note, "cell_hash": cell.hash, **tags}
+    all_tags = {KIND_TAG: kind, NOTE_TAG: note, "cell_hash": cell.hash, **tags, **job_tags()}
     if parent_run_id:
         all_tags[PARENT_TAG] = parent_run_id
     run = client.create_run(experiment_id, run_name=run_name or cell.run_name, tags=all_tags)
