@@ -180,6 +180,15 @@ def _identity(item):
     return item
 
 
+def _worker_context():
+    """Fork the workers where the platform can (they then share in-RAM volumes copy-on-write),
+    also inside a process that was itself spawned (`tumorbench run --max-parallel`), whose
+    default would be to spawn them and pickle every volume into each."""
+    import multiprocessing
+
+    return "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+
+
 def _generator_on_cuda(generator) -> bool:
     return "cuda" in str(getattr(generator, "device", "cpu"))
 
@@ -202,7 +211,7 @@ def run_batches(volumes, cfg: TrainConfig, first_epoch: int, last_epoch: int, n_
     if synth_here and callable(warm_up):
         warm_up()  # compiled code loaded before the workers fork is shared by all of them
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False, num_workers=cfg.num_workers,
-                                         collate_fn=_identity)
+                                         collate_fn=_identity, multiprocessing_context=_worker_context())
     for epoch, b, item in loader:
         if isinstance(item, CropPlan):
             item = finish_batch(item, cfg, generator, child_rng(cfg.seed, STREAM_SYNTHESIS, epoch, b))
