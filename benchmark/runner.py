@@ -212,7 +212,10 @@ def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int
     if not cells:
         raise InputError(f"{grid.path}: no cell matches --only {only!r}")
     if dry_run:
+        from benchmark.estimates import print_estimates
+
         print_cell_table(cells, grid.results_dir)
+        print_estimates(grid, cells)
         return []
     _preflight(grid, cells, stages)
     client, uri, experiment_id, parent = _open_grid_run(grid, len(cells), tracking_uri)
