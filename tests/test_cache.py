@@ -108,3 +108,15 @@ def test_trainer_on_the_cache_resumes_like_uninterrupted(items, tmp_path):
     resumed = train(_config(epochs=3, num_workers=2), items[:3], items[3:], tmp_path / "k", cache_dir=cache,
                     progress=False)
     assert resumed.resumed_from_epoch == 1 and resumed.history == full.history
+
+
+def test_perf_data_paths_draw_the_same_number_of_crops(tmp_path):
+    from benchmark.perf.data import make_dataset, measure_path
+
+    items = make_dataset(tmp_path / "ds", 2, (40, 36, 24), seed=0)
+    assert [i["healthy"] for i in items] == [False, True]
+    cfg = _config(crop_size=(16, 16, 16), spacing=(1.0, 1.0, 1.0), batch_size=2).to_dict()
+    rows = [measure_path(p, items, str(tmp_path / "cache"), cfg, 2, 3) for p in ("old", "new")]
+    assert [r["crops"] for r in rows] == [12, 12]
+    assert all(r["rss"] > 0 and r["crops_per_s"] > 0 for r in rows)
+    assert len(list((tmp_path / "cache").iterdir())) == 2

@@ -142,6 +142,18 @@ def test_job_signalled_at_time_limit_is_requeued_into_the_same_run(slurm_cluster
 
 
 @pytest.mark.slurm
+def test_vanished_job_is_failed_not_waited_for(slurm_cluster, tmp_path):
+    grid, uri = _grid(tmp_path, epochs=50, folds="[0]"), fresh_tracking_uri(tmp_path)
+    grid.write_text(grid.read_text().replace('regimes = ["real", "hu"]', 'regimes = ["hu"]'))
+    driver = _drive(grid, uri, "slurm", SLOW_EPOCH_S="1.0")
+    subprocess.run(["scancel", _job_of(tmp_path / "results")], check=True)  # no sacct on this cluster
+    statuses, _ = _finish(driver, timeout=180)
+    assert statuses == ["failed"]
+    runs = cell_runs(uri, "exp")
+    assert len(runs) == 1 and runs["status"][0] == "RUNNING"  # the next invocation resumes it
+
+
+@pytest.mark.slurm
 def test_ctrl_c_cancels_the_array(slurm_cluster, tmp_path):
     import signal
 

@@ -117,15 +117,12 @@ class MemorySampler:
 
 
 def measure_path(path: str, items: list[dict], cache_dir: str, cfg_dict: dict, epochs: int, iters: int) -> dict:
-    """Run in a fresh process: prepare the volumes, then draw every batch; timings and peaks."""
-    import torch
-
+    """Prepare the volumes, then draw every batch; timings and memory peaks."""
     from models.cache import cached_volumes
     from models.config import TrainConfig
     from models.data import epoch_batches, run_batches
     from models.volumes import load_volumes
 
-    torch.set_num_threads(1)
     cfg = TrainConfig.from_dict(cfg_dict)
     with MemorySampler() as sampler:
         t0 = time.perf_counter()
@@ -144,11 +141,19 @@ def measure_path(path: str, items: list[dict], cache_dir: str, cfg_dict: dict, e
     return {"path": path, "prepare_s": t1 - t0, "crops": n, "crops_per_s": n / (t2 - t1), **sampler.peak}
 
 
+def _measure_alone(*args) -> dict:
+    import torch
+
+    torch.set_num_threads(1)  # the workers do the work; no intra-op pool competing with them
+    return measure_path(*args)
+
+
 def _in_child(path, items, cache_dir, cfg_dict, epochs, iters) -> dict:
+    """`measure_path` in a fresh spawned process (peaks of one path only)."""
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(measure_path, path, items, cache_dir, cfg_dict, epochs, iters).result()
+        return pool.submit(_measure_alone, path, items, cache_dir, cfg_dict, epochs, iters).result()
 
 
 def run(args: argparse.Namespace) -> int:
