@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import sys
-from pathlib import Path
 from typing import Sequence
 
 # iterations/s: (backbone, preset, gpu) -> it/s, measured by `tumorbench perf train` (docs/runner.md)
