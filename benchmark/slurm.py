@@ -65,11 +65,13 @@ def submitit_executor(folder: Path, slurm: Mapping[str, Any], cluster: str):
 class QueueWatch:
     """Finds submitit jobs that left the Slurm queue without writing a result.
 
-    ``squeue`` is asked at most every ``every_s`` seconds; a job absent from two answers in a row
+    ``squeue`` is asked at most every ``every_s`` seconds (default 15, env
+    ``TUMORBENCH_SQUEUE_EVERY_S``); a job absent from two answers in a row
     (a requeued job is listed again as PENDING) whose result file never appeared has vanished.
     """
 
-    def __init__(self, every_s: float = 15.0):
+    def __init__(self, every_s: float | None = None):
+        every_s = float(os.environ.get("TUMORBENCH_SQUEUE_EVERY_S", 15)) if every_s is None else every_s
         self.every_s, self._last, self._missing = every_s, 0.0, set()
         self.squeue = shutil.which("squeue")
 

@@ -145,7 +145,7 @@ def test_job_signalled_at_time_limit_is_requeued_into_the_same_run(slurm_cluster
 def test_vanished_job_is_failed_not_waited_for(slurm_cluster, tmp_path):
     grid, uri = _grid(tmp_path, epochs=50, folds="[0]"), fresh_tracking_uri(tmp_path)
     grid.write_text(grid.read_text().replace('regimes = ["real", "hu"]', 'regimes = ["hu"]'))
-    driver = _drive(grid, uri, "slurm", SLOW_EPOCH_S="1.0")
+    driver = _drive(grid, uri, "slurm", SLOW_EPOCH_S="1.0", TUMORBENCH_SQUEUE_EVERY_S="2")
     subprocess.run(["scancel", _job_of(tmp_path / "results")], check=True)  # no sacct on this cluster
     statuses, _ = _finish(driver, timeout=180)
     assert statuses == ["failed"]
