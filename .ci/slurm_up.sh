@@ -18,12 +18,15 @@ CPUS=$(nproc)
 MEM_MB=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
 CONF_DIR=/etc/slurm
 mkdir -p "$CONF_DIR" /var/spool/slurmctld /var/spool/slurmd /var/log/slurm /run/munge /etc/munge
-cat > "$CONF_DIR/slurm.conf" <<CONF
+NEW_CONF=$(mktemp)
+cat > "$NEW_CONF" <<CONF
 ClusterName=tumorbench-ci
 SlurmctldHost=$HOST
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+# a requeued job may start again after cred_expire seconds (default 120): keep the requeue test short
+AuthInfo=cred_expire=10
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -45,6 +48,16 @@ JobAcctGatherType=jobacct_gather/none
 NodeName=$HOST CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 CONF
+if ! cmp -s "$NEW_CONF" "$CONF_DIR/slurm.conf"; then  # new or changed: daemons started before must restart
+    mv "$NEW_CONF" "$CONF_DIR/slurm.conf"; chmod 644 "$CONF_DIR/slurm.conf"
+    for pidfile in /run/slurmd.pid /run/slurmctld.pid; do
+        pid=$(cat "$pidfile" 2>/dev/null) || continue
+        kill "$pid" 2>/dev/null || continue
+        for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    done
+else
+    rm -f "$NEW_CONF"
+fi
 
 if [ ! -s /etc/munge/munge.key ]; then
     dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
@@ -57,10 +70,10 @@ pgrep -x slurmctld >/dev/null || /usr/sbin/slurmctld
 pgrep -x slurmd >/dev/null || /usr/sbin/slurmd
 
 for _ in $(seq 60); do
-    state=$(sinfo -h -N -o %T 2>/dev/null | head -1)
+    state=$(timeout 5 sinfo -h -N -o %T 2>/dev/null | head -1)
     case "$state" in
         idle*|mixed*|alloc*) log "node $HOST is $state ($CPUS CPUs, ${MEM_MB} MB)"; exit 0;;
-        down*|drain*) scontrol update nodename="$HOST" state=resume >/dev/null 2>&1;;
+        down*|drain*) timeout 5 scontrol update nodename="$HOST" state=resume >/dev/null 2>&1;;
     esac
     sleep 1
 done
