@@ -2,7 +2,8 @@
 
 Every executor calls the same `run_cell_job(task, stages)`; cells already FINISHED in
 MLflow are answered here without dispatching anything. A progress bar counts cells
-done / running / failed / left.
+done / running / failed / left. Slurm specifics (sbatch options, requeue on time limit /
+preemption, jobs that vanish, Ctrl-C) are in `benchmark.slurm`.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from benchmark.errors import InputError
+from benchmark.slurm import submitit_executor
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 
@@ -24,6 +26,21 @@ def run_cell_job(task, stages=None, progress: bool = False):
     from benchmark.runner import run_cell
 
     return run_cell(task, stages, progress=progress)
+
+
+class CellJob:
+    """`run_cell_job` as a submitit checkpointable callable: on Slurm's time-limit / preemption
+    signal submitit calls `checkpoint` and requeues the job with the same arguments; the requeued
+    job takes its cell's lease back, reopens the same MLflow run and resumes from ``last.pt``
+    (nothing else needs saving: the trainer checkpoints every epoch)."""
+
+    def __call__(self, task, stages=None):
+        return run_cell_job(task, stages)
+
+    def checkpoint(self, *args, **kwargs):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(CellJob(), *args, **kwargs)
 
 
 def execute(tasks: Sequence, *, executor: str, max_parallel: int, stages, slurm: Mapping[str, Any],
@@ -115,51 +132,63 @@ def _run_pool(tasks, todo, outcomes, stages, max_parallel: int, view) -> None:
 def _run_submitit(tasks, todo, outcomes, stages, slurm: Mapping[str, Any], folder: Path,
                   max_parallel: int, *, cluster: str, view) -> None:
     """Slurm: one job array (parallelism from [slurm] array_parallelism). Local cluster:
-    submitit starts every job at once, so at most ``max_parallel`` are kept in flight."""
+    submitit starts every job at once, so at most ``max_parallel`` are kept in flight.
+    Ctrl-C cancels every job still queued or running and says so."""
+    from benchmark.slurm import cancel_jobs
+
     ex = submitit_executor(folder, slurm, cluster)
-    if cluster == "slurm":
-        jobs = ex.map_array(run_cell_job, [tasks[i] for i in todo], [stages] * len(todo))
-        _collect(dict(zip(jobs, todo)), tasks, outcomes, view, started_all=True)
-        return
-    queue, running = list(todo), {}
-    while queue or running:
-        while queue and len(running) < max_parallel:
-            i = queue.pop(0)
-            running[ex.submit(run_cell_job, tasks[i], stages)] = i
-            view.started()
-        _collect(running, tasks, outcomes, view, started_all=False, first_only=True)
+    running: dict = {}
+    try:
+        if cluster == "slurm":
+            jobs = ex.map_array(CellJob(), [tasks[i] for i in todo], [stages] * len(todo))
+            running.update(zip(jobs, todo))
+            _collect(running, tasks, outcomes, view, started_all=True, slurm=True)
+            return
+        queue = list(todo)
+        while queue or running:
+            while queue and len(running) < max_parallel:
+                i = queue.pop(0)
+                running[ex.submit(run_cell_job, tasks[i], stages)] = i
+                view.started()
+            _collect(running, tasks, outcomes, view, started_all=False, first_only=True)
+    except KeyboardInterrupt:
+        cancel_jobs(list(running), cluster)
+        raise
 
 
-def submitit_executor(folder: Path, slurm: Mapping[str, Any], cluster: str):
-    """A submitit AutoExecutor configured from the grid's [slurm] table."""
-    import submitit
+def _collect(jobs: dict, tasks, outcomes, view, *, started_all: bool, first_only: bool = False,
+             slurm: bool = False) -> None:
+    """Poll submitit jobs; record outcomes of finished ones (all, or the first to end). On Slurm
+    a job that left the queue without writing a result (killed, node lost; submitit cannot tell
+    where ``sacct`` is missing) is recorded as failed instead of being waited for forever."""
+    from benchmark.slurm import QueueWatch
 
-    ex = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
-    params = {"timeout_min": int(slurm["time_min"]), "mem_gb": slurm["mem_gb"],
-              "cpus_per_task": int(slurm["cpus_per_task"]), "name": "tumorbench"}
-    if cluster == "slurm":
-        params.update(gpus_per_node=int(slurm["gpus_per_node"]),
-                      slurm_array_parallelism=int(slurm["array_parallelism"]))
-        params.update({f"slurm_{k}": slurm[k] for k in ("partition", "account", "constraint") if slurm.get(k)})
-    ex.update_parameters(**params)
-    return ex
-
-
-def _collect(jobs: dict, tasks, outcomes, view, *, started_all: bool, first_only: bool = False) -> None:
-    """Poll submitit jobs; record outcomes of finished ones (all, or the first to end)."""
     if started_all:
         for _ in jobs:
             view.started()
+    watch = QueueWatch() if slurm else None
     while jobs:
         done = [job for job in jobs if job.done()]
         for job in done:
             i = jobs.pop(job)
             outcomes[i] = _result_or_failure(tasks[i], job.result)
             view.ended(outcomes[i].status)
+        for job, why in (watch.vanished(jobs) if watch else []):
+            i = jobs.pop(job)
+            outcomes[i] = _vanished(tasks[i], job, why)
+            view.ended("failed")
         if done and first_only:
             return
         if not done:
             time.sleep(0.5)
+
+
+def _vanished(task, job, why: str):
+    from benchmark.runner import CellOutcome
+
+    return CellOutcome(task.cell, "failed", None, str(task.results_dir),
+                       error=f"Slurm job {job.job_id} {why} without a result (log: {job.paths.stdout}); "
+                             "its MLflow run stays RUNNING and the next invocation resumes it")
 
 
 def _result_or_failure(task, get_result):
@@ -180,7 +209,7 @@ class _Progress:
     def __init__(self, total: int, skipped: int, enabled: bool):
         from tqdm.auto import tqdm
 
-        self.counts = {"done": 0, "skipped": skipped, "failed": 0, "running": 0}
+        self.counts = {"done": 0, "skipped": skipped, "failed": 0, "busy": 0, "running": 0}
         self.bar = tqdm(total=total, initial=skipped, desc="cells", unit="cell", disable=not enabled)
         self._show()
 
@@ -190,7 +219,7 @@ class _Progress:
 
     def ended(self, status: str) -> None:
         self.counts["running"] -= 1
-        self.counts["failed" if status == "failed" else "skipped" if status == "skipped" else "done"] += 1
+        self.counts[status if status in ("failed", "skipped", "busy") else "done"] += 1
         self.bar.update(1)
         self._show()
 

@@ -59,7 +59,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 EVAL_DEFAULTS = {"cross_organ": False, "cross_organ_cases": "val", "overlap": 0.5,
                  "organ_postprocess": True, "previews": 3}
 SLURM_DEFAULTS = {"partition": None, "gpus_per_node": 1, "cpus_per_task": 8, "time_min": 720,
-                  "mem_gb": 64, "array_parallelism": 16, "account": None, "constraint": None}
+                  "mem_gb": 64, "array_parallelism": 16, "account": None, "constraint": None,
+                  "qos": None, "gres": None, "additional_parameters": {}, "setup": [],
+                  "signal_delay_s": 120, "max_num_timeout": 3}  # checked in benchmark.slurm
 OPTUNA_DEFAULTS = {"pruner": "median", "n_startup_trials": 2, "n_warmup_steps": 1}
 
 

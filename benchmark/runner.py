@@ -53,7 +53,8 @@ class CellTask:
 
 @dataclass(frozen=True)
 class CellOutcome:
-    """status: finished | skipped | failed | stopped (pruned / interrupted)."""
+    """status: finished | skipped | failed | stopped (pruned / interrupted) | busy (another
+    process holds the cell's lease)."""
 
     cell: Cell
     status: str
@@ -63,9 +64,25 @@ class CellOutcome:
     error: str | None = None
 
 
-def run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True,
-             train_only: bool = False, stop_exceptions: tuple = (),
-             raise_errors: bool = False) -> CellOutcome:
+def run_cell(task: CellTask, stages=None, **kwargs) -> CellOutcome:
+    """`_run_cell` under the cell's lease (`benchmark.lease`): a cell another process is training
+    is not touched; its outcome is ``busy`` and a line on stderr says who holds it."""
+    from benchmark.lease import CellLease
+
+    lease = CellLease(task.results_dir)
+    if not lease.acquire():
+        print(f"tumorbench: cell {task.cell.run_name} ({task.cell.hash}) is being trained by "
+              f"{lease.holder}; skipped", file=sys.stderr, flush=True)
+        return CellOutcome(task.cell, "busy", None, str(task.results_dir), error=f"leased by {lease.holder}")
+    try:
+        return _run_cell(task, stages, **kwargs)
+    finally:
+        lease.release()
+
+
+def _run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True,
+              train_only: bool = False, stop_exceptions: tuple = (),
+              raise_errors: bool = False) -> CellOutcome:
     """Run one cell inside its MLflow run (new, or the unfinished one of the same hash).
 
     Args:
@@ -199,7 +216,10 @@ def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int
     if not cells:
         raise InputError(f"{grid.path}: no cell matches --only {only!r}")
     if dry_run:
+        from benchmark.estimates import print_estimates
+
         print_cell_table(cells, grid.results_dir)
+        print_estimates(grid, cells)
         return []
     _preflight(grid, cells, stages)
     client, uri, experiment_id, parent = _open_grid_run(grid, len(cells), tracking_uri)
@@ -211,7 +231,7 @@ def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int
     except BaseException:  # Ctrl-C, or an error outside any cell: close the grid's run
         client.set_terminated(parent, "KILLED")
         raise
-    counts = {s: sum(o.status == s for o in outcomes) for s in ("finished", "skipped", "failed")}
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("finished", "skipped", "failed", "busy")}
     summary = tracking.MetricBuffer(client, parent)
     summary.log({f"cells_{k}": v for k, v in counts.items()})
     summary.flush()

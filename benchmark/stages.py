@@ -149,6 +149,8 @@ def run_pipeline(task, stages: Stages, *, log_metrics, report=None, progress: bo
     ``cases_used.json`` lists the exact ids; ``<results>/train/`` checkpoints (the trainer
     resumes from ``last.pt``), ``predictions/<organ>/<case>.nii.gz``, ``summary.json`` (own
     organ, test fold), ``cross_organ/<organ>/summary.json`` (other organs), ``previews/*.png``.
+    Cases are read through the grid's shared preprocessed cache ``<results root>/.cache``
+    (`models.cache`).
 
     Returns:
         organ -> summary dict (empty when ``train_only``).
@@ -170,7 +172,7 @@ def run_pipeline(task, stages: Stages, *, log_metrics, report=None, progress: bo
     write_json_atomic(out / "cases_used.json", used)
     stages.train(config, dataset.items(used["train"]), dataset.items(used["val"]), out / "train",
                  generator=_generator(task, stages), device=task.device, report=report,
-                 log_metrics=log_metrics, progress=progress)
+                 log_metrics=log_metrics, progress=progress, cache_dir=Path(task.results_root) / ".cache")
     if train_only:
         return {}
     ckpt = _checkpoint(out / "train")

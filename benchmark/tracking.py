@@ -97,15 +97,19 @@ def open_cell_run(client, experiment_id: str, *, cell, tags: Mapping[str, str], 
     """
     from mlflow.entities import Param
 
+    from benchmark.slurm import job_tags
+
     existing = find_run(client, experiment_id, cell.hash, kind)
     if existing is not None:
         client.update_run(existing.info.run_id, status="RUNNING")
+        for key, value in job_tags().items():  # the requeued / rerun job's own log
+            client.set_tag(existing.info.run_id, key, value)
         for stale in ("error", "stopped"):  # from the attempt that is now retried
             if stale in existing.data.tags:
                 client.delete_tag(existing.info.run_id, stale)
         client.set_tag(existing.info.run_id, "resumed", str(int(existing.data.tags.get("resumed", "0")) + 1))
         return existing.info.run_id, True
-    all_tags = {KIND_TAG: kind, NOTE_TAG: note, "cell_hash": cell.hash, **tags}
+    all_tags = {KIND_TAG: kind, NOTE_TAG: note, "cell_hash": cell.hash, **tags, **job_tags()}
     if parent_run_id:
         all_tags[PARENT_TAG] = parent_run_id
     run = client.create_run(experiment_id, run_name=run_name or cell.run_name, tags=all_tags)
@@ -118,13 +122,16 @@ class MetricBuffer:
     """Collects metrics and sends them in one ``log_batch`` call per flush.
 
     One request per value is ~5x slower on sqlite. The trainer's per-epoch callback uses
-    `log_epoch`: one request per epoch carrying all its values, sent right away so that a
-    killed run never has a checkpoint for an epoch whose metrics were lost.
+    `log_epoch`: one request per epoch carrying all its values, sent right away and before the
+    epoch's checkpoint is written, so a killed run never has a checkpoint for an epoch whose
+    metrics were lost. A resumed run replays the epochs after its last checkpoint; `log_epoch`
+    drops a (key, step) the run already has, so every epoch is in MLflow exactly once.
     """
 
     def __init__(self, client, run_id: str, flush_every: int = 50):
         self.client, self.run_id, self.flush_every = client, run_id, flush_every
         self._pending: list = []
+        self._logged_steps: dict[str, set[int]] = {}
 
     def log(self, metrics: Mapping[str, Any], step: int = 0) -> None:
         from mlflow.entities import Metric
@@ -140,13 +147,22 @@ class MetricBuffer:
             self.flush()
 
     def log_epoch(self, metrics: Mapping[str, Any], step: int) -> None:
-        self.log(metrics, step)
+        self.log({k: v for k, v in metrics.items() if int(step) not in self._steps(k)}, step)
         self.flush()
+
+    def _steps(self, key: str) -> set[int]:
+        """Steps of ``key`` already in the run (read once per key, then kept up to date)."""
+        if key not in self._logged_steps:
+            self._logged_steps[key] = {m.step for m in self.client.get_metric_history(self.run_id, key)}
+        return self._logged_steps[key]
 
     def flush(self) -> None:
         while self._pending:  # log_batch accepts at most 1000 metrics
             chunk, self._pending = self._pending[:1000], self._pending[1000:]
             self.client.log_batch(self.run_id, metrics=chunk)
+            for metric in chunk:
+                if metric.key in self._logged_steps:
+                    self._logged_steps[metric.key].add(metric.step)
 
 
 def summary_metrics(summary: Mapping[str, Any]) -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""Training data: cached volumes, pos/neg crops, on-the-fly synthesis, window, augmentation.
+"""Training data: volumes (in RAM or memory-mapped), pos/neg crops, on-the-fly synthesis,
+window, augmentation; one DataLoader for a whole training run.
 
 One pipeline for every regime. Per batch (all randomness from child seeds of the cell seed,
 keyed by epoch and batch index, so a resumed run replays the same batches):
@@ -48,26 +49,20 @@ def _start(center: Sequence[int], shape: Sequence[int], crop: Sequence[int]) -> 
     return tuple(int(min(max(c - k // 2, 0), s - k)) for c, s, k in zip(center, shape, crop))
 
 
-def _window_slices(start: Sequence[int], crop: Sequence[int]) -> tuple[slice, ...]:
-    return tuple(slice(s, s + k) for s, k in zip(start, crop))
-
-
 def _background_center(vol: Volume, low_hu: float, rng: np.random.Generator) -> tuple[int, ...]:
     """Random label-0 voxel inside the body (HU > ``low_hu``), by rejection sampling
     (no index list: a 1 mm abdomen has ~10^8 background voxels)."""
-    shape = vol.label.shape
     for _ in range(200):
-        idx = tuple(int(rng.integers(0, s)) for s in shape)
-        if vol.label[idx] == 0 and vol.ct_hu[idx] > low_hu:
+        idx = tuple(int(rng.integers(0, s)) for s in vol.shape)
+        label, hu = vol.voxel(idx)
+        if label == 0 and hu > low_hu:
             return idx
     return idx
 
 
 def _foreground_center(vol: Volume, rng: np.random.Generator) -> tuple[int, ...]:
-    if vol.fg_index.size == 0:
-        return tuple(int(rng.integers(0, s)) for s in vol.label.shape)
-    flat = vol.fg_index[int(rng.integers(0, vol.fg_index.size))]
-    return tuple(int(i) for i in np.unravel_index(flat, vol.label.shape))
+    center = vol.foreground(rng)
+    return center if center is not None else tuple(int(rng.integers(0, s)) for s in vol.shape)
 
 
 def _select_start(vol: Volume, cfg: TrainConfig, synth: bool, rng: np.random.Generator) -> tuple[int, ...]:
@@ -75,13 +70,13 @@ def _select_start(vol: Volume, cfg: TrainConfig, synth: bool, rng: np.random.Gen
     if not synth:
         positive = rng.random() < cfg.pos_fraction
         center = _foreground_center(vol, rng) if positive else _background_center(vol, cfg.window[0], rng)
-        return _start(center, vol.label.shape, crop)
+        return _start(center, vol.shape, crop)
     # As RandCropByPosNegLabeld_select: a healthy crop that gets a tumor needs enough organ.
     need = cfg.synth_min_organ_fraction * float(np.prod(crop))
     best, best_count = None, -1
     for _ in range(_MAX_SELECT_TRIES):
-        start = _start(_foreground_center(vol, rng), vol.label.shape, crop)
-        count = int(np.count_nonzero(vol.label[_window_slices(start, crop)] == 1))
+        start = _start(_foreground_center(vol, rng), vol.shape, crop)
+        count = int(np.count_nonzero(vol.label_crop(start, crop) == 1))
         if count > best_count:
             best, best_count = start, count
         if count >= need:
@@ -106,12 +101,13 @@ def plan_batch(
     for i in indices:
         vol = volumes[int(i)]
         wants_tumor = bool(can_synthesize and vol.healthy and rng.random() < cfg.synth_prob)
-        region = _window_slices(_select_start(vol, cfg, wants_tumor, rng), cfg.crop_size)
+        start = _select_start(vol, cfg, wants_tumor, rng)
+        label = vol.label_crop(start, cfg.crop_size)
         # A case without organ voxels in reach cannot host a tumor: keep it a negative.
-        wants_tumor = wants_tumor and bool((vol.label[region] == 1).any())
+        wants_tumor = wants_tumor and bool((label == 1).any())
         k = _rot90_k(cfg, rng)
-        cts.append(np.rot90(vol.ct_hu[region], k, axes=(0, 1)))
-        labels.append(np.rot90(vol.label[region], k, axes=(0, 1)))
+        cts.append(np.rot90(vol.ct_crop(start, cfg.crop_size), k, axes=(0, 1)))
+        labels.append(np.rot90(label, k, axes=(0, 1)))
         synth.append(wants_tumor)
         shift.append(rng.uniform(-cfg.shift_offset, cfg.shift_offset) if rng.random() < cfg.shift_prob else 0.0)
     return CropPlan(
@@ -148,54 +144,81 @@ def finish_batch(plan: CropPlan, cfg: TrainConfig, generator, rng: np.random.Gen
     }
 
 
-class EpochBatches(torch.utils.data.Dataset):
-    """Batch ``b`` of epoch ``epoch`` as a map-style item (DataLoader with ``batch_size=None``),
-    so workers can build batches in any order and the result stays deterministic."""
+class RunBatches(torch.utils.data.Dataset):
+    """Batch ``b`` of epoch ``e`` (``first_epoch <= e < last_epoch``) as map-style item
+    ``(e - first_epoch) * n_batches + b`` (DataLoader with ``batch_size=None``): one loader, and
+    one set of worker processes, serves a whole training run; workers may build batches in any
+    order and the result stays deterministic (randomness keyed by epoch and batch)."""
 
-    def __init__(self, volumes, cfg: TrainConfig, epoch: int, n_batches: int, generator, synth_here: bool):
-        self.volumes, self.cfg, self.epoch, self.generator = volumes, cfg, epoch, generator
-        self.synth_here = synth_here
-        self.n_batches = n_batches
-        self.order = epoch_order(len(volumes), n_batches * cfg.batch_size, cfg.seed, epoch)
+    def __init__(self, volumes, cfg: TrainConfig, first_epoch: int, last_epoch: int, n_batches: int,
+                 generator, synth_here: bool):
+        self.volumes, self.cfg, self.generator, self.synth_here = volumes, cfg, generator, synth_here
+        self.first_epoch, self.last_epoch, self.n_batches = first_epoch, last_epoch, n_batches
+        self._orders: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
-        return self.n_batches
+        return (self.last_epoch - self.first_epoch) * self.n_batches
 
-    def __getitem__(self, b: int):
+    def order(self, epoch: int) -> np.ndarray:
+        if epoch not in self._orders:
+            self._orders = {epoch: epoch_order(len(self.volumes), self.n_batches * self.cfg.batch_size,
+                                               self.cfg.seed, epoch)}
+        return self._orders[epoch]
+
+    def __getitem__(self, index: int):
         cfg = self.cfg
-        indices = self.order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+        epoch, b = self.first_epoch + index // self.n_batches, index % self.n_batches
+        indices = self.order(epoch)[b * cfg.batch_size : (b + 1) * cfg.batch_size]
         plan = plan_batch(self.volumes, indices, cfg, self.generator is not None,
-                          child_rng(cfg.seed, STREAM_DATA, self.epoch, b))
+                          child_rng(cfg.seed, STREAM_DATA, epoch, b))
         if not self.synth_here:
-            return plan
-        return finish_batch(plan, cfg, self.generator, child_rng(cfg.seed, STREAM_SYNTHESIS, self.epoch, b))
+            return epoch, b, plan
+        return epoch, b, finish_batch(plan, cfg, self.generator, child_rng(cfg.seed, STREAM_SYNTHESIS, epoch, b))
 
 
 def _identity(item):
     return item
 
 
+def _worker_context():
+    """Fork the workers where the platform can (they then share in-RAM volumes copy-on-write),
+    also inside a process that was itself spawned (`tumorbench run --max-parallel`), whose
+    default would be to spawn them and pickle every volume into each."""
+    import multiprocessing
+
+    return "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+
+
 def _generator_on_cuda(generator) -> bool:
     return "cuda" in str(getattr(generator, "device", "cpu"))
 
 
-def epoch_batches(volumes, cfg: TrainConfig, epoch: int, n_batches: int, generator) -> Iterator[dict]:
-    """Yield the finished batches of one epoch, in order.
+def run_batches(volumes, cfg: TrainConfig, first_epoch: int, last_epoch: int, n_batches: int,
+                generator) -> Iterator[dict]:
+    """Yield the finished batches of epochs ``first_epoch .. last_epoch - 1``, in order.
 
     With ``num_workers > 0`` cropping (and CPU synthesis) runs in DataLoader workers, overlapping
-    the training step; a CUDA generator always runs in this process (no CUDA in forked workers).
+    the training step and validation; the workers live for the whole iteration (not one set per
+    epoch). A CUDA generator always runs in this process (no CUDA in forked workers).
     """
     synth_here = cfg.num_workers > 0 and not _generator_on_cuda(generator)
-    dataset = EpochBatches(volumes, cfg, epoch, n_batches, generator, synth_here or cfg.num_workers == 0)
+    dataset = RunBatches(volumes, cfg, first_epoch, last_epoch, n_batches, generator,
+                         synth_here or cfg.num_workers == 0)
     if cfg.num_workers == 0:
-        yield from (dataset[b] for b in range(n_batches))
+        yield from (dataset[i][2] for i in range(len(dataset)))
         return
     warm_up = getattr(generator, "warm_up", None)  # optional TumorGenerator hook
     if synth_here and callable(warm_up):
         warm_up()  # compiled code loaded before the workers fork is shared by all of them
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False, num_workers=cfg.num_workers,
-                                         collate_fn=_identity)
-    for b, item in enumerate(loader):
+                                         collate_fn=_identity, multiprocessing_context=_worker_context())
+    for epoch, b, item in loader:
         if isinstance(item, CropPlan):
             item = finish_batch(item, cfg, generator, child_rng(cfg.seed, STREAM_SYNTHESIS, epoch, b))
         yield item
+
+
+def epoch_batches(volumes, cfg: TrainConfig, epoch: int, n_batches: int, generator) -> Iterator[dict]:
+    """The batches of one epoch (its own loader; the trainer uses :func:`run_batches`)."""
+    return run_batches(volumes, cfg, epoch, epoch + 1, n_batches, generator)
+

@@ -13,6 +13,7 @@ uninterrupted run does. The torch RNG is forked (never the caller's global state
 from __future__ import annotations
 
 import math
+from itertools import islice
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -23,9 +24,10 @@ import torch
 from models.checkpoint import (load_checkpoint, rng_state, save_checkpoint, save_config_json, set_rng_state,
                                unwrap)
 from models.config import STREAM_INIT, TrainConfig, torch_seed
-from models.data import epoch_batches
+from models.data import run_batches
 from models.inference import autocast, build_model, dice, predict_volume
 from models.schedule import make_scheduler
+from models.cache import cached_volumes
 from models.volumes import Volume, load_volumes
 from synthesis.protocol import TumorGenerator
 
@@ -145,10 +147,11 @@ def validate(model: torch.nn.Module, volumes: Sequence[Volume], config: TrainCon
     """
     tumor, organ, has_tumor = [], [], []
     for vol in volumes:
-        pred = predict_volume(model, vol.ct_hu, config, device, config.val_overlap)
-        organ.append(dice(pred >= 1, vol.label >= 1))
-        tumor.append(dice(pred == 2, vol.label == 2))
-        has_tumor.append(bool((vol.label == 2).any()))
+        pred = predict_volume(model, vol.dense_ct(), config, device, config.val_overlap)
+        label = vol.dense_label()
+        organ.append(dice(pred >= 1, label >= 1))
+        tumor.append(dice(pred == 2, label == 2))
+        has_tumor.append(bool((label == 2).any()))
     with_tumor = [t for t, h in zip(tumor, has_tumor) if h]
     return float(np.mean(with_tumor or tumor)), float(np.mean(organ))
 
@@ -164,8 +167,15 @@ def _check_inputs(config: TrainConfig, train_items, val_items, generator) -> Non
         raise ValueError("TrainConfig.compile=True needs torch.compile (torch >= 2.0)")
 
 
-def _after_epoch(run: _Run, config: TrainConfig, loss: float, val_volumes, device, out_dir: Path) -> dict:
-    """Validate when due, update best.pt, save last.pt; return the epoch's metrics."""
+def _after_epoch(run: _Run, config: TrainConfig, loss: float, val_volumes, device, out_dir: Path,
+                 log_metrics) -> dict:
+    """Validate when due, update best.pt, log the epoch's metrics, then save last.pt.
+
+    Metrics are logged BEFORE last.pt: a process killed in between has logged epoch k without a
+    checkpoint for it, so the resumed run replays epoch k (deterministically, same values) and the
+    logger drops the repeated step (`benchmark.tracking.MetricBuffer`). In the other order a kill
+    between the two would leave a checkpoint whose epoch is never logged.
+    """
     metrics: dict[str, Any] = {"epoch": run.epoch + 1, "train_loss": loss,
                                "lr": float(run.optimizer.param_groups[0]["lr"])}
     run.scheduler.step()
@@ -178,17 +188,25 @@ def _after_epoch(run: _Run, config: TrainConfig, loss: float, val_volumes, devic
             run.best = {"epoch": run.epoch, "val_tumor_dsc": tumor_dsc, "val_organ_dsc": organ_dsc}
             save_checkpoint(out_dir / "best.pt", _state(run, config, device))
     run.history.append(metrics)
-    # last.pt is written before the callbacks: an Optuna prune (or a crash) raised from them
-    # leaves a checkpoint that resumes at the next epoch.
+    if log_metrics is not None:
+        log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, metrics["epoch"])
+    # last.pt is written before `report`: an Optuna prune (or a crash) raised from it leaves a
+    # checkpoint that resumes at the next epoch.
     save_checkpoint(out_dir / "last.pt", _state(run, config, device))
     return metrics
 
 
-def _call_back(metrics: dict, log_metrics, report) -> None:
-    if log_metrics is not None:
-        log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, metrics["epoch"])
+def _report(metrics: dict, report) -> None:
     if report is not None and "val_tumor_dsc" in metrics:
         report(metrics["epoch"], metrics["val_tumor_dsc"])
+
+
+def _volumes(config: TrainConfig, train_items, val_items, cache_dir, progress: bool):
+    if cache_dir is None:
+        return (load_volumes(train_items, config.crop_size, progress, "caching train volumes"),
+                load_volumes(val_items, (1, 1, 1), progress, "caching val volumes"))
+    return (cached_volumes(train_items, cache_dir, config.spacing, config.crop_size, progress),
+            cached_volumes(val_items, cache_dir, config.spacing, (1, 1, 1), progress))
 
 
 def _fork_devices(device: torch.device) -> list:
@@ -206,6 +224,7 @@ def train(
     report: Callable[[int, float], None] | None = None,
     log_metrics: Callable[[dict, int], None] | None = None,
     progress: bool = True,
+    cache_dir=None,
 ) -> TrainResult:
     """Train ``config`` on ``train_items``, validating on ``val_items``; resume from last.pt.
 
@@ -217,7 +236,10 @@ def train(
         device: torch device; AMP/compile only take effect on CUDA.
         report: ``report(epoch, val_tumor_dsc)`` at each validation (may raise to prune).
         log_metrics: ``log_metrics(metrics, epoch)`` every epoch (``train_loss``, ``lr``, and
-            ``val_tumor_dsc``/``val_organ_dsc`` at validations). Epochs are 1-based.
+            ``val_tumor_dsc``/``val_organ_dsc`` at validations). Epochs are 1-based. Called
+            before ``last.pt`` of the epoch is written (see ``_after_epoch``).
+        cache_dir: preprocessed int16 case cache (:mod:`models.cache`), memory-mapped by this
+            process and its workers; None: every case is held in RAM as float32 (small data).
 
     Returns:
         :class:`TrainResult`.
@@ -225,8 +247,7 @@ def train(
     device = torch.device(device)
     out_dir = Path(out_dir)
     _check_inputs(config, train_items, val_items, generator)
-    volumes = load_volumes(train_items, config.crop_size, progress, "caching train volumes")
-    val_volumes = load_volumes(val_items, (1, 1, 1), progress, "caching val volumes")
+    volumes, val_volumes = _volumes(config, train_items, val_items, cache_dir, progress)
     n_batches = iterations_per_epoch(config, len(volumes))
     loss_fn = make_loss()
     with torch.random.fork_rng(devices=_fork_devices(device)):
@@ -237,8 +258,12 @@ def train(
         resumed_from = run.epoch
         save_config_json(out_dir / "config.json", config)
         step_model = torch.compile(run.model) if config.compile and device.type == "cuda" else run.model
-        while run.epoch < config.epochs:
-            batches = epoch_batches(volumes, config, run.epoch, n_batches, generator)
-            loss = _train_epoch(run, step_model, loss_fn, batches, config, device, progress)
-            _call_back(_after_epoch(run, config, loss, val_volumes, device, out_dir), log_metrics, report)
+        # one loader (and one set of workers) for all remaining epochs
+        stream = run_batches(volumes, config, run.epoch, config.epochs, n_batches, generator)
+        try:
+            while run.epoch < config.epochs:
+                loss = _train_epoch(run, step_model, loss_fn, islice(stream, n_batches), config, device, progress)
+                _report(_after_epoch(run, config, loss, val_volumes, device, out_dir, log_metrics), report)
+        finally:
+            stream.close()
     return TrainResult(out_dir / "best.pt", last, list(run.history), resumed_from)

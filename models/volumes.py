@@ -1,7 +1,10 @@
-"""NIfTI reading/writing for models/ (which cannot import benchmark.io) and the volume cache.
+"""NIfTI reading/writing for models/ (which cannot import benchmark.io) and training volumes.
 
-Volumes are loaded once (CacheDataset-like; synthesis happens after cropping, so nothing random
-is cached) and padded to at least the crop size, like MONAI SpatialPad.
+A :class:`Volume` holds one case's CT and labels either in RAM (float32, :func:`load_volumes`) or
+memory-mapped from the preprocessed int16 cache (:mod:`models.cache`, cropped to the body). Both
+behave as the case's full grid padded to the crop size (air / label 0, like MONAI SpatialPad):
+crops read the cropped-away air and the padding on the fly, so a memory-mapped case is never
+copied whole and both kinds give the same crops at the same coordinates.
 """
 from __future__ import annotations
 
@@ -16,22 +19,99 @@ import numpy as np
 AIR_HU = -1024.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Volume:
-    """One cached training/validation case.
+    """One training/validation case.
 
     Attributes:
-        ct_hu: (X, Y, Z) float32 HU, padded to >= crop size with air.
-        label: (X, Y, Z) uint8 0/1/2, padded with 0.
-        fg_index: flat indices of label > 0 voxels (for positive crop centres).
+        ct_hu: stored HU: float32 in RAM or an int16 memory map (the body box of the grid).
+        label: stored uint8 0/1/2, same shape.
+        fg_coords: (N, 3) int32 coordinates of label > 0 voxels in the stored arrays (all of them,
+            or a uniform sample for large cases, see :mod:`models.cache`).
         healthy: the case has no real tumor (may receive synthetic ones).
+        min_shape: crops are at least this big: the volume behaves as if padded to it.
+        source: cache entry folder of a memory-mapped volume (pickled as this path only).
+        grid: shape of the case's full grid (None: the stored shape).
+        origin: where the stored arrays sit in the full grid.
     """
 
     case_id: str
     ct_hu: np.ndarray
     label: np.ndarray
-    fg_index: np.ndarray
+    fg_coords: np.ndarray
     healthy: bool
+    min_shape: tuple[int, int, int] = (1, 1, 1)
+    source: str | None = None
+    grid: tuple[int, int, int] | None = None
+    origin: tuple[int, int, int] = (0, 0, 0)
+
+    def __reduce__(self):
+        if self.source is None:
+            return super().__reduce__()
+        from models.cache import open_entry  # a worker reopens the memory maps (no copy of the data)
+
+        return open_entry, (self.source, self.healthy, self.min_shape)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Padded shape of the full grid (every axis >= min_shape)."""
+        return tuple(max(s, k) for s, k in zip(self.grid or self.label.shape, self.min_shape))
+
+    @property
+    def offset(self) -> tuple[int, ...]:
+        """Position of the stored arrays in padded coordinates (padding symmetric, the extra
+        voxel at the end)."""
+        return tuple(max(k - s, 0) // 2 + o
+                     for s, k, o in zip(self.grid or self.label.shape, self.min_shape, self.origin))
+
+    def _read(self, array: np.ndarray, start: Sequence[int], crop: Sequence[int], fill) -> np.ndarray:
+        src, dst, inside = [], [], True
+        for s0, k, off, n in zip(start, crop, self.offset, array.shape):
+            lo, hi = max(s0 - off, 0), min(s0 - off + k, n)
+            src.append(slice(lo, hi))
+            dst.append(slice(lo - (s0 - off), hi - (s0 - off)))
+            inside &= lo == s0 - off and hi == s0 - off + k
+        if inside:
+            return np.asarray(array[tuple(src)])
+        out = np.full(tuple(crop), fill, dtype=array.dtype)
+        out[tuple(dst)] = array[tuple(src)]
+        return out
+
+    def ct_crop(self, start: Sequence[int], crop: Sequence[int]) -> np.ndarray:
+        """float32 HU of the padded region ``start : start + crop``."""
+        return self._read(self.ct_hu, start, crop, AIR_HU).astype(np.float32)
+
+    def label_crop(self, start: Sequence[int], crop: Sequence[int]) -> np.ndarray:
+        return self._read(self.label, start, crop, 0).astype(np.uint8, copy=False)
+
+    def voxel(self, index: Sequence[int]) -> tuple[int, float]:
+        """(label, HU) at a padded coordinate (padding: 0, air)."""
+        local = tuple(i - o for i, o in zip(index, self.offset))
+        if any(i < 0 or i >= n for i, n in zip(local, self.label.shape)):
+            return 0, AIR_HU
+        return int(self.label[local]), float(self.ct_hu[local])
+
+    def foreground(self, rng: np.random.Generator) -> tuple[int, ...] | None:
+        """A random label > 0 voxel (padded coordinates), None when there is none."""
+        if len(self.fg_coords) == 0:
+            return None
+        row = self.fg_coords[int(rng.integers(0, len(self.fg_coords)))]
+        return tuple(int(c) + o for c, o in zip(row, self.offset))
+
+    def dense_ct(self) -> np.ndarray:
+        """The stored CT as float32 (validation reads one case at a time; for a cached case the
+        body box: the air around it holds no organ or tumor voxel)."""
+        return np.asarray(self.ct_hu, dtype=np.float32)
+
+    def dense_label(self) -> np.ndarray:
+        return np.asarray(self.label)
+
+
+def in_memory_volume(case_id: str, ct_hu: np.ndarray, label: np.ndarray, healthy: bool,
+                     min_shape: Sequence[int] = (1, 1, 1)) -> Volume:
+    """A float32 in-RAM :class:`Volume` (every foreground voxel kept)."""
+    return Volume(case_id, np.asarray(ct_hu, dtype=np.float32), np.asarray(label, dtype=np.uint8),
+                  np.argwhere(label > 0).astype(np.int32), bool(healthy), tuple(int(k) for k in min_shape))
 
 
 def read_nifti(path: str | os.PathLike, what: str):
@@ -49,38 +129,35 @@ def read_nifti(path: str | os.PathLike, what: str):
     return img
 
 
-def _item_field(item: Mapping, key: str):
+def item_field(item: Mapping, key: str):
     if key not in item:
         raise ValueError(f"training item {item.get('case_id', '?')!r} lacks field {key!r} "
                          "(expected case_id, image, label, healthy)")
     return item[key]
 
 
-def pad_to(array: np.ndarray, shape: Sequence[int], value: float) -> np.ndarray:
-    """Pad symmetrically (extra voxel at the end) so every axis is >= ``shape``."""
-    widths = [(max(k - s, 0) // 2, max(k - s, 0) - max(k - s, 0) // 2) for s, k in zip(array.shape, shape)]
-    if not any(a or b for a, b in widths):
-        return array
-    return np.pad(array, widths, constant_values=value)
-
-
-def load_volume(item: Mapping, min_shape: Sequence[int]) -> Volume:
-    """Read an item's CT and labels (same grid required) into a :class:`Volume`."""
-    case_id = str(_item_field(item, "case_id"))
-    ct = read_nifti(_item_field(item, "image"), f"CT of case {case_id}").get_fdata(dtype=np.float32)
-    lab = np.asarray(read_nifti(_item_field(item, "label"), f"labels of case {case_id}").dataobj)
+def read_case(item: Mapping) -> tuple[str, np.ndarray, np.ndarray]:
+    """(case id, float32 HU, uint8 labels) of a training item, checked (same 3D grid, labels 0/1/2)."""
+    case_id = str(item_field(item, "case_id"))
+    ct = read_nifti(item_field(item, "image"), f"CT of case {case_id}").get_fdata(dtype=np.float32)
+    lab = np.asarray(read_nifti(item_field(item, "label"), f"labels of case {case_id}").dataobj)
     if ct.shape != lab.shape or ct.ndim != 3:
         raise ValueError(f"case {case_id}: CT shape {ct.shape} and label shape {lab.shape} must be the same 3D grid")
     if lab.min() < 0 or lab.max() > 2:
         raise ValueError(f"case {case_id}: labels must be 0/1/2, found range [{lab.min()}, {lab.max()}]")
-    ct = pad_to(ct.astype(np.float32), min_shape, AIR_HU)
-    lab = pad_to(lab.astype(np.uint8), min_shape, 0)
-    return Volume(case_id, ct, lab, np.flatnonzero(lab), bool(_item_field(item, "healthy")))
+    return case_id, ct, lab.astype(np.uint8)
+
+
+def load_volume(item: Mapping, min_shape: Sequence[int]) -> Volume:
+    """Read an item's CT and labels into an in-RAM float32 :class:`Volume`."""
+    case_id, ct, lab = read_case(item)
+    return in_memory_volume(case_id, ct, lab, bool(item_field(item, "healthy")), min_shape)
 
 
 def load_volumes(items: Iterable[Mapping], min_shape: Sequence[int], progress: bool = True,
                  desc: str = "loading volumes") -> list[Volume]:
-    """Load every item once (the cache)."""
+    """Load every item once into RAM as float32 (small datasets, tests; at paper scale use
+    :func:`models.cache.cached_volumes`)."""
     from tqdm.auto import tqdm
 
     items = list(items)

@@ -49,7 +49,7 @@ def val_dsc(lr: float, epoch: int) -> float:
 
 
 def fake_train(config, train_items, val_items, out_dir, *, generator=None, device="cpu",
-               report=None, log_metrics=None, progress=True):
+               report=None, log_metrics=None, progress=True, cache_dir=None):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     last = out_dir / "last.pt"

@@ -48,5 +48,7 @@ def run_entry(args) -> int:
     if outcomes:
         done = sum(o.status == "finished" for o in outcomes)
         skipped = sum(o.status == "skipped" for o in outcomes)
-        print(f"{done} finished, {skipped} already done, {len(failed)} failed")
+        busy = sum(o.status == "busy" for o in outcomes)
+        print(f"{done} finished, {skipped} already done, {len(failed)} failed"
+              + (f", {busy} being trained by another process (skipped)" if busy else ""))
     return 1 if failed else 0

@@ -164,7 +164,7 @@ def phantom_volumes(shape, n: int, seed: int):
     """``n`` in-memory cases (half with a tumor, half healthy): body, bright organ, dark tumor."""
     import numpy as np
 
-    from models.volumes import Volume
+    from models.volumes import in_memory_volume
 
     rng = np.random.default_rng(seed)
     grid = np.indices(shape, dtype=np.float32)
@@ -184,7 +184,7 @@ def phantom_volumes(shape, n: int, seed: int):
             tumor = ellipsoid(center, center * 0.12) & organ
             ct[tumor] -= 70.0
             label[tumor] = 2
-        volumes.append(Volume(f"case{i}", ct, label, np.flatnonzero(label), healthy))
+        volumes.append(in_memory_volume(f"case{i}", ct, label, healthy))
     return volumes
 
 

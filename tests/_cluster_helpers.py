@@ -1,0 +1,40 @@
+"""Stages and a driver script for the tests against real components (Slurm, mlflow server).
+
+SLOW_STAGES: the fake stages with SLOW_EPOCH_S seconds per training epoch (env), so a job can be
+signalled mid-cell. ``python _cluster_helpers.py GRID URI EXECUTOR [MAX_PARALLEL]`` runs a grid
+with them (one concurrent invocation) and prints the outcome statuses as JSON.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+
+from test_runner_fakes import FAKE_STAGES, fake_train
+
+
+def slow_train(*args, log_metrics=None, **kwargs):
+    def logged(metrics, epoch):
+        log_metrics(metrics, epoch)
+        time.sleep(float(os.environ.get("SLOW_EPOCH_S", "0")))
+
+    return fake_train(*args, log_metrics=logged if log_metrics else None, **kwargs)
+
+
+SLOW_STAGES = dataclasses.replace(FAKE_STAGES, train=slow_train)
+
+
+def main() -> None:
+    from benchmark.runner import run_grid
+
+    grid, uri, executor = sys.argv[1:4]
+    max_parallel = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+    outcomes = run_grid(grid, executor=executor, max_parallel=max_parallel, tracking_uri=uri,
+                        stages=SLOW_STAGES, progress=False)
+    print(json.dumps([o.status for o in outcomes]))
+
+
+if __name__ == "__main__":
+    main()

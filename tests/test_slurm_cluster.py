@@ -1,0 +1,201 @@
+"""Against real components: a Slurm cluster (`bash .ci/slurm_up.sh`, marker ``slurm``) and a real
+`mlflow server` on 127.0.0.1 (marker ``mlflow_server``). Both skip with the reason when the
+component is missing; they are not deselected, so `make test` runs them where it is up.
+Two concurrent local invocations need neither and always run."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from test_runner_fakes import cell_runs, fresh_tracking_uri, make_fake_dataset, write_grid
+
+TESTS = Path(__file__).resolve().parent
+SLURM_TABLE = ('\n[slurm]\ngpus_per_node = 0\ncpus_per_task = 1\nmem_gb = 1\ntime_min = 10\n'
+               'array_parallelism = 4\nsignal_delay_s = 30\n')
+
+
+def _grid(tmp_path, epochs=3, folds="[0, 1]"):
+    ds = make_fake_dataset(tmp_path / "ds" / "liver", "liver")
+    path = write_grid(tmp_path / "grid.toml", {"liver": ds}, "exp", tmp_path / "results", extra=SLURM_TABLE,
+                      folds=folds)
+    path.write_text(path.read_text().replace("epochs = 3", f"epochs = {epochs}"))
+    return path
+
+
+def _env(**extra):
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)]),
+            "OMP_NUM_THREADS": "1", **extra}
+
+
+def _drive(grid, uri, executor, max_parallel=1, **env):
+    return subprocess.Popen([sys.executable, str(TESTS / "_cluster_helpers.py"), str(grid), uri, executor,
+                             str(max_parallel)], env=_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _finish(proc, timeout=600):
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1]), err
+
+
+def _starts(results: Path) -> dict[str, list[int]]:
+    """Training starts per cell folder (the fake trainer appends its start epoch)."""
+    return {p.parent.parent.name: [int(x) for x in p.read_text().split()] for p in results.rglob("train/starts.txt")}
+
+
+def _epochs_once(uri, run_id, epochs):
+    from benchmark import tracking
+
+    steps = Counter(m.step for m in tracking.client_for(uri).get_metric_history(run_id, "train_loss"))
+    assert sorted(steps.items()) == [(e, 1) for e in range(epochs)], steps
+
+
+def test_two_concurrent_invocations_train_each_cell_once(tmp_path):
+    grid, uri = _grid(tmp_path), fresh_tracking_uri(tmp_path)
+    procs = [_drive(grid, uri, "local", SLOW_EPOCH_S="0.3") for _ in range(2)]
+    statuses = [_finish(p)[0] for p in procs]
+    assert Counter(s for run in statuses for s in run)["finished"] == 4  # each cell finished by one of them
+    assert all(set(run) <= {"finished", "skipped", "busy"} for run in statuses)
+    assert all(starts == [0] for starts in _starts(tmp_path / "results").values()) and len(_starts(tmp_path / "results")) == 4
+    runs = cell_runs(uri, "exp")
+    assert len(runs) == 4 and set(runs["status"]) == {"FINISHED"}
+
+
+# --- Slurm ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        pytest.skip("no Slurm here (sbatch/sinfo not found); `bash .ci/slurm_up.sh` as root installs and "
+                    "starts a one-node cluster")
+    state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
+    if not any(s.startswith(("idle", "mix", "alloc")) for s in state.stdout.split()):
+        pytest.skip(f"Slurm is installed but no node is up (sinfo: {state.stdout.strip() or state.stderr.strip()}); "
+                    "run `bash .ci/slurm_up.sh`")
+
+
+@pytest.mark.slurm
+def test_slurm_job_array_lands_four_finished_runs(slurm_cluster, tmp_path):
+    grid, uri = _grid(tmp_path), fresh_tracking_uri(tmp_path)
+    statuses, _ = _finish(_drive(grid, uri, "slurm"))
+    assert statuses == ["finished"] * 4
+    runs = cell_runs(uri, "exp")
+    assert len(runs) == 4 and set(runs["status"]) == {"FINISHED"}
+    for log in runs["tags.slurm_log"]:  # each cell's Slurm log, as an MLflow tag
+        assert Path(log).is_file() and "_" in Path(log).name
+    assert len({log.split("/")[-1].split("_")[0] for log in runs["tags.slurm_log"]}) == 1  # one array
+
+
+def _job_of(results: Path, timeout=300) -> str:
+    """Wait until the cell trained past epoch 1; return its running Slurm job id."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        last = next(iter(results.rglob("train/last.pt")), None)
+        if last is not None and json.loads(last.read_text())["epoch"] >= 1:
+            jobs = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i"], capture_output=True, text=True).stdout.split()
+            if jobs:
+                return jobs[0]
+        time.sleep(0.2)
+    raise AssertionError("the cell never started training")
+
+
+@pytest.mark.slurm
+def test_job_signalled_at_time_limit_is_requeued_into_the_same_run(slurm_cluster, tmp_path):
+    epochs = 8
+    grid, uri = _grid(tmp_path, epochs=epochs, folds="[0]"), fresh_tracking_uri(tmp_path)
+    grid.write_text(grid.read_text().replace('regimes = ["real", "hu"]', 'regimes = ["hu"]'))
+    driver = _drive(grid, uri, "slurm", SLOW_EPOCH_S="1.0")
+    job = _job_of(tmp_path / "results")
+    # what Slurm sends signal_delay_s before the time limit (and on preemption): USR2 to the step
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+    statuses, _ = _finish(driver)
+    assert statuses == ["finished"]
+    runs = cell_runs(uri, "exp")
+    assert len(runs) == 1 and runs["status"][0] == "FINISHED"  # no duplicate run
+    assert runs["tags.resumed"][0] == "1"
+    starts = next(iter(_starts(tmp_path / "results").values()))
+    assert len(starts) == 2 and 0 < starts[1] < epochs  # resumed mid-cell from its checkpoint
+    _epochs_once(uri, runs["run_id"][0], epochs)  # no epoch lost, none twice
+
+
+@pytest.mark.slurm
+def test_vanished_job_is_failed_not_waited_for(slurm_cluster, tmp_path):
+    grid, uri = _grid(tmp_path, epochs=50, folds="[0]"), fresh_tracking_uri(tmp_path)
+    grid.write_text(grid.read_text().replace('regimes = ["real", "hu"]', 'regimes = ["hu"]'))
+    driver = _drive(grid, uri, "slurm", SLOW_EPOCH_S="1.0", TUMORBENCH_SQUEUE_EVERY_S="2")
+    subprocess.run(["scancel", _job_of(tmp_path / "results")], check=True)  # no sacct on this cluster
+    statuses, _ = _finish(driver, timeout=180)
+    assert statuses == ["failed"]
+    runs = cell_runs(uri, "exp")
+    assert len(runs) == 1 and runs["status"][0] == "RUNNING"  # the next invocation resumes it
+
+
+@pytest.mark.slurm
+def test_ctrl_c_cancels_the_array(slurm_cluster, tmp_path):
+    import signal
+
+    grid, uri = _grid(tmp_path, epochs=50), fresh_tracking_uri(tmp_path)
+    driver = _drive(grid, uri, "slurm", SLOW_EPOCH_S="1.0")
+    _job_of(tmp_path / "results")
+    driver.send_signal(signal.SIGINT)
+    _, err = driver.communicate(timeout=120)
+    assert "cancelled 4 job(s) of Slurm job array" in err
+    for _ in range(60):
+        if not subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.strip():
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("jobs still queued after Ctrl-C")
+
+
+# --- a real mlflow server -------------------------------------------------------------------
+@pytest.fixture
+def mlflow_server(tmp_path):
+    from benchmark import tracking
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = tracking.start_ui(f"sqlite:///{tmp_path / 'server' / 'mlflow.db'}", port=port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            if proc.poll() is not None:
+                pytest.skip(f"`mlflow server` exited with code {proc.returncode}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.skip("`mlflow server` did not answer on 127.0.0.1 within 120 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.mlflow_server
+def test_mlflow_server_receives_cells_from_two_concurrent_workers(mlflow_server, tmp_path):
+    grid = _grid(tmp_path)
+    statuses, _ = _finish(_drive(grid, mlflow_server, "local", max_parallel=2, SLOW_EPOCH_S="0.2"))
+    assert statuses == ["finished"] * 4
+    runs = cell_runs(mlflow_server, "exp")
+    assert len(runs) == 4 and set(runs["status"]) == {"FINISHED"}
+    from benchmark import tracking
+
+    client = tracking.client_for(mlflow_server)
+    for run_id in runs["run_id"]:
+        _epochs_once(mlflow_server, run_id, 3)
+        assert {a.path for a in client.list_artifacts(run_id)} >= {"summary.json", "cell.json"}
