@@ -16,7 +16,7 @@ import numpy as np
 from benchmark.errors import InputError
 from benchmark.eval_summary import summarize
 from benchmark.lesions import DEFAULT_MIN_VOXELS, detect_lesions
-from benchmark.overlap import dice
+from models.overlap import dice
 from benchmark.surface import bounding_box, surface_dice
 
 NSD_TOLERANCE_MM = 2.0

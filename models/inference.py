@@ -19,6 +19,7 @@ from models.backbones import build_backbone
 from models.checkpoint import load_checkpoint
 from models.config import TrainConfig
 from models.postprocess import ORGAN_MARGIN_MM, keep_main_components, postprocess  # noqa: F401 (re-export)
+from models.overlap import dice  # noqa: F401 (models.trainer imports it from here)
 from models.volumes import read_nifti, write_labels_atomic
 
 

@@ -13,7 +13,7 @@ def test_tiny_unet_learns_liver_phantom(tmp_path):
     import nibabel as nib
 
     from models.config import TrainConfig
-    from benchmark.overlap import dice
+    from models.overlap import dice
     from models.inference import predict_items
     from models.trainer import train
 
@@ -46,7 +46,7 @@ def test_tiny_unet_learns_fixture_phantom(tmp_path):
     from models_testdata import make_items
 
     from models.config import TrainConfig
-    from benchmark.overlap import dice
+    from models.overlap import dice
     from models.inference import predict_items
     from models.trainer import train
 
