@@ -70,7 +70,8 @@ def run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True,
             propagate (``optuna.TrialPruned``).
         raise_errors: re-raise other errors after recording FAILED (default: return them).
     """
-    from benchmark.stages import real_stages, run_pipeline
+    from benchmark.cell_pipeline import run_pipeline
+    from benchmark.stages import real_stages
 
     stages = stages or real_stages()
     client = tracking.client_for(task.tracking_uri)

@@ -1,6 +1,6 @@
 """Realism workflows behind `tumorbench radiomics` and `tumorbench reader-study`.
 
-Collecting tumors (running generators) happens here and in benchmark/realism.py; everything
+Collecting tumors (running generators) happens here and in benchmark/realism_collect.py; everything
 computed from the saved crops lives in reports/ (radiomics, statistics, plots, reader pages).
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 
 from benchmark.errors import InputError
 from benchmark.io import atomic_dir, write_json_atomic
-from benchmark.realism import collect_tumors, with_absolute_paths
+from benchmark.realism_collect import collect_tumors, with_absolute_paths
 from tumorbench_common.tracking_uri import resolve_tracking_uri
 
 
