@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from models.config import TrainConfig
-from models.volumes import atomic_write
+from tumorbench_common.io import atomic_write, write_text_atomic
 
 FORMAT_VERSION = 1
 
@@ -29,8 +29,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
 
 def save_config_json(path: str | os.PathLike, config: TrainConfig) -> Path:
     path = Path(path)
-    text = json.dumps(config.to_dict(), indent=2) + "\n"
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    write_text_atomic(path, json.dumps(config.to_dict(), indent=2) + "\n")
     return path
 
 

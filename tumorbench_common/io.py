@@ -117,14 +117,16 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
 
 
-def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+def read_json(path: str | os.PathLike, what: str = "JSON file", error: type[Exception] = InputError) -> Any:
+    """Parsed JSON of ``path``; ``error`` (the caller layer's input error) names the file when it
+    is missing or not JSON."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: {what} not found")
+        raise error(f"{path}: {what} not found")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: {what} is not valid JSON ({exc})") from exc
+        raise error(f"{path}: {what} is not valid JSON ({exc})") from exc
 
 
 def load_nifti(path: str | os.PathLike, what: str = "NIfTI image"):

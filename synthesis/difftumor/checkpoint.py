@@ -22,7 +22,7 @@ import torch
 from synthesis.difftumor.config import (STAGES, AutoencoderConfig, DenoiserConfig, OfficialAutoencoderConfig,
                                         OfficialDenoiserConfig, SchedulerConfig, from_dict)
 from synthesis.errors import SynthesisInputError
-from tumorbench_common.io import atomic_write, write_text_atomic
+from tumorbench_common.io import atomic_write, read_json, write_text_atomic
 
 AUTOENCODER = "autoencoder"
 
@@ -58,13 +58,7 @@ def load_torch(path: str | os.PathLike, what: str, device: str | torch.device = 
 
 
 def load_json(path: str | os.PathLike, what: str) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise SynthesisInputError(f"{path}: {what} not found")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise SynthesisInputError(f"{path}: {what} is not valid JSON ({exc})") from exc
+    return read_json(path, what, SynthesisInputError)
 
 
 def export_model(directory: str | os.PathLike, name: str, state_dict: dict[str, Any], meta: dict[str, Any]) -> None:
