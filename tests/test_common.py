@@ -81,3 +81,18 @@ def test_tracking_uri_precedence(monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///env.db")
     assert resolve_tracking_uri() == "sqlite:///env.db"
     assert resolve_tracking_uri("http://server:5000") == "http://server:5000"
+
+
+def test_load_file_names_the_file_with_the_callers_error(tmp_path):
+    from tumorbench_common.io import load_file
+
+    class LayerError(ValueError):
+        pass
+
+    with pytest.raises(LayerError, match=r"nope\.pt: weights not found"):
+        load_file(tmp_path / "nope.pt", "weights", lambda p: p.read_bytes(), LayerError)
+    corrupt = tmp_path / "c.pt"
+    corrupt.write_bytes(b"x")
+    with pytest.raises(LayerError, match=r"c\.pt: cannot read weights \(EOFError: truncated\)"):
+        load_file(corrupt, "weights", lambda p: (_ for _ in ()).throw(EOFError("truncated")), LayerError)
+    assert load_file(corrupt, "weights", lambda p: p.read_bytes()) == b"x"

@@ -129,6 +129,20 @@ def read_json(path: str | os.PathLike, what: str = "JSON file", error: type[Exce
         raise error(f"{path}: {what} is not valid JSON ({exc})") from exc
 
 
+def load_file(path: str | os.PathLike, what: str, load: Callable[[Path], Any],
+              error: type[Exception] = InputError) -> Any:
+    """``load(path)`` with one clear ``error`` (the caller layer's) naming the file: ``PATH: WHAT not
+    found`` or ``PATH: cannot read WHAT (Type: message)`` for whatever ``load`` raised (readers
+    raise many types for corrupt files: pickle/zip errors, EOFError, zlib.error, ...)."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {what} not found")
+    try:
+        return load(path)
+    except Exception as exc:
+        raise error(f"{path}: cannot read {what} ({type(exc).__name__}: {exc})") from exc
+
+
 def load_nifti(path: str | os.PathLike, what: str = "NIfTI image"):
     """Load a NIfTI fully (so truncated .nii.gz files fail here, not later).
 
@@ -137,15 +151,12 @@ def load_nifti(path: str | os.PathLike, what: str = "NIfTI image"):
     """
     import nibabel as nib
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: {what} not found")
-    try:
-        img = nib.load(str(path))
+    def load(p: Path):
+        img = nib.load(str(p))
         img.get_fdata(caching="fill")  # forces decompression: truncated gzip raises here
-    except Exception as exc:  # nibabel raises many types (ImageFileError, EOFError, zlib.error, ...)
-        raise InputError(f"{path}: cannot read {what} ({type(exc).__name__}: {exc})") from exc
-    return img
+        return img
+
+    return load_file(path, what, load)
 
 
 def save_nifti_atomic(path: str | os.PathLike, data, affine, dtype=None, header=None) -> None:

@@ -22,7 +22,7 @@ import torch
 from synthesis.difftumor.config import (STAGES, AutoencoderConfig, DenoiserConfig, OfficialAutoencoderConfig,
                                         OfficialDenoiserConfig, SchedulerConfig, from_dict)
 from synthesis.errors import SynthesisInputError
-from tumorbench_common.io import atomic_write, read_json, write_text_atomic
+from tumorbench_common.io import atomic_write, load_file, read_json, write_text_atomic
 
 AUTOENCODER = "autoencoder"
 
@@ -48,13 +48,8 @@ def save_json(path: str | os.PathLike, obj: Any) -> None:
 
 def load_torch(path: str | os.PathLike, what: str, device: str | torch.device = "cpu") -> Any:
     """torch.load(weights_only=True) with a clear error naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise SynthesisInputError(f"{path}: {what} not found")
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # pickle / zip errors for corrupt files
-        raise SynthesisInputError(f"{path}: cannot read {what} ({type(exc).__name__}: {exc})") from exc
+    return load_file(path, what, lambda p: torch.load(p, map_location=device, weights_only=True),
+                     SynthesisInputError)
 
 
 def load_json(path: str | os.PathLike, what: str) -> dict[str, Any]:
