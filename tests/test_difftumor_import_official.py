@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from _difftumor_fixtures import make_case, write_dataset
-from _official_golden import golden, one_torch_thread  # noqa: F401 (fixtures)
+from _official_golden import golden  # noqa: F401 (fixture)
 
 from benchmark.cli import main
 from synthesis.difftumor.official_import import STAGE_TIMESTEPS

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from _official_golden import golden, max_abs, one_torch_thread, report  # noqa: F401 (fixtures)
+from _official_golden import golden, max_abs, report  # noqa: F401 (fixture)
 
 from synthesis.difftumor.autoencoder import hu_to_unit, unit_to_hu
 from synthesis.difftumor.checkpoint import load_autoencoder, load_diffusion
