@@ -8,10 +8,9 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-from tumorbench_common.cohorts import AGE_GROUPS, EARLY_RADIUS_MM, SIZE_BINS, age_group  # noqa: F401 (re-exported)
+from tumorbench_common.cohorts import AGE_GROUPS, EARLY_RADIUS_MM, SEXES, SIZE_BINS, age_group  # noqa: F401 (re-exported)
 
 AGE_METRIC_SUFFIX = {"<50": "lt50", "50-59": "50_59", "60-69": "60_69", "70+": "70p"}
-SEXES = ("M", "F")
 
 
 def _mean(values: Iterable[float | None]) -> float | None:

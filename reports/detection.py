@@ -11,10 +11,9 @@ from reports.records import main_results, proportion, seed_mean
 from reports.stats import mean_sd
 from reports.table_model import Column, ReportTable
 from reports.tables import ordered_organs, seeds_note
-from tumorbench_common.cohorts import AGE_GROUP_NAMES, SIZE_BIN_NAMES
+from tumorbench_common.cohorts import AGE_GROUP_NAMES, SEXES, SIZE_BIN_NAMES
 
 ALL_STAGES = "all"
-SEXES = ("M", "F")
 
 
 def _proportion_columns(name: str, count: str) -> list[Column]:

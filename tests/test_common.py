@@ -96,3 +96,8 @@ def test_load_file_names_the_file_with_the_callers_error(tmp_path):
     with pytest.raises(LayerError, match=r"c\.pt: cannot read weights \(EOFError: truncated\)"):
         load_file(corrupt, "weights", lambda p: (_ for _ in ()).throw(EOFError("truncated")), LayerError)
     assert load_file(corrupt, "weights", lambda p: p.read_bytes()) == b"x"
+
+
+@pytest.mark.parametrize("sex,out", [("M", "M"), ("F", "F"), ("m", None), ("", None), (None, None), (float("nan"), None)])
+def test_sex_values_other_than_m_f_are_unknown(sex, out):
+    assert cohorts.sex_or_none(sex) == out

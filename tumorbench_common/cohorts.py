@@ -18,6 +18,7 @@ AGE_GROUPS: tuple[tuple[str, float | None, float | None], ...] = (
     ("<50", None, 50), ("50-59", 50, 60), ("60-69", 60, 70), ("70+", 70, None),
 )
 AGE_GROUP_NAMES: tuple[str, ...] = tuple(name for name, _, _ in AGE_GROUPS)
+SEXES = ("M", "F")  # cases.csv values; anything else is unknown
 
 
 def size_bin(radius_mm: float) -> str:
@@ -31,6 +32,11 @@ def size_bin(radius_mm: float) -> str:
 def is_early(radius_mm: float) -> bool:
     """Early tumor: equivalent radius <= 10 mm."""
     return radius_mm <= EARLY_RADIUS_MM
+
+
+def sex_or_none(sex) -> str | None:
+    """``sex`` when it is one of :data:`SEXES`, else None (unknown)."""
+    return sex if isinstance(sex, str) and sex in SEXES else None
 
 
 def age_group(age) -> str | None:

@@ -7,7 +7,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from benchmark.data.layout import Dataset
-from tumorbench_common.cohorts import SIZE_BIN_NAMES, size_bin
+from tumorbench_common.cohorts import SIZE_BIN_NAMES, sex_or_none, size_bin
 
 
 
@@ -85,7 +85,7 @@ def _age_text(ages) -> str:
 
 
 def _sex_text(sexes) -> str:
-    values = [s if isinstance(s, str) and s in ("M", "F") else "unknown" for s in sexes]
+    values = [sex_or_none(s) or "unknown" for s in sexes]
     return ", ".join(f"{k} {values.count(k)}" for k in ("M", "F", "unknown") if values.count(k))
 
 
