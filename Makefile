@@ -19,7 +19,9 @@ $(STAMP): pyproject.toml | $(PY)
 
 venv: $(STAMP)
 
+# lint-imports first: the layering contracts of pyproject.toml (docs/contracts.md), then the suite.
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 demo: $(STAMP)

@@ -61,7 +61,7 @@ def gap_hu(synthetic: Contrast, real: Contrast) -> float:
 
 def real_early_contrast(dataset: Any, case_ids: Sequence[str]) -> Contrast:
     """Contrast of every real early tumor (radius <= 10 mm) in the labeled ``case_ids``."""
-    from benchmark.realism import load_case
+    from benchmark.realism_collect import load_case
     from benchmark.realism_crops import EARLY_RADIUS_MM, components, equivalent_radius
 
     values = []
@@ -77,7 +77,7 @@ def real_early_contrast(dataset: Any, case_ids: Sequence[str]) -> Contrast:
 def synthetic_early_contrast(dataset: Any, case_ids: Sequence[str], generator_kwargs: Mapping[str, Any],
                              name: str = "difftumor", seed: int = 0) -> Contrast:
     """Contrast of one early tumor per healthy ``case_ids`` (tiny and small alternating)."""
-    from benchmark.realism import load_case, synthesize_on_case
+    from benchmark.realism_collect import load_case, synthesize_on_case
     from synthesis.registry import make_generator
 
     rng = np.random.default_rng(seed)

@@ -1,5 +1,4 @@
-"""User-facing errors: the CLI prints the message (no traceback) and exits with code 2."""
+"""Re-export of :mod:`tumorbench_common.errors` (its home); kept so ``benchmark.errors`` imports work."""
+from tumorbench_common.errors import InputError
 
-
-class InputError(ValueError):
-    """Bad user input; the message names the file/field and what was expected."""
+__all__ = ["InputError"]

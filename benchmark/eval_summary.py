@@ -8,11 +8,9 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-from benchmark.lesions import EARLY_RADIUS_MM, SIZE_BINS
+from tumorbench_common.cohorts import AGE_GROUPS, EARLY_RADIUS_MM, SEXES, SIZE_BINS, age_group  # noqa: F401 (re-exported)
 
-AGE_GROUPS = (("<50", None, 50), ("50-59", 50, 60), ("60-69", 60, 70), ("70+", 70, None))
 AGE_METRIC_SUFFIX = {"<50": "lt50", "50-59": "50_59", "60-69": "60_69", "70+": "70p"}
-SEXES = ("M", "F")
 
 
 def _mean(values: Iterable[float | None]) -> float | None:
@@ -42,16 +40,6 @@ def _group(records: list[dict]) -> dict[str, Any]:
         "patient_sensitivity": patient["sensitivity"],
         "patient_specificity": patient["specificity"],
     }
-
-
-def age_group(age: int | None) -> str | None:
-    """"<50", "50-59", "60-69", "70+" or None for an unknown age."""
-    if age is None:
-        return None
-    for name, low, high in AGE_GROUPS:
-        if (low is None or age >= low) and (high is None or age < high):
-            return name
-    return None  # unreachable: the groups cover all integers
 
 
 def _size_bins(lesions: list[dict]) -> dict[str, dict[str, Any]]:
@@ -105,18 +93,23 @@ def _clean(value: Any) -> Any:
 
 
 def flat_metrics(summary: dict[str, Any]) -> dict[str, float]:
-    """MLflow metric names of docs/contracts.md -> values, undefined (null) values left out."""
-    names = {f"{key}": summary["mean"][key] for key in ("organ_dsc", "organ_nsd", "tumor_dsc", "tumor_nsd")}
-    names["patient_sensitivity"] = summary["patient"]["sensitivity"]
-    names["patient_specificity"] = summary["patient"]["specificity"]
-    names["early_sensitivity"] = summary["early_sensitivity"]
+    """MLflow metric names of docs/contracts.md -> values of a cell's own-organ ``summary.json``;
+    undefined (null) or absent values are left out. The one place metric names are built."""
+    names: dict[str, Any] = dict(summary.get("mean", {}))
+    patient = summary.get("patient", {})
+    names["patient_sensitivity"] = patient.get("sensitivity")
+    names["patient_specificity"] = patient.get("specificity")
+    names["early_sensitivity"] = summary.get("early_sensitivity")
     for name, low, high in SIZE_BINS:
         upper = "inf" if math.isinf(high) else f"{high:g}"
-        names[f"sens_{low:g}_{upper}"] = summary["size_bins"][name]["sensitivity"]
-    for group, stats in summary["demographics"]["age"].items():
-        names[f"tumor_dsc_age_{AGE_METRIC_SUFFIX[group]}"] = stats["tumor_dsc"]
-        names[f"sensitivity_age_{AGE_METRIC_SUFFIX[group]}"] = stats["patient_sensitivity"]
-    for sex, stats in summary["demographics"]["sex"].items():
-        names[f"tumor_dsc_sex_{sex}"] = stats["tumor_dsc"]
-        names[f"sensitivity_sex_{sex}"] = stats["patient_sensitivity"]
+        names[f"sens_{low:g}_{upper}"] = summary.get("size_bins", {}).get(name, {}).get("sensitivity")
+    demographics = summary.get("demographics", {})
+    for group, suffix in AGE_METRIC_SUFFIX.items():
+        stats = demographics.get("age", {}).get(group, {})
+        names[f"tumor_dsc_age_{suffix}"] = stats.get("tumor_dsc")
+        names[f"sensitivity_age_{suffix}"] = stats.get("patient_sensitivity")
+    for sex in SEXES:
+        stats = demographics.get("sex", {}).get(sex, {})
+        names[f"tumor_dsc_sex_{sex}"] = stats.get("tumor_dsc")
+        names[f"sensitivity_sex_{sex}"] = stats.get("patient_sensitivity")
     return {k: float(v) for k, v in names.items() if v is not None}

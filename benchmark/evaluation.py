@@ -16,8 +16,9 @@ import numpy as np
 from benchmark.errors import InputError
 from benchmark.eval_summary import summarize
 from benchmark.lesions import DEFAULT_MIN_VOXELS, detect_lesions
-from benchmark.overlap import dice
 from benchmark.surface import bounding_box, surface_dice
+from models.overlap import dice
+from tumorbench_common.cohorts import sex_or_none
 
 NSD_TOLERANCE_MM = 2.0
 
@@ -99,7 +100,7 @@ def _case_info(dataset, case_id: str) -> dict[str, Any]:
     sex = row["sex"]
     return {
         "age": None if age is None or (isinstance(age, float) and math.isnan(age)) or age == "" else int(age),
-        "sex": sex if isinstance(sex, str) and sex in ("M", "F") else None,
+        "sex": sex_or_none(sex),
     }
 
 

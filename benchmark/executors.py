@@ -23,7 +23,7 @@ def run_cell_job(task, stages=None, progress: bool = False):
 
     Inner progress bars (training, inference) only when cells run one at a time here.
     """
-    from benchmark.runner import run_cell
+    from benchmark.cell_run import run_cell
 
     return run_cell(task, stages, progress=progress)
 
@@ -70,7 +70,7 @@ def execute(tasks: Sequence, *, executor: str, max_parallel: int, stages, slurm:
 def _skip_finished(tasks: Sequence, outcomes: list) -> list[int]:
     """Fill outcomes of cells whose MLflow run FINISHED (one search per experiment)."""
     from benchmark import tracking
-    from benchmark.runner import CellOutcome
+    from benchmark.cell_run import CellOutcome
 
     finished: dict[tuple[str, str, str], Any] = {}
     for uri, exp in {(t.tracking_uri, t.experiment_id) for t in tasks}:
@@ -184,7 +184,7 @@ def _collect(jobs: dict, tasks, outcomes, view, *, started_all: bool, first_only
 
 
 def _vanished(task, job, why: str):
-    from benchmark.runner import CellOutcome
+    from benchmark.cell_run import CellOutcome
 
     return CellOutcome(task.cell, "failed", None, str(task.results_dir),
                        error=f"Slurm job {job.job_id} {why} without a result (log: {job.paths.stdout}); "
@@ -194,7 +194,7 @@ def _vanished(task, job, why: str):
 def _result_or_failure(task, get_result):
     """A worker that died (killed, out of memory, Slurm timeout) becomes a failed outcome;
     its MLflow run stays RUNNING and the next invocation resumes it."""
-    from benchmark.runner import CellOutcome
+    from benchmark.cell_run import CellOutcome
 
     try:
         return get_result()

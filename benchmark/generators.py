@@ -102,7 +102,7 @@ def train_diffusion_on_dataset(dataset_dir: str | Path, autoencoder: str | Path,
 def import_official_weights(autoencoder: str | Path, organ: str, out: str | Path, *,
                             early: str | Path | None = None, non_early: str | Path | None = None) -> Path:
     """Convert the published DiffTumor files into the checkpoint folder ``out`` (see docs/difftumor.md)."""
-    from synthesis.difftumor.official.convert import import_official
+    from synthesis.difftumor.official_import import import_official
 
     if organ not in ("liver", "pancreas", "kidney"):
         raise InputError(f"--organ {organ!r}: expected liver, pancreas or kidney")

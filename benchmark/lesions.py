@@ -7,8 +7,8 @@ Conventions (after Hu et al. issue #8 and DiffTumor ``data_transfer.py``/``postp
     skips reference components under 8 voxels; specks in the prediction are noise);
   * ``volume_mm3`` = voxel count x voxel volume (float, not truncated to int);
     ``radius_mm`` = (3 V / 4 pi)^(1/3), the radius of the sphere of the same volume;
-  * size bins on the radius: [0,5) "0-5", [5,10) "5-10", [10,15) "10-15", [15,20) "15-20",
-    >= 20 "20+"; an early tumor has radius <= 10 mm (diameter <= 2 cm);
+  * size bins on the radius (``tumorbench_common.cohorts``): [0,5) "0-5", [5,10) "5-10", [10,15)
+    "10-15", [15,20) "15-20", >= 20 "20+"; an early tumor has radius <= 10 mm (diameter <= 2 cm);
   * a reference lesion is detected when it shares at least one voxel with a kept predicted
     component; a false positive is a kept predicted component touching no reference lesion
     voxel (any reference tumor voxel, including ignored specks);
@@ -21,31 +21,14 @@ import math
 import numpy as np
 
 from benchmark.surface import bounding_box
+from tumorbench_common.cohorts import EARLY_RADIUS_MM, SIZE_BINS, is_early, size_bin  # noqa: F401 (re-exported)
 
-SIZE_BINS: tuple[tuple[str, float, float], ...] = (
-    ("0-5", 0.0, 5.0), ("5-10", 5.0, 10.0), ("10-15", 10.0, 15.0), ("15-20", 15.0, 20.0),
-    ("20+", 20.0, math.inf),
-)
-EARLY_RADIUS_MM = 10.0
 DEFAULT_MIN_VOXELS = 8
 
 
 def equivalent_radius_mm(volume_mm3: float) -> float:
     """Radius (mm) of the sphere whose volume is ``volume_mm3``."""
     return (3.0 * volume_mm3 / (4.0 * math.pi)) ** (1.0 / 3.0)
-
-
-def size_bin(radius_mm: float) -> str:
-    """Name of the radius bin ("0-5" ... "20+") holding ``radius_mm`` (left-closed bins)."""
-    for name, low, high in SIZE_BINS:
-        if low <= radius_mm < high:
-            return name
-    raise ValueError(f"radius must be >= 0, got {radius_mm}")
-
-
-def is_early(radius_mm: float) -> bool:
-    """Early tumor: equivalent radius <= 10 mm."""
-    return radius_mm <= EARLY_RADIUS_MM
 
 
 Component = tuple[int, tuple[slice, ...], int]  # (label, bounding slices, voxel count)

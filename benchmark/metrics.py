@@ -37,7 +37,7 @@ from benchmark.lesions import (
     is_early,
     size_bin,
 )
-from benchmark.overlap import dice
+from models.overlap import dice
 from benchmark.surface import surface_dice
 
 __all__ = [

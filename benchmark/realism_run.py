@@ -1,6 +1,6 @@
 """Realism workflows behind `tumorbench radiomics` and `tumorbench reader-study`.
 
-Collecting tumors (running generators) happens here and in benchmark/realism.py; everything
+Collecting tumors (running generators) happens here and in benchmark/realism_collect.py; everything
 computed from the saved crops lives in reports/ (radiomics, statistics, plots, reader pages).
 """
 from __future__ import annotations
@@ -14,9 +14,9 @@ import numpy as np
 
 from benchmark.errors import InputError
 from benchmark.io import atomic_dir, write_json_atomic
-from benchmark.realism import collect_tumors, with_absolute_paths
+from benchmark.realism_collect import collect_tumors, with_absolute_paths
+from tumorbench_common.tracking_uri import resolve_tracking_uri
 
-DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 
 
 def run_radiomics(dataset_paths: Sequence[str | Path], generators: Sequence[str], n: int | None,
@@ -109,7 +109,7 @@ def _start_run(name: str, experiment: str | None):
 
     nested = mlflow.active_run() is not None
     if not nested:
-        mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI))
+        mlflow.set_tracking_uri(resolve_tracking_uri())
         if mlflow.get_experiment_by_name(experiment) is None:
             location = None
             if not os.environ.get("MLFLOW_TRACKING_URI"):

@@ -16,16 +16,8 @@ from typing import Any, Mapping
 KIND_TAG = "tumorbench.kind"
 PARENT_TAG = "mlflow.parentRunId"
 NOTE_TAG = "mlflow.note.content"
-AGE_KEYS = {"<50": "lt50", "50-59": "50_59", "60-69": "60_69", "70+": "70p"}
-SIZE_KEYS = {"0-5": "0_5", "5-10": "5_10", "10-15": "10_15", "15-20": "15_20", "20+": "20_inf"}
 
-
-def resolve_tracking_uri(uri: str | None = None) -> str:
-    """``uri`` > $MLFLOW_TRACKING_URI > the project store under the current directory."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    return f"sqlite:///{Path.cwd().resolve() / 'mlruns' / 'mlflow.db'}"
+from tumorbench_common.tracking_uri import resolve_tracking_uri  # noqa: E402,F401  (its one home)
 
 
 def local_artifact_root(uri: str) -> Path | None:
@@ -163,27 +155,6 @@ class MetricBuffer:
             for metric in chunk:
                 if metric.key in self._logged_steps:
                     self._logged_steps[metric.key].add(metric.step)
-
-
-def summary_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
-    """Final metrics of a cell from its own-organ summary.json (nulls are left out)."""
-    out: dict[str, Any] = dict(summary.get("mean", {}))
-    patient = summary.get("patient", {})
-    out["patient_sensitivity"] = patient.get("sensitivity")
-    out["patient_specificity"] = patient.get("specificity")
-    out["early_sensitivity"] = summary.get("early_sensitivity")
-    for key, short in SIZE_KEYS.items():
-        out[f"sens_{short}"] = summary.get("size_bins", {}).get(key, {}).get("sensitivity")
-    demo = summary.get("demographics", {})
-    for group, short in AGE_KEYS.items():
-        stats = demo.get("age", {}).get(group, {})
-        out[f"tumor_dsc_age_{short}"] = stats.get("tumor_dsc")
-        out[f"sensitivity_age_{short}"] = stats.get("patient_sensitivity")
-    for sex in ("M", "F"):
-        stats = demo.get("sex", {}).get(sex, {})
-        out[f"tumor_dsc_sex_{sex}"] = stats.get("tumor_dsc")
-        out[f"sensitivity_sex_{sex}"] = stats.get("patient_sensitivity")
-    return {k: float(v) for k, v in out.items() if v is not None}
 
 
 def cross_organ_metrics(organ: str, summary: Mapping[str, Any]) -> dict[str, float]:

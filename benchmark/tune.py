@@ -85,9 +85,9 @@ def _one_cell(grid: Grid, selector: str):
                          "(and optionally synth_source, seed)")
     only.setdefault("synth_source", set(only["organ"]))
     only.setdefault("seed", {str(grid.seeds[0])})
-    from benchmark.runner import _fingerprints
+    from benchmark.cell_run import dataset_fingerprints
 
-    matches = select(cells_from_grid(grid, _fingerprints(grid)), only)
+    matches = select(cells_from_grid(grid, dataset_fingerprints(grid)), only)
     if len(matches) != 1:
         raise InputError(f"--cell: {selector!r} matches no cell of {grid.path} (check its organs/backbones/folds/regimes)")
     return matches[0]
@@ -138,14 +138,14 @@ def suggest(trial, space: dict[str, dict]) -> tuple[dict[str, Any], dict[str, An
 def _objective(grid: Grid, base, context: dict, stages):
     import optuna
 
-    from benchmark.runner import _task, run_cell
+    from benchmark.cell_run import make_task, run_cell
 
     def objective(trial) -> float:
         hp, gen = suggest(trial, grid.optuna["space"])
         cell = base.with_overrides(hp, gen)
         trial.set_user_attr("cell_hash", cell.hash)
         trial.set_user_attr("regime", base.regime)
-        task = replace(_task(grid, cell, context["uri"], context["experiment_id"], context["run_id"], None),
+        task = replace(make_task(grid, cell, context["uri"], context["experiment_id"], context["run_id"], None),
                        kind="trial", run_name=f"{base.run_name} trial {trial.number}",
                        results_root=str(context["folder"] / "trials"))
 

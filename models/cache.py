@@ -25,7 +25,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from models.volumes import Volume, atomic_write, item_field, read_case
+from models.volumes import Volume, atomic_write, item_field, open_entry, read_case  # noqa: F401 (open_entry: public here too)
 
 FORMAT = 1
 FG_SAMPLES = 50_000
@@ -76,20 +76,6 @@ def write_entry(item: Mapping, entry: Path, key: str) -> None:
             "box": [[s.start, s.stop] for s in box], "n_foreground": int((label > 0).sum()),
             "image": str(item["image"]), "label": str(item["label"])}
     atomic_write(entry / "meta.json", lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
-
-
-def open_entry(entry: str | os.PathLike, healthy: bool, min_shape: Sequence[int] = (1, 1, 1)) -> Volume:
-    """A memory-mapped :class:`Volume` of a complete cache entry."""
-    entry = Path(entry)
-    meta = json.loads((entry / "meta.json").read_text())
-    ct = np.load(entry / "ct.npy", mmap_mode="r")
-    label = np.load(entry / "label.npy", mmap_mode="r")
-    fg = np.load(entry / "fg.npy", mmap_mode="r")
-    if list(ct.shape) != meta["shape"] or label.shape != ct.shape:
-        raise ValueError(f"cache entry {entry} is inconsistent (shapes {ct.shape}, {label.shape}, "
-                         f"meta {meta['shape']}); delete the folder to rebuild it")
-    return Volume(meta["case_id"], ct, label, fg, bool(healthy), tuple(int(k) for k in min_shape), str(entry),
-                  grid=tuple(meta["grid"]), origin=tuple(start for start, _ in meta["box"]))
 
 
 def ensure_entry(item: Mapping, cache_dir: str | os.PathLike, spacing: Sequence[float]) -> Path:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from models.config import TrainConfig
-from models.volumes import atomic_write
+from tumorbench_common.io import atomic_write, load_file, write_text_atomic
 
 FORMAT_VERSION = 1
 
@@ -29,20 +29,14 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
 
 def save_config_json(path: str | os.PathLike, config: TrainConfig) -> Path:
     path = Path(path)
-    text = json.dumps(config.to_dict(), indent=2) + "\n"
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    write_text_atomic(path, json.dumps(config.to_dict(), indent=2) + "\n")
     return path
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict[str, Any]:
     """Load a checkpoint written by the trainer (``weights_only=True``); clear error otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"checkpoint {path} cannot be loaded (corrupt or not a TumorBench checkpoint): {exc}") from exc
+    state = load_file(path, "checkpoint", lambda p: torch.load(p, map_location=map_location, weights_only=True),
+                      ValueError)
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise ValueError(f"checkpoint {path} lacks 'model'/'config' entries (not a TumorBench checkpoint)")
     return state

@@ -111,9 +111,3 @@ def predict_items(ckpt_path, items, out_dir, *, device="cpu", overlap: float = 0
             labels = postprocess(labels, spacing, _organ_mask_for(case_id, organ_masks), margin_mm)
         paths.append(write_labels_atomic(labels, image, Path(out_dir) / f"{case_id}.nii.gz"))
     return paths
-
-
-def dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of two boolean masks; 1.0 when both are empty."""
-    denom = int(pred.sum()) + int(truth.sum())
-    return 1.0 if denom == 0 else 2.0 * int(np.logical_and(pred, truth).sum()) / denom

@@ -25,7 +25,8 @@ from models.checkpoint import (load_checkpoint, rng_state, save_checkpoint, save
                                unwrap)
 from models.config import STREAM_INIT, TrainConfig, torch_seed
 from models.data import run_batches
-from models.inference import autocast, build_model, dice, predict_volume
+from models.inference import autocast, build_model, predict_volume
+from models.overlap import dice
 from models.schedule import make_scheduler
 from models.cache import cached_volumes
 from models.volumes import Volume, load_volumes

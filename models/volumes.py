@@ -1,4 +1,4 @@
-"""NIfTI reading/writing for models/ (which cannot import benchmark.io) and training volumes.
+"""NIfTI reading/writing for models/ (atomic writes from tumorbench_common.io) and training volumes.
 
 A :class:`Volume` holds one case's CT and labels either in RAM (float32, :func:`load_volumes`) or
 memory-mapped from the preprocessed int16 cache (:mod:`models.cache`, cropped to the body). Both
@@ -8,13 +8,15 @@ copied whole and both kinds give the same crops at the same coordinates.
 """
 from __future__ import annotations
 
+import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+
+from tumorbench_common.io import atomic_write
 
 AIR_HU = -1024.0
 
@@ -48,9 +50,7 @@ class Volume:
     def __reduce__(self):
         if self.source is None:
             return super().__reduce__()
-        from models.cache import open_entry  # a worker reopens the memory maps (no copy of the data)
-
-        return open_entry, (self.source, self.healthy, self.min_shape)
+        return open_entry  # a worker reopens the memory maps (no copy of the data), (self.source, self.healthy, self.min_shape)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -164,28 +164,19 @@ def load_volumes(items: Iterable[Mapping], min_shape: Sequence[int], progress: b
     return [load_volume(item, min_shape) for item in tqdm(items, desc=desc, disable=not progress, leave=False)]
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call ``write(tmp_path)`` on a temp file next to ``path`` (same suffixes), then rename it
-    onto ``path``; nothing is left half-written. The file gets the umask's permissions
-    (mkstemp alone would make it private 0600)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix="".join(path.suffixes), dir=path.parent)
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+def open_entry(entry: str | os.PathLike, healthy: bool, min_shape: Sequence[int] = (1, 1, 1)) -> Volume:
+    """A memory-mapped :class:`Volume` of a complete :mod:`models.cache` entry (here, beside
+    :class:`Volume`, so that unpickling a volume needs no import of the cache writer)."""
+    entry = Path(entry)
+    meta = json.loads((entry / "meta.json").read_text())
+    ct = np.load(entry / "ct.npy", mmap_mode="r")
+    label = np.load(entry / "label.npy", mmap_mode="r")
+    fg = np.load(entry / "fg.npy", mmap_mode="r")
+    if list(ct.shape) != meta["shape"] or label.shape != ct.shape:
+        raise ValueError(f"cache entry {entry} is inconsistent (shapes {ct.shape}, {label.shape}, "
+                         f"meta {meta['shape']}); delete the folder to rebuild it")
+    return Volume(meta["case_id"], ct, label, fg, bool(healthy), tuple(int(k) for k in min_shape), str(entry),
+                  grid=tuple(meta["grid"]), origin=tuple(start for start, _ in meta["box"]))
 
 
 def write_labels_atomic(labels: np.ndarray, reference, path: str | os.PathLike) -> Path:

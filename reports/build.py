@@ -102,7 +102,7 @@ RECORD_FILES = ("per_case.csv", "per_lesion.csv")
 
 
 def _write(folder: Path, sections: list[Section], prov: dict, n_cells: int, frames, regimes) -> None:
-    from benchmark.io import write_text_atomic
+    from tumorbench_common.io import write_text_atomic
 
     (folder / "tables").mkdir(parents=True, exist_ok=True)
     for name, frame in zip(RECORD_FILES, frames):
@@ -146,8 +146,8 @@ def build_report(out: str | Path, options: ReportOptions = ReportOptions(), open
     """
     from tqdm import tqdm
 
-    from benchmark.errors import InputError
-    from benchmark.io import atomic_dir
+    from tumorbench_common.errors import InputError
+    from tumorbench_common.io import atomic_dir
 
     if options.realism_dir is not None and not Path(options.realism_dir).is_dir():
         raise InputError(f"--realism {options.realism_dir}: folder not found (expected realism_scores.csv and PNGs)")

@@ -7,14 +7,13 @@ import pandas as pd
 
 from reports.loader import GridData
 from reports.palette import sort_regimes
-from reports.records import AGE_GROUPS, main_results, proportion, seed_mean
+from reports.records import main_results, proportion, seed_mean
 from reports.stats import mean_sd
 from reports.table_model import Column, ReportTable
 from reports.tables import ordered_organs, seeds_note
+from tumorbench_common.cohorts import AGE_GROUP_NAMES, SEXES, SIZE_BIN_NAMES
 
-SIZE_BINS = ("0-5", "5-10", "10-15", "15-20", "20+")
 ALL_STAGES = "all"
-SEXES = ("M", "F")
 
 
 def _proportion_columns(name: str, count: str) -> list[Column]:
@@ -45,7 +44,7 @@ def detection_table(per_lesion: pd.DataFrame) -> tuple[ReportTable, dict]:
                         "stages, hits and n (reference lesions) pooled over test folds; Wilson 95% CI.", columns)
     data = {}
     for organ, backbone, regime, rows in _combos(lesions):
-        stats = {name: proportion(rows[rows.size_bin == name]) for name in SIZE_BINS}
+        stats = {name: proportion(rows[rows.size_bin == name]) for name in SIZE_BIN_NAMES}
         stats[ALL_STAGES] = proportion(rows)
         data[(organ, backbone, regime)] = stats
         for name, value in stats.items():
@@ -72,7 +71,7 @@ def patient_table(per_case: pd.DataFrame) -> ReportTable:
 
 
 def _demographic_groups(frame: pd.DataFrame):
-    for group in AGE_GROUPS:
+    for group in AGE_GROUP_NAMES:
         yield f"age {group}", frame.age_group == group
     for sex in SEXES:
         yield f"sex {sex}", frame.sex == sex

@@ -96,7 +96,7 @@ def _short(value: str) -> str:
 
 def render_index(out_dir: Path, sections: list[Section], prov: dict, n_cells: int, regimes=()) -> Path:
     """Write ``out_dir/index.html``; figure paths become relative links; ``regimes`` make the legend."""
-    from benchmark.io import write_text_atomic
+    from tumorbench_common.io import write_text_atomic
 
     ctx_sections = []
     for s in sections:

@@ -7,16 +7,15 @@ invocation has ``tumorbench.kind=grid`` and artifact ``grid.toml``.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import InputError
+from tumorbench_common.errors import InputError
+from tumorbench_common.tracking_uri import resolve_tracking_uri
 
-DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 KIND_TAG = "tumorbench.kind"
 REQUIRED_TAGS = ("organ", "backbone", "regime", "fold")
 
@@ -172,10 +171,6 @@ def _read_summary(path: Path) -> dict | None:
     except (OSError, json.JSONDecodeError) as exc:
         print(f"tumorbench report: warning: {path}: unreadable summary.json ({exc})", file=sys.stderr)
         return None
-
-
-def resolve_tracking_uri(tracking_uri: str | None) -> str:
-    return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 def _to_info(run, cls=RunInfo) -> RunInfo:

@@ -42,7 +42,7 @@ def load_paper_results(path: str | Path = PAPER_CSV) -> PaperResults:
     """Read the packaged CSV (columns ``PAPER_COLUMNS``) into a ``PaperResults`` lookup."""
     import pandas as pd
 
-    from benchmark.errors import InputError
+    from tumorbench_common.errors import InputError
 
     path = Path(path)
     if not path.is_file():

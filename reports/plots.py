@@ -31,11 +31,9 @@ def _plt():
 
 
 def save_figure(fig, path: Path) -> Path:
-    from benchmark.io import atomic_path
+    from tumorbench_common.io import save_figure_atomic
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    save_figure_atomic(fig, path, dpi=110, bbox_inches="tight")
     _plt().close(fig)
     return path
 
@@ -91,9 +89,10 @@ def _stat_series(stats: dict, regimes, labels):
 
 def detection_figures(data: dict, out_dir: Path, colors: dict[str, str]) -> list[Figure]:
     """Fig 10 small multiples: one PNG per organ x backbone, bars per regime per radius bin + all stages."""
-    from reports.detection import ALL_STAGES, SIZE_BINS
+    from reports.detection import ALL_STAGES
+    from tumorbench_common.cohorts import SIZE_BIN_NAMES
 
-    labels = [*SIZE_BINS, ALL_STAGES]
+    labels = [*SIZE_BIN_NAMES, ALL_STAGES]
     figures = []
     for organ, backbone in sorted({k[:2] for k in data}):
         regimes = sort_regimes(r for o, b, r in data if (o, b) == (organ, backbone))

@@ -7,6 +7,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from reports.palette import regime_colors
+from tumorbench_common.io import save_figure_atomic
 
 
 def _pyplot():
@@ -26,11 +27,7 @@ def _colors(labels: Sequence[str]) -> dict[str, str]:
 
 
 def _save(fig, path: str | Path, tight: bool = True) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight" if tight else None)
-    tmp.replace(path)  # atomic: a reader never sees half a PNG
+    path = save_figure_atomic(fig, path, dpi=110, bbox_inches="tight" if tight else None)
     _pyplot().close(fig)
     return path
 

@@ -16,24 +16,12 @@ import pandas as pd
 
 from reports.loader import Cell, GridData
 from reports.palette import ORGANS, REAL
+from tumorbench_common.cohorts import EARLY_RADIUS_MM, age_group
 
-EARLY_RADIUS_MM = 10.0  # early tumor: radius <= 10 mm (diameter <= 2 cm), as the metrics define it
 KEYS = ["case_id", "fold", "organ", "backbone", "regime", "seed", "source_organ", "model_organ", "run_id"]
 CASE_COLUMNS = KEYS + ["age", "sex", "has_tumor", "pred_has_tumor", "tumor_dsc", "tumor_nsd", "organ_dsc",
                        "organ_nsd", "n_lesions", "n_hit", "n_false_positives"]
 LESION_COLUMNS = KEYS + ["age", "sex", "lesion", "radius_mm", "volume_mm3", "size_bin", "early", "hit"]
-AGE_GROUPS = ("<50", "50-59", "60-69", "70+")
-
-
-def age_group(age) -> str | None:
-    """Age group of the metrics' demographics (``<50``, ``50-59``, ``60-69``, ``70+``); None if unknown."""
-    try:
-        age = float(age)
-    except (TypeError, ValueError):
-        return None
-    if age != age:
-        return None
-    return "<50" if age < 50 else "50-59" if age < 60 else "60-69" if age < 70 else "70+"
 
 
 def eval_organs(grid: GridData, cell: Cell) -> list[str]:

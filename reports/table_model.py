@@ -89,7 +89,7 @@ class ReportTable:
         return "\n".join(lines) + "\n"
 
     def write(self, folder: Path) -> list[Path]:
-        from benchmark.io import write_text_atomic
+        from tumorbench_common.io import write_text_atomic
 
         folder.mkdir(parents=True, exist_ok=True)
         paths = [folder / f"{self.key}.csv", folder / f"{self.key}.tex"]

@@ -37,15 +37,6 @@ def golden() -> Path:
     return require_golden()
 
 
-@pytest.fixture(scope="module", autouse=False)
-def one_torch_thread():
-    """Small CPU convolutions run faster and reproducibly on one thread on the shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).abs().max())
 

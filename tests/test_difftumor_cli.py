@@ -5,19 +5,13 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from _difftumor_fixtures import SPACING, make_case, write_dataset
 
 from benchmark.cli import main
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture

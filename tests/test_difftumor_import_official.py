@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from _difftumor_fixtures import make_case, write_dataset
-from _official_golden import golden, one_torch_thread  # noqa: F401 (fixtures)
+from _official_golden import golden  # noqa: F401 (fixture)
 
 from benchmark.cli import main
-from synthesis.difftumor.official.convert import STAGE_TIMESTEPS
+from synthesis.difftumor.official_import import STAGE_TIMESTEPS
 from synthesis.difftumor.official.denoiser import OfficialUnet3D
 from synthesis.difftumor.schedules import schedule_buffers
 
@@ -169,7 +169,7 @@ def test_train_official_arch_from_the_published_weights(converted, tmp_path, cap
 
 
 def test_recorded_architecture_fields_are_checked(golden, converted):
-    from synthesis.difftumor.official.convert import check_hyperparameters
+    from synthesis.difftumor.official_import import check_hyperparameters
     from synthesis.difftumor.official.unpickle import load_relaxed
     from synthesis.errors import SynthesisInputError
 

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from _official_golden import golden, max_abs, one_torch_thread, report  # noqa: F401 (fixtures)
+from _official_golden import golden, max_abs, report  # noqa: F401 (fixture)
 
 from synthesis.difftumor.autoencoder import hu_to_unit, unit_to_hu
 from synthesis.difftumor.checkpoint import load_autoencoder, load_diffusion
 from synthesis.difftumor.denoiser import build_scheduler, condition, denoise_step_input
 from synthesis.difftumor.official.autoencoder import FROM_DEPTH_FIRST, TO_DEPTH_FIRST
-from synthesis.difftumor.official.convert import import_official
+from synthesis.difftumor.official_import import import_official
 from synthesis.difftumor.pipeline import blend
 from synthesis.difftumor.schedules import OfficialDDIM
 

@@ -190,3 +190,21 @@ def test_cross_organ_call_inside_the_target_organ_survives_postprocessing():
     from models.postprocess import postprocess
 
     assert (postprocess(pred, SPACING) == 2).sum() == 0  # without the target organ: lost
+
+
+def test_flat_metrics_names_every_final_metric_and_skips_absent_parts():
+    """The one builder of the MLflow metric names (the runner logs it): all names of
+    docs/contracts.md from a full summary, and a partial summary gives its parts only."""
+    from benchmark.metrics import summarize
+
+    record = {"case_id": "a", "age": 55, "sex": "F", "has_tumor": True, "pred_has_tumor": True,
+              "organ_dsc": 0.9, "organ_nsd": 0.8, "tumor_dsc": 0.5, "tumor_nsd": 0.4,
+              "lesions": [{"volume_mm3": 100.0, "radius_mm": 3.0, "size_bin": "0-5", "detected": True,
+                           "centroid_vox": [0, 0, 0]}], "false_positives": []}
+    flat = flat_metrics(summarize([record]))
+    assert flat["organ_dsc"] == 0.9 and flat["tumor_nsd"] == 0.4 and flat["sens_0_5"] == 1.0
+    assert flat["early_sensitivity"] == 1.0 and flat["patient_sensitivity"] == 1.0
+    assert flat["tumor_dsc_age_50_59"] == 0.5 and flat["sensitivity_sex_F"] == 1.0
+    assert "tumor_dsc_age_lt50" not in flat and "sens_5_10" not in flat  # undefined: left out
+    assert flat_metrics({"mean": {"tumor_dsc": 0.3}, "patient": {"specificity": 1.0}}) == {
+        "tumor_dsc": 0.3, "patient_specificity": 1.0}

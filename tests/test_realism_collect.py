@@ -15,7 +15,7 @@ def liver(tmp_path_factory):
 
 
 def test_collect_saves_real_and_size_matched_synthetic_crops(liver, tmp_path, toy_generator):
-    from benchmark.realism import collect_tumors
+    from benchmark.realism_collect import collect_tumors
 
     table = collect_tumors([liver], ["sphere"], 6, tmp_path, seed=1, progress=False)
     saved = pd.read_csv(tmp_path / "tumors.csv")
@@ -40,7 +40,7 @@ def test_collect_saves_real_and_size_matched_synthetic_crops(liver, tmp_path, to
 
 
 def test_collect_is_deterministic_for_a_seed(liver, tmp_path, toy_generator):
-    from benchmark.realism import collect_tumors
+    from benchmark.realism_collect import collect_tumors
 
     a = collect_tumors([liver], ["sphere"], 3, tmp_path / "a", seed=5, progress=False)
     b = collect_tumors([liver], ["sphere"], 3, tmp_path / "b", seed=5, progress=False)
@@ -49,7 +49,7 @@ def test_collect_is_deterministic_for_a_seed(liver, tmp_path, toy_generator):
 
 def test_no_healthy_case_is_a_clear_error(tmp_path, toy_generator):
     from benchmark.errors import InputError
-    from benchmark.realism import collect_tumors
+    from benchmark.realism_collect import collect_tumors
 
     data = write_dataset(tmp_path / "d", "kidney", n_labeled=2, n_healthy=0, seed=0)
     with pytest.raises(InputError, match="healthy"):
@@ -60,7 +60,7 @@ def test_hu_generator_tumors_sit_in_the_organ_of_healthy_cases(liver, tmp_path):
     pytest.importorskip("synthesis.hu")
     from benchmark.data import Dataset
     from benchmark.io import load_nifti
-    from benchmark.realism import collect_tumors
+    from benchmark.realism_collect import collect_tumors
 
     table = collect_tumors([liver], ["hu"], 4, tmp_path, seed=0, progress=False)
     hu = table[table.source == "hu"]

@@ -21,7 +21,7 @@ def phantom(tmp_path_factory):
 
 def test_hu_tumors_on_phantom_healthy_cases_lie_in_the_organ(phantom, tmp_path):
     from benchmark.data import Dataset
-    from benchmark.realism import collect_tumors
+    from benchmark.realism_collect import collect_tumors
 
     table = collect_tumors([phantom], ["hu"], 4, tmp_path, seed=0, progress=False)
     real, hu = table[table.source == "real"], table[table.source == "hu"]

@@ -170,7 +170,7 @@ def test_previews_written_for_predicted_cases(tmp_path):
     import numpy as np
 
     from benchmark.data import Dataset
-    from benchmark.stages import render_previews
+    from benchmark.previews import render_previews
 
     root = make_fake_dataset(tmp_path / "ds", "liver", n_cases=5)
     labels = np.zeros((20, 20, 10), np.uint8)

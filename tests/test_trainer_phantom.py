@@ -13,7 +13,8 @@ def test_tiny_unet_learns_liver_phantom(tmp_path):
     import nibabel as nib
 
     from models.config import TrainConfig
-    from models.inference import dice, predict_items
+    from models.overlap import dice
+    from models.inference import predict_items
     from models.trainer import train
 
     data.generate_phantom_dataset(tmp_path / "liver", organ="liver", n_cases=16, seed=0, progress=False)
@@ -45,7 +46,8 @@ def test_tiny_unet_learns_fixture_phantom(tmp_path):
     from models_testdata import make_items
 
     from models.config import TrainConfig
-    from models.inference import dice, predict_items
+    from models.overlap import dice
+    from models.inference import predict_items
     from models.trainer import train
 
     items = make_items(tmp_path / "cases", n_labeled=8, n_healthy=0, seed=11, shape=(48, 44, 40))

@@ -49,7 +49,7 @@ def register(subparsers) -> None:
 
 
 def radiomics_entry(args) -> int:
-    from benchmark.realism import parse_checkpoints
+    from benchmark.realism_collect import parse_checkpoints
     from benchmark.realism_run import run_radiomics
 
     generators = [g.strip() for g in args.generators.split(",") if g.strip()]

@@ -57,7 +57,7 @@ def register(subparsers) -> None:
 
 
 def reader_study_make_entry(args) -> int:
-    from benchmark.realism import parse_checkpoints
+    from benchmark.realism_collect import parse_checkpoints
     from benchmark.realism_run import make_reader_study
 
     generators = [g.strip() for g in args.generators.split(",") if g.strip()]

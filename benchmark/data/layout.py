@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import InputError
+from tumorbench_common.cohorts import sex_or_none
 
 ORGANS = ("liver", "pancreas", "kidney")
 LABELS = {"background": 0, "organ": 1, "tumor": 2}
@@ -107,7 +108,7 @@ class Dataset:
                 "label": str(self.labels_path(case_id)),
                 "healthy": row["role"] == "healthy",
                 "age": _optional_int(row["age"]),
-                "sex": row["sex"] if isinstance(row["sex"], str) and row["sex"] in ("M", "F") else None,
+                "sex": sex_or_none(row["sex"]),
             })
         return out
 

@@ -7,10 +7,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from benchmark.data.layout import Dataset
+from tumorbench_common.cohorts import SIZE_BIN_NAMES, sex_or_none, size_bin
 
-# lesion radius bins (mm), the ones the evaluation reports sensitivity for
-SIZE_BINS = ((0.0, 5.0, "0-5"), (5.0, 10.0, "5-10"), (10.0, 15.0, "10-15"), (15.0, 20.0, "15-20"),
-             (20.0, float("inf"), "20+"))
 
 
 def lesion_radii_mm(labels: np.ndarray, spacing) -> list[float]:
@@ -21,10 +19,6 @@ def lesion_radii_mm(labels: np.ndarray, spacing) -> list[float]:
     voxel_mm3 = float(np.prod(spacing))
     counts = np.bincount(components.ravel())[1:]
     return [float((3.0 * c * voxel_mm3 / (4.0 * np.pi)) ** (1.0 / 3.0)) for c in counts]
-
-
-def size_bin(radius_mm: float) -> str:
-    return next(name for lo, hi, name in SIZE_BINS if lo <= radius_mm < hi)
 
 
 def summarize_dataset(path: str | Path, progress: bool = False) -> str:
@@ -42,7 +36,7 @@ def summarize_dataset(path: str | Path, progress: bool = False) -> str:
         organ_ml.append(float(np.count_nonzero(labels)) * float(np.prod(ds.spacing)) / 1000.0)
     cases = ds.cases
     n_labeled = int((cases["role"] == "labeled").sum())
-    bins = {name: 0 for _, _, name in SIZE_BINS}
+    bins = dict.fromkeys(SIZE_BIN_NAMES, 0)
     for radius in radii:
         bins[size_bin(radius)] += 1
     rows = [
@@ -91,7 +85,7 @@ def _age_text(ages) -> str:
 
 
 def _sex_text(sexes) -> str:
-    values = [s if isinstance(s, str) and s in ("M", "F") else "unknown" for s in sexes]
+    values = [sex_or_none(s) or "unknown" for s in sexes]
     return ", ".join(f"{k} {values.count(k)}" for k in ("M", "F", "unknown") if values.count(k))
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from tumorbench_common.io import write_text_atomic
+
 WINDOW = (400.0, 40.0)  # width, level (HU)
 
 
@@ -106,12 +108,8 @@ def write_gallery(tumors: Any, path: str | Path, *, per_row: int = 8, outline: b
              "figcaption{font-size:11px;color:#aaa}img{image-rendering:pixelated;width:120px;height:120px}")
     text = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+    write_text_atomic(path, text)
+    return Path(path)
 
 
 def read_case(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:

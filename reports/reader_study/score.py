@@ -19,6 +19,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from reports.reader_study import agreement as agr
+from tumorbench_common.io import load_file
 
 ANSWER_COLUMNS = ("case_id", "answer")
 
@@ -35,12 +36,7 @@ def read_answers(path: str | Path, key: Any, choices: Sequence[str], study_id: s
     import pandas as pd
 
     path = Path(path)
-    if not path.is_file():
-        raise AnswerSheetError(f"{path}: answer file not found")
-    try:
-        sheet = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as exc:
-        raise AnswerSheetError(f"{path}: not a CSV file ({exc})") from exc
+    sheet = load_file(path, "answer file", lambda p: pd.read_csv(p, dtype=str, keep_default_na=False), AnswerSheetError)
     missing = [c for c in ANSWER_COLUMNS if c not in sheet.columns]
     if missing:
         raise AnswerSheetError(f"{path}: columns {missing} missing (expected reader,case_id,answer,confidence)")

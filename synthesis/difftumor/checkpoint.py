@@ -11,9 +11,9 @@ All writes go to a temp file renamed into place, so a killed run never leaves ha
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import torch
 from synthesis.difftumor.config import (STAGES, AutoencoderConfig, DenoiserConfig, OfficialAutoencoderConfig,
                                         OfficialDenoiserConfig, SchedulerConfig, from_dict)
 from synthesis.errors import SynthesisInputError
+from tumorbench_common.io import atomic_write, load_file, read_json, write_text_atomic
 
 AUTOENCODER = "autoencoder"
 
@@ -32,45 +33,27 @@ def diffusion_name(organ: str, stage: str) -> str:
     return f"diffusion_{organ}_{stage}"
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def file_sha256(path: str | os.PathLike) -> str:
+    """First 16 hex digits of the file's sha256 (recorded in checkpoint .json files)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
-    _atomic_write(Path(path), lambda tmp: torch.save(obj, tmp))
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_json(path: str | os.PathLike, obj: Any) -> None:
-    _atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(obj, indent=2) + "\n"))
+    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def load_torch(path: str | os.PathLike, what: str, device: str | torch.device = "cpu") -> Any:
     """torch.load(weights_only=True) with a clear error naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise SynthesisInputError(f"{path}: {what} not found")
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # pickle / zip errors for corrupt files
-        raise SynthesisInputError(f"{path}: cannot read {what} ({type(exc).__name__}: {exc})") from exc
+    return load_file(path, what, lambda p: torch.load(p, map_location=device, weights_only=True),
+                     SynthesisInputError)
 
 
 def load_json(path: str | os.PathLike, what: str) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise SynthesisInputError(f"{path}: {what} not found")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise SynthesisInputError(f"{path}: {what} is not valid JSON ({exc})") from exc
+    return read_json(path, what, SynthesisInputError)
 
 
 def export_model(directory: str | os.PathLike, name: str, state_dict: dict[str, Any], meta: dict[str, Any]) -> None:
@@ -139,8 +122,6 @@ def autoencoder_dir_for(directory: str | os.PathLike, diffusion_metas: list[dict
     Raises:
         SynthesisInputError: no autoencoder here and the recorded one is gone (moved), or it changed.
     """
-    from synthesis.difftumor.training import file_sha256
-
     directory = _checkpoint_dir(directory)
     local = directory / f"{AUTOENCODER}.pt"
     recorded = next((m["autoencoder_path"] for m in diffusion_metas if m.get("autoencoder_path")), None)

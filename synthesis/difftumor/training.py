@@ -6,14 +6,13 @@ killed and resumed from its last saved state reproduces the uninterrupted run ex
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from synthesis.difftumor.checkpoint import load_torch, save_torch
+from synthesis.difftumor.checkpoint import file_sha256, load_torch, save_torch  # noqa: F401 (re-exported)
 from synthesis.errors import SynthesisInputError
 
 LogMetrics = Callable[[dict[str, float], int], None]
@@ -76,10 +75,6 @@ def restore(modules: dict[str, Any], state: dict[str, Any]) -> int:
     for name, obj in modules.items():
         obj.load_state_dict(state[name])
     return int(state["step"])
-
-
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def progress_bar(total: int, initial: int, desc: str, enabled: bool):

@@ -1,4 +1,5 @@
-"""Volume overlap (Dice) with explicit empty-mask conventions (see ``benchmark.metrics``)."""
+"""Volume overlap (Dice) with explicit empty-mask conventions: the one Dice of the project, used by
+the trainer's validation (models) and the evaluation (benchmark.metrics)."""
 from __future__ import annotations
 
 import numpy as np

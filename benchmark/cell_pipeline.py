@@ -1,0 +1,130 @@
+"""Where a cell is trained: ``run_pipeline`` takes one CellTask through train -> predict ->
+evaluate -> previews with the `benchmark.stages.Stages` functions, and ``cases_used`` says which
+case ids each stage sees. Stages talk through files in the cell's folder (nnU-Net style).
+The MLflow run around it is `benchmark.cell_run.run_cell`; the trainer is `models.trainer.train`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from benchmark.errors import InputError
+from benchmark.io import write_json_atomic, write_text_atomic
+from benchmark.stages import Stages
+
+
+def run_pipeline(task, stages: Stages, *, log_metrics, report=None, progress: bool = True,
+                 train_only: bool = False) -> dict[str, dict]:
+    """Train, predict and evaluate one cell; stages talk through files in its folder.
+
+    The model trains on the fold's training cases of the cell's roles (`Cell.training_roles`)
+    minus the inner validation split, selects its checkpoint on the inner validation split
+    and is reported on the test fold only (`benchmark.data.splits.fold_cases`).
+    ``cases_used.json`` lists the exact ids; ``<results>/train/`` checkpoints (the trainer
+    resumes from ``last.pt``), ``predictions/<organ>/<case>.nii.gz``, ``summary.json`` (own
+    organ, test fold), ``cross_organ/<organ>/summary.json`` (other organs), ``previews/*.png``.
+    Cases are read through the grid's shared preprocessed cache ``<results root>/.cache``
+    (`models.cache`).
+
+    Returns:
+        organ -> summary dict (empty when ``train_only``).
+    """
+    from benchmark.data import Dataset
+
+    cell, out = task.cell, Path(task.results_dir)
+    dataset = Dataset.open(task.dataset_dir)
+    if dataset.fingerprint() != cell.dataset_fingerprint:
+        raise InputError(f"{dataset.root}: dataset changed since the grid was expanded "
+                         f"(fingerprint {dataset.fingerprint()} != {cell.dataset_fingerprint})")
+    targets = [(organ, dataset if organ == cell.organ else Dataset.open(ds_dir))
+               for organ, ds_dir in task.eval_targets()]
+    used = cases_used(cell, dataset, targets, task.setting("cross_organ_cases"))
+    config = stages.make_config(cell.backbone, cell.preset, cell.seed, cell.hp(), spacing=dataset.spacing)
+    write_json_atomic(out / "cell.json", cell.to_dict())
+    write_json_atomic(out / "train_config.json", _as_dict(config))
+    write_json_atomic(out / "cases_used.json", used)
+    stages.train(config, dataset.items(used["train"]), dataset.items(used["val"]), out / "train",
+                 generator=_generator(task, stages), device=task.device, report=report,
+                 log_metrics=log_metrics, progress=progress, cache_dir=Path(task.results_root) / ".cache")
+    if train_only:
+        return {}
+    ckpt = _checkpoint(out / "train")
+    summaries = {organ: _predict_and_evaluate(task, stages, ckpt, target, used["test"][organ], organ, progress)
+                 for organ, target in targets}
+    stages.previews(dataset, used["test"][cell.organ], out / "predictions" / cell.organ, out / "previews",
+                    int(task.setting("previews")))
+    return summaries
+
+
+def cases_used(cell, dataset, targets, cross_cases: str = "val") -> dict:
+    """The case ids a cell trains on, selects its checkpoint on and is tested on.
+
+    Returns:
+        ``{"fold", "roles", "train": [...], "val": [...], "test": {organ: [...]}}``; ``val`` is
+        the inner validation split (never the test fold), ``test`` the reported cases per
+        evaluated organ (own organ: test fold ``cell.fold``).
+    """
+    from benchmark.data.splits import fold_cases
+
+    fit, inner, test = fold_cases(dataset, cell.fold)
+    roles = cell.training_roles()
+    train = [c for c in fit if dataset.cases.loc[c, "role"] in roles]
+    if not train:
+        raise InputError(f"{dataset.root}: fold {cell.fold} has no training case of role {'/'.join(roles)} "
+                         f"for the {cell.regime} regime")
+    tests = {organ: test if organ == cell.organ else _cross_ids(target, cell.fold, cross_cases)
+             for organ, target in targets}
+    return {"fold": cell.fold, "roles": list(roles), "train": train, "val": inner, "test": tests}
+
+
+def _predict_and_evaluate(task, stages: Stages, ckpt: Path, dataset, case_ids, organ: str,
+                          progress: bool) -> dict:
+    """Predict (skipped when a previous attempt completed it) and write the summary.
+
+    Post-processing keeps tumor calls inside the *target* CT's organ label (the paper's
+    pseudo-label), whichever organ the model was trained on."""
+    out = Path(task.results_dir)
+    pred_dir = out / "predictions" / organ
+    marker = pred_dir / ".complete"
+    if not marker.is_file():
+        stages.predict(ckpt, dataset.items(case_ids), pred_dir, device=task.device,
+                       overlap=float(task.setting("overlap")),
+                       organ_postprocess=bool(task.setting("organ_postprocess")),
+                       organ_masks={c: str(dataset.labels_path(c)) for c in case_ids}, progress=progress)
+        write_text_atomic(marker, "\n".join(case_ids) + "\n")
+    path = out / "summary.json" if organ == task.cell.organ else out / "cross_organ" / organ / "summary.json"
+    summary = stages.evaluate(pred_dir, dataset, case_ids=list(case_ids), out=path, progress=progress)
+    if not path.is_file():  # evaluate_folder writes it; make sure whatever evaluated did
+        write_json_atomic(path, summary)
+    return summary
+
+
+def _generator(task, stages: Stages):
+    """The cell's generator, made for its synth_source organ (Table 3: the source organ's)."""
+    config = task.cell.generator_config()
+    if not config:
+        return None
+    kwargs = {k: v for k, v in config.items() if k != "name"}
+    if "checkpoint" in kwargs:
+        kwargs["checkpoint"] = task.generator_checkpoint or kwargs["checkpoint"]
+    return stages.make_generator(config["name"], task.cell.synth_source, device=task.device, **kwargs)
+
+
+def _checkpoint(train_dir: Path) -> Path:
+    for name in ("best.pt", "last.pt"):
+        if (train_dir / name).is_file():
+            return train_dir / name
+    raise InputError(f"{train_dir}: training left no best.pt/last.pt checkpoint")
+
+
+def _cross_ids(dataset, fold: int, which: str) -> list[str]:
+    """Cases of another organ's dataset used for cross-organ evaluation (its test fold k)."""
+    if which == "all":
+        return dataset.case_ids()
+    if which == "val":
+        return dataset.fold(fold)[1]
+    raise InputError(f"grid [evaluate]: field 'cross_organ_cases' is {which!r}; expected val|all")
+
+
+def _as_dict(config) -> dict:
+    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(vars(config))
