@@ -28,9 +28,45 @@ BASE_RAM_GB = 3.0  # main process (torch, CUDA context) + 8 workers over the cac
 HOST_BYTES_PER_VOXEL = {"cuda": 10, "cpu": 38}
 
 
-def cell_iterations(train: dict, n_train: int) -> int:
-    per_epoch = train.get("iters_per_epoch") or max(1, math.ceil(n_train / int(train.get("batch_size", 2))))
+def cell_iterations(train: dict, n_train: int | None) -> int | None:
+    """epochs x iterations per epoch (one epoch = one pass over the training scans unless
+    ``iters_per_epoch`` is set); None when that needs the dataset and it does not exist yet."""
+    per_epoch = train.get("iters_per_epoch")
+    if not per_epoch:
+        if n_train is None:
+            return None
+        per_epoch = max(1, math.ceil(n_train / int(train.get("batch_size", 2))))
     return int(train["epochs"]) * int(per_epoch)
+
+
+def _open(path):
+    """The dataset at ``path``, or None when it does not exist yet (dry runs before the data)."""
+    from benchmark.data import Dataset
+    from benchmark.errors import InputError
+
+    try:
+        return Dataset.open(path)
+    except InputError:
+        return None
+
+
+def _train_and_test_ids(ds, cell) -> tuple[list[str] | None, list[str]]:
+    """The cell's training ids (its regime's roles, inner validation split excluded) and test fold;
+    (None, []) while the dataset has no splits.json. A splits.json without ``inner_val`` gets the
+    one the run would add (`make_splits`), in memory: a dry run writes nothing."""
+    from benchmark.data.splits import DEFAULT_SEED, add_inner_val
+    from benchmark.errors import InputError
+
+    try:
+        folds = ds.splits
+    except InputError:
+        return None, []
+    if any("inner_val" not in fold for fold in folds):
+        folds = add_inner_val(folds, ds.cases, DEFAULT_SEED)
+    inner, test = set(folds[cell.fold]["inner_val"]), list(folds[cell.fold]["val"])
+    fit = [c for c in folds[cell.fold]["train"] if c not in inner]
+    roles = cell.training_roles()
+    return [c for c in fit if ds.cases.loc[c, "role"] in roles], list(test)
 
 
 def gpu_hours(backbone: str, preset: str, iterations: int, gpu: str) -> float | None:
@@ -50,21 +86,20 @@ def _largest_case_voxels(dataset, case_ids: Sequence[str]) -> int | None:
 
 def estimate(grid, cells) -> list[dict]:
     """One row per cell: iterations, GPU-hours per GPU kind (None: not measured), peak RAM GB."""
-    from benchmark.data import Dataset
-
     datasets, largest, rows = {}, {}, []
     device = "cuda" if "cuda" in str(grid.device) else "cpu"
     for cell in cells:
         if cell.organ not in datasets:
-            datasets[cell.organ] = Dataset.open(grid.datasets[cell.organ])
+            datasets[cell.organ] = _open(grid.datasets[cell.organ])
         ds = datasets[cell.organ]
-        train_ids, val_ids = ds.fold(cell.fold)
+        train_ids, test_ids = _train_and_test_ids(ds, cell) if ds is not None else (None, [])
         key = (cell.organ, cell.fold)
         if key not in largest:
-            largest[key] = _largest_case_voxels(ds, val_ids)
-        iterations = cell_iterations(cell.hp(), len(train_ids))
+            largest[key] = _largest_case_voxels(ds, test_ids) if ds is not None else None
+        iterations = cell_iterations(cell.hp(), None if train_ids is None else len(train_ids))
         rows.append({"cell": cell, "iterations": iterations,
-                     "gpu_hours": {g: gpu_hours(cell.backbone, cell.preset, iterations, g) for g in GPU_KINDS},
+                     "gpu_hours": {g: None if iterations is None else gpu_hours(cell.backbone, cell.preset, iterations, g)
+                                   for g in GPU_KINDS},
                      "ram_gb": None if largest[key] is None
                      else BASE_RAM_GB + HOST_BYTES_PER_VOXEL[device] * largest[key] / 1024**3})
     return rows
@@ -79,9 +114,10 @@ def print_estimates(grid, cells, file=None) -> None:
           + f" {'peak RAM GB':>11}", file=file)
     for row in rows:
         hours = " ".join(f"{_fmt(row['gpu_hours'][g]):>11}" for g in GPU_KINDS)
-        print(f"{row['cell'].run_name:<34} {row['iterations']:>10} {hours} {_fmt(row['ram_gb'], 1):>11}", file=file)
+        print(f"{row['cell'].run_name:<34} {_fmt(row['iterations'], 0):>10} {hours} {_fmt(row['ram_gb'], 1):>11}",
+              file=file)
     totals = " ".join(f"{_fmt(_sum([r['gpu_hours'][g] for r in rows])):>11}" for g in GPU_KINDS)
-    print(f"{'total':<34} {sum(r['iterations'] for r in rows):>10} {totals} "
+    print(f"{'total':<34} {_fmt(_sum([r['iterations'] for r in rows]), 0):>10} {totals} "
           f"{_fmt(max((r['ram_gb'] for r in rows if r['ram_gb'] is not None), default=None), 1):>11} (max)",
           file=file)
     missing = sorted({f"{r['cell'].backbone}/{r['cell'].preset}" for r in rows

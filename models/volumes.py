@@ -50,7 +50,8 @@ class Volume:
     def __reduce__(self):
         if self.source is None:
             return super().__reduce__()
-        return open_entry  # a worker reopens the memory maps (no copy of the data), (self.source, self.healthy, self.min_shape)
+        # a worker reopens the memory maps (no copy of the data)
+        return open_entry, (self.source, self.healthy, self.min_shape)
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -39,3 +39,33 @@ def test_printed_table_totals_and_says_what_is_missing(grid, capsys):
     total = [line for line in out.splitlines() if line.startswith("total")][0].split()
     assert total[1] == "3500" and float(total[2]) == pytest.approx(1750 / 100 / 3600, abs=0.005)
     assert "no measured it/s for swin_unetr/tiny" in out
+
+
+def test_epoch_iterations_count_the_regimes_training_cases(tmp_path):
+    """One epoch = one pass over the cell's training scans: `real` counts the real-tumor CTs of the
+    training folds minus the inner validation split, `hu` adds the healthy CTs."""
+    from benchmark.data import Dataset
+    from benchmark.data.splits import DEFAULT_SEED, add_inner_val
+
+    ds_dir = make_fake_dataset(tmp_path / "liver", "liver", n_cases=30)
+    path = write_grid(tmp_path / "g.toml", {"liver": ds_dir}, "g", tmp_path / "res", regimes='["real", "hu"]')
+    text = path.read_text().replace("epochs = 3", "epochs = 4\nbatch_size = 2")
+    path.write_text(text.replace('preset = "tiny"', 'preset = "paper"'))  # paper: no iters_per_epoch
+    grid = load_grid(path)
+    rows = {r["cell"].regime: r["iterations"] for r in estimate(grid, cells_from_grid(grid, {"liver": "x"}))}
+    ds = Dataset.open(ds_dir)
+    fold = add_inner_val(ds.splits, ds.cases, DEFAULT_SEED)[0]
+    fit = [c for c in fold["train"] if c not in set(fold["inner_val"])]
+    labeled = sum(ds.cases.loc[c, "role"] == "labeled" for c in fit)
+    assert rows["real"] == 4 * -(-labeled // 2) and rows["hu"] == 4 * -(-len(fit) // 2)
+    assert rows["real"] < rows["hu"]
+    assert not any("inner_val" in f for f in ds.splits)  # the dry run wrote nothing
+
+
+def test_missing_dataset_gives_unknowns_not_an_error(tmp_path, capsys):
+    path = write_grid(tmp_path / "g.toml", {"liver": tmp_path / "not_yet"}, "g", tmp_path / "res", regimes='["real"]')
+    path.write_text(path.read_text().replace('preset = "tiny"', 'preset = "paper"'))
+    grid = load_grid(path)
+    print_estimates(grid, cells_from_grid(grid, {"liver": "x"}))
+    total = [line for line in capsys.readouterr().out.splitlines() if line.startswith("total")][0].split()
+    assert total[1] == "n/a"  # epochs x (cases / batch) needs the cases
