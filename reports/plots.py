@@ -57,7 +57,7 @@ def _grouped_bars(ax, labels, series: dict[str, list], colors: dict[str, str], y
                 ax.text(p, 1.5, "—", ha="center", va="bottom", fontsize=7, color="#555555")
                 continue
             if ci is not None:
-                ax.errorbar(p, v, yerr=[[v - ci[0]], [ci[1] - v]], fmt="none", ecolor="#222222", elinewidth=0.8,
+                ax.errorbar(p, v, yerr=[[max(v - ci[0], 0.0)], [max(ci[1] - v, 0.0)]], fmt="none", ecolor="#222222", elinewidth=0.8,
                             capsize=1.5)
             if n is not None:
                 top = ci[1] if ci is not None else v

@@ -126,15 +126,11 @@ def effect_sizes(real: np.ndarray, other: np.ndarray, names: Sequence[str]) -> A
     return table.sort_values("abs_smd", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score 95% interval for a binomial proportion (NaN, NaN) when n == 0."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+def wilson_interval(successes: int, n: int) -> tuple[float, float]:
+    """Wilson score 95% interval (the report's one implementation, `reports.stats.wilson_ci`)."""
+    from reports.stats import wilson_ci
+
+    return wilson_ci(successes, n)
 
 
 def group_classifier_accuracy(x: np.ndarray, groups: Sequence[str], seed: int = 0, n_splits: int = 5,

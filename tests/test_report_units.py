@@ -122,6 +122,9 @@ def test_wilson_interval_by_hand():
     assert wilson_ci(8, 10) == pytest.approx((centre - half, centre + half))
     assert wilson_ci(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)  # textbook value
     assert wilson_ci(0, 4)[0] == 0.0 and wilson_ci(4, 4)[1] == 1.0
+    # the interval contains k/n for every k (rounding alone put 10/10 at 0.9999999999999999 and 0/3
+    # at 5.6e-17, which crashed the Fig 10 error bars with "yerr must not contain negative values")
+    assert all(wilson_ci(k, n)[0] <= k / n <= wilson_ci(k, n)[1] for n in range(1, 60) for k in range(n + 1))
     assert all(math.isnan(v) for v in wilson_ci(0, 0))
 
 
