@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # MLflow draws one progress bar per artifact download (the report fetches hundreds of small
+    # summary.json files); tumorbench shows its own per-stage bars instead. A user's setting wins.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     return run_entry(args.func, args)
 
 
