@@ -68,13 +68,20 @@ def cases_used(cell, dataset, targets, cross_cases: str = "val") -> dict:
 
     fit, inner, test = fold_cases(dataset, cell.fold)
     roles = cell.training_roles()
-    train = [c for c in fit if dataset.cases.loc[c, "role"] in roles]
+    train = training_case_ids(cell, dataset, fit)
     if not train:
         raise InputError(f"{dataset.root}: fold {cell.fold} has no training case of role {'/'.join(roles)} "
                          f"for the {cell.regime} regime")
     tests = {organ: test if organ == cell.organ else _cross_ids(target, cell.fold, cross_cases)
              for organ, target in targets}
     return {"fold": cell.fold, "roles": list(roles), "train": train, "val": inner, "test": tests}
+
+
+def training_case_ids(cell, dataset, fit: list[str]) -> list[str]:
+    """The cases of ``fit`` (a fold's training cases minus the inner validation split) whose
+    cases.csv role the cell's regime trains on (`Cell.training_roles`)."""
+    roles = cell.training_roles()
+    return [c for c in fit if dataset.cases.loc[c, "role"] in roles]
 
 
 def _predict_and_evaluate(task, stages: Stages, ckpt: Path, dataset, case_ids, organ: str,

@@ -54,7 +54,8 @@ def _train_and_test_ids(ds, cell) -> tuple[list[str] | None, list[str]]:
     """The cell's training ids (its regime's roles, inner validation split excluded) and test fold;
     (None, []) while the dataset has no splits.json. A splits.json without ``inner_val`` gets the
     one the run would add (`make_splits`), in memory: a dry run writes nothing."""
-    from benchmark.data.splits import DEFAULT_SEED, add_inner_val
+    from benchmark.cell_pipeline import training_case_ids
+    from benchmark.data.splits import DEFAULT_SEED, add_inner_val, fold_cases
     from benchmark.errors import InputError
 
     try:
@@ -63,10 +64,8 @@ def _train_and_test_ids(ds, cell) -> tuple[list[str] | None, list[str]]:
         return None, []
     if any("inner_val" not in fold for fold in folds):
         folds = add_inner_val(folds, ds.cases, DEFAULT_SEED)
-    inner, test = set(folds[cell.fold]["inner_val"]), list(folds[cell.fold]["val"])
-    fit = [c for c in folds[cell.fold]["train"] if c not in inner]
-    roles = cell.training_roles()
-    return [c for c in fit if ds.cases.loc[c, "role"] in roles], list(test)
+    fit, _, test = fold_cases(ds, cell.fold, folds)
+    return training_case_ids(cell, ds, fit), test
 
 
 def gpu_hours(backbone: str, preset: str, iterations: int, gpu: str) -> float | None:

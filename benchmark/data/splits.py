@@ -118,11 +118,15 @@ def make_splits(dataset: str | Path | Dataset, n_folds: int = DEFAULT_FOLDS, see
     return path
 
 
-def fold_cases(ds: Dataset, k: int) -> tuple[list[str], list[str], list[str]]:
+def fold_cases(ds: Dataset, k: int, folds: list[dict] | None = None) -> tuple[list[str], list[str], list[str]]:
     """(fit, inner_val, test) case ids of fold ``k``: the model trains on ``fit``, selects its
-    checkpoint on ``inner_val`` and is reported on ``test`` (pairwise disjoint)."""
-    train, test = ds.fold(k)
-    inner = ds.splits[k].get("inner_val")
+    checkpoint on ``inner_val`` and is reported on ``test`` (pairwise disjoint). ``folds``:
+    splits to read instead of ``ds.splits`` (a dry run's in-memory ``add_inner_val``)."""
+    if folds is None:
+        folds, (train, test) = ds.splits, ds.fold(k)  # ds.fold checks k's range
+    else:
+        train, test = list(folds[k]["train"]), list(folds[k]["val"])
+    inner = folds[k].get("inner_val")
     if inner is None:
         raise InputError(f"{ds.root / 'splits.json'}: fold {k} has no inner_val; run "
                          f"`tumorbench data splits {ds.root}` once to add it")
