@@ -82,8 +82,6 @@ def scores_summary(scores: Any) -> Any:
 def table1(scores: Any, group: str = "all") -> Any:
     """Reader-study Table 1: one row per reader (and pooled, group ``all``) or per group level
     (pooled or the single reader), one column per metric as ``value [CI] p``."""
-    import pandas as pd
-
     if group == "all":
         sub, index = scores[scores["group"] == "all"], "reader"
     else:
