@@ -7,10 +7,16 @@ keyed by epoch and batch index, so a resumed run replays the same batches):
 1. crop (HU): centre on a label > 0 voxel with ``pos_fraction`` (RandCropByPosNegLabeld with
    ``image_threshold`` = window low, so negatives sit in the body), else on a background voxel;
    healthy crops chosen for synthesis are always organ-centred with enough organ;
-2. RandRotate90 on axes (0, 1) (k = 2 only when those axes differ in length);
+2. rotate 90 degrees on axes (0, 1), k drawn as MONAI RandRotate90 (k = 2 only when those axes
+   differ in length) and applied with MONAI ``Rotate90``;
 3. synthesis: the crops of healthy cases drawn with ``synth_prob`` go, as one batch, through the
    :class:`~synthesis.protocol.TumorGenerator` (in HU, before windowing); label := 2 on its mask;
-4. window [lo, hi] HU -> [0, 1] (clipped); RandShiftIntensity (offset ~ U(-0.1, 0.1)).
+4. window [lo, hi] HU -> [0, 1] (clipped); intensity shift, offset ~ U(-0.1, 0.1) as MONAI
+   RandShiftIntensity, applied with MONAI ``ShiftIntensity``.
+
+Parameters are drawn with the batch's ``np.random.Generator`` and applied with MONAI's
+deterministic transforms (torchio/MONAI style); the result equals ``np.rot90`` / ``x + offset``
+bit for bit (tests/test_trainer.py).
 """
 from __future__ import annotations
 
@@ -19,6 +25,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+from monai.transforms import Rotate90, ShiftIntensity
+from monai.utils import convert_to_numpy
 
 from models.config import STREAM_DATA, STREAM_SYNTHESIS, TrainConfig, child_rng
 from models.volumes import Volume
@@ -92,6 +100,16 @@ def _rot90_k(cfg: TrainConfig, rng: np.random.Generator) -> int:
     return k if cfg.crop_size[0] == cfg.crop_size[1] else 2
 
 
+def _apply(transform, crop: np.ndarray) -> np.ndarray:
+    """A deterministic MONAI array transform on one (X, Y, Z) crop (channel first inside)."""
+    return convert_to_numpy(transform(crop[None]))[0]
+
+
+def _rotate(crop: np.ndarray, k: int) -> np.ndarray:
+    """Rotate90 on axes (0, 1) with the drawn ``k`` (k = 0: not drawn, crop unchanged)."""
+    return _apply(Rotate90(k, spatial_axes=(0, 1)), crop) if k else crop
+
+
 def plan_batch(
     volumes: Sequence[Volume], indices: Sequence[int], cfg: TrainConfig, can_synthesize: bool,
     rng: np.random.Generator,
@@ -106,8 +124,8 @@ def plan_batch(
         # A case without organ voxels in reach cannot host a tumor: keep it a negative.
         wants_tumor = wants_tumor and bool((label == 1).any())
         k = _rot90_k(cfg, rng)
-        cts.append(np.rot90(vol.ct_crop(start, cfg.crop_size), k, axes=(0, 1)))
-        labels.append(np.rot90(label, k, axes=(0, 1)))
+        cts.append(_rotate(vol.ct_crop(start, cfg.crop_size), k))
+        labels.append(_rotate(label, k))
         synth.append(wants_tumor)
         shift.append(rng.uniform(-cfg.shift_offset, cfg.shift_offset) if rng.random() < cfg.shift_prob else 0.0)
     return CropPlan(
@@ -135,7 +153,9 @@ def finish_batch(plan: CropPlan, cfg: TrainConfig, generator, rng: np.random.Gen
         sub[np.asarray(out.tumor_mask, dtype=bool)] = 2
         label[plan.synth] = sub
     low, high = cfg.window
-    image = np.clip((ct - low) / (high - low), 0.0, 1.0) + plan.shift[:, None, None, None]
+    image = np.clip((ct - low) / (high - low), 0.0, 1.0)
+    for i in np.flatnonzero(plan.shift):  # shift 0: not drawn for this crop
+        image[i] = _apply(ShiftIntensity(float(plan.shift[i])), image[i])
     return {
         "image": torch.from_numpy(image.astype(np.float32)[:, None]),
         "label": torch.from_numpy(label.astype(np.int64)[:, None]),

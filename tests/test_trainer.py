@@ -5,6 +5,7 @@ import pytest
 import torch
 from models_testdata import HEALTHY_BODY_HU, CountingGenerator, make_items
 
+import models.data
 from models.config import TrainConfig, child_rng
 from models.data import epoch_batches, finish_batch, plan_batch
 from models.trainer import train
@@ -145,6 +146,36 @@ def test_window_and_crop_follow_config(items):
     expected = np.clip((plan.ct_hu + 175.0) / 425.0, 0, 1)
     assert np.allclose(batch["image"][:, 0].numpy(), expected)
     assert float(batch["image"].min()) == 0.0  # air (-1000 HU) maps to 0
+
+
+@pytest.mark.parametrize("crop", [CROP, (24, 20, 16)])
+def test_monai_augmentations_equal_the_numpy_formulas(items, monkeypatch, crop):
+    """MONAI Rotate90 / ShiftIntensity apply the drawn k and offset bit for bit as the former
+    ``np.rot90(crop, k, axes=(0, 1))`` and ``window(crop) + offset`` (k = 1, 3 only for square X, Y)."""
+    volumes = load_volumes(items[0], crop, progress=False)
+    cfg = _config(crop_size=crop, rot90_prob=0.75, shift_prob=0.5, batch_size=3)
+    starts, ks = [], []
+    select, draw_k = models.data._select_start, models.data._rot90_k
+    monkeypatch.setattr(models.data, "_select_start", lambda *a: starts.append(select(*a)) or starts[-1])
+    monkeypatch.setattr(models.data, "_rot90_k", lambda *a: ks.append(draw_k(*a)) or ks[-1])
+    low, high = cfg.window
+    seen_k, shifted = set(), []
+    for seed in range(8):
+        del starts[:], ks[:]
+        indices = child_rng(seed, 1).integers(0, len(volumes), 3)
+        plan = plan_batch(volumes, indices, cfg, False, child_rng(seed))
+        image = finish_batch(plan, cfg, None, child_rng(seed, 2))["image"][:, 0].numpy()
+        for j, i in enumerate(indices):
+            ct = np.rot90(volumes[i].ct_crop(starts[j], crop), ks[j], axes=(0, 1))
+            label = np.rot90(volumes[i].label_crop(starts[j], crop), ks[j], axes=(0, 1))
+            expected = np.clip((ct - low) / (high - low), 0.0, 1.0) + plan.shift[j]
+            assert plan.ct_hu[j].tobytes() == np.ascontiguousarray(ct).tobytes()
+            assert plan.label[j].tobytes() == np.ascontiguousarray(label).tobytes()
+            assert image[j].tobytes() == np.ascontiguousarray(expected, dtype=np.float32).tobytes()
+        seen_k.update(ks)
+        shifted.extend(plan.shift != 0)
+    assert seen_k == ({0, 1, 2, 3} if crop[0] == crop[1] else {0, 2})
+    assert any(shifted) and not all(shifted)
 
 
 @pytest.mark.parametrize("name", ["unet", "nnunet", "swin_unetr"])
