@@ -120,3 +120,20 @@ def test_perf_data_paths_draw_the_same_number_of_crops(tmp_path):
     assert [r["crops"] for r in rows] == [12, 12]
     assert all(r["rss"] > 0 and r["crops_per_s"] > 0 for r in rows)
     assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_perf_crops_runs_on_a_memory_mapped_case_of_the_requested_organ_volume(tmp_path, capsys):
+    import argparse
+
+    from benchmark.perf import crops
+
+    parser = argparse.ArgumentParser()
+    crops.add_arguments(parser)
+    args = parser.parse_args(["--out", str(tmp_path), "--shape", "96", "96", "64", "--organ-ml", "30",
+                              "--crops", "20", "--crop", "32"])
+    assert crops.run(args) == 0
+    ct, label = crops.make_case(tmp_path, (96, 96, 64), 30.0)
+    assert isinstance(label, np.memmap) and ct.dtype == np.int16 and ct.shape == label.shape == (96, 96, 64)
+    assert abs(int(label.sum()) / 30_000 - 1) < 0.05  # 30 ml at 1 mm
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert [row.split()[0] for row in rows] == ["ours", "MONAI"]
