@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from _interrupt import Killed, kill_at
 from models_testdata import CountingGenerator, make_items
 
 from models.cache import body_box, cached_volumes, case_key
@@ -94,16 +95,8 @@ def test_one_stream_equals_per_epoch_loaders(items, tmp_path):
 def test_trainer_on_the_cache_resumes_like_uninterrupted(items, tmp_path):
     cache = tmp_path / "cache"
     full = train(_config(epochs=3), items[:3], items[3:], tmp_path / "full", cache_dir=cache, progress=False)
-
-    class Killed(RuntimeError):
-        pass
-
-    def kill(metrics, epoch):
-        if epoch == 2:
-            raise Killed
-
     with pytest.raises(Killed):
-        train(_config(epochs=3), items[:3], items[3:], tmp_path / "k", cache_dir=cache, log_metrics=kill,
+        train(_config(epochs=3), items[:3], items[3:], tmp_path / "k", cache_dir=cache, log_metrics=kill_at(2),
               progress=False)
     resumed = train(_config(epochs=3, num_workers=2), items[:3], items[3:], tmp_path / "k", cache_dir=cache,
                     progress=False)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from _difftumor_fixtures import ORGAN_HU, SPACING, make_case, make_items
+from _interrupt import Killed, kill_at
 
 from synthesis.difftumor import config as cfg
 from synthesis.difftumor.checkpoint import load_autoencoder
@@ -238,16 +239,8 @@ def test_training_resumes_after_interruption(tmp_path):
     train = dataclasses.replace(AE_TRAIN, steps=6, disc_start=3, checkpoint_every=2)
     items = _items()
     train_autoencoder(items, tmp_path / "straight", AE_MODEL, train, progress=False)
-
-    class Killed(Exception):
-        pass
-
-    def kill_at_step_4(metrics, step):
-        if step == 4:
-            raise Killed
-
     with pytest.raises(Killed):
-        train_autoencoder(items, tmp_path / "resumed", AE_MODEL, train, progress=False, log_metrics=kill_at_step_4)
+        train_autoencoder(items, tmp_path / "resumed", AE_MODEL, train, progress=False, log_metrics=kill_at(4))
     assert not (tmp_path / "resumed" / "autoencoder.pt").exists()
     state = torch.load(tmp_path / "resumed" / "train_state" / "autoencoder.pt", weights_only=True)
     assert state["step"] == 4

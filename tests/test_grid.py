@@ -65,21 +65,21 @@ def test_validation_names_the_field(patch, field):
         parse_grid(BASE.replace(*patch))
 
 
-def test_train_optuna_and_file_errors(tmp_path):
-    with pytest.raises(InputError, match="train.crop_size"):
-        parse_grid(BASE + "[train]\ncrop_size = [8, 8]\n")
-    with pytest.raises(InputError, match="train.synth_prob"):
-        parse_grid(BASE + "[train]\nsynth_prob = 1.5\n")
-    with pytest.raises(InputError, match="train.momentum"):
-        parse_grid(BASE + "[train]\nmomentum = 0.9\n")
-    with pytest.raises(InputError, match="optuna.space.lr"):
-        parse_grid(BASE + "[optuna.space]\nlr = {low = 0.1, high = 0.01}\n")
-    with pytest.raises(InputError, match="optuna.space.colour"):
-        parse_grid(BASE + "[optuna.space]\ncolour = {choices = [1]}\n")
-    with pytest.raises(InputError, match="optuna.pruner"):
-        parse_grid(BASE + "[optuna]\npruner = \"asha\"\n")
-    with pytest.raises(InputError, match="not valid TOML"):
-        parse_grid("name = ")
+@pytest.mark.parametrize(("text", "field"), [
+    (BASE + "[train]\ncrop_size = [8, 8]\n", "train.crop_size"),
+    (BASE + "[train]\nsynth_prob = 1.5\n", "train.synth_prob"),
+    (BASE + "[train]\nmomentum = 0.9\n", "train.momentum"),
+    (BASE + "[optuna.space]\nlr = {low = 0.1, high = 0.01}\n", "optuna.space.lr"),
+    (BASE + "[optuna.space]\ncolour = {choices = [1]}\n", "optuna.space.colour"),
+    (BASE + "[optuna]\npruner = \"asha\"\n", "optuna.pruner"),
+    ("name = ", "not valid TOML"),
+])
+def test_train_and_optuna_errors_name_the_field(text, field):
+    with pytest.raises(InputError, match=field):
+        parse_grid(text)
+
+
+def test_missing_grid_file_and_a_valid_optuna_space(tmp_path):
     with pytest.raises(InputError, match="grid file not found"):
         load_grid(tmp_path / "nope.toml")
     grid = parse_grid(BASE + "[optuna.space]\nlr = {low = 1e-4, high = 1e-2, log = true}\n"

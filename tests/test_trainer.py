@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from _interrupt import Killed, kill_at
 from models_testdata import HEALTHY_BODY_HU, CountingGenerator, make_items
 
 import models.data
@@ -42,22 +43,13 @@ def test_same_seed_same_losses_different_seed_different(items, tmp_path):
         assert torch.equal(value, _weights(runs[1].last_ckpt)[key])
 
 
-class Killed(RuntimeError):
-    pass
-
-
 def test_resume_after_kill_matches_uninterrupted_run(items, tmp_path):
     train_items, val_items = items
     full = train(_config(), train_items, val_items, tmp_path / "full", generator=CountingGenerator(),
                  progress=False)
-
-    def kill_at_epoch_2(metrics, epoch):
-        if epoch == 2:
-            raise Killed
-
     with pytest.raises(Killed):
         train(_config(), train_items, val_items, tmp_path / "killed", generator=CountingGenerator(),
-              log_metrics=kill_at_epoch_2, progress=False)
+              log_metrics=kill_at(2), progress=False)
     # metrics are logged before last.pt: killed while logging epoch 2, the checkpoint is epoch 1's
     assert torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["epoch"] == 1
     logged = []

@@ -65,8 +65,16 @@ class AutoencoderTrainConfig:
     seed: int = 1234
 
 
+class _DenoiserInput:
+    """A denoiser's input channels: noisy latent + masked-CT latent (``latent_channels`` each) + mask."""
+
+    @property
+    def in_channels(self) -> int:
+        return 2 * self.latent_channels + 1
+
+
 @dataclass(frozen=True)
-class DenoiserConfig:
+class DenoiserConfig(_DenoiserInput):
     """MONAI DiffusionModelUNet settings; input = noisy (8) + masked-CT latent (8) + mask (1)."""
 
     channels: tuple[int, ...] = (24, 48, 96, 192)
@@ -75,10 +83,6 @@ class DenoiserConfig:
     norm_groups: int = 8
     num_head_channels: int = 24
     latent_channels: int = 8
-
-    @property
-    def in_channels(self) -> int:
-        return 2 * self.latent_channels + 1
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ class OfficialAutoencoderConfig:
 
 
 @dataclass(frozen=True)
-class OfficialDenoiserConfig:
+class OfficialDenoiserConfig(_DenoiserInput):
     """The published ``Unet3D`` (pseudo-3D video U-Net over depth-first latents)."""
 
     dim: int = 24
@@ -111,10 +115,6 @@ class OfficialDenoiserConfig:
     init_kernel_size: int = 7
     rel_pos_buckets: int = 32
     rel_pos_max_distance: int = 32
-
-    @property
-    def in_channels(self) -> int:
-        return 2 * self.latent_channels + 1
 
 
 @dataclass(frozen=True)
