@@ -167,9 +167,10 @@ def _pancreas(canvas: Canvas, rng) -> None:
 
 
 def _kidneys(canvas: Canvas, rng) -> None:
-    """Two kidneys: enhancing cortex, a slightly darker medulla (portal-venous phase: the
+    """Two kidneys: enhancing cortex, a medulla 5-15 HU darker (portal-venous phase: the
     corticomedullary difference has mostly faded), a fatty sinus at the medial hilum."""
-    cortex_hu, medulla_hu = rng.uniform(135.0, 165.0), rng.uniform(120.0, 140.0)
+    cortex_hu = rng.uniform(135.0, 165.0)
+    medulla_hu = cortex_hu - rng.uniform(5.0, 15.0)
     for side, z_center in ((-1.0, -6.0), (1.0, -22.0)):  # right kidney sits lower (liver)
         center = np.array([side * 50.0, -38.0, z_center]) + rng.uniform(-4, 4, size=3)
         semi = np.array([21.0, 19.0, 46.0]) * rng.uniform(0.9, 1.1, size=3)

@@ -3,7 +3,7 @@
 Hu et al. synthesise texture as filtered salt noise x blurred ellipsoid mask x a HU
 difference. Here a lesion is a lobulated union of spheres with a wavy surface whose
 interior follows a radiological model: a base attenuation relative to the parenchyma
-(hypo-attenuating; kidney lesions hypo or hyper), a mottled low-frequency texture, an
+(hypo-attenuating), a mottled low-frequency texture, an
 enhancing rim for many lesions, a near-fluid necrotic core for larger ones, and a soft
 (partial-volume) edge. This keeps "real vs synthetic" a meaningful gap in the benchmark.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from benchmark.data.phantom_anatomy import BONE, SOLID_ORGANS, TUMOR, VESSEL, Canvas
+from benchmark.data.phantom_anatomy import BONE, MUSCLE, SOLID_ORGANS, TUMOR, VESSEL, Canvas
 from benchmark.data.phantom_shapes import SmoothField
 
 # radius ranges (mm) and probabilities of the size classes; tiny lesions are the hard ones
@@ -71,7 +71,7 @@ def _sample_lesion(canvas, organ, organ_id, depth, offset, rng) -> Lesion:
             lobes.append((*(direction * radius * rng.uniform(0.45, 0.8)), radius * rng.uniform(0.35, 0.6)))
     return Lesion(
         center_mm=tuple(float(c) for c in center), radius_mm=radius, lobes=tuple(lobes),
-        base_hu=canvas.parenchyma_hu[organ_id] + _contrast(organ, rng),
+        base_hu=_lesion_hu(canvas.parenchyma_hu[organ_id], organ, rng),
         rim_hu=float(rng.uniform(20.0, 50.0)) if radius >= 6.0 and rng.random() < 0.6 else 0.0,
         rim_mm=float(rng.uniform(1.5, 3.0)),
         necrosis_fraction=float(rng.uniform(0.35, 0.6)) if radius >= 12.0 and rng.random() < 0.75 else 0.0,
@@ -80,13 +80,14 @@ def _sample_lesion(canvas, organ, organ_id, depth, offset, rng) -> Lesion:
     )
 
 
-def _contrast(organ: str, rng) -> float:
-    """Lesion HU minus parenchyma HU (kidney: vs enhancing cortex, sometimes hyper; hypo-dense
-    kidney lesions are darker than the medulla too, else a lesion and a medulla look alike)."""
+def _lesion_hu(parenchyma_hu: float, organ: str, rng) -> float:
+    """HU of the viable lesion tissue. Kidney (portal-venous phase): 75-105 HU like most renal
+    cell carcinomas, darker than cortex and medulla (120-165 HU, else a lesion and a medulla look
+    alike) yet clearly brighter than the psoas, paraspinal muscles and liver (45-68 HU) that an
+    exophytic lesion borders. Liver and pancreas: parenchyma - 30-90 HU (hypo-attenuating)."""
     if organ == "kidney":
-        hyper = rng.random() < 0.4
-        return float(rng.uniform(30.0, 70.0)) if hyper else float(-rng.uniform(60.0, 110.0))
-    return float(-rng.uniform(30.0, 90.0))
+        return float(rng.uniform(75.0, 105.0))
+    return parenchyma_hu - float(rng.uniform(30.0, 90.0))
 
 
 def render_lesion(canvas: Canvas, organ: str, organ_id: int, lesion: Lesion, rng: np.random.Generator) -> int:
@@ -141,11 +142,12 @@ def _lobulated_radius(coords, lesion: Lesion, rng) -> np.ndarray:
 
 
 def _allowed_region(canvas: Canvas, box, organ_id: int, margin_mm: float) -> np.ndarray:
-    """Organ voxels plus soft tissue within ``margin_mm`` of it; never bone, vessels, other organs."""
+    """Organ voxels plus fat / bowel within ``margin_mm`` of it; never bone, vessels, muscle, other organs."""
     owner = canvas.owner[box]
     organ = (owner == organ_id) | (owner == TUMOR)
     if not organ.any():
         return organ
     outside = ndi.distance_transform_edt(~organ, sampling=canvas.grid.spacing)
-    forbidden = np.isin(owner, [BONE, VESSEL, *[o for o in SOLID_ORGANS if o != organ_id]])
+    # lesions push into fat; they do not grow into bone, vessels, muscle or another organ
+    forbidden = np.isin(owner, [BONE, VESSEL, MUSCLE, *[o for o in SOLID_ORGANS if o != organ_id]])
     return (outside <= margin_mm) & ~forbidden & canvas.cavity[box]
