@@ -147,3 +147,23 @@ def test_lesions_grow_into_fat_but_never_into_muscle_bone_vessels_or_other_organ
     owners = set(np.unique(canvas.owner[allowed]).tolist())
     assert KIDNEY in owners and FAT in owners
     assert owners <= {KIDNEY, FAT, BOWEL}
+
+
+@pytest.mark.parametrize("spacing, smallest", [(2.0, 3.0), (3.0, 4.5)])
+def test_no_lesion_is_thinner_than_the_grid_resolves(spacing, smallest):
+    """Radius >= 1.5 voxels: the 2 mm default keeps the tiny class's 3 mm; a 3 mm grid starts at 4.5 mm."""
+    from benchmark.data.phantom_anatomy import LIVER, build_anatomy
+    from benchmark.data.phantom_tumors import sample_lesions
+
+    grid = phantom_grid(spacing=(spacing,) * 3)
+    canvas = build_anatomy(grid, np.random.default_rng(1), "F")
+    radii = [lesion.radius_mm for seed in range(40)
+             for lesion in sample_lesions(canvas, "liver", LIVER, np.random.default_rng(seed))]
+    assert min(radii) >= smallest and min(radii) < smallest + 0.5  # tiny lesions are drawn, at the floor
+
+
+def test_only_medium_and_large_kidney_lesions_are_exophytic():
+    from benchmark.data.phantom_tumors import OUTGROWTH, outgrowth
+
+    assert outgrowth("kidney", 6.0) == 0.15 and outgrowth("kidney", 15.0) == OUTGROWTH["kidney"] == 0.6
+    assert outgrowth("pancreas", 6.0) == outgrowth("pancreas", 15.0) == OUTGROWTH["pancreas"]

@@ -27,7 +27,17 @@ SIZE_PROBS = {
 # how far (in units of the radius) a lesion may grow out of its organ: kidney tumors are often
 # exophytic, pancreatic ones widen the gland, liver lesions bulge the capsule only slightly
 OUTGROWTH = {"liver": 0.15, "pancreas": 0.5, "kidney": 0.6}
+# early (radius < 10 mm) kidney lesions stay in the organ, as DiffTumor's kidney masks (only medium and
+# large ones may be exophytic): a few-mm bulge is lost in partial volume with the perirenal fat
+EARLY_OUTGROWTH = {"kidney": 0.15}
+EARLY_RADIUS_MM = 10.0
+
+
+def outgrowth(organ: str, radius_mm: float) -> float:
+    """How far (in radii) a lesion of ``radius_mm`` may grow out of its organ."""
+    return EARLY_OUTGROWTH.get(organ, OUTGROWTH[organ]) if radius_mm < EARLY_RADIUS_MM else OUTGROWTH[organ]
 MAX_LESIONS = {"liver": 5, "pancreas": 2, "kidney": 3}
+MIN_RADIUS_VOXELS = 1.5
 
 
 @dataclass(frozen=True)
@@ -58,8 +68,10 @@ def sample_lesions(canvas: Canvas, organ: str, organ_id: int, rng: np.random.Gen
 
 def _sample_lesion(canvas, organ, organ_id, depth, offset, rng) -> Lesion:
     size = rng.choice(list(SIZE_CLASSES), p=SIZE_PROBS[organ])
-    radius = float(rng.uniform(*SIZE_CLASSES[size]))
-    wanted_depth = min(radius * (1.0 - OUTGROWTH[organ]), 0.8 * float(depth.max()))
+    # no lesion thinner than the grid resolves (3 voxels across): on a coarse grid a smaller one is a
+    # partial-volume blob that looks like any organ edge (2 mm grid: 3 mm, the tiny class's minimum)
+    radius = max(float(rng.uniform(*SIZE_CLASSES[size])), MIN_RADIUS_VOXELS * max(canvas.grid.spacing))
+    wanted_depth = min(radius * (1.0 - outgrowth(organ, radius)), 0.5 * float(depth.max()))
     candidates = np.argwhere(depth >= wanted_depth)
     vox = candidates[rng.integers(len(candidates))] + offset
     center = canvas.grid.affine[:3, :3] @ vox + canvas.grid.affine[:3, 3]
@@ -97,7 +109,7 @@ def render_lesion(canvas: Canvas, organ: str, organ_id: int, lesion: Lesion, rng
     box = grid.box(lesion.center_mm, reach)
     coords = grid.coords(box)
     rn = _lobulated_radius(coords, lesion, rng)
-    allowed = _allowed_region(canvas, box, organ_id, OUTGROWTH[organ] * lesion.radius_mm + 2.0)
+    allowed = _allowed_region(canvas, box, organ_id, outgrowth(organ, lesion.radius_mm) * lesion.radius_mm + 2.0)
     inside_mm = (1.0 - rn) * lesion.radius_mm  # ~ signed distance to the lesion surface
     weight = 1.0 / (1.0 + np.exp(-inside_mm / np.float32(lesion.edge_mm * 0.5)))
     tumor_hu = np.float32(lesion.base_hu) + SmoothField(rng, rng.uniform(5.0, 12.0), (4.0, 14.0), 8)(*coords)
