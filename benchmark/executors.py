@@ -59,12 +59,25 @@ def execute(tasks: Sequence, *, executor: str, max_parallel: int, stages, slurm:
             outcomes[i] = run_cell_job(tasks[i], stages, progress=progress)
             view.ended(outcomes[i].status)
     elif executor == "local":
-        _run_pool(tasks, todo, outcomes, stages, max_parallel, view)
+        _run_pool(tasks, longest_first(tasks, todo), outcomes, stages, max_parallel, view)
     else:
         _run_submitit(tasks, todo, outcomes, stages, slurm, folder, max_parallel,
                       cluster="local" if executor == "submitit-local" else "slurm", view=view)
     view.close()
     return outcomes
+
+
+def longest_first(tasks: Sequence, todo: Sequence[int]) -> list[int]:
+    """``todo`` ordered longest expected cell first, so that no worker of a pool idles at the end
+    while one long cell runs (LPT scheduling): more training iterations first and, among equal
+    ones, the cells that synthesize tumors on the fly (a generator configured) before those that
+    do not; otherwise grid order. Outcomes stay in task order whatever the start order."""
+    def expected_cost(i: int) -> tuple[int, bool]:
+        hp = tasks[i].cell.hp()
+        iterations = int(hp.get("epochs") or 0) * int(hp.get("iters_per_epoch") or 0)
+        return -iterations, not tasks[i].cell.generator
+
+    return sorted(todo, key=expected_cost)
 
 
 def _skip_finished(tasks: Sequence, outcomes: list) -> list[int]:

@@ -254,3 +254,19 @@ def test_broken_dataset_is_reported_before_any_run(setup):
     with pytest.raises(InputError, match=r"(?s)dataset problem.*ct\.nii\.gz: cannot read CT image"):
         run_grid(grid, tracking_uri=uri, stages=stages, progress=False)
     assert not any((tmp / "results").rglob("cell.json")) if (tmp / "results").exists() else True
+
+
+def test_local_pool_starts_the_longest_cells_first():
+    """LPT order: more iterations first, then cells with a generator (on-the-fly synthesis); stable."""
+    from types import SimpleNamespace
+
+    from benchmark.executors import longest_first
+
+    def task(iterations, generator=()):
+        hp = {"epochs": iterations // 10, "iters_per_epoch": 10}
+        return SimpleNamespace(cell=SimpleNamespace(hp=lambda: hp, generator=generator))
+
+    synth = (("name", "hu"),)
+    tasks = [task(100), task(100, synth), task(200), task(100, synth), task(50, synth)]
+    assert longest_first(tasks, range(5)) == [2, 1, 3, 0, 4]
+    assert longest_first(tasks, [0, 4]) == [0, 4]  # only the cells still to run
