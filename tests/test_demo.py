@@ -79,7 +79,7 @@ def test_run_demo_makes_checked_phantoms_then_runs_grid_contrast_and_report(tmp_
     settings = demo.DemoSettings(cases=10)
     result = demo.run_demo(tmp_path / "out", settings, tracking_uri=uri, progress=False)
     assert [c[0] for c in calls] == ["grid", "contrast", "contrast", "contrast", "report"]
-    assert calls[0][1:] == (tmp_path / "out" / "demo_grid.toml", uri, 2)
+    assert calls[0][1:] == (tmp_path / "out" / "demo_grid.toml", uri, 3)  # three cells at a time on 2 cores (DemoSettings.max_parallel)
     assert calls[-1][2] == demo.DEMO_EXPERIMENT
     # other data than the shipped weights were trained on: the runner trains generators ("auto")
     assert "auto" in (tmp_path / "out" / "demo_grid.toml").read_text() and result.generators.startswith("trained")
