@@ -38,10 +38,18 @@ def _env(**extra):
             "OMP_NUM_THREADS": "1", **extra}
 
 
+def _default_sigint() -> None:
+    """A test run started in the background (`cmd &` in a script) inherits SIGINT ignored, and Python
+    then never raises KeyboardInterrupt: give the driver the default handling a terminal user has."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _drive(grid, uri, executor, max_parallel=1, **env):
     return subprocess.Popen([sys.executable, str(TESTS / "_cluster_helpers.py"), str(grid), uri, executor,
                              str(max_parallel)], env=_env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_default_sigint)
 
 
 def _finish(proc, timeout=600):
