@@ -21,8 +21,8 @@ EARLY_SIZES = ("tiny", "small")
 @dataclass(frozen=True)
 class Contrast:
     """Contrasts (HU) of ``n`` tumors of one organ and source: signed mean and spread, and the mean
-    magnitude, which is what the real-vs-synthetic gap compares (kidney tumors are hypo- or
-    hyper-dense, so their signed mean hides how visible they are)."""
+    magnitude, which is what the real-vs-synthetic gap compares (a generator may paint tumors both
+    darker and brighter than the organ, and a signed mean would let those cancel out)."""
 
     organ: str
     source: str

@@ -16,6 +16,7 @@ from scipy import ndimage as ndi
 
 from benchmark.data.phantom_anatomy import BONE, MUSCLE, SOLID_ORGANS, TUMOR, VESSEL, Canvas
 from benchmark.data.phantom_shapes import SmoothField
+from tumorbench_common.cohorts import is_early
 
 # radius ranges (mm) and probabilities of the size classes; tiny lesions are the hard ones
 SIZE_CLASSES = {"tiny": (3.0, 5.0), "small": (5.0, 10.0), "medium": (10.0, 20.0), "large": (20.0, 34.0)}
@@ -27,17 +28,16 @@ SIZE_PROBS = {
 # how far (in units of the radius) a lesion may grow out of its organ: kidney tumors are often
 # exophytic, pancreatic ones widen the gland, liver lesions bulge the capsule only slightly
 OUTGROWTH = {"liver": 0.15, "pancreas": 0.5, "kidney": 0.6}
-# early (radius < 10 mm) kidney lesions stay in the organ, as DiffTumor's kidney masks (only medium and
+# early (radius <= 10 mm) kidney lesions stay in the organ, as DiffTumor's kidney masks (only medium and
 # large ones may be exophytic): a few-mm bulge is lost in partial volume with the perirenal fat
 EARLY_OUTGROWTH = {"kidney": 0.15}
-EARLY_RADIUS_MM = 10.0
+MAX_LESIONS = {"liver": 5, "pancreas": 2, "kidney": 3}
+MIN_RADIUS_VOXELS = 1.5
 
 
 def outgrowth(organ: str, radius_mm: float) -> float:
     """How far (in radii) a lesion of ``radius_mm`` may grow out of its organ."""
-    return EARLY_OUTGROWTH.get(organ, OUTGROWTH[organ]) if radius_mm < EARLY_RADIUS_MM else OUTGROWTH[organ]
-MAX_LESIONS = {"liver": 5, "pancreas": 2, "kidney": 3}
-MIN_RADIUS_VOXELS = 1.5
+    return EARLY_OUTGROWTH.get(organ, OUTGROWTH[organ]) if is_early(radius_mm) else OUTGROWTH[organ]
 
 
 @dataclass(frozen=True)

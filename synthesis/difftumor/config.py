@@ -16,6 +16,11 @@ from synthesis.errors import SynthesisInputError
 
 STAGES = ("early", "nonearly")
 PRESETS = ("tiny", "paper")
+# The tiny autoencoder's latent channels, which its denoiser's input must match. 16, not the paper's 8:
+# with 4x downsampling a latent voxel of the 3 mm demo phantom is 12 mm, about an early tumor's size, and
+# 8 channels could not carry one (painted early liver tumors 22 HU fainter than the real ones, 7-8 HU
+# with 16); a 2x autoencoder did better still but made a demo difftumor cell ~4x slower (docs/difftumor.md)
+TINY_LATENT_CHANNELS = 16
 ARCHS = ("monai", "official")
 HU_WINDOW = (-175.0, 250.0)
 
@@ -165,11 +170,8 @@ def autoencoder_preset(preset: str) -> tuple[AutoencoderConfig, AutoencoderTrain
         return AutoencoderConfig(), AutoencoderTrainConfig()
     # few codes: a tiny batch has ~2k latent vectors, and codes seen less than once per step
     # (EMA count < 1) are restarted every step, which churns a large codebook
-    # 16 latent channels (paper: 8): with 4x downsampling a 3 mm latent voxel is 12 mm, about an early
-    # tumor's size; 8 channels could not carry it (painted early liver tumors 22 HU fainter than the real
-    # ones on the demo phantom, 8 HU with 16); a 2x autoencoder did better still but cost 4x more per cell
-    model = AutoencoderConfig(channels=(4, 8, 16), latent_channels=16, num_codes=256, decoder_res_blocks=1,
-                              norm_groups=4)
+    model = AutoencoderConfig(channels=(4, 8, 16), latent_channels=TINY_LATENT_CHANNELS, num_codes=256,
+                              decoder_res_blocks=1, norm_groups=4)
     # 600 steps: at 200 the autoencoder reconstructed the phantom's early tumors 3 HU darker than the
     # organ instead of 43 HU, so no diffusion model could paint a visible early tumor through it
     train = AutoencoderTrainConfig(
@@ -187,7 +189,7 @@ def diffusion_preset(preset: str, stage: str) -> tuple[DenoiserConfig, Scheduler
     # (16, 32) channels: a train step costs 0.12 s on 2 CPU cores vs 0.31 s at (32, 64), so the
     # demo trains its six diffusion models in ~3 min; the tiny models are plumbing checks anyway
     denoiser = DenoiserConfig(channels=(16, 32), attention_levels=(False, False), num_res_blocks=1,
-                              norm_groups=8, num_head_channels=16, latent_channels=16)
+                              norm_groups=8, num_head_channels=16, latent_channels=TINY_LATENT_CHANNELS)
     # the non-early model (T=200) cannot learn much in a CPU-minute budget either way: 120 steps
     # keep `make demo` within 10 minutes; the early model (T=4) gets 200
     steps = 200 if stage == "early" else 120
