@@ -6,10 +6,16 @@ the edge counts for neither. Real early tumors: the 26-connected tumor component
 equivalent radius <= 10 mm (the evaluation's "early") of the labeled training cases. Synthetic
 ones: one early (tiny or small) tumor per healthy training case, painted on the organ crop.
 Only fold ``fold``'s training cases are read: the test fold is for the report alone.
+
+A third row says what the generator's autoencoder keeps of the real early tumors: each is encoded and
+decoded (snapped to the codebook, as the pipeline decodes) in a crop of the early model's size. An
+early model that paints through this autoencoder is trained to reproduce those decoded crops, so a
+painted contrast far beyond this row's is not learned tumor appearance (docs/difftumor.md).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -59,19 +65,48 @@ def gap_hu(synthetic: Contrast, real: Contrast) -> float:
     return abs(synthetic.mean_abs_hu - real.mean_abs_hu)
 
 
-def real_early_contrast(dataset: Any, case_ids: Sequence[str]) -> Contrast:
-    """Contrast of every real early tumor (radius <= 10 mm) in the labeled ``case_ids``."""
+def _early_tumors(dataset: Any, case_ids: Sequence[str]):
+    """(ct, labels, tumor mask) of every real early tumor (radius <= 10 mm) in the labeled ``case_ids``."""
     from benchmark.realism_collect import load_case
     from benchmark.realism_crops import EARLY_RADIUS_MM, components, equivalent_radius
 
-    values = []
     for case_id in case_ids:
         ct, labels = load_case(dataset, case_id)
         for comp in components(labels == 2, min_voxels=1):
             if equivalent_radius(int(comp.sum()), dataset.spacing) <= EARLY_RADIUS_MM:
-                value = tumor_contrast(ct, comp, labels == 1, dataset.spacing)
-                values += [] if value is None else [value]
-    return _summary(dataset.organ, "real", values)
+                yield ct, labels, comp
+
+
+def real_early_contrast(dataset: Any, case_ids: Sequence[str]) -> Contrast:
+    """Contrast of every real early tumor (radius <= 10 mm) in the labeled ``case_ids``."""
+    values = [tumor_contrast(ct, comp, labels == 1, dataset.spacing)
+              for ct, labels, comp in _early_tumors(dataset, case_ids)]
+    return _summary(dataset.organ, "real", [v for v in values if v is not None])
+
+
+def autoencoder_early_contrast(dataset: Any, case_ids: Sequence[str], checkpoint) -> Contrast:
+    """Contrast of the same real early tumors after the round trip through the autoencoder of the
+    DiffTumor ``checkpoint`` folder, in a crop of the early model's size centred on each tumor."""
+    import torch
+
+    from synthesis.difftumor.autoencoder import hu_to_unit, unit_to_hu
+    from synthesis.difftumor.checkpoint import autoencoder_dir_for, diffusion_name, load_autoencoder, load_json
+    from synthesis.difftumor.crops import crop_at
+
+    meta = load_json(Path(checkpoint) / f"{diffusion_name(dataset.organ, 'early')}.json", "DiffTumor early config")
+    autoencoder, _ = load_autoencoder(autoencoder_dir_for(checkpoint, [meta]))
+    size, window = tuple(meta["train"]["crop_size"]), autoencoder.config.hu_window
+    values = []
+    for ct, labels, comp in _early_tumors(dataset, case_ids):
+        centre = np.round(np.argwhere(comp).mean(0)).astype(int)
+        crop_ct, crop_tumor, crop_labels = (crop_at(a, centre, size, fill) for a, fill in
+                                            ((ct, -1000.0), (comp, False), (labels, 0)))
+        with torch.no_grad():
+            unit = torch.from_numpy(hu_to_unit(crop_ct, window)[None, None].astype(np.float32))
+            decoded = unit_to_hu(autoencoder.decode(autoencoder.encode(unit)).clamp(-1.0, 1.0), window)[0, 0]
+        value = tumor_contrast(decoded.numpy(), crop_tumor, crop_labels == 1, dataset.spacing)
+        values += [] if value is None else [value]
+    return _summary(dataset.organ, "autoencoder", values)
 
 
 def synthetic_early_contrast(dataset: Any, case_ids: Sequence[str], generator_kwargs: Mapping[str, Any],
@@ -94,7 +129,8 @@ def synthetic_early_contrast(dataset: Any, case_ids: Sequence[str], generator_kw
 
 
 def early_contrasts(dataset_dir, generator_kwargs: Mapping[str, Any], fold: int = 0, seed: int = 0) -> list[Contrast]:
-    """(real, difftumor) early-tumor contrasts of one organ's dataset, on fold ``fold``'s training cases."""
+    """(real, autoencoder round trip, difftumor) early-tumor contrasts of one organ's dataset, on fold
+    ``fold``'s training cases."""
     from benchmark.data import Dataset
 
     dataset = Dataset.open(dataset_dir)
@@ -102,16 +138,18 @@ def early_contrasts(dataset_dir, generator_kwargs: Mapping[str, Any], fold: int 
     labeled = [c for c in dataset.case_ids("labeled") if c in train_ids]
     healthy = [c for c in dataset.case_ids("healthy") if c in train_ids]
     return [real_early_contrast(dataset, labeled),
+            autoencoder_early_contrast(dataset, labeled, generator_kwargs["checkpoint"]),
             synthetic_early_contrast(dataset, healthy, generator_kwargs, seed=seed)]
 
 
 def format_contrasts(contrasts: Sequence[Contrast]) -> str:
     """Terminal table: organ, source, n, signed mean +/- sd, mean |contrast| and the gap to real."""
-    lines = ["  early tumors (radius <= 10 mm): contrast to the surrounding organ, HU (fold-0 training cases)",
-             f"    {'organ':<9} {'source':<10} {'n':>3} {'mean +/- sd':>15} {'mean |c|':>9} {'gap to real':>12}"]
+    lines = ["  early tumors (radius <= 10 mm): contrast to the surrounding organ, HU (fold-0 training cases);",
+             "  autoencoder = the real ones after the generator's autoencoder: what its early model can learn to paint",
+             f"    {'organ':<9} {'source':<11} {'n':>3} {'mean +/- sd':>15} {'mean |c|':>9} {'gap to real':>12}"]
     real = {c.organ: c for c in contrasts if c.source == "real"}
     for c in contrasts:
         gap = "" if c.source == "real" or c.organ not in real else f"{gap_hu(c, real[c.organ]):12.1f}"
-        lines.append(f"    {c.organ:<9} {c.source:<10} {c.n:>3} {c.mean_hu:7.1f} +/- {c.sd_hu:4.1f} "
+        lines.append(f"    {c.organ:<9} {c.source:<11} {c.n:>3} {c.mean_hu:7.1f} +/- {c.sd_hu:4.1f} "
                      f"{c.mean_abs_hu:9.1f} {gap}")
     return "\n".join(lines)

@@ -10,6 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+TINY_DIFFTUMOR_NOTE = ("The DiffTumor cells use the tiny generator preset, whose autoencoder keeps little of an "
+                       "early tumor's contrast: the early tumors they train on are dark blobs from a sampler bias, "
+                       "not learned tumor appearance (docs/difftumor.md, \"What the tiny early models paint\").")
 PUBLISHED_NOTE = ("Published columns are the DiffTumor paper's (supplementary tables): models with 96³ "
                   "crops trained on patient CTs, not results of this run.")
 
@@ -40,6 +43,22 @@ def _test_cases(summary: dict[str, Any] | None) -> str:
     return f"{tumor + healthy} ({tumor} with tumor, {healthy} healthy)"
 
 
+def _uses_tiny_difftumor(params: dict[str, str]) -> bool:
+    """A difftumor cell whose generators are tiny: trained by the runner ("auto" is always tiny) or a
+    checkpoint folder whose diffusion JSONs say preset "tiny"."""
+    if params.get("generator.name") != "difftumor":
+        return False
+    checkpoint = params.get("generator.checkpoint", "")
+    if checkpoint == "auto":
+        return True
+    for path in sorted(Path(checkpoint).glob("diffusion_*_early.json")) if checkpoint else []:
+        try:
+            return json.loads(path.read_text()).get("preset") == "tiny"
+        except (OSError, ValueError):
+            return False
+    return False
+
+
 def describe_run(grid) -> list[str]:
     """Lines for the report header: per organ the data and test fold size, then preset/training."""
     cells = list(grid.cells.values())
@@ -55,4 +74,6 @@ def describe_run(grid) -> list[str]:
     presets = sorted({c.params.get("preset", "?") for c in cells})
     lines.append(f"Backbone preset {', '.join(presets)}; {_iterations(params)} of batch "
                  f"{params.get('batch_size', '?')}, crop {params.get('crop_size', '?')} per cell; {len(cells)} cells.")
+    if any(_uses_tiny_difftumor(c.params) for c in cells):
+        lines.append(TINY_DIFFTUMOR_NOTE)
     return lines + [PUBLISHED_NOTE]

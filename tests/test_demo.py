@@ -142,7 +142,7 @@ def test_tumor_contrast_is_tumor_minus_organ_shell_beyond_the_edge():
 
 
 def test_report_header_says_what_was_run(tmp_path):
-    from reports.run_scope import PUBLISHED_NOTE, describe_run
+    from reports.run_scope import PUBLISHED_NOTE, TINY_DIFFTUMOR_NOTE, describe_run
 
     data = tmp_path / "liver"
     data.mkdir()
@@ -157,6 +157,25 @@ def test_report_header_says_what_was_run(tmp_path):
                         "16 (10 with tumor, 6 healthy)")
     assert "tiny" in lines[1] and "1600 iterations (40 epochs × 40)" in lines[1] and "3 cells" in lines[1]
     assert lines[-1] == PUBLISHED_NOTE and "patient CTs" in PUBLISHED_NOTE and "96³" in PUBLISHED_NOTE
+    assert TINY_DIFFTUMOR_NOTE not in lines  # no DiffTumor cell
+
+
+def test_report_header_says_when_difftumor_cells_use_tiny_generators(tmp_path):
+    from benchmark.demo_generators import SHIPPED_DIR
+    from reports.run_scope import TINY_DIFFTUMOR_NOTE, describe_run
+
+    paper = tmp_path / "paper"
+    paper.mkdir()
+    (paper / "diffusion_liver_early.json").write_text(json.dumps({"preset": "paper"}))
+    base = {"preset": "tiny", "epochs": "1", "iters_per_epoch": "1", "generator.name": "difftumor"}
+    expected = {str(SHIPPED_DIR): True, "auto": True, str(paper): False}
+    for checkpoint, tiny in expected.items():
+        cell = SimpleNamespace(organ="liver", fold=0, params=dict(base, **{"generator.checkpoint": checkpoint}),
+                               tags={})
+        lines = describe_run(SimpleNamespace(cells={0: cell}, summary=lambda cell: None))
+        assert (TINY_DIFFTUMOR_NOTE in lines) is tiny, checkpoint
+    hu = SimpleNamespace(organ="liver", fold=0, params=dict(base, **{"generator.name": "hu"}), tags={})
+    assert TINY_DIFFTUMOR_NOTE not in describe_run(SimpleNamespace(cells={0: hu}, summary=lambda cell: None))
 
 
 def test_demo_cli_rejects_bad_sizes_before_doing_anything(tmp_path, capsys):
@@ -166,3 +185,31 @@ def test_demo_cli_rejects_bad_sizes_before_doing_anything(tmp_path, capsys):
         assert main(["demo", "--out", str(tmp_path / "out"), *argv]) == 2
         assert capsys.readouterr().err.startswith(f"tumorbench: error: {argv[0]} ")
     assert not (tmp_path / "out").exists()
+
+
+def test_autoencoder_row_is_the_real_tumors_after_the_generators_autoencoder(tmp_path, monkeypatch):
+    """The row measures the real early tumors through the checkpoint's autoencoder on crops of the early
+    model's size: an identity autoencoder gives the real contrasts back, a constant one none at all."""
+    import torch
+
+    from benchmark.data import Dataset
+    from benchmark.data.phantom import generate_phantom_dataset
+    from benchmark.demo_contrast import autoencoder_early_contrast, real_early_contrast
+    from benchmark.demo_generators import SHIPPED_DIR
+    from synthesis.difftumor.autoencoder import VQAutoencoder
+
+    generate_phantom_dataset(tmp_path / "liver", "liver", 10, seed=0, spacing=(3.0,) * 3, tumor_fraction=1.0,
+                             progress=False)
+    dataset = Dataset.open(tmp_path / "liver")
+    labeled = dataset.case_ids("labeled")
+    real = real_early_contrast(dataset, labeled)
+    assert real.n >= 2 and real.mean_hu < -20
+    shapes = []
+    monkeypatch.setattr(VQAutoencoder, "encode", lambda self, image: shapes.append(tuple(image.shape)) or image)
+    monkeypatch.setattr(VQAutoencoder, "decode", lambda self, latent, quantize=True: latent)
+    same = autoencoder_early_contrast(dataset, labeled, SHIPPED_DIR)
+    assert set(shapes) == {(1, 1, 32, 32, 32)} and len(shapes) == real.n  # the early model's crop, per tumor
+    assert (same.source, same.n) == ("autoencoder", real.n)
+    assert same.mean_hu == pytest.approx(real.mean_hu, abs=1e-2) and same.sd_hu == pytest.approx(real.sd_hu, abs=1e-2)
+    monkeypatch.setattr(VQAutoencoder, "decode", lambda self, latent, quantize=True: torch.zeros_like(latent))
+    assert autoencoder_early_contrast(dataset, labeled, SHIPPED_DIR).mean_abs_hu == pytest.approx(0.0, abs=1e-3)

@@ -17,9 +17,9 @@ from synthesis.errors import SynthesisInputError
 STAGES = ("early", "nonearly")
 PRESETS = ("tiny", "paper")
 # The tiny autoencoder's latent channels, which its denoiser's input must match. 16, not the paper's 8:
-# with 4x downsampling a latent voxel of the 3 mm demo phantom is 12 mm, about an early tumor's size, and
-# 8 channels could not carry one (painted early liver tumors 22 HU fainter than the real ones, 7-8 HU
-# with 16); a 2x autoencoder did better still but made a demo difftumor cell ~4x slower (docs/difftumor.md)
+# the demo's painted early tumors came out closer to the real ones' contrast (liver 22 HU fainter at 8,
+# 7 HU with 16). Not because 16 channels carry an early tumor through the 12 mm latent voxel of the 3 mm
+# demo phantom: they do not (docs/difftumor.md, "What the tiny early models paint").
 TINY_LATENT_CHANNELS = 16
 ARCHS = ("monai", "official")
 HU_WINDOW = (-175.0, 250.0)
