@@ -151,5 +151,5 @@ def format_contrasts(contrasts: Sequence[Contrast]) -> str:
     for c in contrasts:
         gap = "" if c.source == "real" or c.organ not in real else f"{gap_hu(c, real[c.organ]):12.1f}"
         lines.append(f"    {c.organ:<9} {c.source:<11} {c.n:>3} {c.mean_hu:7.1f} +/- {c.sd_hu:4.1f} "
-                     f"{c.mean_abs_hu:9.1f} {gap}")
+                     f"{c.mean_abs_hu:9.1f} {gap}".rstrip())
     return "\n".join(lines)
