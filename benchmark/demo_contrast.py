@@ -65,27 +65,28 @@ def gap_hu(synthetic: Contrast, real: Contrast) -> float:
     return abs(synthetic.mean_abs_hu - real.mean_abs_hu)
 
 
-def _early_tumors(dataset: Any, case_ids: Sequence[str]):
-    """(ct, labels, tumor mask) of every real early tumor (radius <= 10 mm) in the labeled ``case_ids``."""
+def early_tumors(dataset: Any, case_ids: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(ct, labels, tumor mask) of every real early tumor (radius <= 10 mm) in the labeled ``case_ids``
+    (tumors of one case share its arrays), read once for the real and the autoencoder rows."""
     from benchmark.realism_collect import load_case
     from benchmark.realism_crops import EARLY_RADIUS_MM, components, equivalent_radius
 
+    tumors = []
     for case_id in case_ids:
         ct, labels = load_case(dataset, case_id)
-        for comp in components(labels == 2, min_voxels=1):
-            if equivalent_radius(int(comp.sum()), dataset.spacing) <= EARLY_RADIUS_MM:
-                yield ct, labels, comp
+        tumors += [(ct, labels, comp) for comp in components(labels == 2, min_voxels=1)
+                   if equivalent_radius(int(comp.sum()), dataset.spacing) <= EARLY_RADIUS_MM]
+    return tumors
 
 
-def real_early_contrast(dataset: Any, case_ids: Sequence[str]) -> Contrast:
-    """Contrast of every real early tumor (radius <= 10 mm) in the labeled ``case_ids``."""
-    values = [tumor_contrast(ct, comp, labels == 1, dataset.spacing)
-              for ct, labels, comp in _early_tumors(dataset, case_ids)]
+def real_early_contrast(dataset: Any, tumors: Sequence[tuple]) -> Contrast:
+    """Contrast of the real early ``tumors`` (from :func:`early_tumors`)."""
+    values = [tumor_contrast(ct, comp, labels == 1, dataset.spacing) for ct, labels, comp in tumors]
     return _summary(dataset.organ, "real", [v for v in values if v is not None])
 
 
-def autoencoder_early_contrast(dataset: Any, case_ids: Sequence[str], checkpoint) -> Contrast:
-    """Contrast of the same real early tumors after the round trip through the autoencoder of the
+def autoencoder_early_contrast(dataset: Any, tumors: Sequence[tuple], checkpoint) -> Contrast:
+    """Contrast of the same real early ``tumors`` after the round trip through the autoencoder of the
     DiffTumor ``checkpoint`` folder, in a crop of the early model's size centred on each tumor."""
     import torch
 
@@ -97,7 +98,7 @@ def autoencoder_early_contrast(dataset: Any, case_ids: Sequence[str], checkpoint
     autoencoder, _ = load_autoencoder(autoencoder_dir_for(checkpoint, [meta]))
     size, window = tuple(meta["train"]["crop_size"]), autoencoder.config.hu_window
     values = []
-    for ct, labels, comp in _early_tumors(dataset, case_ids):
+    for ct, labels, comp in tumors:
         centre = np.round(np.argwhere(comp).mean(0)).astype(int)
         crop_ct, crop_tumor, crop_labels = (crop_at(a, centre, size, fill) for a, fill in
                                             ((ct, -1000.0), (comp, False), (labels, 0)))
@@ -137,8 +138,9 @@ def early_contrasts(dataset_dir, generator_kwargs: Mapping[str, Any], fold: int 
     train_ids = set(dataset.fold(fold)[0])
     labeled = [c for c in dataset.case_ids("labeled") if c in train_ids]
     healthy = [c for c in dataset.case_ids("healthy") if c in train_ids]
-    return [real_early_contrast(dataset, labeled),
-            autoencoder_early_contrast(dataset, labeled, generator_kwargs["checkpoint"]),
+    tumors = early_tumors(dataset, labeled)
+    return [real_early_contrast(dataset, tumors),
+            autoencoder_early_contrast(dataset, tumors, generator_kwargs["checkpoint"]),
             synthetic_early_contrast(dataset, healthy, generator_kwargs, seed=seed)]
 
 

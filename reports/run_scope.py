@@ -49,14 +49,13 @@ def _uses_tiny_difftumor(params: dict[str, str]) -> bool:
     if params.get("generator.name") != "difftumor":
         return False
     checkpoint = params.get("generator.checkpoint", "")
-    if checkpoint == "auto":
-        return True
-    for path in sorted(Path(checkpoint).glob("diffusion_*_early.json")) if checkpoint else []:
-        try:
-            return json.loads(path.read_text()).get("preset") == "tiny"
-        except (OSError, ValueError):
-            return False
-    return False
+    if checkpoint in ("", "auto"):
+        return checkpoint == "auto"
+    record = next(iter(sorted(Path(checkpoint).glob("diffusion_*_early.json"))), None)
+    try:
+        return record is not None and json.loads(record.read_text()).get("preset") == "tiny"
+    except (OSError, ValueError):
+        return False
 
 
 def describe_run(grid) -> list[str]:

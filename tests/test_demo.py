@@ -194,22 +194,22 @@ def test_autoencoder_row_is_the_real_tumors_after_the_generators_autoencoder(tmp
 
     from benchmark.data import Dataset
     from benchmark.data.phantom import generate_phantom_dataset
-    from benchmark.demo_contrast import autoencoder_early_contrast, real_early_contrast
+    from benchmark.demo_contrast import autoencoder_early_contrast, early_tumors, real_early_contrast
     from benchmark.demo_generators import SHIPPED_DIR
     from synthesis.difftumor.autoencoder import VQAutoencoder
 
     generate_phantom_dataset(tmp_path / "liver", "liver", 10, seed=0, spacing=(3.0,) * 3, tumor_fraction=1.0,
                              progress=False)
     dataset = Dataset.open(tmp_path / "liver")
-    labeled = dataset.case_ids("labeled")
-    real = real_early_contrast(dataset, labeled)
+    tumors = early_tumors(dataset, dataset.case_ids("labeled"))
+    real = real_early_contrast(dataset, tumors)
     assert real.n >= 2 and real.mean_hu < -20
     shapes = []
     monkeypatch.setattr(VQAutoencoder, "encode", lambda self, image: shapes.append(tuple(image.shape)) or image)
     monkeypatch.setattr(VQAutoencoder, "decode", lambda self, latent, quantize=True: latent)
-    same = autoencoder_early_contrast(dataset, labeled, SHIPPED_DIR)
+    same = autoencoder_early_contrast(dataset, tumors, SHIPPED_DIR)
     assert set(shapes) == {(1, 1, 32, 32, 32)} and len(shapes) == real.n  # the early model's crop, per tumor
     assert (same.source, same.n) == ("autoencoder", real.n)
     assert same.mean_hu == pytest.approx(real.mean_hu, abs=1e-2) and same.sd_hu == pytest.approx(real.sd_hu, abs=1e-2)
     monkeypatch.setattr(VQAutoencoder, "decode", lambda self, latent, quantize=True: torch.zeros_like(latent))
-    assert autoencoder_early_contrast(dataset, labeled, SHIPPED_DIR).mean_abs_hu == pytest.approx(0.0, abs=1e-3)
+    assert autoencoder_early_contrast(dataset, tumors, SHIPPED_DIR).mean_abs_hu == pytest.approx(0.0, abs=1e-3)
