@@ -50,6 +50,11 @@ def db_answers(db: Path) -> dict:
         return {(r, c): (a, k) for r, c, a, k in con.execute("SELECT reader, case_id, answer, confidence FROM answers")}
 
 
+def db_positions(db: Path) -> dict:
+    with sqlite3.connect(db) as con:
+        return dict(con.execute("SELECT reader, case_index FROM positions").fetchall())
+
+
 def click(browser: DevTools, *ids: str) -> None:
     browser.js(";".join(f"document.getElementById('{i}').click()" for i in ids))
 
@@ -82,7 +87,7 @@ def test_answers_survive_killing_browser_and_server_mid_study(tmp_path):
         server.wait(timeout=10)
     expected = {("alice", "case_001"): ("synthetic", "4"), ("alice", "case_002"): ("real", ""),
                 ("alice", "case_003"): ("real", "2")}
-    assert db_answers(db) == expected
+    assert db_answers(db) == expected and db_positions(db) == {"alice": 3}
 
     server, url = start_server(study, db)
     browser = DevTools(tmp_path / "profile2")  # a new browser: nothing in its localStorage
