@@ -173,3 +173,12 @@ def test_cli_errors_are_one_clear_line(served, tmp_path, capsys):
     assert f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
     assert main(["reader-study", "export", str(tmp_path / "study"), "--db", str(tmp_path / "none.sqlite")]) == 2
     assert "none.sqlite: answers database not found" in capsys.readouterr().err
+
+
+def test_make_refuses_to_replace_a_study_with_served_answers(tmp_path, capsys):
+    study = tmp_path / "study"
+    make_study(study)
+    AnswerStore(study / "answers.sqlite", "x").close()
+    assert main(["reader-study", "make", str(tmp_path / "no_dataset"), "--out", str(study)]) == 2
+    assert "answers.sqlite: answers given on `reader-study serve`" in capsys.readouterr().err
+    assert (study / "answers.sqlite").is_file() and (study / "key.csv").is_file()
