@@ -28,9 +28,9 @@ pytestmark = [pytest.mark.browser,
 SAVED = "typeof savedAll === 'function' && savedAll()"
 
 
-def start_server(study: Path, db: Path) -> tuple[subprocess.Popen, str]:
-    """`tumorbench reader-study serve` on a free port, as a process of its own; (process, URL)."""
-    proc = subprocess.Popen([sys.executable, "-m", "benchmark", "reader-study", "serve", str(study), "--port", "0",
+def start_server(study: Path, db: Path, port: int = 0) -> tuple[subprocess.Popen, str]:
+    """`tumorbench reader-study serve` (default: on a free port) as a process of its own; (process, URL)."""
+    proc = subprocess.Popen([sys.executable, "-m", "benchmark", "reader-study", "serve", str(study), "--port", str(port),
                              "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stdout:  # the URL line comes once the socket listens
         if line.startswith("readers open: "):
@@ -111,3 +111,26 @@ def test_answers_survive_killing_browser_and_server_mid_study(tmp_path):
     sheets = export_study(study, db=db, out_dir=tmp_path / "sheets")
     alice = sheets[0].read_text().splitlines()
     assert alice[1].split(",")[1:5] == ["alice", "case_001", "synthetic", "4"] and len(alice) == 7
+
+
+def test_answers_given_while_the_server_is_down_arrive_when_it_is_back(tmp_path):
+    """The page keeps an answer it could not send, says so, and sends it once the server is back."""
+    study, db = tmp_path / "study", tmp_path / "answers.sqlite"
+    make_study(study, n=4)
+    server, url = start_server(study, db)
+    browser = DevTools(tmp_path / "profile")
+    try:
+        browser.attach_page()
+        open_page(browser, url, "carol")
+        os.kill(server.pid, signal.SIGKILL)
+        server.wait(timeout=10)
+        click(browser, "answer-synthetic")  # one write only: no later write may carry it
+        browser.wait_for("document.getElementById('saveState').textContent.startsWith('NOT saved yet')")
+        assert not browser.js("savedAll()") and db_answers(db) == {}
+        server, _ = start_server(study, db, port=int(url.split(":")[2].split("/")[0]))
+        browser.wait_for("savedAll()", tries=400)  # the page retries every 2 s
+        assert db_answers(db) == {("carol", "case_001"): ("synthetic", "")}
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+        browser.close()
