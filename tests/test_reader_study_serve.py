@@ -143,10 +143,12 @@ def test_server_commits_before_it_replies_and_keeps_readers_apart(served):
     ({"reader": "alice", "case_id": "case_001", "answer": "real", "confidence": 7}, "confidence"),
     ({"reader": "", "case_id": "case_001", "answer": "real"}, "reader name"),
 ])
-def test_server_refuses_bad_answers_and_writes_nothing(served, body, error):
+def test_server_refuses_bad_answers_and_writes_nothing(served, body, error, capsys):
     server, _, db = served
     status, reply = request(server.url + "api/answer", body)
     assert status == 400 and error in reply["error"] and rows(db) == []
+    log = capsys.readouterr().err  # errors are logged, the token never
+    assert "POST /<token>/api/answer -> 400" in log and server.token not in log
 
 
 def test_token_host_and_files_outside_the_page_are_refused(served, tmp_path):
@@ -158,9 +160,16 @@ def test_token_host_and_files_outside_the_page_are_refused(served, tmp_path):
     assert request(root + "/" + "x" * len(server.token) + "/index.html")[0] == 403
     assert request(server.url + "api/answer", body, host="evil.example:80")[0] == 403
     assert rows(db) == []
-    assert request(server.url + "../key.csv")[0] in (403, 404)  # urllib normalises nothing: a literal ..
+    assert request(server.url + "../key.csv")[0] == 404  # sent as a literal ..; resolved outside reader/
     assert (tmp_path / "study" / TOKEN_FILE).stat().st_mode & 0o077 == 0
     assert study_token(tmp_path / "study") == server.token  # stored with the study: the same after a restart
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path):
+    make_study(tmp_path / "study")
+    (tmp_path / "notes.txt").write_text("not sqlite\n" * 200)
+    with pytest.raises(InputError, match="notes.txt: not a usable answers database"):
+        open_server(tmp_path / "study", port=0, db=tmp_path / "notes.txt")
 
 
 def test_cli_errors_are_one_clear_line(served, tmp_path, capsys):
