@@ -38,6 +38,26 @@ def start_server(study: Path, db: Path, port: int = 0) -> tuple[subprocess.Popen
     raise RuntimeError(f"server did not start: {proc.wait(timeout=10)} {proc.stderr.read()}")
 
 
+def start(study: Path, db: Path, profile: Path, port: int = 0) -> tuple[subprocess.Popen, str, DevTools]:
+    """A fresh server and a fresh browser (its own profile: empty localStorage)."""
+    server, url = start_server(study, db, port)
+    browser = DevTools(profile)
+    try:
+        browser.attach_page()
+    except BaseException:
+        kill(server, browser)
+        raise
+    return server, url, browser
+
+
+def kill(server: subprocess.Popen, browser: DevTools) -> None:
+    """SIGKILL both (no clean shutdown, no flush): what a crash or a pulled plug does."""
+    if server.poll() is None:
+        os.kill(server.pid, signal.SIGKILL)
+    server.wait(timeout=10)
+    browser.close()  # SIGKILL too
+
+
 def open_page(browser: DevTools, url: str, reader: str | None) -> None:
     browser.send("Page.navigate", {"url": url + (f"?reader={reader}" if reader else "")})
     loaded = f"document.body.dataset.reader === '{reader}' && CASES[currentId()] !== undefined" if reader \
@@ -66,10 +86,8 @@ def text(browser: DevTools, element: str) -> str:
 def test_answers_survive_killing_browser_and_server_mid_study(tmp_path):
     study, db = tmp_path / "study", tmp_path / "answers.sqlite"
     make_study(study, n=6)
-    server, url = start_server(study, db)
-    browser = DevTools(tmp_path / "profile1")
+    server, url, browser = start(study, db, tmp_path / "profile1")
     try:
-        browser.attach_page()
         open_page(browser, url, None)
         click(browser, "answer-real")  # no name yet: refused on the page, nothing sent
         assert "enter your name" in text(browser, "status")
@@ -82,17 +100,13 @@ def test_answers_survive_killing_browser_and_server_mid_study(tmp_path):
         click(browser, "next", "answer-synthetic", "confidence-2", "answer-real", "next")
         browser.wait_for(SAVED)  # the server has replied to every write; kill right away
     finally:
-        os.kill(server.pid, signal.SIGKILL)
-        browser.close()  # SIGKILL too
-        server.wait(timeout=10)
+        kill(server, browser)
     expected = {("alice", "case_001"): ("synthetic", "4"), ("alice", "case_002"): ("real", ""),
                 ("alice", "case_003"): ("real", "2")}
     assert db_answers(db) == expected and db_positions(db) == {"alice": 3}
 
-    server, url = start_server(study, db)
-    browser = DevTools(tmp_path / "profile2")  # a new browser: nothing in its localStorage
+    server, url, browser = start(study, db, tmp_path / "profile2")  # a new browser: empty localStorage
     try:
-        browser.attach_page()
         open_page(browser, url, "alice")
         assert text(browser, "progress") == "answered 3 / 6"
         assert text(browser, "caseLabel").startswith("case_004")  # resumed where she stopped
@@ -104,9 +118,7 @@ def test_answers_survive_killing_browser_and_server_mid_study(tmp_path):
         click(browser, "answer-real")
         browser.wait_for(SAVED)
     finally:
-        os.kill(server.pid, signal.SIGKILL)
-        browser.close()
-        server.wait(timeout=10)
+        kill(server, browser)
     assert db_answers(db) == {**expected, ("bob", "case_001"): ("real", "")}
     sheets = export_study(study, db=db, out_dir=tmp_path / "sheets")
     alice = sheets[0].read_text().splitlines()
@@ -117,10 +129,8 @@ def test_answers_given_while_the_server_is_down_arrive_when_it_is_back(tmp_path)
     """The page keeps an answer it could not send, says so, and sends it once the server is back."""
     study, db = tmp_path / "study", tmp_path / "answers.sqlite"
     make_study(study, n=4)
-    server, url = start_server(study, db)
-    browser = DevTools(tmp_path / "profile")
+    server, url, browser = start(study, db, tmp_path / "profile")
     try:
-        browser.attach_page()
         open_page(browser, url, "carol")
         os.kill(server.pid, signal.SIGKILL)
         server.wait(timeout=10)
@@ -131,6 +141,4 @@ def test_answers_given_while_the_server_is_down_arrive_when_it_is_back(tmp_path)
         browser.wait_for("savedAll()", tries=400)  # the page retries every 2 s
         assert db_answers(db) == {("carol", "case_001"): ("synthetic", "")}
     finally:
-        server.kill()
-        server.wait(timeout=10)
-        browser.close()
+        kill(server, browser)

@@ -29,7 +29,8 @@ side (not blinded)."""
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "reader-study", help="Visual Turing Test: make blinded reader pages, serve them, score answers",
-        description="Visual Turing Test kit: blinded real-vs-synthetic (or organ) reader study and its scoring.",
+        description="Visual Turing Test kit: blinded real-vs-synthetic (or organ) reader study, a 127.0.0.1 server that "
+                    "saves every answer when given, and its scoring.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     inner = parser.add_subparsers(dest="reader_study_command", metavar="<make|serve|export|score>")
     make = inner.add_parser("make", help="write a blinded study (page, cases, key, gallery)",
@@ -46,15 +47,13 @@ def register(subparsers) -> None:
     make.add_argument("--device", default="cpu", help="device for generators")
     make.set_defaults(func=reader_study_make_entry)
     _add_serve_export(inner)
-    score = inner.add_parser("score", help="score exported answer CSVs against the key",
-                             description="Accuracy, sensitivity/specificity for synthetic tumors and confidence ROC AUC "
-                                         "(or per-organ recall), per reader and pooled, for all cases and per generator, "
-                                         "organ and size bin, with 95% CIs and tests against chance; reader agreement "
-                                         "(Cohen's/Fleiss' kappa). Writes scores.csv, agreement.csv, confusion.csv, "
-                                         "scores.png, scores_by_group.png.",
-                             epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    score.add_argument("study", metavar="DIR", help="study folder written by `reader-study make`")
-    score.add_argument("--answers", nargs="+", required=True, help="answer CSVs exported from the reader page")
+    score = _study_command(inner, "score", "score exported answer CSVs against the key",
+                           "Accuracy, sensitivity/specificity for synthetic tumors and confidence ROC AUC "
+                           "(or per-organ recall), per reader and pooled, for all cases and per generator, "
+                           "organ and size bin, with 95% CIs and tests against chance; reader agreement "
+                           "(Cohen's/Fleiss' kappa). Writes scores.csv, agreement.csv, confusion.csv, "
+                           "scores.png, scores_by_group.png.")
+    score.add_argument("--answers", nargs="+", required=True, help="answer CSVs exported from the reader page or by `reader-study export`")
     score.add_argument("--out", default=None, help="output folder (default: DIR)")
     score.add_argument("--experiment", default=None,
                        help="also log the scores as an MLflow run (tag tumorbench.kind=reader_study); use the grid's "
@@ -64,25 +63,29 @@ def register(subparsers) -> None:
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
+def _study_command(inner, name: str, help: str, description: str):  # noqa: A002 (argparse's word)
+    """A `reader-study NAME DIR` subcommand with the shared examples."""
+    command = inner.add_parser(name, help=help, description=description, epilog=EPILOG,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    command.add_argument("study", metavar="DIR", help="study folder written by `reader-study make`")
+    return command
+
+
 def _add_serve_export(inner) -> None:
-    serve = inner.add_parser(
-        "serve", help="serve the reader page on 127.0.0.1, saving every answer when given",
-        description="Serve DIR/reader/ on 127.0.0.1 only, behind a per-study secret token in the URL (kept in "
-                    "DIR/server_token; requests without it get 403). Every answer is committed to an sqlite file "
-                    "before the page is told it is saved; a reader who reloads, or comes back in another browser "
-                    "with the same name, resumes at the case where they stopped. Readers are kept apart by name. "
-                    "For a remote reader use SSH port forwarding; the server never listens on other addresses.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    serve.add_argument("study", metavar="DIR", help="study folder written by `reader-study make`")
+    serve = _study_command(
+        inner, "serve", "serve the reader page on 127.0.0.1, saving every answer when given",
+        "Serve DIR/reader/ on 127.0.0.1 only, behind a per-study secret token in the URL (kept in "
+        "DIR/server_token; requests without it get 403). Every answer is committed to an sqlite file "
+        "before the page is told it is saved; a reader who reloads, or comes back in another browser "
+        "with the same name, resumes at the case where they stopped. Readers are kept apart by name. "
+        "For a remote reader use SSH port forwarding; the server never listens on other addresses.")
     serve.add_argument("--port", type=int, default=8765, help="TCP port on 127.0.0.1 (default 8765; 0: any free port)")
     serve.add_argument("--db", default=None, metavar="FILE", help="answers database (default DIR/answers.sqlite)")
     serve.set_defaults(func=reader_study_serve_entry)
-    export = inner.add_parser(
-        "export", help="write each reader's served answers as a CSV sheet for `score`",
-        description="Write answers_<reader>.csv (study_id,reader,case_id,answer,confidence,answered_at: the "
-                    "format of the page's own export) for every reader in the answers database.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    export.add_argument("study", metavar="DIR", help="study folder written by `reader-study make`")
+    export = _study_command(
+        inner, "export", "write each reader's served answers as a CSV sheet for `score`",
+        "Write answers_<reader>.csv (study_id,reader,case_id,answer,confidence,answered_at: the format of "
+        "the page's own export) for every reader in the answers database, for `reader-study score`.")
     export.add_argument("--db", default=None, metavar="FILE", help="answers database (default DIR/answers.sqlite)")
     export.add_argument("--out", default=None, help="folder for the sheets (default DIR/answers)")
     export.set_defaults(func=reader_study_export_entry)
