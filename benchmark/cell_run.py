@@ -173,7 +173,7 @@ def _final_metrics(client, run_id: str, task: CellTask, summaries: Mapping[str, 
 
 
 def _log_artifacts(client, run_id: str, results_dir: Path) -> None:
-    for name in ("summary.json", "cell.json", "train_config.json", "cases_used.json"):
+    for name in ("summary.json", "per_case.csv", "per_lesion.csv", "cell.json", "train_config.json", "cases_used.json"):
         if (results_dir / name).is_file():
             client.log_artifact(run_id, str(results_dir / name))
     for sub in ("cross_organ", "previews"):
