@@ -83,3 +83,16 @@ def test_a_cell_scores_on_the_5mm_grid_not_the_1mm_copy(imported, tmp_path):
     # (measured: tumor DSC 0.949 native vs 0.875 on the copy, organ 0.987 vs 0.956; NSD 1.0 vs 0.9986)
     assert on_copy["tumor_dsc"] < case["tumor_dsc"] - 0.05 and on_copy["organ_dsc"] < case["organ_dsc"] - 0.02
     assert on_copy["tumor_nsd"] < case["tumor_nsd"] == 1.0 and on_copy["organ_nsd"] < case["organ_nsd"] == 1.0
+
+
+def test_data_check_reads_the_native_labels_before_any_run(imported, tmp_path):
+    import shutil
+
+    from benchmark.data import check_dataset
+
+    ds, *_ = imported
+    copy = tmp_path / "liver"
+    shutil.copytree(ds.root, copy)
+    assert check_dataset(copy) == []
+    (copy / "cases" / "liver_0" / "labels_native.nii.gz").write_bytes(b"\x1f\x8b truncated")
+    assert any("labels_native.nii.gz: cannot read original-grid labels" in p for p in check_dataset(copy))
