@@ -21,8 +21,9 @@ def run_pipeline(task, stages: Stages, *, log_metrics, report=None, progress: bo
     minus the inner validation split, selects its checkpoint on the inner validation split
     and is reported on the test fold only (`benchmark.data.splits.fold_cases`).
     ``cases_used.json`` lists the exact ids; ``<results>/train/`` checkpoints (the trainer
-    resumes from ``last.pt``), ``predictions/<organ>/<case>.nii.gz``, ``summary.json`` (own
-    organ, test fold), ``cross_organ/<organ>/summary.json`` (other organs), ``previews/*.png``.
+    resumes from ``last.pt``), ``predictions/<organ>/<case>.nii.gz``, ``summary.json`` + ``per_case.csv`` +
+    ``per_lesion.csv`` (own organ, test fold, scored on each case's native grid),
+    ``cross_organ/<organ>/`` (the same for other organs), ``previews/*.png``.
     Cases are read through the grid's shared preprocessed cache ``<results root>/.cache``
     (`models.cache`).
 
