@@ -21,8 +21,9 @@ def run_pipeline(task, stages: Stages, *, log_metrics, report=None, progress: bo
     minus the inner validation split, selects its checkpoint on the inner validation split
     and is reported on the test fold only (`benchmark.data.splits.fold_cases`).
     ``cases_used.json`` lists the exact ids; ``<results>/train/`` checkpoints (the trainer
-    resumes from ``last.pt``), ``predictions/<organ>/<case>.nii.gz``, ``summary.json`` (own
-    organ, test fold), ``cross_organ/<organ>/summary.json`` (other organs), ``previews/*.png``.
+    resumes from ``last.pt``), ``predictions/<organ>/<case>.nii.gz``, ``summary.json`` + ``per_case.csv`` +
+    ``per_lesion.csv`` (own organ, test fold, scored on each case's native grid),
+    ``cross_organ/<organ>/`` (the same for other organs), ``previews/*.png``.
     Cases are read through the grid's shared preprocessed cache ``<results root>/.cache``
     (`models.cache`).
 
@@ -86,10 +87,10 @@ def training_case_ids(cell, dataset, fit: list[str]) -> list[str]:
 
 def _predict_and_evaluate(task, stages: Stages, ckpt: Path, dataset, case_ids, organ: str,
                           progress: bool) -> dict:
-    """Predict (skipped when a previous attempt completed it) and write the summary.
+    """Predict (skipped when a previous attempt completed it), then score on each case's native
+    grid and write summary.json + per_case.csv + per_lesion.csv (`benchmark.evaluation`).
 
-    Post-processing keeps tumor calls inside the *target* CT's organ label (the paper's
-    pseudo-label), whichever organ the model was trained on."""
+    The ``organ_filter`` setting says which organ a tumor call must lie in (`organ_filter_kwargs`)."""
     out = Path(task.results_dir)
     pred_dir = out / "predictions" / organ
     marker = pred_dir / ".complete"
@@ -97,13 +98,29 @@ def _predict_and_evaluate(task, stages: Stages, ckpt: Path, dataset, case_ids, o
         stages.predict(ckpt, dataset.items(case_ids), pred_dir, device=task.device,
                        overlap=float(task.setting("overlap")),
                        organ_postprocess=bool(task.setting("organ_postprocess")),
-                       organ_masks={c: str(dataset.labels_path(c)) for c in case_ids}, progress=progress)
+                       **organ_filter_kwargs(task.setting("organ_filter"), dataset, case_ids), progress=progress)
         write_text_atomic(marker, "\n".join(case_ids) + "\n")
     path = out / "summary.json" if organ == task.cell.organ else out / "cross_organ" / organ / "summary.json"
-    summary = stages.evaluate(pred_dir, dataset, case_ids=list(case_ids), out=path, progress=progress)
+    summary = stages.evaluate(pred_dir, dataset, case_ids=list(case_ids), out=path, progress=progress,
+                              min_lesion_mm3=float(task.setting("min_lesion_mm3")),
+                              patient_threshold_mm3=float(task.setting("patient_threshold_mm3")))
     if not path.is_file():  # evaluate_folder writes it; make sure whatever evaluated did
         write_json_atomic(path, summary)
     return summary
+
+
+def organ_filter_kwargs(organ_filter: str, dataset, case_ids) -> dict:
+    """Prediction kwargs of the ``[evaluate] organ_filter`` setting (margin 0 mm, tumor AND organ).
+
+    ``reference``: the target CT's reference organ label (the paper's organ pseudo-label; an
+    oracle); ``predicted``: the model's own organ (its main components); ``none``: no filter."""
+    if organ_filter == "reference":
+        return {"organ_masks": {c: str(dataset.labels_path(c)) for c in case_ids}}
+    if organ_filter == "predicted":
+        return {"organ_masks": None}
+    if organ_filter == "none":
+        return {"organ_masks": None, "margin_mm": float("inf")}
+    raise InputError(f"grid [evaluate]: field 'organ_filter' is {organ_filter!r}; expected reference|predicted|none")
 
 
 def _generator(task, stages: Stages):

@@ -98,6 +98,8 @@ def _run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True
     run_id, resumed = tracking.open_cell_run(
         client, task.experiment_id, cell=task.cell, kind=task.kind, parent_run_id=task.parent_run_id,
         run_name=task.run_name, note=_note(task), tags=_tags(task))
+    if not resumed:
+        _log_scoring_params(client, run_id, task)
     buffer = tracking.MetricBuffer(client, run_id)
     try:
         summaries = run_pipeline(task, stages, log_metrics=buffer.log_epoch, report=report,
@@ -117,6 +119,15 @@ def _run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True
     _end(client, buffer, run_id, "FINISHED", {})
     write_json_atomic(task.results_dir / "DONE", {"run_id": run_id, "resumed": resumed})
     return CellOutcome(task.cell, "finished", run_id, str(task.results_dir), metrics)
+
+
+def _log_scoring_params(client, run_id: str, task: CellTask) -> None:
+    """The grid's [evaluate] settings as ``evaluate.<key>`` params (the report header states the
+    organ filter and thresholds; they are not part of the cell hash, so not in `Cell.params`)."""
+    from mlflow.entities import Param
+
+    keys = ("organ_filter", "organ_postprocess", "min_lesion_mm3", "patient_threshold_mm3")
+    client.log_batch(run_id, params=[Param(f"evaluate.{k}", str(task.setting(k))) for k in keys])
 
 
 def _tags(task: CellTask) -> dict[str, str]:
@@ -162,7 +173,7 @@ def _final_metrics(client, run_id: str, task: CellTask, summaries: Mapping[str, 
 
 
 def _log_artifacts(client, run_id: str, results_dir: Path) -> None:
-    for name in ("summary.json", "cell.json", "train_config.json", "cases_used.json"):
+    for name in ("summary.json", "per_case.csv", "per_lesion.csv", "cell.json", "train_config.json", "cases_used.json"):
         if (results_dir / name).is_file():
             client.log_artifact(run_id, str(results_dir / name))
     for sub in ("cross_organ", "previews"):

@@ -25,6 +25,9 @@ A grid expands into cells (one trained model each, see `benchmark.cell`). Exampl
 
     [evaluate]
     cross_organ = true       # adds Table 3's source -> target cells (see benchmark.cell)
+    organ_filter = "reference"   # reference | predicted | none (docs/metrics.md)
+    min_lesion_mm3 = 8.0     # smallest lesion counted
+    patient_threshold_mm3 = 70.0  # official patient-level rule's th (README example: 30)
 
 Relative paths are resolved against the current working directory.
 """
@@ -57,7 +60,10 @@ TRAIN_DEFAULTS: dict[str, Any] = {
               "window": [-175.0, 250.0], "val_overlap": 0.5},
 }
 EVAL_DEFAULTS = {"cross_organ": False, "cross_organ_cases": "val", "overlap": 0.5,
-                 "organ_postprocess": True, "previews": 3}
+                 "organ_postprocess": True, "previews": 3,
+                 # scoring (docs/metrics.md): organ the tumor calls are kept in, sizes in mm^3
+                 "organ_filter": "reference", "min_lesion_mm3": 8.0, "patient_threshold_mm3": 70.0}
+ORGAN_FILTERS = ("reference", "predicted", "none")
 SLURM_DEFAULTS = {"partition": None, "gpus_per_node": 1, "cpus_per_task": 8, "time_min": 720,
                   "mem_gb": 64, "array_parallelism": 16, "account": None, "constraint": None,
                   "qos": None, "gres": None, "additional_parameters": {}, "setup": [],
@@ -142,7 +148,7 @@ def parse_grid(text: str, path: Path | None = None) -> Grid:
         train=_train({k: v for k, v in raw.get("train", {}).items() if k not in _regime_names()}, preset, where),
         train_by_regime=_train_by_regime(raw.get("train", {}), preset, where),
         generators=_generators(raw.get("generators", {}), regimes, where),
-        evaluate=_section(raw, "evaluate", EVAL_DEFAULTS, where),
+        evaluate=_evaluate(_section(raw, "evaluate", EVAL_DEFAULTS, where), where),
         slurm=_section(raw, "slurm", SLURM_DEFAULTS, where),
         mlflow=_mlflow(raw.get("mlflow", {}), where),
         optuna=_optuna(raw.get("optuna", {}), where),
@@ -286,6 +292,17 @@ def _section(raw: dict, key: str, defaults: dict, where: str) -> dict[str, Any]:
         raise InputError(f"{where}: [{key}] must be a table")
     _no_unknown(table, defaults, where, f"{key}.")
     return {**defaults, **table}
+
+
+def _evaluate(merged: dict[str, Any], where: str) -> dict[str, Any]:
+    """Type-check the scoring settings of [evaluate] (sizes in mm^3, the organ filter)."""
+    _choice(merged["organ_filter"], ORGAN_FILTERS, where, "evaluate.organ_filter")
+    for key, low in (("min_lesion_mm3", 0.0), ("patient_threshold_mm3", 0.0)):
+        value = merged[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
+            raise InputError(f"{where}: field 'evaluate.{key}' must be a number of mm^3 >= {low:g}, got {value!r}")
+        merged[key] = float(value)
+    return merged
 
 
 def _mlflow(table: dict, where: str) -> dict[str, Any]:

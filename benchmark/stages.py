@@ -24,8 +24,10 @@ class Stages:
         make_config: ``(backbone, preset, seed, hyperparameters: dict, *, spacing) -> TrainConfig``.
         make_generator: ``(name, organ, **kwargs) -> TumorGenerator`` (synthesis.registry).
         train: ``models.trainer.train`` signature.
-        predict: ``models.inference.predict_items`` signature (called with ``organ_masks``).
-        evaluate: ``benchmark.metrics.evaluate_folder`` signature.
+        predict: ``models.inference.predict_items`` signature (called with ``organ_masks``, and
+            ``margin_mm`` for ``organ_filter = "none"``).
+        evaluate: ``benchmark.metrics.evaluate_folder`` signature (called with ``min_lesion_mm3``,
+            ``patient_threshold_mm3``; scores on each case's native grid).
         previews: ``(dataset, case_ids, pred_dir, out_dir, n) -> list[Path]`` PNG files.
         check_dataset: ``(dataset_dir) -> None``, raising InputError on a broken dataset; run
             once per dataset before the grid starts (None: no check, for fake datasets).

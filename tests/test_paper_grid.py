@@ -75,4 +75,5 @@ def test_paper_settings_reach_each_regimes_train_config(paper):
         assert config.window == (-175.0, 250.0) and config.crop_size == (96, 96, 96)
         assert (config.rot90_prob, config.shift_prob, config.pos_fraction) == (0.2, 0.15, 0.5)
     assert grid.evaluate["overlap"] == 0.75 and grid.evaluate["organ_postprocess"] is True
+    assert grid.evaluate["organ_filter"] == "reference" and grid.evaluate["patient_threshold_mm3"] == 70.0
     assert "Tables 1-3" not in grid.source

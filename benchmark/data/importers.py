@@ -2,7 +2,8 @@
 
 Every case is reoriented to RAS (``nib.as_closest_canonical``), resampled to the target
 spacing (CT trilinear, labels nearest), its labels mapped to 0/1/2 and its CT stored as
-int16 HU (clipped to -1024..3071). A new dataset is written to a temp folder and renamed;
+int16 HU (clipped to -1024..3071). When resampling changed the grid, the labels on the original
+grid are kept as ``labels_native.nii.gz``: cases are scored there (docs/metrics.md). A new dataset is written to a temp folder and renamed;
 ``append=True`` adds cases to an existing dataset of the same organ and spacing (e.g. MSD
 labeled + AbdomenAtlas healthy) and rebuilds its splits (the old file is kept as
 splits.before-append.json). Nothing is half-written when a case fails.
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.data.import_sources import SourceCase, find_cases, kits_demographics
-from benchmark.data.layout import Dataset
+from benchmark.data.layout import NATIVE_LABELS, Dataset
 from benchmark.data.nifti import save_nifti_reproducible
 from benchmark.data.resample import resample_to_spacing, to_ras
 from benchmark.data.splits import make_splits
@@ -87,12 +88,16 @@ def convert_case(case: SourceCase, out_dir: Path, spacing) -> bool:
     ct, affine = _load_canonical(case.image, "CT image")
     labels = _case_labels(case, ct.shape, affine)
     ct, new_affine = resample_to_spacing(ct, affine, spacing, order=1)
+    native_labels = labels
     labels, _ = resample_to_spacing(labels, affine, spacing, order=0)
     if not np.any(labels == 1):
         raise InputError(f"{case.labels[0]}: no organ voxels (label 1) after resampling to {list(spacing)} mm")
     ct16 = np.clip(np.rint(ct), -1024, 3071).astype(np.int16)
     save_nifti_reproducible(out_dir / case.case_id / "ct.nii.gz", ct16, new_affine)
     save_nifti_reproducible(out_dir / case.case_id / "labels.nii.gz", labels, new_affine)
+    if labels.shape != native_labels.shape or not np.allclose(new_affine, affine, atol=AFFINE_TOL_MM):
+        # the original grid (RAS-oriented) is what the case is scored on (docs/metrics.md)
+        save_nifti_reproducible(out_dir / case.case_id / NATIVE_LABELS, native_labels, affine)
     return bool(np.any(labels == 2))
 
 
