@@ -48,16 +48,26 @@ class PairedComparison:
     test: str
 
 
-def _seed_means(values: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
-    """(size, n_cases) per-case means over seeds resampled with replacement (no-op for one seed)."""
-    if values.shape[0] == 1:
-        return np.broadcast_to(values[0], (size, values.shape[1]))
-    picks = rng.integers(0, values.shape[0], size=(size, values.shape[0]))
-    return values[picks].mean(axis=1)
+def _resample_seeds(values: np.ndarray, cases: np.ndarray, rng: np.random.Generator):
+    """For replicate case indices ``cases`` (size, n): per-case means over resampled seeds (size, n)
+    and the variance of the seed-level pooled mean, s²_seeds / S (size,; zeros for one seed)."""
+    chosen = values[:, cases]  # (S, size, n)
+    n_seeds = values.shape[0]
+    if n_seeds == 1:
+        return chosen[0], np.zeros(len(cases))
+    picks = rng.integers(0, n_seeds, size=(n_seeds, len(cases), 1))
+    chosen = np.take_along_axis(chosen, np.broadcast_to(picks, chosen.shape), axis=0)
+    return chosen.mean(axis=0), chosen.mean(axis=2).var(axis=0, ddof=1) / n_seeds
+
+
+def seed_variance(values: np.ndarray) -> float:
+    """s²/S of the per-seed pooled means of ``values`` (S, n): the seed part of a mean's variance."""
+    return float(values.mean(axis=1).var(ddof=1) / values.shape[0]) if values.shape[0] > 1 else 0.0
 
 
 def resampled_case_values(arrays: list[np.ndarray], rng: np.random.Generator, n_boot: int = N_BOOT):
-    """Yield chunks of bootstrap replicates: a list (one per array) of (chunk, n_cases) matrices.
+    """Yield chunks of bootstrap replicates: per array a pair (case values (chunk, n_cases), seed
+    variance (chunk,)).
 
     ``arrays[i]`` has shape (n_seeds_i, n_cases) over the same cases. Cases are resampled once per
     replicate for all arrays (paired); each array's seeds are resampled on their own (independent
@@ -66,31 +76,33 @@ def resampled_case_values(arrays: list[np.ndarray], rng: np.random.Generator, n_
     for start in range(0, n_boot, CHUNK):
         size = min(CHUNK, n_boot - start)
         cases = rng.integers(0, n_cases, size=(size, n_cases))
-        yield [np.take_along_axis(_seed_means(a, rng, size), cases, axis=1) for a in arrays]
+        yield [_resample_seeds(a, cases, rng) for a in arrays]
 
 
-def studentized_interval(diffs: np.ndarray, replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Bootstrap-t interval of the mean of ``diffs`` from replicate samples (n_boot, n)."""
-    n = diffs.size
-    mean, se = diffs.mean(), diffs.std(ddof=1) / math.sqrt(n)
-    if se == 0.0 and np.all(replicates == diffs[0]):
+def studentized_interval(mean: float, se: float, boot_means: np.ndarray, boot_se: np.ndarray,
+                         level: float = 0.95) -> tuple[float, float]:
+    """Bootstrap-t interval: quantiles of t* = (mean* − mean) / se* mapped back with the observed se."""
+    scale = max(abs(mean), 1.0) * 1e-9  # below this a spread is floating-point noise
+    if se <= scale and np.all(np.abs(boot_means - mean) <= scale):
         return float(mean), float(mean)  # no variation anywhere: the interval is the point
-    boot_se = replicates.std(axis=1, ddof=1) / math.sqrt(n)
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = (replicates.mean(axis=1) - mean) / boot_se
+        t = (boot_means - mean) / np.where(boot_se <= scale, 0.0, boot_se)
     t[np.isnan(t)] = 0.0  # a constant resample equal to the mean: no evidence either way
     tail = (1.0 - level) / 2.0
     # order statistics, no interpolation: a constant resample away from the mean has t = ±inf, and
     # when those reach the tail quantile the interval is honestly unbounded (clipped by the caller)
     upper_t, lower_t = np.quantile(t, [1.0 - tail, tail], method="inverted_cdf")
-    scale = se if se > 0 else np.nanmedian(boot_se[boot_se > 0]) if np.any(boot_se > 0) else 0.0
-    return float(mean - upper_t * scale), float(mean - lower_t * scale)
+    if se <= scale:
+        se = float(np.median(boot_se[boot_se > scale])) if np.any(boot_se > scale) else 0.0
+    return float(mean - upper_t * se), float(mean - lower_t * se)
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, n_boot: int = N_BOOT,
                       level: float = 0.95, bounds: tuple[float, float] = (-math.inf, math.inf)) -> PairedComparison:
     """Compare ``b`` with ``a``: arrays (n_seeds, n_cases) over the same cases (a 1-d array = one seed).
 
+    Standard error of the mean difference: case part var(d)/n plus, per regime with several seeds,
+    the seed part s²/S (``seed_variance``), for the observed data and for every replicate.
     ``bounds``: the range the mean difference can take (±100 for percentages); the interval is
     clipped to it (at a few cases the bootstrap-t can be unbounded)."""
     from reports.stats import wilcoxon_signed_rank
@@ -101,10 +113,16 @@ def paired_difference(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, n_
     if diffs.size < 2:
         mean = float(diffs.mean()) if diffs.size else math.nan
         return PairedComparison(diffs.size, mean, (math.nan, math.nan), test.p_value, test.method)
-    replicates = np.concatenate([rb - ra for ra, rb in resampled_case_values([a, b], rng, n_boot)])
-    low, high = studentized_interval(diffs, replicates, level)
+    n = diffs.size
+    se = math.sqrt(diffs.var(ddof=1) / n + seed_variance(a) + seed_variance(b))
+    means, ses = [], []
+    for (ra, va), (rb, vb) in resampled_case_values([a, b], rng, n_boot):
+        d = rb - ra
+        means.append(d.mean(axis=1))
+        ses.append(np.sqrt(d.var(axis=1, ddof=1) / n + va + vb))
+    low, high = studentized_interval(float(diffs.mean()), se, np.concatenate(means), np.concatenate(ses), level)
     ci = (float(np.clip(low, *bounds)), float(np.clip(high, *bounds)))
-    return PairedComparison(diffs.size, float(diffs.mean()), ci, test.p_value, test.method)
+    return PairedComparison(n, float(diffs.mean()), ci, test.p_value, test.method)
 
 
 def clustered_proportion(hits: np.ndarray, lesions: np.ndarray, rng: np.random.Generator,
@@ -128,7 +146,7 @@ def clustered_proportion(hits: np.ndarray, lesions: np.ndarray, rng: np.random.G
     clustered = lesions.max() > 1 or hits.shape[0] > 1  # singletons, one seed: independent lesions
     if clustered and lesions.size > 1 and 0.0 < p < 1.0:
         boot = np.concatenate([rh.sum(axis=1) / rl.sum(axis=1)
-                               for rh, rl in resampled_case_values([hits, lesions[None, :]], rng, n_boot)])
+                               for (rh, _), (rl, _) in resampled_case_values([hits, lesions[None, :]], rng, n_boot)])
         deff = max(1.0, boot.var(ddof=1) / (p * (1.0 - p) / n))
     lo, hi = wilson_ci(p * n / deff, n / deff)
     return {"value": 100.0 * p, "ci": (100.0 * lo, 100.0 * hi), "k": k, "n": int(n), "deff": deff}
@@ -155,7 +173,7 @@ def rank_stability(values, names: list[str], rng: np.random.Generator, n_boot: i
     arrays = ([np.asarray(v, float)[None, :] for v in np.asarray(values, float).T]
               if not isinstance(values, list) else [np.atleast_2d(np.asarray(v, float)) for v in values])
     means = np.array([a.mean() for a in arrays])
-    boot_means = np.concatenate([np.stack([r.mean(axis=1) for r in chunk], axis=1)
+    boot_means = np.concatenate([np.stack([r.mean(axis=1) for r, _ in chunk], axis=1)
                                  for chunk in resampled_case_values(arrays, rng, n_boot)])
     boot_ranks = rankdata(-boot_means, method="min", axis=1)
     low, high = np.quantile(boot_ranks, [0.025, 0.975], axis=0)
