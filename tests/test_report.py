@@ -307,6 +307,28 @@ def test_tables_written_as_csv_and_latex(report):
     assert r"\textit{62.3}" in (folder / "table4_liver.tex").read_text()
 
 
+def test_latex_captions_and_header_name_every_test(report):
+    """Every .tex is a table float with its caption; the paired tables' captions define the tests and
+    the Holm families are printed under them (text, not % comments); the header states the plan."""
+    from reports import plan
+
+    folder = report["index"].parent / "tables"
+    for key in report["tables"]:
+        tex = (folder / f"{key}.tex").read_text()
+        assert r"\caption{" in tex and tex.index(r"\caption{") < tex.index(r"\begin{tabular}"), key
+    paired = (folder / "paired.tex").read_text()
+    caption = paired[paired.index(r"\caption{"):paired.index(r"\label")]
+    for words in ("Wilcoxon signed-rank", "Pratt's zero method", "exact null distribution", "studentized",
+                  "10,000", "Holm within each family organ"):
+        assert words in caption, words
+    assert "Holm families (" in paired and "% Holm" not in paired
+    detection = (folder / "detection_paired.tex").read_text()
+    assert "exact McNemar" in detection[:detection.index(r"\label")] and "Holm families (" in detection
+    html = report["html"]
+    assert html.count("Holm families (") == 2  # under both tables that adjust
+    assert plan.PLAN_LINE in html and plan.seeds_sentence(2) in html  # pancreas real has 2 seeds
+
+
 def test_cli_errors_write_nothing(report, tmp_path, capsys):
     from benchmark.cli import main
 
