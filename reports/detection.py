@@ -36,6 +36,10 @@ def _combos(frame: pd.DataFrame):
                 yield organ, backbone, regime, sel[sel.regime == regime]
 
 
+def several_seeds(frame: pd.DataFrame) -> bool:
+    return bool(main_results(frame).seed.nunique() > 1)
+
+
 def clustered_caption(n_boot: int, several: bool) -> str:
     return plan.CLUSTERED.format(level=plan.LEVEL, n_boot=f"{n_boot:,}", seeds=" and seeds" if several else "")
 
@@ -43,7 +47,7 @@ def clustered_caption(n_boot: int, several: bool) -> str:
 def detection_table(per_lesion: pd.DataFrame, seed: int = 0, n_boot: int = N_BOOT) -> tuple[ReportTable, dict]:
     """Tumor-wise sensitivity per radius bin and over all stages; also returns the plot data."""
     lesions = main_results(per_lesion)
-    several = lesions.seed.nunique() > 1
+    several = several_seeds(lesions)
     columns = [Column(n, "key", "text") for n in ("Organ", "Backbone", "Regime", "Radius (mm)")]
     columns += _proportion_columns("sensitivity", "hits/n") + ([Column("seed sd", "stat")] if several else [])
     table = ReportTable("fig10_size_bins", "Fig 10 style — tumor detection by size",
@@ -101,7 +105,8 @@ def demographics_table(per_case: pd.DataFrame, per_lesion: pd.DataFrame, seed: i
     table = ReportTable("fig14_demographics", "Fig 14 style — performance by age and sex",
                         "Tumor-wise sensitivity (%) of the lesions of the group's patients and mean per-case "
                         "tumor DSC (%) over the group's cases with a tumor, pooled over test folds (seeds "
-                        "averaged per case). Interval: " + clustered_caption(n_boot, False) + ".", columns)
+                        "averaged per case). Interval: " + clustered_caption(n_boot, several_seeds(per_lesion)) +
+                        ".", columns)
     lesions, cases = main_results(per_lesion), main_results(per_case)
     data = {}
     for organ, backbone, regime, rows in _combos(lesions):

@@ -109,7 +109,7 @@ def detection_figures(data: dict, out_dir: Path, colors: dict[str, str]) -> list
 
         figures.append(_panel(out_dir / f"fig10_{organ}_{backbone}.png", f"{organ} · {backbone_label(backbone)}",
                               "Tumor-wise sensitivity per radius bin and over all stages, pooled over test folds; "
-                              "whiskers = Wilson 95% CI, n = reference lesions.", draw))
+                              "whiskers = 95% interval clustered by patient (Wilson on n/deff), n = reference lesions.", draw))
     return figures
 
 
@@ -134,7 +134,7 @@ def demographics_figures(data: dict, out_dir: Path, colors: dict[str, str]) -> l
                 ax.set_xlabel("age group (years) / sex")
 
         figures.append(_panel(out_dir / f"fig14_{organ}_{backbone}.png", f"{organ} · {backbone_label(backbone)}",
-                              "Left: tumor-wise sensitivity (Wilson 95% CI, n = lesions); right: mean per-case "
+                              "Left: tumor-wise sensitivity (95% interval clustered by patient, n = lesions); right: mean per-case "
                               "tumor DSC (n = tumor cases); per age group and sex, pooled over test folds.",
                               draw, n_axes=2, width=4.6))
     return figures
