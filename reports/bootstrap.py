@@ -108,7 +108,7 @@ def paired_difference(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, n_
     from reports.stats import wilcoxon_signed_rank
 
     a, b = np.atleast_2d(np.asarray(a, float)), np.atleast_2d(np.asarray(b, float))
-    diffs = b.mean(axis=0) - a.mean(axis=0)
+    diffs = b.mean(axis=0) - a.mean(axis=0) if a.size and b.size else np.zeros(0)
     test = wilcoxon_signed_rank(diffs)
     if diffs.size < 2:
         mean = float(diffs.mean()) if diffs.size else math.nan

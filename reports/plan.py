@@ -24,7 +24,7 @@ PLAN_LINE = ("Analysis plan (docs/statistics.md): primary metric tumor DSC; seco
              "patient-level sensitivity. Paired tests on the same test cases pooled over folds: "
              "Wilcoxon signed-rank (Pratt zeros, exact) for DSC/NSD, exact McNemar for lesion detection; "
              "Holm within each organ × metric family; studentized bootstrap intervals over cases; "
-             "lesion-level intervals clustered by patient.")
+             "lesion-level intervals clustered by patient, patient-level ones Wilson.")
 ONE_SEED = ("Every cell was trained with one seed: intervals, p-values and rankings cover test-case "
             "sampling only, not the variation between training runs.")
 
