@@ -23,6 +23,7 @@ from reports.realism_report import realism_section
 from reports.run_scope import describe_run
 
 DEFAULT_UI = "http://127.0.0.1:5000"
+MIN_BOOT = 1000
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,9 @@ def build_report(out: str | Path, options: ReportOptions = ReportOptions(), open
     from tumorbench_common.errors import InputError
     from tumorbench_common.io import atomic_dir
 
+    if options.n_boot < MIN_BOOT:
+        raise InputError(f"--n-boot {options.n_boot}: expected at least {MIN_BOOT} bootstrap resamples "
+                         f"(default {N_BOOT}; the tails of a 95 % interval need them)")
     if options.realism_dir is not None and not Path(options.realism_dir).is_dir():
         raise InputError(f"--realism {options.realism_dir}: folder not found (expected realism_scores.csv and PNGs)")
     grid = load_grid(options.tracking_uri, options.experiment)

@@ -342,6 +342,8 @@ def test_cli_errors_write_nothing(report, tmp_path, capsys):
     assert not (tmp_path / "y").exists()
     assert main(["report", "--tracking-uri", uri, "--realism", str(tmp_path / "nope"), "--out", str(tmp_path / "z")]) == 2
     assert "folder not found" in capsys.readouterr().err and not (tmp_path / "z").exists()
+    assert main(["report", "--tracking-uri", uri, "--n-boot", "50", "--out", str(tmp_path / "b")]) == 2
+    assert "--n-boot 50: expected at least 1000" in capsys.readouterr().err and not (tmp_path / "b").exists()
 
 
 def test_atomic_output_keeps_old_report_on_failure(report, tmp_path, monkeypatch):
