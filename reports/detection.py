@@ -74,9 +74,10 @@ def patient_table(per_case: pd.DataFrame) -> ReportTable:
         columns += _proportion_columns(f"sensitivity, {reading}", f"TP/(TP+FN), {reading}")
     columns += _proportion_columns(f"specificity, {SPECIFICITY_READING}", "TN/(TN+FP)")
     table = ReportTable("fig10_patient", "Patient-level detection",
-                        "Patient-level sensitivity over patients with a tumor in two readings — 'any call': the "
-                        "model predicts any tumor anywhere; 'lesion hit': at least one reference lesion is "
-                        "detected — and specificity ('any call' negative) over tumor-free patients (%), pooled "
+                        "Patient-level sensitivity over patients with a tumor in two readings — 'rule call': the "
+                        "official DiffTumor rule calls the CT positive (tumor ∧ organ, 3×3×3 erosion at 1 mm, "
+                        "more than th mm³ left, anywhere in the CT); 'lesion hit': at least one reference lesion is "
+                        "detected — and specificity ('rule call' negative) over tumor-free patients (%), pooled "
                         f"over test folds; {plan.WILSON.format(level=plan.LEVEL)}.", columns)
     cases = main_results(per_case).dropna(subset=["has_tumor", "pred_has_tumor"]).copy()
     for reading, call in PATIENT_READINGS.items():

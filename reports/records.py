@@ -94,10 +94,10 @@ def source_target(frame: pd.DataFrame) -> pd.DataFrame:
 # derived from per_case.csv columns; a scoring rule that adds a column (e.g. the official patient call)
 # adds one entry here and every table follows.
 PATIENT_READINGS = {
-    "any call": lambda rows: rows["pred_has_tumor"].astype(bool),  # any predicted tumor voxel/component
+    "rule call": lambda rows: rows["pred_has_tumor"].astype(bool),  # the official rule: tumor ∧ organ, 3x3x3 erosion at 1 mm, > th mm³ left, anywhere in the CT
     "lesion hit": lambda rows: rows["n_hit"].fillna(0).astype(float) > 0,  # >= 1 reference lesion detected
 }
-SPECIFICITY_READING = "any call"  # a tumor-free patient has no lesion to hit: only a call can be wrong
+SPECIFICITY_READING = "rule call"  # a tumor-free patient has no lesion to hit: only a call can be wrong
 
 
 def proportion(rows: pd.DataFrame, col: str = "hit") -> dict:

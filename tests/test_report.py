@@ -251,12 +251,12 @@ def test_detection_counts_pool_summaries(report):
     # real-regime models miss tumors in even-numbered cases and flag a false positive in c5
     tumor_cases = [c for f in CASES.values() for c in f if c not in ("c2", "c5")]
     missed = [c for c in tumor_cases if int(c[1:]) % 2 == 0]
-    assert float(rows[0]["TP/(TP+FN), any call_k"]) == len(tumor_cases) - len(missed)
-    assert int(rows[0]["TP/(TP+FN), any call_n"]) == len(tumor_cases)
+    assert float(rows[0]["TP/(TP+FN), rule call_k"]) == len(tumor_cases) - len(missed)
+    assert int(rows[0]["TP/(TP+FN), rule call_n"]) == len(tumor_cases)
     assert (float(rows[0]["TN/(TN+FP)_k"]), int(rows[0]["TN/(TN+FP)_n"])) == (1, 2)
-    assert float(rows[0]["sensitivity, any call"]) == pytest.approx(100 * 2 / 4)
+    assert float(rows[0]["sensitivity, rule call"]) == pytest.approx(100 * 2 / 4)
     diff = [r for r in read_csv(report, "fig10_patient") if r["Organ"] == "liver" and r["Regime"] == "difftumor"][0]
-    assert (float(diff["TN/(TN+FP)_k"]), float(diff["specificity, any call"])) == (2.0, 100.0)  # no false positive
+    assert (float(diff["TN/(TN+FP)_k"]), float(diff["specificity, rule call"])) == (2.0, 100.0)  # no false positive
     bins = {r["Radius (mm)"]: r for r in read_csv(report, "fig10_size_bins")
             if r["Organ"] == "liver" and r["Regime"] == "difftumor"}
     assert int(bins["0-5"]["hits/n_n"]) + int(bins["5-10"]["hits/n_n"]) == int(bins["all"]["hits/n_n"]) == len(tumor_cases)

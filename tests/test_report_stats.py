@@ -182,7 +182,7 @@ def test_paired_detection_uses_mcnemar_on_shared_lesions():
 
 
 def test_patient_sensitivity_in_both_readings():
-    """p0: a call far from the tumor (any call yes, lesion hit no); p1: lesion hit; p2: nothing."""
+    """p0: a call far from the tumor (rule call yes, lesion hit no); p1: lesion hit; p2: nothing."""
     from reports.detection import patient_table
 
     base = {"fold": 0, "organ": "liver", "backbone": "unet", "regime": "real", "seed": 0, "source_organ": "liver",
@@ -193,9 +193,9 @@ def test_patient_sensitivity_in_both_readings():
             {**base, "case_id": "h0", "pred_has_tumor": True, "n_hit": 0, "has_tumor": False, "n_lesions": 0}]
     table = patient_table(pd.DataFrame(rows, columns=CASE_COLUMNS))
     row = dict(zip([c.name for c in table.columns], table.rows[0]))
-    assert row["TP/(TP+FN), any call"] == (2.0, 3) and row["TP/(TP+FN), lesion hit"] == (1.0, 3)
+    assert row["TP/(TP+FN), rule call"] == (2.0, 3) and row["TP/(TP+FN), lesion hit"] == (1.0, 3)
     assert row["TN/(TN+FP)"] == (0.0, 1)
-    assert "'any call'" in table.caption and "'lesion hit'" in table.caption
+    assert "'rule call'" in table.caption and "'lesion hit'" in table.caption
 
 
 def _case_rows(seeds: dict[str, tuple[int, ...]], n: int = 10) -> pd.DataFrame:
