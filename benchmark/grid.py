@@ -26,6 +26,12 @@ A grid expands into cells (one trained model each, see `benchmark.cell`). Exampl
     [evaluate]
     cross_organ = true       # adds Table 3's source -> target cells (see benchmark.cell)
 
+    checkpoint_selection = "final"  # top level: "final" (default, nnU-Net) | "inner_val"
+    [generators.difftumor]   # checkpoints: "auto" (trained per source organ and fold),
+    checkpoints = {liver = {0 = "ckpt/liver_f0", 1 = "ckpt/liver_f1"}}  # or organ = "dir" (all folds)
+    [tuned."organ=liver,backbone=unet,regime=hu,fold=0"]  # `tumorbench tune` output: that cell only
+    lr = 0.002
+
 Relative paths are resolved against the current working directory.
 """
 from __future__ import annotations
@@ -89,6 +95,8 @@ class Grid:
     optuna: dict[str, Any] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
     train_by_regime: dict[str, dict[str, Any]] = field(default_factory=dict)
+    checkpoint_selection: str = "final"
+    tuned: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell selector -> overrides
 
     def train_for(self, regime: str) -> dict[str, Any]:
         """[train] merged with its [train.<regime>] overrides (e.g. paper epochs per regime)."""
@@ -122,7 +130,8 @@ def parse_grid(text: str, path: Path | None = None) -> Grid:
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{where}: not valid TOML ({exc})") from exc
     known = {"name", "preset", "seed", "seeds", "device", "results_dir", "organs", "backbones", "folds",
-             "regimes", "datasets", "train", "generators", "evaluate", "slurm", "mlflow", "optuna"}
+             "regimes", "datasets", "train", "generators", "evaluate", "slurm", "mlflow", "optuna",
+             "checkpoint_selection", "tuned"}
     _no_unknown(raw, known, where, "")
     datasets = _datasets(raw, where)
     preset = _choice(raw.get("preset", "tiny"), PRESETS, where, "preset")
@@ -132,20 +141,24 @@ def parse_grid(text: str, path: Path | None = None) -> Grid:
         if organ not in datasets:
             raise InputError(f"{where}: field 'organs' lists {organ!r} but [datasets] has no {organ!r} path")
     regimes = tuple(_choice(r, _regime_names(), where, "regimes") for r in _str_list(raw, "regimes", [REAL], where))
+    folds = tuple(_folds(raw, where))
     return Grid(
         name=_name(raw, where), source=text, path=path, datasets=datasets, organs=organs,
         backbones=tuple(_choice(b, BACKBONES, where, "backbones") for b in _str_list(raw, "backbones", ["unet"], where)),
-        folds=tuple(_folds(raw, where)),
+        folds=folds,
         regimes=regimes,
         preset=preset, seed=seeds[0], seeds=seeds,
         device=str(raw.get("device", "cpu")), results_dir=Path(raw.get("results_dir", "results")).resolve(),
         train=_train({k: v for k, v in raw.get("train", {}).items() if k not in _regime_names()}, preset, where),
         train_by_regime=_train_by_regime(raw.get("train", {}), preset, where),
-        generators=_generators(raw.get("generators", {}), regimes, where),
+        generators=_generators(raw.get("generators", {}), regimes, folds, where),
         evaluate=_section(raw, "evaluate", EVAL_DEFAULTS, where),
         slurm=_section(raw, "slurm", SLURM_DEFAULTS, where),
         mlflow=_mlflow(raw.get("mlflow", {}), where),
         optuna=_optuna(raw.get("optuna", {}), where),
+        checkpoint_selection=_choice(raw.get("checkpoint_selection", "final"), ("final", "inner_val"), where,
+                                     "checkpoint_selection"),
+        tuned=_tuned(raw.get("tuned", {}), where),
     )
 
 
@@ -257,7 +270,7 @@ def _regime_names() -> tuple[str, ...]:
     return (REAL, *registered_names())
 
 
-def _generators(table: dict, regimes: tuple[str, ...], where: str) -> dict[str, dict[str, Any]]:
+def _generators(table: dict, regimes: tuple[str, ...], folds: tuple[int, ...], where: str) -> dict[str, dict[str, Any]]:
     """Kwargs per generator; each regime's factory is loaded and its kwargs checked (before any run)."""
     from synthesis.errors import SynthesisInputError
     from synthesis.registry import check_kwargs
@@ -272,11 +285,58 @@ def _generators(table: dict, regimes: tuple[str, ...], where: str) -> dict[str, 
         except SynthesisInputError as exc:
             raise InputError(f"{where}: [generators.{name}]: {exc}") from exc
     out.setdefault("difftumor", {})
-    ckpt = out["difftumor"].get("checkpoints", "auto")
-    if ckpt != "auto" and not (isinstance(ckpt, dict) and all(isinstance(v, str) for v in ckpt.values())):
-        raise InputError(f"{where}: field 'generators.difftumor.checkpoints' must be \"auto\" or "
-                         f"a table organ = \"checkpoint dir\", got {ckpt!r}")
-    out["difftumor"]["checkpoints"] = ckpt
+    out["difftumor"]["checkpoints"] = _checkpoints(out["difftumor"].get("checkpoints", "auto"), folds, where)
+    return out
+
+
+def _checkpoints(value: Any, folds: tuple[int, ...], where: str) -> Any:
+    """``"auto"``, or organ -> checkpoint dir (every fold) or organ -> {fold: dir}; with a
+    per-fold table every fold of the grid needs its entry (a generator must not see the test
+    fold of the cell it serves, so one fold's weights are not reused for another)."""
+    name = "generators.difftumor.checkpoints"
+    if value == "auto":
+        return value
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: field {name!r} must be \"auto\" or a table organ = \"dir\" or "
+                         f"organ = {{0 = \"dir\", 1 = ...}}, got {value!r}")
+    out: dict[str, Any] = {}
+    for organ, entry in value.items():
+        _choice(organ, ORGANS, where, f"{name}")
+        if isinstance(entry, str):
+            out[organ] = entry
+            continue
+        if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
+            raise InputError(f"{where}: field '{name}.{organ}' must be a checkpoint dir string or a table "
+                             f"fold = \"dir\" (folds 0-4), got {entry!r}")
+        bad = [k for k in entry if not (str(k).isdigit() and int(k) in range(5))]
+        if bad:
+            raise InputError(f"{where}: field '{name}.{organ}' has keys {bad}; expected fold numbers 0-4")
+        missing = [f for f in folds if str(f) not in {str(k) for k in entry}]
+        if missing:
+            raise InputError(f"{where}: field '{name}.{organ}' has no checkpoint for folds {missing} of the grid")
+        out[organ] = {int(k): v for k, v in entry.items()}
+    return out
+
+
+def _tuned(table: Any, where: str) -> dict[str, dict[str, Any]]:
+    """[tuned."organ=..,backbone=..,regime=..,fold=.."] tables: a tuning study's best values,
+    applied to that one cell (its fold) only. Keys as [optuna.space]: [train] fields or
+    ``generator.<kwarg>``."""
+    if not isinstance(table, dict):
+        raise InputError(f"{where}: [tuned] must hold tables [tuned.\"organ=..,backbone=..,regime=..,fold=..\"]")
+    from benchmark.cell import CELL_KEYS, parse_only
+
+    out = {}
+    for selector, values in table.items():
+        only = parse_only(selector)
+        if any(k not in only or len(only[k]) != 1 for k in CELL_KEYS) or not isinstance(values, dict):
+            raise InputError(f"{where}: [tuned.{selector!r}]: expected a selector naming one value of each of "
+                             f"{list(CELL_KEYS)} and a table of values")
+        for key in values:
+            if key not in TRAIN_KEYS and not key.startswith("generator."):
+                raise InputError(f"{where}: field 'tuned.{selector}.{key}': expected a [train] field or "
+                                 "'generator.<kwarg>'")
+        out[selector] = dict(values)
     return out
 
 
