@@ -80,11 +80,12 @@ def generator_provenance(config: Mapping[str, Any], checkpoint: str | None, sour
 
 def leaks(records: Sequence[dict], fold: int, test_ids: Mapping[str, set[str]]) -> list[str]:
     """Problems of a generator serving fold ``fold``: recorded training cases in the test fold of the
-    same dataset (``test_ids``: dataset fingerprint -> its fold-``fold`` test ids), or weights
+    same dataset (``test_ids``: dataset fingerprint and dataset name -> its fold-``fold`` test ids; the
+    name too, since adding the inner split to splits.json changes the fingerprint), or weights
     recorded for another fold of that dataset."""
     problems = []
     for record in records:
-        tests = test_ids.get(record.get("dataset_fingerprint") or "")
+        tests = test_ids.get(record.get("dataset_fingerprint") or "", test_ids.get(record.get("dataset") or ""))
         if tests is None:
             continue
         seen = sorted(set(record.get("case_ids") or ()) & tests)
@@ -106,8 +107,8 @@ def check_cell_generator(cell, checkpoint: str | None, datasets: Mapping[str, An
     if not Path(checkpoint).is_dir():
         raise InputError(f"generators.difftumor.checkpoints: {checkpoint}: checkpoint folder not found "
                          f"(cell {cell.run_name})")
-    tests = {ds.fingerprint(): set(ds.fold(cell.fold)[1])
-             for organ, ds in datasets.items() if organ in (cell.organ, cell.synth_source)}
+    tests = {key: set(ds.fold(cell.fold)[1]) for organ, ds in datasets.items()
+             if organ in (cell.organ, cell.synth_source) for key in (ds.name, ds.fingerprint())}
     problems = leaks(model_records(checkpoint, cell.synth_source), cell.fold, tests)
     if problems:
         raise InputError(f"cell {cell.run_name}: its DiffTumor generator has seen its test fold: " + "; ".join(problems))
