@@ -85,7 +85,8 @@ class Cell:
     def __post_init__(self) -> None:
         object.__setattr__(self, "synth_source", str(self.synth_source or self.organ))
         if self.selection not in SELECTIONS:
-            raise InputError(f"cell {self.organ}/{self.regime}: selection {self.selection!r}; expected one of {SELECTIONS}")
+            raise InputError(f"cell {self.organ}/{self.regime}: selection {self.selection!r}; "
+                             f"expected one of {SELECTIONS}")
         if self.cross_organ and self.selection != "final":
             raise InputError(f"cell {self.run_name}: a cross-organ cell never selects on the target's real tumors "
                              "(selection must be 'final')")

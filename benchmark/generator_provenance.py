@@ -52,9 +52,8 @@ def model_records(checkpoint: str | Path, source_organ: str) -> list[dict[str, A
     records = []
     for weights, meta in [(autoencoder, _read(autoencoder.with_suffix(".json"))),
                           *((folder / f"{s}.pt", m) for s, m in zip(stems, diffusion))]:
-        record: dict[str, Any] = {"file": str(weights), "sha256": _sha256(weights),
-                                  "dataset": meta.get("dataset"), "dataset_fingerprint": meta.get("dataset_fingerprint"),
-                                  "fold": meta.get("fold")}
+        record: dict[str, Any] = {"file": str(weights), "sha256": _sha256(weights), "dataset": meta.get("dataset"),
+                                  "dataset_fingerprint": meta.get("dataset_fingerprint"), "fold": meta.get("fold")}
         if isinstance(meta.get("train_case_ids"), list):
             record["case_ids"] = [str(c) for c in meta["train_case_ids"]]
         else:
@@ -111,7 +110,8 @@ def check_cell_generator(cell, checkpoint: str | None, datasets: Mapping[str, An
              if organ in (cell.organ, cell.synth_source) for key in (ds.name, ds.fingerprint())}
     problems = leaks(model_records(checkpoint, cell.synth_source), cell.fold, tests)
     if problems:
-        raise InputError(f"cell {cell.run_name}: its DiffTumor generator has seen its test fold: " + "; ".join(problems))
+        raise InputError(f"cell {cell.run_name}: its DiffTumor generator has seen its test fold: "
+                         + "; ".join(problems))
 
 
 def check_checkpoints(grid, cells) -> None:
