@@ -108,7 +108,13 @@ def check_cell_generator(cell, checkpoint: str | None, datasets: Mapping[str, An
                          f"(cell {cell.run_name})")
     tests = {key: set(ds.fold(cell.fold)[1]) for organ, ds in datasets.items()
              if organ in (cell.organ, cell.synth_source) for key in (ds.name, ds.fingerprint())}
-    problems = leaks(model_records(checkpoint, cell.synth_source), cell.fold, tests)
+    records = model_records(checkpoint, cell.synth_source)
+    problems = leaks(records, cell.fold, tests)
+    if cell.cross_organ and cell.organ in datasets:  # Table 3 off-diagonal: no real tumor of the target
+        target = datasets[cell.organ]
+        problems += [f"{r['file']}: trained on real tumors of the target {cell.organ} ({target.name})"
+                     for r in records if r.get("dataset") in (target.name, target.fingerprint())
+                     or r.get("dataset_fingerprint") == target.fingerprint()]
     if problems:
         raise InputError(f"cell {cell.run_name}: its DiffTumor generator has seen its test fold: "
                          + "; ".join(problems))

@@ -272,3 +272,17 @@ def test_liver_to_pancreas_places_tumors_without_the_liver_erosion(regime):
         else:
             geo = generator._plan(pancreas, (3.0, 3.0, 3.0), rng).geometry
         assert all(pancreas[c] for c in geo.centres) and geo.organ == "pancreas"
+
+
+def test_an_off_diagonal_cells_generator_never_trained_on_the_target(tmp_path):
+    """pancreas ← liver: weights recorded as trained on the pancreas dataset are refused."""
+    probe = Dataset.open(make_fake_dataset(tmp_path / "probe", "pancreas"))
+    ckpt = _checkpoint(tmp_path / "ckpt", "liver", dataset=probe.name, fold=0, train_case_ids=probe.splits[0]["train"])
+    datasets = {o: make_fake_dataset(tmp_path / "ds" / o, o) for o in ("liver", "pancreas")}
+    grid = write_grid(tmp_path / "grid.toml", datasets, "x", tmp_path / "results", organs='["pancreas", "liver"]',
+                      regimes='["difftumor"]', extra=f'[evaluate]\ncross_organ = true\n[generators.difftumor]\n'
+                                                     f'checkpoints = {{liver = "{ckpt}", pancreas = "{ckpt}"}}\n')
+    with pytest.raises(InputError, match=r"pancreas·unet·difftumor←liver·f0.*trained on real tumors of the target "
+                                         r"pancreas \(fake-pancreas\)"):
+        run_grid(grid, tracking_uri=fresh_tracking_uri(tmp_path), stages=RECORDING, progress=False,
+                 only="organ=pancreas,synth_source=liver")
