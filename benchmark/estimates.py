@@ -66,7 +66,7 @@ def _train_and_test_ids(ds, cell) -> tuple[list[str] | None, list[str]]:
     if any("inner_val" not in fold for fold in folds):
         folds = add_inner_val(folds, ds.cases, DEFAULT_SEED)
     fit, _, test = fold_cases(ds, cell.fold, folds)
-    if getattr(cell, "selection", "inner_val") == "final":
+    if cell.selection == "final":
         fit = list(folds[cell.fold]["train"])
     return training_case_ids(cell, ds, fit), test
 
