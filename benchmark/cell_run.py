@@ -34,6 +34,7 @@ class CellTask:
     generator_checkpoint: str | None = None
     kind: str = "cell"
     run_name: str | None = None
+    source_dataset_dir: str = ""  # the synth_source organ's dataset (where its generator was trained)
 
     @property
     def results_dir(self) -> Path:
@@ -144,8 +145,9 @@ def _note(task: CellTask) -> str:
     others = [o for o, _ in task.eval_datasets if o != cell.organ]
     source = f" from the {cell.synth_source} generator (healthy CTs only)" if cell.cross_organ else ""
     return (f"{cell.backbone} ({cell.preset}) trained on {cell.organ} fold {cell.fold} with "
-            f"{cell.regime} tumors{source}, seed {cell.seed}; checkpoint chosen on the inner validation split, "
-            f"evaluated on the test fold"
+            f"{cell.regime} tumors{source}, seed {cell.seed}; "
+            + ("final checkpoint" if cell.selection == "final" else "checkpoint chosen on the inner validation split")
+            + ", evaluated on the test fold"
             + (f" and cross-organ on {', '.join(others)}" if others else "")
             + f". Results: `{task.results_dir}`.")
 
@@ -165,11 +167,23 @@ def _final_metrics(client, run_id: str, task: CellTask, summaries: Mapping[str, 
     history = client.get_metric_history(run_id, "val_tumor_dsc")
     if history:
         metrics["best_val_tumor_dsc"] = max(m.value for m in history)
+    metrics.update(training_set_sizes(task.results_dir))
     for organ, summary in summaries.items():
         if organ == task.cell.organ:
             metrics.update(flat_metrics(summary))
         metrics.update(tracking.cross_organ_metrics(organ, summary))
     return metrics
+
+
+def training_set_sizes(results_dir: Path) -> dict[str, float]:
+    """``n_train_cases`` / ``n_train_tumor_cases`` / ``n_train_healthy_cases`` of a cell (its
+    cases_used.json), logged as MLflow metrics so the report can set them beside the paper's n."""
+    import json
+
+    path = Path(results_dir) / "cases_used.json"
+    used = json.loads(path.read_text()) if path.is_file() else {}
+    keys = ("n_train_cases", "n_train_tumor_cases", "n_train_healthy_cases")
+    return {key: float(used[key]) for key in keys if key in used}
 
 
 def _log_artifacts(client, run_id: str, results_dir: Path) -> None:
@@ -235,4 +249,5 @@ def make_task(grid: Grid, cell: Cell, uri: str, experiment_id: str, parent: str 
         eval_datasets=tuple((o, str(grid.datasets[o])) for o in grid.eval_organs(cell.organ, cell.regime, cell.synth_source)),
         results_root=str(grid.results_dir), device=grid.device, tracking_uri=uri,
         experiment_id=experiment_id, parent_run_id=parent,
-        evaluate=tuple(sorted(grid.evaluate.items())), generator_checkpoint=checkpoint)
+        evaluate=tuple(sorted(grid.evaluate.items())), generator_checkpoint=checkpoint,
+        source_dataset_dir=str(grid.datasets[cell.synth_source]))

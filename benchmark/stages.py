@@ -77,8 +77,13 @@ def make_train_config(backbone: str, preset: str, seed: int, hyperparameters: di
 
 
 def _make_generator(name: str, organ: str, **kwargs):
-    from synthesis.registry import make_generator
+    """Generator ``name`` with ``organ``'s geometry. ``model_organ`` (a cross-organ cell's source)
+    goes only to factories that take it: a generator without per-organ weights (Hu) has nothing
+    of the source organ to use."""
+    from synthesis.registry import factory_kwargs, get_entry, make_generator
 
+    if "model_organ" in kwargs and not {"model_organ", "**"} & set(factory_kwargs(get_entry(name).load())):
+        kwargs.pop("model_organ")
     return make_generator(name, organ, **kwargs)
 
 

@@ -91,4 +91,13 @@ def describe_run(grid) -> list[str]:
     lines.append(_scoring_line(cells))
     if any(_uses_tiny_difftumor(c.params) for c in cells):
         lines.append(TINY_DIFFTUMOR_NOTE)
+    lines += _training_data_lines(grid)
     return lines + [PUBLISHED_NOTE]
+
+
+def _training_data_lines(grid) -> list[str]:
+    """n training CTs per regime beside the paper's, and generators of unknown training data."""
+    from reports.training_sizes import training_size_line, unknown_generator_line
+
+    runs = list(getattr(grid, "runs", {}).values()) or list(grid.cells.values())
+    return [line for line in (training_size_line(runs), unknown_generator_line(grid)) if line]

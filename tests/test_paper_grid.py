@@ -45,9 +45,12 @@ def test_paper_grid_has_135_main_and_180_cross_organ_cells(paper):
     assert {c.regime for c in cross} == {"hu", "difftumor"}
     assert Counter((c.synth_source, c.organ) for c in cross) == {
         (s, t): 30 for s in ("liver", "pancreas", "kidney") for t in ("liver", "pancreas", "kidney") if s != t}
-    pancreas_from_liver = next(c for c in cross if c.organ == "pancreas" and c.synth_source == "liver"
-                               and c.regime == "difftumor")
-    assert pancreas_from_liver.generator_config()["checkpoint"].endswith("checkpoints/difftumor/liver")
+    pancreas_from_liver = [c for c in cross if c.organ == "pancreas" and c.synth_source == "liver"
+                           and c.regime == "difftumor" and c.backbone == "unet"]
+    # the source organ's checkpoint of the cell's own fold
+    assert {c.fold: c.generator_config()["checkpoint"][-len("liver/fold_0"):] for c in pancreas_from_liver} == {
+        k: f"liver/fold_{k}" for k in range(5)}
+    pancreas_from_liver = pancreas_from_liver[0]
     assert pancreas_from_liver.training_roles() == ("healthy",)
 
 
