@@ -132,7 +132,7 @@ def _combine(ct: np.ndarray, out: np.ndarray, tumor_ct: np.ndarray) -> None:
     out[larger] = tumor_ct[larger]
 
 
-def _other_organs_kwargs(method, others: np.ndarray | None, batch: bool) -> dict[str, Any]:
+def other_organs_kwargs(method, others: np.ndarray | None, batch: bool) -> dict[str, Any]:
     """``other_organs=`` for a generator method that takes it (Hu: an exophytic tumor never
     replaces another labelled structure), else nothing."""
     import inspect
@@ -148,7 +148,7 @@ def _generate(generator, ct, organ, spacing, count: int, seed: int, progress: bo
     rng = np.random.default_rng(seed)
     out, tumor = ct.copy(), np.zeros(organ.shape, bool)
     tumors = []
-    extra = _other_organs_kwargs(generator.__call__, others, batch=True)
+    extra = other_organs_kwargs(generator.__call__, others, batch=True)
     for _ in tqdm(range(count), desc="tumors", disable=not progress or count == 1):
         drawn = generator(ct[None], organ[None], spacing, rng, **extra)
         _combine(ct, out, drawn.ct_hu[0])
@@ -161,7 +161,7 @@ def _replay(generator, ct, organ, tumors: Sequence[Mapping[str, Any]], replay_pa
     if not hasattr(generator, "replay"):
         raise InputError(f"{replay_path}: method {generator.name!r} cannot replay tumors from params")
     out, tumor = ct.copy(), np.zeros(organ.shape, bool)
-    extra = _other_organs_kwargs(generator.replay, others, batch=False)
+    extra = other_organs_kwargs(generator.replay, others, batch=False)
     for params in tumors:
         tumor_ct, mask = generator.replay(ct, organ, params, **extra)
         _combine(ct, out, tumor_ct)

@@ -12,8 +12,8 @@ import json
 import numpy as np
 import pytest
 
-from benchmark.data.phantom import _scanner, phantom_grid
-from benchmark.data.phantom_anatomy import AIR, BONE, KIDNEY, LIVER, PANCREAS, SPLEEN, VESSEL, build_anatomy
+from benchmark.data.phantom import anatomy_ct
+from benchmark.data.phantom_anatomy import AIR, BONE, KIDNEY, LIVER, PANCREAS, SPLEEN, VESSEL
 from synthesis.exophytic import SOFT_TISSUE_HU
 from synthesis.hu import HuGenerator
 
@@ -23,10 +23,8 @@ LABELLED = (LIVER, SPLEEN, PANCREAS, VESSEL, BONE)
 @pytest.fixture(scope="module")
 def phantom():
     """(ct HU float32, structure id per voxel) of a seeded 2 mm phantom."""
-    grid = phantom_grid(None, (2.0, 2.0, 2.0))
-    rng = np.random.default_rng(0)
-    canvas = build_anatomy(grid, rng, "M")
-    return _scanner(canvas.hu, grid, rng).astype(np.float32), canvas.owner
+    ct, owner = anatomy_ct((2.0, 2.0, 2.0), seed=0)
+    return ct.astype(np.float32), owner
 
 
 def _exophytic_draws(ct, owner, other_organs):

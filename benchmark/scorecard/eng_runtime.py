@@ -1,0 +1,128 @@
+"""The engineering measures that need time or other processes: ms per tumor by size bin beside
+Hu in the same run, peak memory (a fresh process), and determinism across worker counts.
+
+Timing interleaves the generator and Hu tumor by tumor on the same case, so both see the same
+machine load; the ratio is the number to compare, not the milliseconds.
+"""
+from __future__ import annotations
+
+import hashlib
+import resource
+import time
+from multiprocessing import get_context
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from benchmark.scorecard.eng_cases import EngCase
+from benchmark.scorecard.eng_checks import draw
+
+SIZE_BINS = ("tiny", "small", "medium", "large")
+_WORKER: dict[str, Any] = {}  # the generator of a worker process (built once per process)
+
+
+def build(name: str, organ: str, kwargs: Mapping[str, Any], size: str | Mapping[str, float] | None = None):
+    """Generator ``name`` (on the CPU unless ``kwargs`` say otherwise); ``size`` asks for one size
+    type or a size mix (generators with size_probs), None for the generator's own mix."""
+    from synthesis.registry import make_generator
+
+    extra = {} if size is None else {"size_probs": {size: 1.0} if isinstance(size, str) else dict(size)}
+    return make_generator(name, organ, **{"device": "cpu", **dict(kwargs), **extra})
+
+
+def _timed(generator, case: EngCase, seed) -> float:
+    start = time.perf_counter()
+    draw(generator, case, seed)
+    return (time.perf_counter() - start) * 1000.0
+
+
+def time_bin(generator, hu, case: EngCase, repeats: int, seed: int) -> dict[str, Any]:
+    """Median ms per tumor of ``generator`` and of ``hu``, interleaved, after one warm-up each."""
+    _timed(generator, case, (seed, 500))
+    _timed(hu, case, (seed, 500))
+    ours, theirs = [], []
+    for k in range(repeats):
+        ours.append(_timed(generator, case, (seed, 501 + k)))
+        theirs.append(_timed(hu, case, (seed, 501 + k)))
+    ms, hu_ms = float(np.median(ours)), float(np.median(theirs))
+    return {"ms_per_tumor": round(ms, 2), "hu_ms_per_tumor": round(hu_ms, 2), "ratio": round(ms / hu_ms, 3),
+            "n": repeats}
+
+
+def timing_section(name: str, organ: str, kwargs: Mapping[str, Any], case: EngCase, repeats: int,
+                   seed: int, sized: bool) -> dict[str, Any]:
+    """Per size bin (or one bin "default" for a generator without size types): ms per tumor,
+    Hu's ms in the same run, ratio. A bin the generator cannot draw gets an ``error``."""
+    bins = SIZE_BINS if sized else ("default",)
+    out: dict[str, Any] = {}
+    for size in bins:
+        chosen = None if size == "default" else size
+        try:
+            generator = build(name, organ, kwargs, chosen)
+            out[size] = time_bin(generator, build("hu", organ, {}, chosen), case, repeats, seed)
+        except Exception as exc:  # noqa: BLE001 (a size the generator cannot draw: say so, go on)
+            out[size] = {"error": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
+def _peak_memory_task(name, organ, kwargs, case, sizes, seed) -> tuple[float, float]:
+    """(peak RSS once the generator is built, peak RSS after one tumor per size), MB."""
+    generator = build(name, organ, kwargs)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    for k, size in enumerate(sizes):
+        try:
+            draw(build(name, organ, kwargs, size) if size else generator, case, (seed, 601 + k))
+        except Exception:  # noqa: BLE001 (sizes it cannot draw are reported by the timing)
+            continue
+    return before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def start_peak_memory(name, organ, kwargs, case: EngCase, sized: bool, seed: int):
+    """Start the peak-memory measurement in a fresh process; ``.get()`` the async result later."""
+    pool = get_context("spawn").Pool(1)
+    result = pool.apply_async(_peak_memory_task, (name, organ, dict(kwargs), case,
+                                                  SIZE_BINS if sized else (None,), seed))
+    pool.close()
+    return pool, result
+
+
+def finish_peak_memory(pool, result, case: EngCase) -> dict[str, Any]:
+    """{'peak_rss_mb': the process's peak, 'synthesis_mb': its rise over the built generator's, ...}."""
+    before, peak = result.get()
+    pool.join()
+    return {"peak_rss_mb": round(peak, 1), "synthesis_mb": round(peak - before, 1), "ct_shape": list(case.ct.shape),
+            "spacing_mm": list(case.spacing),
+            "method": "peak RSS (ru_maxrss) of a fresh process that builds the generator and draws one tumor "
+                      "per size bin; synthesis_mb: its rise once the generator is built"}
+
+
+def _fingerprint(generator, case: EngCase, seed) -> str:
+    new, mask, _ = draw(generator, case, seed)
+    digest = hashlib.sha256(np.ascontiguousarray(new, np.float32).tobytes())
+    digest.update(np.packbits(mask).tobytes())
+    return digest.hexdigest()
+
+
+def _worker_init(name, organ, kwargs) -> None:
+    _WORKER["generator"] = build(name, organ, kwargs)
+
+
+def _worker_task(task) -> str:
+    case, seed = task
+    return _fingerprint(_WORKER["generator"], case, seed)
+
+
+def determinism_check(name: str, organ: str, kwargs: Mapping[str, Any], generator, cases: Sequence[EngCase],
+                      seed: int, workers: int = 2) -> dict[str, Any]:
+    """The same tumors (sha256 of CT and mask, one seed per case) drawn in this process one
+    after the other and by ``workers`` spawned worker processes (as DataLoader workers draw
+    them): a generator with hidden state or global randomness differs."""
+    tasks = [(case, (seed, 700 + k)) for k, case in enumerate(cases)]
+    here = [_fingerprint(generator, case, s) for case, s in tasks]
+    with get_context("spawn").Pool(workers, _worker_init, (name, organ, dict(kwargs))) as pool:
+        there = pool.map(_worker_task, tasks, chunksize=1)
+    differ = [k for k, (a, b) in enumerate(zip(here, there)) if a != b]
+    if differ:
+        return {"ok": False, "detail": f"{len(differ)} of {len(tasks)} tumors differ between 1 process and "
+                                       f"{workers} workers (hidden state or global randomness?)"}
+    return {"ok": True, "detail": f"{len(tasks)} tumors identical in 1 process and in {workers} worker processes"}
