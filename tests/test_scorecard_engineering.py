@@ -49,7 +49,7 @@ class Ball:
 class Broken(Ball):
     """Reports a tumor but breaks the output: ``mode`` empty (no mask, CT unchanged, the old
     DiffTumor window bug), unchanged (mask but CT unchanged), far (also changes a far corner),
-    bone (the tumor also overwrites bone)."""
+    bone (the tumor also overwrites bone), bone_label (bone labelled as tumor, CT left as it is)."""
 
     def __init__(self, mode: str, bone: np.ndarray | None = None):
         super().__init__()
@@ -63,8 +63,8 @@ class Broken(Ball):
             return ct.astype(np.float32), mask
         if self.mode == "far":
             new[:3, :3, :3] += 100.0
-        if self.mode == "bone":
-            new[self.bone] = 150.0
+        if self.mode in ("bone", "bone_label"):  # overwrite bone / only label it as tumor
+            new[self.bone] = 150.0 if self.mode == "bone" else new[self.bone]
             mask = mask | self.bone
         return new, mask
 
@@ -98,6 +98,9 @@ def test_exophytic_check_catches_bone_and_passes_hu_kidney_tumors(case):
     bone = case.forbidden()["bone"]
     result = exophytic_check(Broken("bone", bone), case, 2, seed=0)
     assert not result["ok"] and result["violations_voxels"]["bone"] == 2 * bone.sum()  # 2 tumors, every bone voxel
+    labelled = exophytic_check(Broken("bone_label", bone), case, 2, seed=0)  # CT unchanged, bone in the mask
+    assert not labelled["ok"] and labelled["violations_in_mask_voxels"]["bone"] == 2 * bone.sum()
+    assert labelled["violations_voxels"]["other_organs"] == 0
     hu = exophytic_check(HuGenerator("kidney", size_probs={"medium": 0.5, "large": 0.5}),
                          phantom_case("kidney", (2.0, 2.0, 2.0)), 4, seed=0)
     assert hu["ok"] and hu["n_with_outer_part"] >= 1 and hu["outer_fraction_mean"] > 0.2

@@ -84,17 +84,19 @@ def exophytic_check(generator, case: EngCase, n: int, seed: int) -> dict[str, An
     another labelled organ. Reports how many tumors had a part outside the organ."""
     forbidden = case.forbidden()
     violations = {kind: 0 for kind in forbidden}
+    in_mask = {kind: 0 for kind in forbidden}  # of which labelled tumor (the rest: changed only)
     outside_fractions = []
     for k in range(n):
         new, mask, _ = draw(generator, case, (seed, 300 + k))
         touched = mask | (np.abs(new - case.ct) > CHANGE_HU)
         for kind, where in forbidden.items():
             violations[kind] += int(np.count_nonzero(touched & where))
+            in_mask[kind] += int(np.count_nonzero(mask & where))
         if mask.any() and (mask & ~case.organ).any():
             outside_fractions.append(float((mask & ~case.organ).sum() / mask.sum()))
     return {"spacing_mm": list(case.spacing), "n_tumors": n, "n_with_outer_part": len(outside_fractions),
             "outer_fraction_mean": float(np.mean(outside_fractions)) if outside_fractions else 0.0,
-            "violations_voxels": violations, "ok": not any(violations.values())}
+            "violations_voxels": violations, "violations_in_mask_voxels": in_mask, "ok": not any(violations.values())}
 
 
 def small_organ_check(generator, case: EngCase, organs: list[np.ndarray], seed: int) -> dict[str, Any]:

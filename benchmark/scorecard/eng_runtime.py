@@ -36,21 +36,25 @@ def _timed(generator, case: EngCase, seed) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-def time_bin(generator, hu, case: EngCase, repeats: int, seed: int) -> dict[str, Any]:
-    """Median ms per tumor of ``generator`` and of ``hu``, interleaved, after one warm-up each."""
+def time_bin(generator, hu, case: EngCase, repeats: int, seed: int, budget_s: float = float("inf")
+             ) -> dict[str, Any]:
+    """Median ms per tumor of ``generator`` and of ``hu``, interleaved, after one warm-up each:
+    ``repeats`` pairs, fewer (at least one) once the generator has used ``budget_s`` seconds."""
     _timed(generator, case, (seed, 500))
     _timed(hu, case, (seed, 500))
     ours, theirs = [], []
     for k in range(repeats):
+        if ours and sum(ours) / 1000.0 >= budget_s:
+            break
         ours.append(_timed(generator, case, (seed, 501 + k)))
         theirs.append(_timed(hu, case, (seed, 501 + k)))
     ms, hu_ms = float(np.median(ours)), float(np.median(theirs))
     return {"ms_per_tumor": round(ms, 2), "hu_ms_per_tumor": round(hu_ms, 2), "ratio": round(ms / hu_ms, 3),
-            "n": repeats}
+            "n": len(ours)}
 
 
 def timing_section(name: str, organ: str, kwargs: Mapping[str, Any], case: EngCase, repeats: int,
-                   seed: int, sized: bool) -> dict[str, Any]:
+                   seed: int, sized: bool, budget_s: float = float("inf")) -> dict[str, Any]:
     """Per size bin (or one bin "default" for a generator without size types): ms per tumor,
     Hu's ms in the same run, ratio. A bin the generator cannot draw gets an ``error``."""
     bins = SIZE_BINS if sized else ("default",)
@@ -59,7 +63,7 @@ def timing_section(name: str, organ: str, kwargs: Mapping[str, Any], case: EngCa
         chosen = None if size == "default" else size
         try:
             generator = build(name, organ, kwargs, chosen)
-            out[size] = time_bin(generator, build("hu", organ, {}, chosen), case, repeats, seed)
+            out[size] = time_bin(generator, build("hu", organ, {}, chosen), case, repeats, seed, budget_s)
         except Exception as exc:  # noqa: BLE001 (a size the generator cannot draw: say so, go on)
             out[size] = {"error": f"{type(exc).__name__}: {exc}"}
     return out

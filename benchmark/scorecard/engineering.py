@@ -30,12 +30,13 @@ class Budget:
     small_organs: int
     determinism: int
     timing_spacing: str
+    timing_budget_s: float  # generator seconds per size bin after which timing stops (>= 1 tumor)
 
 
 QUICK = Budget(timing_repeats=5, replay=1, consistency=2, exophytic=4, small_organs=8, determinism=2,
-               timing_spacing="2mm")
+               timing_spacing="2mm", timing_budget_s=1.0)
 FULL = Budget(timing_repeats=10, replay=3, consistency=6, exophytic=12, small_organs=40, determinism=4,
-              timing_spacing="1mm")
+              timing_spacing="1mm", timing_budget_s=60.0)
 EXOPHYTIC_SIZES = {"medium": 0.5, "large": 0.5}  # the size types that may leave the organ (kidney)
 
 
@@ -85,7 +86,7 @@ def engineering_section(generator: str, organ: str, *, generator_kwargs: dict | 
                            "timing_case": {"spacing_mm": list(SPACINGS[budget.timing_spacing]),
                                            "shape": list(cases[budget.timing_spacing].ct.shape)}}
     out["timing"] = timing_section(generator, organ, kwargs, cases[budget.timing_spacing], budget.timing_repeats,
-                                   seed, sized)
+                                   seed, sized, budget.timing_budget_s)
     step("timing")
     base = cases["2mm"]
     out["replay"] = _guarded(replay_check, main, base, budget.replay, seed)
