@@ -40,3 +40,12 @@ def exophytic_region(ct_hu: np.ndarray, organ_mask: np.ndarray, other_organs: np
     region[organ] = ORGAN
     region[replaceable] = REPLACEABLE
     return region
+
+
+def organ_reference_hu(ct_hu: np.ndarray, organ_mask: np.ndarray, boxes) -> float:
+    """Median HU of the organ voxels in ``boxes`` (else of the whole organ): the tissue an
+    exophytic tumor's outer part is drawn from."""
+    values = np.concatenate([ct_hu[box][organ_mask[box] != 0] for box in boxes])
+    if not values.size:
+        values = ct_hu[organ_mask != 0]
+    return float(np.median(values)) if values.size else 0.0

@@ -10,7 +10,8 @@ anatomy and noise are kept). Per-organ placement follows DiffTumor STEP3 (see ge
 An exophytic kidney tumor (DiffTumor: unclipped, labelled tumor outside the organ, where its
 inpainting model paints tumor tissue) is drawn outside the organ as tumor tissue, the organ's
 median HU darkened by the same texture, blended into the surroundings by the blurred mask;
-darkening fat instead would make it darker than any tumor.
+darkening fat instead would make it darker than any tumor. It replaces only fat and soft tissue
+outside other labelled structures (``synthesis/exophytic.py``).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import numpy as np
 from synthesis import kernels
 from synthesis.banded import gaussian_band
 from synthesis.errors import SynthesisInputError
-from synthesis.exophytic import exophytic_region
+from synthesis.exophytic import exophytic_region, organ_reference_hu
 from synthesis.geometry import (
     HU2023_SIZE_PROBS, PreparedOrgan, TumorGeometry, normalise_size_probs, prepare_organ, render_tumor_parts,
     resolve_mix_counts, sample_geometry, sample_size_type, sample_with_size_fallback,
@@ -172,15 +173,6 @@ def _darken_group(ct_box, organ_box, tumor, inner, field, gain, params, sigma_vo
                       np.float32(params.difference_hu), not params.geometry.clip_to_organ, np.float32(reference_hu))
 
 
-def _organ_reference_hu(ct_hu, organ_mask, boxes) -> float:
-    """Median HU of the organ voxels in the blend boxes (else of the whole organ): the tissue an
-    exophytic tumor's outer part is drawn from."""
-    values = np.concatenate([ct_hu[box][organ_mask[box] != 0] for box in boxes])
-    if not values.size:
-        values = ct_hu[organ_mask != 0]
-    return float(np.median(values)) if values.size else 0.0
-
-
 def apply_tumor_(ct_hu: np.ndarray, organ_mask: np.ndarray, params: TumorParams,
                  other_organs: np.ndarray | None = None) -> list[tuple[tuple[slice, ...], np.ndarray]]:
     """Add the tumor to ``ct_hu`` IN PLACE (float array), touching only its blend boxes.
@@ -207,7 +199,7 @@ def apply_tumor_(ct_hu: np.ndarray, organ_mask: np.ndarray, params: TumorParams,
     fields, gain = texture_strip([t.shape for t, _ in tumors], spacing, params.sigma_a_mm, params.sigma_b_mm,
                                  params.scale, params.base, params.u0, np.random.default_rng(params.texture_seed))
     exophytic = not params.geometry.clip_to_organ
-    reference = _organ_reference_hu(ct_hu, organ_mask, boxes) if exophytic else 0.0
+    reference = organ_reference_hu(ct_hu, organ_mask, boxes) if exophytic else 0.0
     for box, (tumor, inner), field in zip(boxes, tumors, fields):
         region = organ_mask[box]
         if exophytic:  # read before this box is changed: the tissue the tumor would replace

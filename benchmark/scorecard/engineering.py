@@ -73,38 +73,28 @@ def engineering_section(generator: str, organ: str, *, generator_kwargs: dict | 
     kwargs, budget = dict(generator_kwargs or {}), QUICK if quick else FULL
     main = build(generator, organ, kwargs)  # bad input fails here, before anything runs
     sized = _takes_size_probs(generator)
-    bar = tqdm(total=8, desc=f"engineering {generator}/{organ}", disable=not progress)
-
-    def step(label: str):
-        bar.set_postfix_str(label)
-        bar.update(1)
-
     cases = {label: phantom_case(organ, spacing, seed) for label, spacing in SPACINGS.items()}
-    step("cases")
-    pool, memory = start_peak_memory(generator, organ, kwargs, cases[budget.timing_spacing], sized, seed)
+    timed, base = cases[budget.timing_spacing], cases["2mm"]
+    pool, memory = start_peak_memory(generator, organ, kwargs, timed, sized, seed)  # runs beside the rest
+    steps = [
+        ("timing", lambda: timing_section(generator, organ, kwargs, timed, budget.timing_repeats, seed, sized,
+                                          budget.timing_budget_s)),
+        ("replay", lambda: _guarded(replay_check, main, base, budget.replay, seed)),
+        ("small_organ_failure", lambda: small_organ_check(main, base, small_organs(base, budget.small_organs, seed),
+                                                          seed)),
+        ("consistency", lambda: {label: _consistency(main, case, budget.consistency, seed)
+                                 for label, case in cases.items()}),
+        ("exophytic", lambda: _guarded(lambda: exophytic_check(
+            build(generator, organ, kwargs, EXOPHYTIC_SIZES) if sized else main, base, budget.exophytic, seed))),
+        ("determinism_workers", lambda: _guarded(determinism_check, generator, organ, kwargs, main,
+                                                 [base] * budget.determinism, seed)),
+        ("peak_memory", lambda: _guarded(finish_peak_memory, pool, memory, timed)),
+    ]
     out: dict[str, Any] = {"generator": generator, "organ": organ, "seed": seed, "quick": quick,
-                           "timing_case": {"spacing_mm": list(SPACINGS[budget.timing_spacing]),
-                                           "shape": list(cases[budget.timing_spacing].ct.shape)}}
-    out["timing"] = timing_section(generator, organ, kwargs, cases[budget.timing_spacing], budget.timing_repeats,
-                                   seed, sized, budget.timing_budget_s)
-    step("timing")
-    base = cases["2mm"]
-    out["replay"] = _guarded(replay_check, main, base, budget.replay, seed)
-    step("replay")
-    out["small_organ_failure"] = small_organ_check(main, base, small_organs(base, budget.small_organs, seed), seed)
-    step("small organs")
-    out["consistency"] = {label: _consistency(main, case, budget.consistency, seed) for label, case in cases.items()}
-    step("consistency")
-    out["exophytic"] = _guarded(lambda: exophytic_check(
-        build(generator, organ, kwargs, EXOPHYTIC_SIZES) if sized else main, base, budget.exophytic, seed))
-    step("exophytic")
-    out["determinism_workers"] = _guarded(determinism_check, generator, organ, kwargs, main,
-                                          [base] * budget.determinism, seed)
-    step("determinism")
-    out["peak_memory"] = _guarded(finish_peak_memory, pool, memory, cases[budget.timing_spacing])
+                           "timing_case": {"spacing_mm": list(timed.spacing), "shape": list(timed.ct.shape)}}
+    for key, run in tqdm(steps, desc=f"engineering {generator}/{organ}", unit="check", disable=not progress):
+        out[key] = run()
     out["peak_memory_mb"] = out["peak_memory"].get("peak_rss_mb")  # None when the measurement failed
-    step("memory")
-    bar.close()
     out["refusals"] = refusals(out)
     return out
 
