@@ -36,10 +36,7 @@ def exophytic_region(ct_hu: np.ndarray, organ_mask: np.ndarray, other_organs: np
     replaceable = ~organ & (values >= low) & (values <= high)
     if other_organs is not None:
         replaceable &= other_organs[box] == 0
-    region = np.zeros(organ.shape, np.uint8)
-    region[organ] = ORGAN
-    region[replaceable] = REPLACEABLE
-    return region
+    return organ.view(np.uint8) * np.uint8(ORGAN) + replaceable.view(np.uint8) * np.uint8(REPLACEABLE)
 
 
 def organ_reference_hu(ct_hu: np.ndarray, organ_mask: np.ndarray, boxes) -> float:
