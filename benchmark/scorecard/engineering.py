@@ -9,6 +9,7 @@ the scorecard does not score a generator whose output it cannot trust.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -92,8 +93,11 @@ def engineering_section(generator: str, organ: str, *, generator_kwargs: dict | 
     ]
     out: dict[str, Any] = {"generator": generator, "organ": organ, "seed": seed, "quick": quick,
                            "timing_case": {"spacing_mm": list(timed.spacing), "shape": list(timed.ct.shape)}}
+    out["elapsed_s"] = {}  # wall seconds per check (the memory process runs beside the others)
     for key, run in tqdm(steps, desc=f"engineering {generator}/{organ}", unit="check", disable=not progress):
+        start = time.perf_counter()
         out[key] = run()
+        out["elapsed_s"][key] = round(time.perf_counter() - start, 2)
     out["peak_memory_mb"] = out["peak_memory"].get("peak_rss_mb")  # None when the measurement failed
     out["refusals"] = refusals(out)
     return out
