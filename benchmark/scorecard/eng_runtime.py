@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import resource
+import sys
 import time
+from contextlib import contextmanager
 from multiprocessing import get_context
 from typing import Any, Mapping, Sequence
 
@@ -28,6 +30,22 @@ def build(name: str, organ: str, kwargs: Mapping[str, Any], size: str | Mapping[
 
     extra = {} if size is None else {"size_probs": {size: 1.0} if isinstance(size, str) else dict(size)}
     return make_generator(name, organ, **{"device": "cpu", **dict(kwargs), **extra})
+
+
+@contextmanager
+def one_cpu_thread():
+    """Torch on one CPU thread while the checks run (restored after), as in a DataLoader worker
+    and as Hu's kernels run: timings compare like with like, and on a loaded machine torch's
+    thread pool does not spin (a tiny DiffTumor tumor: 0.24 s on one thread, 7 s on two)."""
+    torch = sys.modules.get("torch")  # only a generator that uses torch has imported it
+    before = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if torch is not None:
+            torch.set_num_threads(before)
 
 
 def _timed(generator, case: EngCase, seed) -> float:
@@ -73,11 +91,12 @@ def _peak_memory_task(name, organ, kwargs, case, sizes, seed) -> tuple[float, fl
     """(peak RSS once the generator is built, peak RSS after one tumor per size), MB."""
     generator = build(name, organ, kwargs)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    for k, size in enumerate(sizes):
-        try:
-            draw(build(name, organ, kwargs, size) if size else generator, case, (seed, 601 + k))
-        except Exception:  # noqa: BLE001 (sizes it cannot draw are reported by the timing)
-            continue
+    with one_cpu_thread():
+        for k, size in enumerate(sizes):
+            try:
+                draw(build(name, organ, kwargs, size) if size else generator, case, (seed, 601 + k))
+            except Exception:  # noqa: BLE001 (sizes it cannot draw are reported by the timing)
+                continue
     return before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -109,6 +128,8 @@ def _fingerprint(generator, case: EngCase, seed) -> str:
 
 def _worker_init(name, organ, kwargs) -> None:
     _WORKER["generator"] = build(name, organ, kwargs)
+    if "torch" in sys.modules:  # as a DataLoader worker (and one_cpu_thread here)
+        sys.modules["torch"].set_num_threads(1)
 
 
 def _worker_task(task) -> str:
@@ -116,15 +137,24 @@ def _worker_task(task) -> str:
     return _fingerprint(_WORKER["generator"], case, seed)
 
 
-def determinism_check(name: str, organ: str, kwargs: Mapping[str, Any], generator, cases: Sequence[EngCase],
-                      seed: int, workers: int = 2) -> dict[str, Any]:
-    """The same tumors (sha256 of CT and mask, one seed per case) drawn in this process one
-    after the other and by ``workers`` spawned worker processes (as DataLoader workers draw
-    them): a generator with hidden state or global randomness differs."""
+def start_determinism(name: str, organ: str, kwargs: Mapping[str, Any], cases: Sequence[EngCase], seed: int,
+                      workers: int = 2):
+    """Start drawing one tumor per case (one seed each) in ``workers`` spawned worker processes,
+    as DataLoader workers draw them; ``finish_determinism`` compares them with this process's."""
     tasks = [(case, (seed, 700 + k)) for k, case in enumerate(cases)]
+    pool = get_context("spawn").Pool(workers, _worker_init, (name, organ, dict(kwargs)))
+    result = pool.map_async(_worker_task, tasks, chunksize=1)
+    pool.close()
+    return pool, result, tasks, workers
+
+
+def finish_determinism(generator, started) -> dict[str, Any]:
+    """The same tumors (sha256 of CT and mask) drawn here one after the other and by the workers:
+    a generator with hidden state or global randomness differs."""
+    pool, result, tasks, workers = started
     here = [_fingerprint(generator, case, s) for case, s in tasks]
-    with get_context("spawn").Pool(workers, _worker_init, (name, organ, dict(kwargs))) as pool:
-        there = pool.map(_worker_task, tasks, chunksize=1)
+    there = result.get()
+    pool.join()
     differ = [k for k, (a, b) in enumerate(zip(here, there)) if a != b]
     if differ:
         return {"ok": False, "detail": f"{len(differ)} of {len(tasks)} tumors differ between 1 process and "

@@ -16,7 +16,8 @@ from typing import Any, Callable
 from benchmark.scorecard.eng_cases import SPACINGS, phantom_case, small_organs
 from benchmark.scorecard.eng_checks import FAR_MM, consistency_check, exophytic_check, replay_check, small_organ_check
 from benchmark.scorecard.eng_runtime import (
-    build, determinism_check, finish_peak_memory, start_peak_memory, timing_section,
+    build, finish_determinism, finish_peak_memory, one_cpu_thread, start_determinism, start_peak_memory,
+    timing_section,
 )
 
 
@@ -76,7 +77,9 @@ def engineering_section(generator: str, organ: str, *, generator_kwargs: dict | 
     sized = _takes_size_probs(generator)
     cases = {label: phantom_case(organ, spacing, seed) for label, spacing in SPACINGS.items()}
     timed, base = cases[budget.timing_spacing], cases["2mm"]
-    pool, memory = start_peak_memory(generator, organ, kwargs, timed, sized, seed)  # runs beside the rest
+    # the other processes start first and run beside the checks here
+    pool, memory = start_peak_memory(generator, organ, kwargs, timed, sized, seed)
+    workers = start_determinism(generator, organ, kwargs, [base] * budget.determinism, seed)
     steps = [
         ("timing", lambda: timing_section(generator, organ, kwargs, timed, budget.timing_repeats, seed, sized,
                                           budget.timing_budget_s)),
@@ -87,17 +90,17 @@ def engineering_section(generator: str, organ: str, *, generator_kwargs: dict | 
                                  for label, case in cases.items()}),
         ("exophytic", lambda: _guarded(lambda: exophytic_check(
             build(generator, organ, kwargs, EXOPHYTIC_SIZES) if sized else main, base, budget.exophytic, seed))),
-        ("determinism_workers", lambda: _guarded(determinism_check, generator, organ, kwargs, main,
-                                                 [base] * budget.determinism, seed)),
+        ("determinism_workers", lambda: _guarded(finish_determinism, main, workers)),
         ("peak_memory", lambda: _guarded(finish_peak_memory, pool, memory, timed)),
     ]
     out: dict[str, Any] = {"generator": generator, "organ": organ, "seed": seed, "quick": quick,
                            "timing_case": {"spacing_mm": list(timed.spacing), "shape": list(timed.ct.shape)}}
     out["elapsed_s"] = {}  # wall seconds per check (the memory process runs beside the others)
-    for key, run in tqdm(steps, desc=f"engineering {generator}/{organ}", unit="check", disable=not progress):
-        start = time.perf_counter()
-        out[key] = run()
-        out["elapsed_s"][key] = round(time.perf_counter() - start, 2)
+    with one_cpu_thread():
+        for key, run in tqdm(steps, desc=f"engineering {generator}/{organ}", unit="check", disable=not progress):
+            start = time.perf_counter()
+            out[key] = run()
+            out["elapsed_s"][key] = round(time.perf_counter() - start, 2)
     out["peak_memory_mb"] = out["peak_memory"].get("peak_rss_mb")  # None when the measurement failed
     out["refusals"] = refusals(out)
     return out
