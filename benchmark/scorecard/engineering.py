@@ -35,7 +35,7 @@ class Budget:
     timing_budget_s: float  # generator seconds per size bin after which timing stops (>= 1 tumor)
 
 
-QUICK = Budget(timing_repeats=5, replay=1, consistency=2, exophytic=4, small_organs=8, determinism=2,
+QUICK = Budget(timing_repeats=6, replay=1, consistency=2, exophytic=4, small_organs=8, determinism=2,
                timing_spacing="2mm", timing_budget_s=1.0)
 FULL = Budget(timing_repeats=10, replay=3, consistency=6, exophytic=12, small_organs=40, determinism=4,
               timing_spacing="1mm", timing_budget_s=60.0)
