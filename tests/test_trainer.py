@@ -208,3 +208,60 @@ def test_hu_generator_plugs_into_the_pipeline(items):
     low, high = cfg.window
     before = np.clip((plan.ct_hu[tumor] - low) / (high - low), 0, 1)
     assert batch["image"][:, 0].numpy()[tumor].mean() < before.mean()  # hypo-attenuating
+
+
+def test_best_is_written_after_the_metrics_and_last(items, tmp_path, monkeypatch):
+    import os
+
+    train_items, val_items = items
+    events = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if str(dst).endswith(".pt"):
+            events.append(os.path.basename(dst))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    train(_config(epochs=2, val_every=2), train_items, val_items, tmp_path, progress=False,
+          log_metrics=lambda m, e: events.append(f"log {e}"))
+    # epoch 2 validates and is the best: metrics, then last.pt (its predecessor kept), then best.pt
+    assert events == ["log 1", "last.pt", "log 2", "last.prev.pt", "last.pt", "best.pt"]
+    assert torch.load(tmp_path / "last.prev.pt", weights_only=True)["epoch"] == 1
+
+
+def test_truncated_last_falls_back_to_its_predecessor(items, tmp_path):
+    train_items, val_items = items
+    full = train(_config(), train_items, val_items, tmp_path / "full", progress=False)
+    with pytest.raises(Killed):
+        train(_config(), train_items, val_items, tmp_path / "crashed", log_metrics=kill_at(3), progress=False)
+    last = tmp_path / "crashed" / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a node crash mid-write
+    with pytest.warns(RuntimeWarning, match=r"last\.pt: cannot read checkpoint.*predecessor .*last\.prev\.pt \(epoch 1\)"):
+        resumed = train(_config(), train_items, val_items, tmp_path / "crashed", progress=False)
+    assert resumed.resumed_from_epoch == 1 and resumed.history == full.history
+    full_w, resumed_w = _weights(full.last_ckpt), _weights(resumed.last_ckpt)
+    assert all(torch.equal(full_w[k], resumed_w[k]) for k in full_w)
+
+
+def test_crash_before_best_is_written_is_repaired_from_last(items, tmp_path, monkeypatch):
+    import models.trainer as trainer
+
+    train_items, val_items = items
+    real_copy = trainer.copy_atomic
+
+    def crash_on_best(source, target):
+        if str(target).endswith("best.pt"):
+            raise Killed("node crash before best.pt")
+        return real_copy(source, target)
+
+    monkeypatch.setattr(trainer, "copy_atomic", crash_on_best)
+    with pytest.raises(Killed):
+        train(_config(epochs=2, val_every=2), train_items, val_items, tmp_path, progress=False)
+    assert not (tmp_path / "best.pt").exists()
+    monkeypatch.undo()
+    with pytest.warns(RuntimeWarning, match="restored from .*last.pt"):
+        result = train(_config(epochs=2, val_every=2), train_items, val_items, tmp_path, progress=False)
+    best = torch.load(result.best_ckpt, weights_only=True)
+    assert best["epoch"] == best["best"]["epoch"] == 2
+    assert all(torch.equal(v, _weights(result.last_ckpt)[k]) for k, v in best["model"].items())
