@@ -14,7 +14,7 @@ from benchmark.stages import Stages
 
 
 def run_pipeline(task, stages: Stages, *, log_metrics, report=None, progress: bool = True,
-                 train_only: bool = False) -> dict[str, dict]:
+                 train_only: bool = False, before_write=None) -> dict[str, dict]:
     """Train, predict and evaluate one cell; stages talk through files in its folder.
 
     The model trains on the fold's training cases of the cell's roles (`Cell.training_roles`)
@@ -24,7 +24,8 @@ def run_pipeline(task, stages: Stages, *, log_metrics, report=None, progress: bo
     resumes from ``last.pt``), ``predictions/<organ>/<case>.nii.gz``, ``summary.json`` (own
     organ, test fold), ``cross_organ/<organ>/summary.json`` (other organs), ``previews/*.png``.
     Cases are read through the grid's shared preprocessed cache ``<results root>/.cache``
-    (`models.cache`).
+    (`models.cache`). ``before_write()`` (the cell lease's owner check) reaches the trainer, which
+    calls it before each metrics log and checkpoint write.
 
     Returns:
         organ -> summary dict (empty when ``train_only``).
@@ -45,7 +46,8 @@ def run_pipeline(task, stages: Stages, *, log_metrics, report=None, progress: bo
     write_json_atomic(out / "cases_used.json", used)
     stages.train(config, dataset.items(used["train"]), dataset.items(used["val"]), out / "train",
                  generator=_generator(task, stages), device=task.device, report=report,
-                 log_metrics=log_metrics, progress=progress, cache_dir=Path(task.results_root) / ".cache")
+                 log_metrics=log_metrics, progress=progress, cache_dir=Path(task.results_root) / ".cache",
+                 before_write=before_write)
     if train_only:
         return {}
     ckpt = _checkpoint(out / "train")

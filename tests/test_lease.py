@@ -192,3 +192,51 @@ def test_check_waits_out_a_rename_in_flight_but_not_a_vanished_lease(tmp_path):
     path.unlink()
     with pytest.raises(LeaseLost, match="file is gone"):
         lease.check()
+
+
+_TAKE_OVER = textwrap.dedent("""
+    import sys
+    from benchmark.lease import CellLease
+    print(CellLease(sys.argv[1]).acquire(), flush=True)  # and exits holding it (a later restart)
+""")
+
+
+def _train_then_lose_the_cell(config, train_items, val_items, out_dir, **kwargs):
+    """The fake trainer; at epoch 1 a real process (restart 1 of this Slurm job) takes the cell."""
+    from test_runner_fakes import fake_train
+
+    def log_metrics(metrics, epoch):
+        kwargs["log_metrics"](metrics, epoch)
+        if epoch == 1:
+            env = {**os.environ, "PYTHONPATH": str(ROOT), "SLURM_RESTART_COUNT": "1"}
+            out = subprocess.run([sys.executable, "-c", _TAKE_OVER, str(Path(out_dir).parent)], env=env,
+                                 capture_output=True, text=True, check=True)
+            assert out.stdout.strip() == "True", out.stderr
+
+    return fake_train(config, train_items, val_items, out_dir, **{**kwargs, "log_metrics": log_metrics})
+
+
+def test_a_cell_taken_over_mid_training_stops_before_its_next_checkpoint(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    from test_runner_fakes import FAKE_STAGES, cell_runs, fresh_tracking_uri, make_fake_dataset, write_grid
+
+    from benchmark.runner import run_grid
+
+    monkeypatch.setenv("SLURM_JOB_ID", "9001")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    grid = write_grid(tmp_path / "grid.toml", {"liver": make_fake_dataset(tmp_path / "ds", "liver")}, "exp",
+                      tmp_path / "results", folds="[0]", regimes='["real"]')
+    uri = fresh_tracking_uri(tmp_path)
+    stages = dataclasses.replace(FAKE_STAGES, train=_train_then_lose_the_cell)
+    [outcome] = run_grid(grid, tracking_uri=uri, stages=stages, progress=False)
+    assert outcome.status == "busy" and outcome.error.startswith("lost lease"), outcome
+    cell = Path(outcome.results_dir)
+    assert json.loads((cell / "train" / "last.pt").read_text())["epoch"] == 0  # epoch 1's never written
+    assert not (cell / "DONE").exists() and not (cell / "summary.json").exists()
+    new_holder = json.loads((cell / LEASE_NAME).read_text())
+    assert new_holder["restart"] == 1  # the old process did not remove the new holder's lease
+    runs = cell_runs(uri, "exp")
+    assert list(runs["status"]) == ["RUNNING"]  # left to the new holder: not FAILED, not FINISHED
+    lines = [line for line in capsys.readouterr().err.splitlines() if "stopped:" in line]
+    assert len(lines) == 1 and "taken over" in lines[0] and "restart 1" in lines[0], lines
