@@ -240,3 +240,17 @@ def test_a_cell_taken_over_mid_training_stops_before_its_next_checkpoint(tmp_pat
     assert list(runs["status"]) == ["RUNNING"]  # left to the new holder: not FAILED, not FINISHED
     lines = [line for line in capsys.readouterr().err.splitlines() if "stopped:" in line]
     assert len(lines) == 1 and "taken over" in lines[0] and "restart 1" in lines[0], lines
+
+
+def test_an_unreadable_lease_counts_as_held_only_while_it_cannot_have_gone_stale(tmp_path, monkeypatch):
+    lease = CellLease(tmp_path, stale_s=60, heartbeat_s=60)
+    assert lease.acquire()
+
+    def eio():
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(lease, "_read", eio)
+    lease.check()  # confirmed a moment ago: nobody may take it over for 60 s
+    monkeypatch.setattr(lease, "_confirmed", time.monotonic() - 31)
+    with pytest.raises(LeaseLost, match="unreadable for 30 s"):
+        lease.check()

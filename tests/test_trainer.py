@@ -265,3 +265,14 @@ def test_crash_before_best_is_written_is_repaired_from_last(items, tmp_path, mon
     best = torch.load(result.best_ckpt, weights_only=True)
     assert best["epoch"] == best["best"]["epoch"] == 2
     assert all(torch.equal(v, _weights(result.last_ckpt)[k]) for k, v in best["model"].items())
+
+
+def test_unreadable_last_and_predecessor_give_one_error_naming_both(tmp_path):
+    from models.checkpoint import load_latest
+
+    assert load_latest(tmp_path / "last.pt") is None  # nothing to resume
+    (tmp_path / "last.pt").write_bytes(b"PK\x03\x04 torn")
+    (tmp_path / "last.prev.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"last\.pt: cannot read checkpoint.*last\.prev\.pt: cannot read checkpoint"
+                                         r".*delete them to start over"):
+        load_latest(tmp_path / "last.pt")
