@@ -276,3 +276,20 @@ def test_unreadable_last_and_predecessor_give_one_error_naming_both(tmp_path):
     with pytest.raises(ValueError, match=r"last\.pt: cannot read checkpoint.*last\.prev\.pt: cannot read checkpoint"
                                          r".*delete them to start over"):
         load_latest(tmp_path / "last.pt")
+
+
+def test_before_write_stops_training_before_the_next_checkpoint(items, tmp_path):
+    """The runner's lease check: once it raises (the cell was taken over while epoch 2 was being
+    logged), neither last.pt nor best.pt of epoch 2 is written."""
+    train_items, val_items = items
+    lost = []
+
+    def before_write():
+        if lost:
+            raise Killed("lease lost")
+
+    with pytest.raises(Killed):
+        train(_config(epochs=2, val_every=1), train_items, val_items, tmp_path, progress=False,
+              before_write=before_write, log_metrics=lambda m, e: lost.append(e) if e == 2 else None)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["epoch"] == 1
