@@ -25,7 +25,8 @@ def run_pipeline(task, stages: Stages, *, log_metrics, report=None, progress: bo
     organ, test fold), ``cross_organ/<organ>/summary.json`` (other organs), ``previews/*.png``.
     Cases are read through the grid's shared preprocessed cache ``<results root>/.cache``
     (`models.cache`). ``before_write()`` (the cell lease's owner check) reaches the trainer, which
-    calls it before each metrics log and checkpoint write.
+    calls it before each metrics log and checkpoint write, and runs before each organ's
+    predictions and the previews.
 
     Returns:
         organ -> summary dict (empty when ``train_only``).
@@ -50,12 +51,20 @@ def run_pipeline(task, stages: Stages, *, log_metrics, report=None, progress: bo
                  before_write=before_write)
     if train_only:
         return {}
+    check = before_write or _no_check
     ckpt = _checkpoint(out / "train")
-    summaries = {organ: _predict_and_evaluate(task, stages, ckpt, target, used["test"][organ], organ, progress)
-                 for organ, target in targets}
+    summaries = {}
+    for organ, target in targets:
+        check()  # a process that lost its cell writes no predictions or summaries either
+        summaries[organ] = _predict_and_evaluate(task, stages, ckpt, target, used["test"][organ], organ, progress)
+    check()
     stages.previews(dataset, used["test"][cell.organ], out / "predictions" / cell.organ, out / "previews",
                     int(task.setting("previews")))
     return summaries
+
+
+def _no_check() -> None:
+    pass
 
 
 def cases_used(cell, dataset, targets, cross_cases: str = "val") -> dict:

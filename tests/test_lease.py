@@ -201,25 +201,38 @@ _TAKE_OVER = textwrap.dedent("""
 """)
 
 
+def _take_over_from_a_later_restart(cell_dir):
+    """A real process, restart 1 of this Slurm job, takes the cell (and exits holding it)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SLURM_RESTART_COUNT": "1"}
+    out = subprocess.run([sys.executable, "-c", _TAKE_OVER, str(cell_dir)], env=env, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "True", out.stderr
+
+
 def _train_then_lose_the_cell(config, train_items, val_items, out_dir, **kwargs):
-    """The fake trainer; at epoch 1 a real process (restart 1 of this Slurm job) takes the cell."""
+    """The fake trainer; the cell is taken over while it logs epoch 1."""
     from test_runner_fakes import fake_train
 
     def log_metrics(metrics, epoch):
         kwargs["log_metrics"](metrics, epoch)
         if epoch == 1:
-            env = {**os.environ, "PYTHONPATH": str(ROOT), "SLURM_RESTART_COUNT": "1"}
-            out = subprocess.run([sys.executable, "-c", _TAKE_OVER, str(Path(out_dir).parent)], env=env,
-                                 capture_output=True, text=True, check=True)
-            assert out.stdout.strip() == "True", out.stderr
+            _take_over_from_a_later_restart(Path(out_dir).parent)
 
     return fake_train(config, train_items, val_items, out_dir, **{**kwargs, "log_metrics": log_metrics})
 
 
-def test_a_cell_taken_over_mid_training_stops_before_its_next_checkpoint(tmp_path, monkeypatch, capsys):
+def _lose_the_cell_after_training(config, train_items, val_items, out_dir, **kwargs):
+    from test_runner_fakes import fake_train
+
+    result = fake_train(config, train_items, val_items, out_dir, **kwargs)
+    _take_over_from_a_later_restart(Path(out_dir).parent)
+    return result
+
+
+def _run_slurm_job_cell(tmp_path, monkeypatch, train):
     import dataclasses
 
-    from test_runner_fakes import FAKE_STAGES, cell_runs, fresh_tracking_uri, make_fake_dataset, write_grid
+    from test_runner_fakes import FAKE_STAGES, fresh_tracking_uri, make_fake_dataset, write_grid
 
     from benchmark.runner import run_grid
 
@@ -228,8 +241,14 @@ def test_a_cell_taken_over_mid_training_stops_before_its_next_checkpoint(tmp_pat
     grid = write_grid(tmp_path / "grid.toml", {"liver": make_fake_dataset(tmp_path / "ds", "liver")}, "exp",
                       tmp_path / "results", folds="[0]", regimes='["real"]')
     uri = fresh_tracking_uri(tmp_path)
-    stages = dataclasses.replace(FAKE_STAGES, train=_train_then_lose_the_cell)
-    [outcome] = run_grid(grid, tracking_uri=uri, stages=stages, progress=False)
+    [outcome] = run_grid(grid, tracking_uri=uri, stages=dataclasses.replace(FAKE_STAGES, train=train), progress=False)
+    return outcome, uri
+
+
+def test_a_cell_taken_over_mid_training_stops_before_its_next_checkpoint(tmp_path, monkeypatch, capsys):
+    from test_runner_fakes import cell_runs
+
+    outcome, uri = _run_slurm_job_cell(tmp_path, monkeypatch, _train_then_lose_the_cell)
     assert outcome.status == "busy" and outcome.error.startswith("lost lease"), outcome
     cell = Path(outcome.results_dir)
     assert json.loads((cell / "train" / "last.pt").read_text())["epoch"] == 0  # epoch 1's never written
@@ -240,6 +259,12 @@ def test_a_cell_taken_over_mid_training_stops_before_its_next_checkpoint(tmp_pat
     assert list(runs["status"]) == ["RUNNING"]  # left to the new holder: not FAILED, not FINISHED
     lines = [line for line in capsys.readouterr().err.splitlines() if "stopped:" in line]
     assert len(lines) == 1 and "taken over" in lines[0] and "restart 1" in lines[0], lines
+
+
+def test_a_cell_taken_over_after_training_writes_no_predictions(tmp_path, monkeypatch):
+    outcome, _ = _run_slurm_job_cell(tmp_path, monkeypatch, _lose_the_cell_after_training)
+    assert outcome.status == "busy" and outcome.error.startswith("lost lease"), outcome
+    assert not (Path(outcome.results_dir) / "predictions").exists()
 
 
 def test_an_unreadable_lease_counts_as_held_only_while_it_cannot_have_gone_stale(tmp_path, monkeypatch):
