@@ -3,7 +3,8 @@
 
 ``last.pt`` keeps its predecessor: each save moves the previous one to ``last.prev.pt`` (after the
 new file is on disk), and `load_latest` falls back to it, with a warning, when ``last.pt`` is
-missing or unreadable (a node crash, a truncated copy), instead of failing every retry."""
+missing or unreadable (a node crash, a truncated copy), instead of failing every retry; the broken
+file is kept as ``last.corrupt.pt``."""
 from __future__ import annotations
 
 import json
@@ -48,7 +49,9 @@ def previous_checkpoint(path: str | os.PathLike) -> Path:
 
 def load_latest(path: str | os.PathLike, map_location="cpu") -> tuple[dict[str, Any], Path] | None:
     """(state, file) of ``path`` or, when it is missing or unreadable, of its predecessor (with a
-    warning naming both); None when neither exists. Raises ValueError when neither loads."""
+    warning naming both; an unreadable ``path`` is moved to ``<stem>.corrupt.pt`` so that the next
+    save rotates the good predecessor, not the broken file); None when neither exists. Raises
+    ValueError when neither loads."""
     path = Path(path)
     errors = []
     for candidate in (path, previous_checkpoint(path)):
@@ -61,6 +64,8 @@ def load_latest(path: str | os.PathLike, map_location="cpu") -> tuple[dict[str, 
             continue
         if candidate != path:
             why = errors[0] if errors else f"{path}: not found"
+            if path.exists():  # kept for a look, and out of the way: the next save must keep `candidate`
+                os.replace(path, path.with_name(f"{path.stem}.corrupt{path.suffix}"))
             warnings.warn(f"{why}; resuming from its predecessor {candidate} (epoch {state.get('epoch')})",
                           RuntimeWarning, stacklevel=2)
         return state, candidate

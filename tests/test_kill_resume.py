@@ -72,5 +72,6 @@ def test_sigkill_at_any_point_loses_and_duplicates_no_epoch(tmp_path):
     logged = {m.step: m.value for m in _steps(uri)}
     assert sorted(Counter(m.step for m in _steps(uri)).items()) == [(e, 1) for e in range(1, EPOCHS + 1)]
     history = torch.load(tmp_path / "train" / "last.pt", weights_only=True)["history"]
+    assert torch.load(tmp_path / "train" / "last.prev.pt", weights_only=True)["epoch"] == EPOCHS - 1
     assert [round(logged[h["epoch"]], 6) for h in history] == [round(h["train_loss"], 6) for h in history]
     assert len(_steps(uri, "val_tumor_dsc")) == EPOCHS // 2

@@ -240,6 +240,9 @@ def test_truncated_last_falls_back_to_its_predecessor(items, tmp_path):
     with pytest.warns(RuntimeWarning, match=r"last\.pt: cannot read checkpoint.*predecessor .*last\.prev\.pt \(epoch 1\)"):
         resumed = train(_config(), train_items, val_items, tmp_path / "crashed", progress=False)
     assert resumed.resumed_from_epoch == 1 and resumed.history == full.history
+    # the broken file is set aside, so the predecessor kept now is a good one (epoch 2), not it
+    assert torch.load(tmp_path / "crashed" / "last.prev.pt", weights_only=True)["epoch"] == 2
+    assert (tmp_path / "crashed" / "last.corrupt.pt").is_file()
     full_w, resumed_w = _weights(full.last_ckpt), _weights(resumed.last_ckpt)
     assert all(torch.equal(full_w[k], resumed_w[k]) for k in full_w)
 
