@@ -34,6 +34,7 @@ class CellTask:
     generator_checkpoint: str | None = None
     kind: str = "cell"
     run_name: str | None = None
+    source_dataset_dir: str = ""  # the synth_source organ's dataset (where its generator was trained)
 
     @property
     def results_dir(self) -> Path:
@@ -109,6 +110,8 @@ def _run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True
     run_id, resumed = tracking.open_cell_run(
         client, task.experiment_id, cell=task.cell, kind=task.kind, parent_run_id=task.parent_run_id,
         run_name=task.run_name, note=_note(task), tags=_tags(task))
+    if not resumed:
+        _log_scoring_params(client, run_id, task)
     buffer = tracking.MetricBuffer(client, run_id)
     try:
         summaries = run_pipeline(task, stages, log_metrics=buffer.log_epoch, report=report,
@@ -139,6 +142,15 @@ def _always_owner() -> None:
     pass
 
 
+def _log_scoring_params(client, run_id: str, task: CellTask) -> None:
+    """The grid's [evaluate] settings as ``evaluate.<key>`` params (the report header states the
+    organ filter and thresholds; they are not part of the cell hash, so not in `Cell.params`)."""
+    from mlflow.entities import Param
+
+    keys = ("organ_filter", "organ_postprocess", "min_lesion_mm3", "patient_threshold_mm3")
+    client.log_batch(run_id, params=[Param(f"evaluate.{k}", str(task.setting(k))) for k in keys])
+
+
 def _tags(task: CellTask) -> dict[str, str]:
     cell = task.cell
     return {"organ": cell.organ, "backbone": cell.backbone, "fold": str(cell.fold),
@@ -153,8 +165,9 @@ def _note(task: CellTask) -> str:
     others = [o for o, _ in task.eval_datasets if o != cell.organ]
     source = f" from the {cell.synth_source} generator (healthy CTs only)" if cell.cross_organ else ""
     return (f"{cell.backbone} ({cell.preset}) trained on {cell.organ} fold {cell.fold} with "
-            f"{cell.regime} tumors{source}, seed {cell.seed}; checkpoint chosen on the inner validation split, "
-            f"evaluated on the test fold"
+            f"{cell.regime} tumors{source}, seed {cell.seed}; "
+            + ("final checkpoint" if cell.selection == "final" else "checkpoint chosen on the inner validation split")
+            + ", evaluated on the test fold"
             + (f" and cross-organ on {', '.join(others)}" if others else "")
             + f". Results: `{task.results_dir}`.")
 
@@ -174,6 +187,7 @@ def _final_metrics(client, run_id: str, task: CellTask, summaries: Mapping[str, 
     history = client.get_metric_history(run_id, "val_tumor_dsc")
     if history:
         metrics["best_val_tumor_dsc"] = max(m.value for m in history)
+    metrics.update(training_set_sizes(task.results_dir))
     for organ, summary in summaries.items():
         if organ == task.cell.organ:
             metrics.update(flat_metrics(summary))
@@ -181,8 +195,19 @@ def _final_metrics(client, run_id: str, task: CellTask, summaries: Mapping[str, 
     return metrics
 
 
+def training_set_sizes(results_dir: Path) -> dict[str, float]:
+    """``n_train_cases`` / ``n_train_tumor_cases`` / ``n_train_healthy_cases`` of a cell (its
+    cases_used.json), logged as MLflow metrics so the report can set them beside the paper's n."""
+    import json
+
+    path = Path(results_dir) / "cases_used.json"
+    used = json.loads(path.read_text()) if path.is_file() else {}
+    keys = ("n_train_cases", "n_train_tumor_cases", "n_train_healthy_cases")
+    return {key: float(used[key]) for key in keys if key in used}
+
+
 def _log_artifacts(client, run_id: str, results_dir: Path) -> None:
-    for name in ("summary.json", "cell.json", "train_config.json", "cases_used.json"):
+    for name in ("summary.json", "per_case.csv", "per_lesion.csv", "cell.json", "train_config.json", "cases_used.json"):
         if (results_dir / name).is_file():
             client.log_artifact(run_id, str(results_dir / name))
     for sub in ("cross_organ", "previews"):
@@ -244,4 +269,5 @@ def make_task(grid: Grid, cell: Cell, uri: str, experiment_id: str, parent: str 
         eval_datasets=tuple((o, str(grid.datasets[o])) for o in grid.eval_organs(cell.organ, cell.regime, cell.synth_source)),
         results_root=str(grid.results_dir), device=grid.device, tracking_uri=uri,
         experiment_id=experiment_id, parent_run_id=parent,
-        evaluate=tuple(sorted(grid.evaluate.items())), generator_checkpoint=checkpoint)
+        evaluate=tuple(sorted(grid.evaluate.items())), generator_checkpoint=checkpoint,
+        source_dataset_dir=str(grid.datasets[cell.synth_source]))

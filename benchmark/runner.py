@@ -48,7 +48,8 @@ def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int
     _preflight(grid, cells, stages)
     client, uri, experiment_id, parent = _open_grid_run(grid, len(cells), tracking_uri)
     checkpoints = _difftumor_checkpoints(grid, cells, progress)
-    tasks = [make_task(grid, cell, uri, experiment_id, parent, checkpoints.get(cell.synth_source)) for cell in cells]
+    tasks = [make_task(grid, cell, uri, experiment_id, parent, checkpoints.get((cell.synth_source, cell.fold)))
+             for cell in cells]
     try:
         outcomes = execute(tasks, executor=executor, max_parallel=max_parallel, stages=stages,
                            slurm=grid.slurm, folder=grid.results_dir / ".submitit", progress=progress)
@@ -69,9 +70,12 @@ def _preflight(grid: Grid, cells: Sequence[Cell], stages) -> None:
     the cells train or evaluate on (cached per dataset)."""
     from benchmark.stages import real_stages
 
+    from benchmark.generator_provenance import check_checkpoints
+
     stages = stages or real_stages()
     for cell in cells:
         stages.make_config(cell.backbone, cell.preset, cell.seed, cell.hp())
+    check_checkpoints(grid, cells)
     if stages.check_dataset is None:
         return
     organs = {c.organ for c in cells} | {o for c in cells for o in grid.eval_organs(c.organ, c.regime, c.synth_source)}
@@ -93,21 +97,24 @@ def _open_grid_run(grid: Grid, n_cells: int, tracking_uri: str | None):
     return client, uri, experiment_id, parent
 
 
-def _difftumor_checkpoints(grid: Grid, cells: Sequence[Cell], progress: bool) -> dict[str, str]:
-    """source organ -> DiffTumor checkpoint dir for cells configured with ``checkpoint = "auto"``."""
-    organs = sorted({c.synth_source for c in cells if c.generator_config().get("checkpoint") == "auto"})
-    if not organs:
+def _difftumor_checkpoints(grid: Grid, cells: Sequence[Cell], progress: bool) -> dict[tuple[str, int], str]:
+    """(source organ, fold) -> DiffTumor checkpoint dir for cells with ``checkpoint = "auto"``.
+
+    Each is trained on that fold's training cases of the source organ's dataset only (autoencoder
+    included), so no generator sees a test case of the fold it serves. One autoencoder per source
+    organ and fold (the official one is shared by all organs, trained on AbdomenAtlas): a shared one
+    would be trained on one organ's tumor CTs, which a cross-organ cell targeting that organ must
+    never see."""
+    keys = sorted({(c.synth_source, c.fold) for c in cells if c.generator_config().get("checkpoint") == "auto"})
+    if not keys:
         return {}
     try:
-        from benchmark.generators import tiny_autoencoder, train_tiny_generators
+        from benchmark.generators import train_tiny_generators
     except ImportError as exc:
         raise InputError(f"{grid.path}: generators.difftumor.checkpoints = \"auto\" needs "
                          f"benchmark.generators.train_tiny_generators ({exc})") from exc
-    # cached by the trainer: reruns reuse the checkpoints when config and data are unchanged. One
-    # autoencoder for all organs (trained on the first organ's CTs, which show the whole abdomen),
-    # as the official DiffTumor; the diffusion models are per organ.
-    shared = tiny_autoencoder(grid.datasets[organs[0]], grid.results_dir / "generators" / "shared",
-                              device=grid.device, progress=progress)
-    return {organ: str(train_tiny_generators(grid.datasets[organ], grid.results_dir / "generators" / organ,
-                                             organ, device=grid.device, progress=progress, autoencoder=shared))
-            for organ in organs}
+    # cached by the trainer: reruns reuse the checkpoints when config, data and fold are unchanged
+    return {(organ, fold): str(train_tiny_generators(
+                grid.datasets[organ], grid.results_dir / "generators" / organ / f"fold_{fold}", organ,
+                device=grid.device, fold=fold, progress=progress))
+            for organ, fold in keys}

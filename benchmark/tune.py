@@ -1,8 +1,13 @@
 """Optuna tuning of one grid cell: each trial is the same cell runner with new hyperparameters.
 
-- objective: best *inner validation* tumor DSC (the split carved from the training folds in
-  splits.json; the test fold is never seen by a trial), reported through the trainer's
-  ``report(epoch, value)`` so the pruner (median or Hyperband) can stop bad trials;
+- objective: best *inner validation* tumor DSC of the tuned fold (the split carved from that
+  fold's training cases in splits.json; every trial trains on the rest of them and never sees
+  the test fold), reported through the trainer's ``report(epoch, value)`` so the pruner (median
+  or Hyperband) can stop bad trials;
+- scope: the best values apply to the tuned cell's fold only: ``best_params.toml`` is a
+  ``[tuned."organ=..,backbone=..,regime=..,fold=k"]`` table (`benchmark.grid`), because fold k's
+  training cases are the other folds' test cases. Tune each fold for all folds (nested CV);
+- cross-organ cells are not tuned: their objective would be the target's real tumors;
 - storage: sqlite under ``<results>/tune/<study>/optuna.db`` by default, any RDB URL
   (PostgreSQL/MySQL) for many workers; heartbeats + `RetryHeartbeatStaleTrialCallback`
   re-queue the trial of a killed worker with the same parameters, which reopens the same
@@ -52,6 +57,9 @@ def tune_cell(grid: Grid | str | Path, cell: str, n_trials: int, *, storage: str
 
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
     base = _one_cell(grid, cell)
+    if base.cross_organ:
+        raise InputError(f"--cell {cell!r}: a cross-organ cell is not tuned (its objective would be the "
+                         f"{base.organ}'s real tumors, which the cell must never see); tune the {base.synth_source} cell")
     if not grid.optuna["space"]:
         raise InputError(f"{grid.path}: [optuna.space] is empty; add e.g. lr = {{low = 1e-4, high = 1e-2, log = true}}")
     source = f"_from_{base.synth_source}" if base.cross_organ else ""
@@ -142,9 +150,11 @@ def _objective(grid: Grid, base, context: dict, stages):
 
     def objective(trial) -> float:
         hp, gen = suggest(trial, grid.optuna["space"])
-        cell = base.with_overrides(hp, gen)
+        # a trial selects on the inner split of its fold, whatever the grid's checkpoint_selection
+        cell = replace(base.with_overrides(hp, gen), selection="inner_val")
         trial.set_user_attr("cell_hash", cell.hash)
         trial.set_user_attr("regime", base.regime)
+        trial.set_user_attr("selector", tuned_selector(base))
         task = replace(make_task(grid, cell, context["uri"], context["experiment_id"], context["run_id"], None),
                        kind="trial", run_name=f"{base.run_name} trial {trial.number}",
                        results_root=str(context["folder"] / "trials"))
@@ -235,15 +245,20 @@ def write_study_files(study, grid: Grid, folder: Path) -> Path:
     return snippet
 
 
+def tuned_selector(cell) -> str:
+    """The [tuned] key naming ``cell``'s organ, backbone, regime and fold."""
+    return f"organ={cell.organ},backbone={cell.backbone},regime={cell.regime},fold={cell.fold}"
+
+
 def best_params_toml(study, grid: Grid) -> str:
-    """The best trial's values as TOML to paste into the grid ([train], [generators.<name>])."""
+    """The best trial's values as a grid table that applies to the tuned cell (its fold) only."""
     best = study.best_trial
     hp, gen = suggest(optuna_fixed_trial(best.params), grid.optuna["space"])
-    lines = [f"# best of study {study.study_name!r}: val_tumor_dsc {best.value:.4f} (trial {best.number})",
-             "[train]"] + [f"{k} = {_toml_value(v)}" for k, v in hp.items()]
-    regime = best.user_attrs.get("regime", "hu")
-    if gen:
-        lines += ["", f"[generators.{regime}]"] + [f"{k} = {_toml_value(v)}" for k, v in gen.items()]
+    selector = best.user_attrs["selector"]
+    lines = [f"# best of study {study.study_name!r}: inner-validation tumor DSC {best.value:.4f} "
+             f"(trial {best.number}); applies to this fold only",
+             f"[tuned.{json.dumps(selector)}]"] + [f"{k} = {_toml_value(v)}" for k, v in hp.items()]
+    lines += [f"{json.dumps('generator.' + k)} = {_toml_value(v)}" for k, v in gen.items()]
     return "\n".join(lines) + "\n"
 
 

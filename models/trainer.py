@@ -167,8 +167,6 @@ def validate(model: torch.nn.Module, volumes: Sequence[Volume], config: TrainCon
 def _check_inputs(config: TrainConfig, train_items, val_items, generator) -> None:
     if not train_items:
         raise ValueError("train_items is empty: expected at least one {case_id, image, label, healthy} dict")
-    if not val_items:
-        raise ValueError("val_items is empty: validation picks the best checkpoint, give at least one case")
     if generator is not None and not isinstance(generator, TumorGenerator):
         raise ValueError(f"generator {generator!r} does not implement synthesis.protocol.TumorGenerator")
     if config.compile and not hasattr(torch, "compile"):
@@ -192,7 +190,8 @@ def _after_epoch(run: _Run, config: TrainConfig, loss: float, val_volumes, devic
     run.scheduler.step()
     run.epoch += 1
     improved = False
-    if run.epoch % config.val_every == 0 or run.epoch == config.epochs:
+    # no validation cases: the final checkpoint is the one evaluated (nnU-Net's default), no best.pt
+    if val_volumes and (run.epoch % config.val_every == 0 or run.epoch == config.epochs):
         tumor_dsc, organ_dsc = validate(unwrap(run.model), val_volumes, config, device)
         metrics.update(val_tumor_dsc=tumor_dsc, val_organ_dsc=organ_dsc)
         best = run.best
@@ -253,7 +252,8 @@ def train(
     Args:
         train_items / val_items: dicts ``{case_id, image, label, healthy, age, sex}`` (NIfTI paths).
         out_dir: gets ``config.json``, ``last.pt`` (every epoch; its predecessor kept as
-            ``last.prev.pt``) and ``best.pt`` (best val tumor DSC, ties by organ DSC); an existing
+            ``last.prev.pt``) and ``best.pt`` (best val tumor DSC, ties by organ DSC; none when
+            ``val_items`` is empty: the final checkpoint is then the one to evaluate); an existing
             ``last.pt`` with the same config is resumed (its predecessor if it is unreadable).
         generator: synthetic-tumor generator for healthy crops (None: no synthesis).
         device: torch device; AMP/compile only take effect on CUDA.

@@ -77,7 +77,7 @@ def fake_train(config, train_items, val_items, out_dir, *, generator=None, devic
 
 
 def fake_predict(ckpt_path, items, out_dir, *, device="cpu", overlap=0.75, organ_postprocess=True, organ_masks=None,
-                 progress=True):
+                 margin_mm=0.0, progress=True):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -88,7 +88,8 @@ def fake_predict(ckpt_path, items, out_dir, *, device="cpu", overlap=0.75, organ
     return paths
 
 
-def fake_evaluate(pred_dir, dataset, case_ids=None, out=None, progress=True):
+def fake_evaluate(pred_dir, dataset, case_ids=None, out=None, progress=True, min_lesion_mm3=8.0,
+                  patient_threshold_mm3=70.0):
     """Summary in the contract's shape; sensitivity = n cases / (n cases + 1)."""
     n = len(case_ids)
     files = sorted(p.name for p in Path(pred_dir).glob("*.nii.gz"))
