@@ -14,7 +14,7 @@ from benchmark.stages import Stages
 
 
 def run_pipeline(task, stages: Stages, *, log_metrics, report=None, progress: bool = True,
-                 train_only: bool = False) -> dict[str, dict]:
+                 train_only: bool = False, before_write=None) -> dict[str, dict]:
     """Train, predict and evaluate one cell; stages talk through files in its folder.
 
     The model trains on the fold's training cases of the cell's roles (`Cell.training_roles`)
@@ -27,7 +27,9 @@ def run_pipeline(task, stages: Stages, *, log_metrics, report=None, progress: bo
     (own organ, test fold, scored on each case's native grid), ``cross_organ/<organ>/`` (the same
     for other organs), ``previews/*.png``.
     Cases are read through the grid's shared preprocessed cache ``<results root>/.cache``
-    (`models.cache`).
+    (`models.cache`). ``before_write()`` (the cell lease's owner check) reaches the trainer, which
+    calls it before each metrics log and checkpoint write, and runs before each organ's
+    predictions and the previews.
 
     Returns:
         organ -> summary dict (empty when ``train_only``).
@@ -49,15 +51,24 @@ def run_pipeline(task, stages: Stages, *, log_metrics, report=None, progress: bo
     write_json_atomic(out / "cases_used.json", used)
     stages.train(config, dataset.items(used["train"]), dataset.items(used["val"]), out / "train",
                  generator=_generator(task, stages), device=task.device, report=report,
-                 log_metrics=log_metrics, progress=progress, cache_dir=Path(task.results_root) / ".cache")
+                 log_metrics=log_metrics, progress=progress, cache_dir=Path(task.results_root) / ".cache",
+                 before_write=before_write)
     if train_only:
         return {}
+    check = before_write or _no_check
     ckpt = _checkpoint(out / "train", cell.selection)
-    summaries = {organ: _predict_and_evaluate(task, stages, ckpt, target, used["test"][organ], organ, progress)
-                 for organ, target in targets}
+    summaries = {}
+    for organ, target in targets:
+        check()  # a process that lost its cell writes no predictions or summaries either
+        summaries[organ] = _predict_and_evaluate(task, stages, ckpt, target, used["test"][organ], organ, progress)
+    check()
     stages.previews(dataset, used["test"][cell.organ], out / "predictions" / cell.organ, out / "previews",
                     int(task.setting("previews")))
     return summaries
+
+
+def _no_check() -> None:
+    pass
 
 
 def cases_used(cell, dataset, targets, cross_cases: str = "val") -> dict:

@@ -50,7 +50,7 @@ class CellTask:
 @dataclass(frozen=True)
 class CellOutcome:
     """status: finished | skipped | failed | stopped (pruned / interrupted) | busy (another
-    process holds the cell's lease)."""
+    process holds the cell's lease, or took it over from this one: ``error`` says which)."""
 
     cell: Cell
     status: str
@@ -62,8 +62,11 @@ class CellOutcome:
 
 def run_cell(task: CellTask, stages=None, **kwargs) -> CellOutcome:
     """`_run_cell` under the cell's lease (`benchmark.lease`): a cell another process is training
-    is not touched; its outcome is ``busy`` and a line on stderr says who holds it."""
-    from benchmark.lease import CellLease
+    is not touched; its outcome is ``busy`` and a line on stderr says who holds it. A process
+    whose lease is taken over while it trains (it hung past the stale limit, or a later restart
+    of its Slurm job took the cell) stops before its next checkpoint or MLflow write, leaves the
+    MLflow run to the new holder, says so in one line and returns ``busy`` too."""
+    from benchmark.lease import CellLease, LeaseLost
 
     lease = CellLease(task.results_dir)
     if not lease.acquire():
@@ -71,14 +74,17 @@ def run_cell(task: CellTask, stages=None, **kwargs) -> CellOutcome:
               f"{lease.holder}; skipped", file=sys.stderr, flush=True)
         return CellOutcome(task.cell, "busy", None, str(task.results_dir), error=f"leased by {lease.holder}")
     try:
-        return _run_cell(task, stages, **kwargs)
+        return _run_cell(task, stages, owner_check=lease.check, **kwargs)
+    except LeaseLost as exc:
+        print(f"tumorbench: cell {task.cell.run_name} ({task.cell.hash}) stopped: {exc}", file=sys.stderr, flush=True)
+        return CellOutcome(task.cell, "busy", None, str(task.results_dir), error=f"lost lease: {exc}")
     finally:
         lease.release()
 
 
 def _run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True,
               train_only: bool = False, stop_exceptions: tuple = (),
-              raise_errors: bool = False) -> CellOutcome:
+              raise_errors: bool = False, owner_check=None) -> CellOutcome:
     """Run one cell inside its MLflow run (new, or the unfinished one of the same hash).
 
     Args:
@@ -87,11 +93,16 @@ def _run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True
         stop_exceptions: exceptions that end the run as KILLED with tag ``stopped`` and
             propagate (``optuna.TrialPruned``).
         raise_errors: re-raise other errors after recording FAILED (default: return them).
+        owner_check: raises `benchmark.lease.LeaseLost` when this process no longer holds the
+            cell; called before every checkpoint and the final MLflow writes (and before a failure
+            is recorded: a process that lost its cell writes nothing into the new holder's run).
     """
+    from benchmark.lease import LeaseLost
     from benchmark.cell_pipeline import run_pipeline
     from benchmark.stages import real_stages
 
     stages = stages or real_stages()
+    owner_check = owner_check or _always_owner
     client = tracking.client_for(task.tracking_uri)
     done = tracking.find_run(client, task.experiment_id, task.cell.hash, task.kind)
     if done is not None and done.info.status == "FINISHED":
@@ -104,8 +115,12 @@ def _run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True
     buffer = tracking.MetricBuffer(client, run_id)
     try:
         summaries = run_pipeline(task, stages, log_metrics=buffer.log_epoch, report=report,
-                                 progress=progress, train_only=train_only)
+                                 progress=progress, train_only=train_only, before_write=owner_check)
+        owner_check()
         metrics = _log_results(client, buffer, run_id, task, summaries)
+        owner_check()
+    except LeaseLost:
+        raise
     except stop_exceptions as exc:
         _end(client, buffer, run_id, "KILLED", {"stopped": type(exc).__name__})
         raise
@@ -113,6 +128,7 @@ def _run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True
         _end(client, buffer, run_id, "KILLED", {"stopped": "KeyboardInterrupt"})
         raise
     except Exception as exc:
+        owner_check()
         _record_failure(client, buffer, run_id, exc)
         if raise_errors:
             raise
@@ -120,6 +136,10 @@ def _run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True
     _end(client, buffer, run_id, "FINISHED", {})
     write_json_atomic(task.results_dir / "DONE", {"run_id": run_id, "resumed": resumed})
     return CellOutcome(task.cell, "finished", run_id, str(task.results_dir), metrics)
+
+
+def _always_owner() -> None:
+    pass
 
 
 def _log_scoring_params(client, run_id: str, task: CellTask) -> None:
