@@ -43,20 +43,77 @@ class _Job:
         self.paths = submitit.core.utils.JobPaths(folder, job_id=job_id)
 
 
-def test_queue_watch_reports_a_job_gone_twice_without_result(tmp_path, monkeypatch):
-    listed = tmp_path / "listed"
-    squeue = tmp_path / "squeue"
-    squeue.write_text(f"#!/bin/sh\ncat {listed}\n")
-    squeue.chmod(squeue.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    jobs = [_Job("5_0", tmp_path), _Job("5_1", tmp_path), _Job("5_2", tmp_path)]
-    jobs[2].paths.result_pickle.parent.mkdir(parents=True, exist_ok=True)
+class _Queue:
+    """A fake ``squeue`` on PATH answering what ``show`` last set (ids and states, or ids only when
+    the format asks for no state), and a clock the watch reads."""
+
+    def __init__(self, tmp_path, monkeypatch):
+        self.listed, self.now = tmp_path / "listed", 0.0
+        squeue = tmp_path / "squeue"
+        squeue.write_text(f'#!/bin/sh\ncase "$*" in *%T*) cat {self.listed};; *) cut -d" " -f1 {self.listed};; esac\n')
+        squeue.chmod(squeue.stat().st_mode | stat.S_IEXEC)
+        monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+        monkeypatch.setattr("benchmark.slurm.time.monotonic", lambda: self.now)
+
+    def show(self, at: float, *lines: str) -> None:
+        self.now = at
+        self.listed.write_text("".join(f"{line}\n" for line in lines))
+
+
+def _jobs(tmp_path, *ids):
+    jobs = [_Job(i, tmp_path) for i in ids]
+    jobs[0].paths.result_pickle.parent.mkdir(parents=True, exist_ok=True)
+    return jobs
+
+
+def test_queue_watch_waits_for_a_requeued_task_pending_or_briefly_absent(tmp_path, monkeypatch):
+    """A time-limit requeue: RUNNING, gone from squeue for a few answers, PENDING (BeginTime) for
+    minutes, RUNNING again. Never failed while listed alive or absent for less than absent_s."""
+    queue, watch = _Queue(tmp_path, monkeypatch), QueueWatch(every_s=15)  # absent_s: 600 s
+    jobs = _jobs(tmp_path, "5_0")
+    timeline = [(0, "5_0 RUNNING"), (15, "5_0 COMPLETING")] + [(t, "") for t in (30, 45, 60, 75)] \
+        + [(t, "5_0 PENDING") for t in range(90, 400, 15)] + [(400, "5_0 RUNNING"), (415, "5_0 RUNNING")]
+    for at, line in timeline:
+        queue.show(at, *([line] if line else []))
+        assert watch.vanished(jobs) == [], (at, line)
+
+
+def test_queue_watch_fails_a_task_slurm_lists_as_ended_without_result(tmp_path, monkeypatch):
+    queue, watch = _Queue(tmp_path, monkeypatch), QueueWatch(every_s=15)  # grace: 4 polls = 60 s
+    jobs = _jobs(tmp_path, "5_0", "5_1", "5_2")
     jobs[2].paths.result_pickle.write_bytes(b"x")  # finished: its result is there
-    watch = QueueWatch(every_s=0)
-    listed.write_text("5_0\n")
-    assert watch.vanished(jobs) == []  # 5_1 missing once: may be between requeue steps
-    listed.write_text("5_0\n5_1\n")
-    assert watch.vanished(jobs) == []  # back (requeued, PENDING)
-    listed.write_text("5_0\n")
-    assert watch.vanished(jobs) == []
-    assert [j.job_id for j, _ in watch.vanished(jobs)] == ["5_1"]
+    for at in (0, 15, 30, 45):
+        queue.show(at, "5_0 RUNNING", "5_1 CANCELLED", "5_2 COMPLETED")
+        assert watch.vanished(jobs) == [], at  # a result file on NFS may still be on its way
+    queue.show(60, "5_0 RUNNING", "5_1 CANCELLED", "5_2 COMPLETED")
+    assert [(j.job_id, why) for j, why in watch.vanished(jobs)] == [("5_1", "ended (CANCELLED)")]
+
+
+def test_queue_watch_gives_a_task_that_requeued_itself_until_absent_s(tmp_path, monkeypatch):
+    """Listed as ended, but submitit's log says it requeued itself after its last start."""
+    queue, watch = _Queue(tmp_path, monkeypatch), QueueWatch(every_s=15, absent_s=600)
+    jobs = _jobs(tmp_path, "5_0", "5_1")
+    jobs[0].paths.stdout.write_text("submitit INFO - Starting with JobEnvironment(job_id=5_0)\n"
+                                    "submitit INFO - Requeued job 5_0 (2 remaining timeouts)\n")
+    jobs[1].paths.stdout.write_text("submitit INFO - Requeued job 5_1 (2 remaining timeouts)\n"
+                                    "submitit INFO - Starting with JobEnvironment(job_id=5_1)\n")
+    for at in range(0, 600, 15):
+        queue.show(at, "5_0 NODE_FAIL")
+        assert watch.vanished(jobs[:1]) == [], at
+    queue.show(600, "5_0 NODE_FAIL")
+    assert [j.job_id for j, _ in watch.vanished(jobs[:1])] == ["5_0"]
+    watch = QueueWatch(every_s=15)
+    for at in (0, 15, 30, 45, 60):  # restarted after its requeue: its end is final
+        queue.show(at, "5_1 FAILED")
+        gone = watch.vanished(jobs[1:])
+    assert [j.job_id for j, _ in gone] == ["5_1"]
+
+
+def test_queue_watch_fails_a_task_absent_for_absent_s(tmp_path, monkeypatch):
+    queue, watch = _Queue(tmp_path, monkeypatch), QueueWatch(every_s=15, absent_s=600)
+    jobs = _jobs(tmp_path, "5_0")
+    for at in range(0, 600, 15):
+        queue.show(at)
+        assert watch.vanished(jobs) == [], at
+    queue.show(600)
+    assert [why for _, why in watch.vanished(jobs)] == ["left the Slurm queue for 600 s"]
