@@ -48,7 +48,7 @@ def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int
         print_cell_table(cells, grid.results_dir)
         print_estimates(grid, cells)
         return []
-    uri = _tracking_uri(grid, tracking_uri)
+    uri = grid_tracking_uri(grid, tracking_uri)
     if executor == "slurm":
         from benchmark.slurm import refuse_local_stores
 
@@ -87,7 +87,7 @@ def _preflight(grid: Grid, cells: Sequence[Cell], stages) -> None:
         stages.check_dataset(grid.datasets[organ])
 
 
-def _tracking_uri(grid: Grid, tracking_uri: str | None) -> str:
+def grid_tracking_uri(grid: Grid, tracking_uri: str | None) -> str:
     """--tracking-uri > $MLFLOW_TRACKING_URI > the grid's [mlflow] tracking_uri > the default store."""
     return tracking.resolve_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
                                          or grid.mlflow.get("tracking_uri"))
@@ -95,7 +95,7 @@ def _tracking_uri(grid: Grid, tracking_uri: str | None) -> str:
 
 def _open_grid_run(grid: Grid, n_cells: int, tracking_uri: str | None):
     """(client, uri, experiment id, parent run id) of this invocation, grid.toml logged."""
-    uri = _tracking_uri(grid, tracking_uri)
+    uri = grid_tracking_uri(grid, tracking_uri)
     client = tracking.client_for(uri)
     experiment_id = tracking.ensure_experiment(client, grid.mlflow.get("experiment", grid.name), uri)
     parent = tracking.start_parent_run(

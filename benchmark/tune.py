@@ -23,6 +23,7 @@ from benchmark import tracking
 from benchmark.cell import CELL_KEYS, cells_from_grid, parse_only, select
 from benchmark.errors import InputError
 from benchmark.grid import Grid, load_grid
+from benchmark.runner import grid_tracking_uri
 
 
 @dataclass(frozen=True)
@@ -90,15 +91,8 @@ def _refuse_local_stores_in_slurm(grid: Grid, storage: str, tracking_uri: str | 
         return
     from benchmark.slurm import refuse_local_stores
 
-    refuse_local_stores({"Optuna storage": storage, "MLflow tracking URI": _tracking_uri(grid, tracking_uri)},
+    refuse_local_stores({"Optuna storage": storage, "MLflow tracking URI": grid_tracking_uri(grid, tracking_uri)},
                         allowed=allowed, where="tumorbench tune inside Slurm job " + os.environ["SLURM_JOB_ID"])
-
-
-def _tracking_uri(grid: Grid, tracking_uri: str | None) -> str:
-    import os
-
-    return tracking.resolve_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                                         or grid.mlflow.get("tracking_uri"))
 
 
 def _one_cell(grid: Grid, selector: str):
@@ -188,7 +182,7 @@ def _objective(grid: Grid, base, context: dict, stages):
 
 
 def _mlflow_context(grid: Grid, base, study_name: str, storage: str, tracking_uri: str | None) -> dict:
-    uri = _tracking_uri(grid, tracking_uri)
+    uri = grid_tracking_uri(grid, tracking_uri)
     client = tracking.client_for(uri)
     experiment_id = tracking.ensure_experiment(client, grid.mlflow.get("experiment", grid.name), uri)
     runs = client.search_runs([experiment_id], filter_string=(
