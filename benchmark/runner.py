@@ -22,7 +22,8 @@ from benchmark.grid import Grid, load_grid
 
 def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int = 1,
              only: str | Mapping[str, set[str]] | None = None, dry_run: bool = False,
-             tracking_uri: str | None = None, progress: bool = True, stages=None) -> list[CellOutcome]:
+             tracking_uri: str | None = None, progress: bool = True, stages=None,
+             allow_local_store: bool = False) -> list[CellOutcome]:
     """Run every (selected) cell of ``grid``; returns one outcome per cell.
 
     Args:
@@ -32,6 +33,8 @@ def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int
         dry_run: print the cell table and return without running or touching MLflow; works
             before the datasets exist (warns which are missing).
         stages: replacement `benchmark.stages.Stages` (tests); default the real ones.
+        allow_local_store: let ``slurm`` jobs share a sqlite/file MLflow store (one node, local disk);
+            refused otherwise (`benchmark.slurm.refuse_local_stores`).
     """
     from benchmark.executors import execute
 
@@ -45,8 +48,13 @@ def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int
         print_cell_table(cells, grid.results_dir)
         print_estimates(grid, cells)
         return []
+    uri = grid_tracking_uri(grid, tracking_uri)
+    if executor == "slurm":
+        from benchmark.slurm import refuse_local_stores
+
+        refuse_local_stores({"MLflow tracking URI": uri}, allowed=allow_local_store, where="--executor slurm")
     _preflight(grid, cells, stages)
-    client, uri, experiment_id, parent = _open_grid_run(grid, len(cells), tracking_uri)
+    client, uri, experiment_id, parent = _open_grid_run(grid, len(cells), uri)
     checkpoints = _difftumor_checkpoints(grid, cells, progress)
     tasks = [make_task(grid, cell, uri, experiment_id, parent, checkpoints.get((cell.synth_source, cell.fold)))
              for cell in cells]
@@ -83,10 +91,15 @@ def _preflight(grid: Grid, cells: Sequence[Cell], stages) -> None:
         stages.check_dataset(grid.datasets[organ])
 
 
+def grid_tracking_uri(grid: Grid, tracking_uri: str | None) -> str:
+    """--tracking-uri > $MLFLOW_TRACKING_URI > the grid's [mlflow] tracking_uri > the default store."""
+    return tracking.resolve_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+                                         or grid.mlflow.get("tracking_uri"))
+
+
 def _open_grid_run(grid: Grid, n_cells: int, tracking_uri: str | None):
     """(client, uri, experiment id, parent run id) of this invocation, grid.toml logged."""
-    uri = tracking.resolve_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                                        or grid.mlflow.get("tracking_uri"))
+    uri = grid_tracking_uri(grid, tracking_uri)
     client = tracking.client_for(uri)
     experiment_id = tracking.ensure_experiment(client, grid.mlflow.get("experiment", grid.name), uri)
     parent = tracking.start_parent_run(

@@ -28,6 +28,7 @@ from benchmark import tracking
 from benchmark.cell import CELL_KEYS, cells_from_grid, parse_only, select
 from benchmark.errors import InputError
 from benchmark.grid import Grid, load_grid
+from benchmark.runner import grid_tracking_uri
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ class TuneResult:
 
 def tune_cell(grid: Grid | str | Path, cell: str, n_trials: int, *, storage: str | None = None,
               study_name: str | None = None, tracking_uri: str | None = None, progress: bool = True,
-              stages=None, heartbeat_interval: int = 60, grace_period: int | None = None) -> TuneResult:
+              stages=None, heartbeat_interval: int = 60, grace_period: int | None = None,
+              allow_local_store: bool = False) -> TuneResult:
     """Run (or continue) a study until it holds ``n_trials`` complete or pruned trials.
 
     Args:
@@ -52,6 +54,8 @@ def tune_cell(grid: Grid | str | Path, cell: str, n_trials: int, *, storage: str
         storage: Optuna RDB URL shared by all workers of the study.
         heartbeat_interval: seconds between trial heartbeats; a trial silent for
             ``grace_period`` (default 2x) is failed and re-queued by the next worker.
+        allow_local_store: inside a Slurm job, accept a sqlite storage / sqlite or file MLflow store
+            (refused by default: `benchmark.slurm.refuse_local_stores`).
     """
     import optuna
 
@@ -65,8 +69,9 @@ def tune_cell(grid: Grid | str | Path, cell: str, n_trials: int, *, storage: str
     source = f"_from_{base.synth_source}" if base.cross_organ else ""
     study_name = study_name or f"{grid.name}__{base.organ}_{base.backbone}_{base.regime}{source}_f{base.fold}"
     folder = grid.results_dir / "tune" / study_name
-    folder.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{folder / 'optuna.db'}"
+    _refuse_local_stores_in_slurm(grid, storage, tracking_uri, allow_local_store)
+    folder.mkdir(parents=True, exist_ok=True)
     rdb = _storage(storage, heartbeat_interval, grace_period)
     study = optuna.create_study(storage=rdb, study_name=study_name, direction="maximize", load_if_exists=True)
     # Seeded, but offset by the trials already there: a restarted worker must not replay
@@ -83,6 +88,19 @@ def tune_cell(grid: Grid | str | Path, cell: str, n_trials: int, *, storage: str
                        callbacks=[optuna.study.MaxTrialsCallback(
                            n_trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))])
     return _finish(study, grid, folder, storage, context)
+
+
+def _refuse_local_stores_in_slurm(grid: Grid, storage: str, tracking_uri: str | None, allowed: bool) -> None:
+    """Workers of one study started by Slurm (``srun -n4 tumorbench tune``, an array) share the
+    stores: a sqlite file there is refused unless allowed (before any file is written)."""
+    import os
+
+    if "SLURM_JOB_ID" not in os.environ:
+        return
+    from benchmark.slurm import refuse_local_stores
+
+    refuse_local_stores({"Optuna storage": storage, "MLflow tracking URI": grid_tracking_uri(grid, tracking_uri)},
+                        allowed=allowed, where="tumorbench tune inside Slurm job " + os.environ["SLURM_JOB_ID"])
 
 
 def _one_cell(grid: Grid, selector: str):
@@ -174,10 +192,7 @@ def _objective(grid: Grid, base, context: dict, stages):
 
 
 def _mlflow_context(grid: Grid, base, study_name: str, storage: str, tracking_uri: str | None) -> dict:
-    import os
-
-    uri = tracking.resolve_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                                        or grid.mlflow.get("tracking_uri"))
+    uri = grid_tracking_uri(grid, tracking_uri)
     client = tracking.client_for(uri)
     experiment_id = tracking.ensure_experiment(client, grid.mlflow.get("experiment", grid.name), uri)
     runs = client.search_runs([experiment_id], filter_string=(
