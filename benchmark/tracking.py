@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -160,6 +161,9 @@ class MetricBuffer:
             if not is_transient(exc):
                 raise
             self._save_spool()
+            print(f"tumorbench: MLflow unreachable; metrics of step {int(step)} kept in "
+                  f"{self.spool or 'memory'} ({len(self._pending)} values) until it answers",
+                  file=sys.stderr, flush=True)
 
     def flush(self) -> None:
         """Send everything pending, retrying transient errors for the full budget."""
@@ -219,7 +223,6 @@ def start_ui(tracking_uri: str | None = None, port: int = 5000, host: str = "127
 
     The caller waits on it (CLI) or terminates it (tests).
     """
-    import sys
 
     uri = resolve_tracking_uri(tracking_uri)
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
