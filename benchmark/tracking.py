@@ -218,10 +218,12 @@ def cross_organ_metrics(organ: str, summary: Mapping[str, Any]) -> dict[str, flo
     return {k: float(v) for k, v in values.items() if v is not None}
 
 
-def start_ui(tracking_uri: str | None = None, port: int = 5000, host: str = "127.0.0.1"):
+def start_ui(tracking_uri: str | None = None, port: int = 5000, host: str = "127.0.0.1", *,
+             own_session: bool = False):
     """Start ``mlflow server`` (1 worker) for the store on ``host:port``; returns the Popen.
 
-    The caller waits on it (CLI) or terminates it (tests).
+    The caller waits on it (CLI) or terminates it (tests). ``own_session``: the server and the
+    web workers it starts get a process group of their own (so a test can stop all of them).
     """
 
     uri = resolve_tracking_uri(tracking_uri)
@@ -233,7 +235,7 @@ def start_ui(tracking_uri: str | None = None, port: int = 5000, host: str = "127
         cmd += ["--default-artifact-root", root.as_uri()]
     # The server's background job runner (GenAI jobs) is a third Python process we never use.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env)
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env, start_new_session=own_session)
 
 
 def serve_ui(tracking_uri: str | None = None, port: int = 5000) -> int:
