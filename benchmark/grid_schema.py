@@ -37,7 +37,7 @@ class Field:
         if value is None and self.optional:
             return None
         if not _is(value, self.kind) or (self.items and not all(_is(v, self.items) for v in value)):
-            what = _TYPE_WORDS[self.kind] + (f" of {_TYPE_WORDS[self.items]}s" if self.items else "")
+            what = _TYPE_WORDS[self.kind] + (f" of {_TYPE_WORDS[self.items].split()[-1]}s" if self.items else "")
             return f"expected {what}" + (" (or leave it out)" if self.optional else "")
         if self.choices and value not in self.choices:
             return f"expected one of {list(self.choices)}"
