@@ -181,12 +181,14 @@ class MetricBuffer:
 
     def _send_once(self, attempt: int) -> None:
         raw = getattr(self.client, "raw", self.client)
-        if attempt:
-            self._history.clear()  # the failed batch may have landed: read again
         while self._pending:  # log_batch accepts at most 1000 metrics
             chunk = [m for m, once in self._pending[:1000] if not self._logged(raw, m, once)]
             if chunk:
-                raw.log_batch(self.run_id, metrics=chunk)
+                try:
+                    raw.log_batch(self.run_id, metrics=chunk)
+                except Exception:
+                    self._history.clear()  # the batch may have landed (answer lost): read again next time
+                    raise
             for metric in chunk:
                 self._history[metric.key].append(metric)
             self._pending = self._pending[1000:]

@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 import re
 import sys
-import time
 import uuid
+from time import monotonic as _clock, sleep as _sleep  # module names: tests replace them
 from typing import Any, Callable
 
 RETRY_ENV = "TUMORBENCH_TRACKING_RETRY_S"
@@ -62,23 +62,23 @@ def retry_call(fn: Callable[[int], Any], what: str, budget_s: float | None = Non
     """``fn(attempt)`` until it returns, retrying transient errors with backoff for ``budget_s``;
     the last error is raised once the budget is spent (a non-transient one at once)."""
     budget_s = retry_budget_s() if budget_s is None else budget_s
-    start, delay, attempt = time.monotonic(), 0.5, 0
+    start, delay, attempt = _clock(), 0.5, 0
     while True:
         try:
             result = fn(attempt)
         except Exception as exc:
-            waited = time.monotonic() - start
+            waited = _clock() - start
             if not is_transient(exc) or waited + delay > budget_s:
                 if attempt:
                     _say(f"MLflow still unreachable after {waited:.1f} s ({attempt} retries of {what}); giving up")
                 raise
             if attempt == 0:
                 _say(f"MLflow unreachable during {what} ({_short(exc)}); retrying for up to {budget_s:g} s")
-            time.sleep(delay)
+            _sleep(delay)
             delay, attempt = min(delay * 2, 30.0), attempt + 1
             continue
         if attempt:
-            _say(f"MLflow back after {time.monotonic() - start:.1f} s ({attempt} retries of {what})")
+            _say(f"MLflow back after {_clock() - start:.1f} s ({attempt} retries of {what})")
         return result
 
 

@@ -52,7 +52,7 @@ def test_bad_device_or_results_dir_fails_at_load(top):
         parse_grid(top + "\n" + BASE)
 
 
-@pytest.mark.parametrize("name", ["../evil", "a/b", "a\\b", "it's", 'say "x"', "..", "tick`"])
+@pytest.mark.parametrize("name", ["../evil", "a/b", "a\\b", "it's", 'say "x"', "..", ".", "tick`"])
 def test_unsafe_grid_and_experiment_names_are_refused(name):
     with pytest.raises(InputError, match="not a safe name"):
         parse_grid(f"name = {json.dumps(name)}\n[datasets]\nliver = \"/x\"\n")

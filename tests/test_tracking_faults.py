@@ -43,8 +43,8 @@ def test_only_network_errors_timeouts_and_5xx_are_transient(exc, transient):
 def no_sleep(monkeypatch):
     """Backoff waits recorded, not slept: a fake clock advances by each wait."""
     sleeps = []
-    monkeypatch.setattr(tracking_retry.time, "sleep", sleeps.append)
-    monkeypatch.setattr(tracking_retry.time, "monotonic", lambda: sum(sleeps))
+    monkeypatch.setattr(tracking_retry, "_sleep", sleeps.append)
+    monkeypatch.setattr(tracking_retry, "_clock", lambda: sum(sleeps))
     return sleeps
 
 
@@ -79,6 +79,7 @@ class LostAnswers:
 
     def __init__(self, uri, lose=(), times=1):
         self.inner, self.lose, self.times, self.down = MlflowClient(uri), set(lose), times, False
+        self.sent = Counter()  # (key, step) of every metric that reached the store
 
     def __getattr__(self, name):
         method = getattr(self.inner, name)
@@ -87,6 +88,7 @@ class LostAnswers:
             if self.down:
                 raise REFUSED
             result = method(*args, **kwargs)
+            self.sent.update((m.key, m.step) for m in kwargs.get("metrics") or ())
             if name in self.lose and self.times > 0:
                 self.times -= 1
                 raise ConnectionResetError(104, "Connection reset by peer")
@@ -132,7 +134,8 @@ def test_metrics_are_spooled_while_mlflow_is_down_and_sent_once_when_back(tmp_pa
 
 def test_a_metric_batch_whose_answer_was_lost_is_not_logged_twice(tmp_path, no_sleep):
     uri = fresh_tracking_uri(tmp_path)
-    client = tracking_retry.RetryingClient(LostAnswers(uri, lose={"log_batch"}, times=2))
+    lossy = LostAnswers(uri, lose={"log_batch"}, times=2)
+    client = tracking_retry.RetryingClient(lossy)
     run_id = client.create_run(client.create_experiment("e")).info.run_id
     buffer = tracking.MetricBuffer(client, run_id, spool=tmp_path / "spool.json")
     for epoch in range(3):
@@ -140,6 +143,7 @@ def test_a_metric_batch_whose_answer_was_lost_is_not_logged_twice(tmp_path, no_s
     buffer.log({"test_tumor_dsc": 0.5})
     buffer.flush()
     assert _steps(uri, run_id) == {0: 1, 1: 1, 2: 1}
+    assert set(lossy.sent.values()) == {1}  # no blind resend of a batch that had landed
     assert [m.value for m in MlflowClient(uri).get_metric_history(run_id, "test_tumor_dsc")] == [0.5]
 
 
