@@ -1,5 +1,7 @@
-"""A real `mlflow server` on 127.0.0.1 is killed mid-grid and started again (issue 29, point 6):
-the grid finishes, nothing missing, nothing doubled (every metric step once, one run per cell).
+"""A real `mlflow server` on 127.0.0.1 is killed mid-grid and started again, twice (issue 29,
+point 6): once while a cell trains (its epochs are spooled, training goes on), once just before a
+cell's final writes (metrics, artifacts, status: retried until the server is back). The grid
+finishes, nothing missing, nothing doubled (every metric step once, one run per cell).
 Marker ``mlflow_server``: skips with the reason when no server can be started here."""
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import pytest
 from test_runner_fakes import cell_runs, make_fake_dataset, write_grid
 from test_slurm_cluster import _drive
 
-EPOCHS, OUTAGE_S = 12, 10
+EPOCHS, OUTAGE_S = 12, 6
 
 
 def _serve(store: str, port: int):
@@ -51,6 +53,13 @@ def _epochs(results) -> dict[str, int]:
     return {p.parent.parent.name: json.loads(p.read_text())["epoch"] for p in results.rglob("train/last.pt")}
 
 
+def _wait_for(results, pattern: str, n: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while len(list(results.rglob(pattern))) < n:
+        assert time.monotonic() < deadline, f"fewer than {n} {pattern}"
+        time.sleep(0.05)
+
+
 def _epoch_reached(results, epoch: int, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -72,7 +81,8 @@ def test_grid_finishes_once_the_stopped_server_is_back(tmp_path):
         grid = write_grid(tmp_path / "grid.toml", {"liver": ds}, "exp", tmp_path / "results", folds="[0, 1]")
         grid.write_text(grid.read_text().replace("epochs = 3", f"epochs = {EPOCHS}"))
         start = time.monotonic()
-        driver = _drive(grid, url, "local", SLOW_EPOCH_S="0.4", TUMORBENCH_TRACKING_RETRY_S="300")
+        driver = _drive(grid, url, "local", SLOW_EPOCH_S="0.4", SLOW_PREVIEWS_S="2",
+                        TUMORBENCH_TRACKING_RETRY_S="300")
         _epoch_reached(tmp_path / "results", 1)
         stopped_at = time.monotonic() - start
         _stop(server, signal.SIGKILL)  # the server dies at once, requests in flight included
@@ -81,6 +91,13 @@ def test_grid_finishes_once_the_stopped_server_is_back(tmp_path):
         while_down = _epochs(tmp_path / "results")
         server = _serve(store, port)
         outage = time.monotonic() - start - stopped_at
+        # second outage: the third cell is making its previews; its final writes meet a dead server
+        _wait_for(tmp_path / "results", "previews_started", 3)
+        stopped_2 = time.monotonic() - start
+        _stop(server, signal.SIGKILL)
+        time.sleep(OUTAGE_S)
+        server = _serve(store, port)
+        outage_2 = time.monotonic() - start - stopped_2
         out, err = driver.communicate(timeout=600)
         assert driver.returncode == 0, err[-3000:]
         assert json.loads(out.strip().splitlines()[-1]) == ["finished"] * 4
@@ -93,7 +110,9 @@ def test_grid_finishes_once_the_stopped_server_is_back(tmp_path):
     retried = [line for line in err.splitlines() if "MLflow back after" in line]
     spooled = [line for line in err.splitlines() if "kept in" in line]
     assert retried and "MLflow unreachable during" in err  # the outage was met and ridden out
-    print(f"\nserver stopped {stopped_at:.1f} s into the grid for {outage:.1f} s; grid took "
+    assert "retries of get_metric_history" in err or "retries of log_artifact" in err  # the final writes
+    print(f"\nserver killed {stopped_at:.1f} s into the grid for {outage:.1f} s, again at {stopped_2:.1f} s "
+          f"for {outage_2:.1f} s; grid took "
           f"{time.monotonic() - start:.1f} s; {len(retried)} calls retried until it was back "
           f"({'; '.join(line.split('(')[-1].rstrip(')') for line in retried)}); {len(spooled)} epochs spooled; "
           f"epochs checkpointed at the stop {at_stop}, {OUTAGE_S} s later {while_down}")
