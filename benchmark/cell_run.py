@@ -17,6 +17,8 @@ from benchmark.eval_summary import flat_metrics
 from benchmark.grid import EVAL_DEFAULTS, Grid
 from benchmark.io import write_json_atomic
 
+SPOOL_NAME = "mlflow_spool.json"  # metrics not yet in MLflow (server unreachable), see MetricBuffer
+
 
 @dataclass(frozen=True)
 class CellTask:
@@ -112,7 +114,7 @@ def _run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True
         run_name=task.run_name, note=_note(task), tags=_tags(task))
     if not resumed:
         _log_scoring_params(client, run_id, task)
-    buffer = tracking.MetricBuffer(client, run_id)
+    buffer = tracking.MetricBuffer(client, run_id, spool=task.results_dir / SPOOL_NAME)
     try:
         summaries = run_pipeline(task, stages, log_metrics=buffer.log_epoch, report=report,
                                  progress=progress, train_only=train_only, before_write=owner_check)
@@ -122,17 +124,17 @@ def _run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True
     except LeaseLost:
         raise
     except stop_exceptions as exc:
-        _end(client, buffer, run_id, "KILLED", {"stopped": type(exc).__name__})
+        _end_noting(exc, client, buffer, run_id, "KILLED", {"stopped": type(exc).__name__})
         raise
-    except KeyboardInterrupt:
-        _end(client, buffer, run_id, "KILLED", {"stopped": "KeyboardInterrupt"})
+    except KeyboardInterrupt as exc:
+        _end_noting(exc, client, buffer, run_id, "KILLED", {"stopped": "KeyboardInterrupt"})
         raise
     except Exception as exc:
         owner_check()
-        _record_failure(client, buffer, run_id, exc)
+        _record_failure(client, buffer, run_id, exc)  # a second error is a note on the first
         if raise_errors:
             raise
-        return CellOutcome(task.cell, "failed", run_id, str(task.results_dir), error=_one_line(exc))
+        return CellOutcome(task.cell, "failed", run_id, str(task.results_dir), error=one_line(exc))
     _end(client, buffer, run_id, "FINISHED", {})
     write_json_atomic(task.results_dir / "DONE", {"run_id": run_id, "resumed": resumed})
     return CellOutcome(task.cell, "finished", run_id, str(task.results_dir), metrics)
@@ -216,24 +218,42 @@ def _log_artifacts(client, run_id: str, results_dir: Path) -> None:
 
 
 def _record_failure(client, buffer, run_id: str, exc: BaseException) -> None:
+    """FAILED with tag ``error`` and ``error.txt``; never raises, so a second error (the tracking
+    server down too) cannot hide the first: it is added to ``exc`` as a note."""
     text = "".join(traceback.format_exception(exc))
+    steps = [lambda: client.log_text(run_id, text, "error.txt")]
+    _end_noting(exc, client, buffer, run_id, "FAILED", {"error": one_line(exc)[:4000]}, steps)
+
+
+def _end_noting(first: BaseException, client, buffer, run_id: str, status: str, tags: Mapping[str, str],
+                steps: list | None = None) -> None:
+    """`_end` after ``first`` ended the cell: errors of recording it become notes on ``first``."""
     try:
-        client.log_text(run_id, text, "error.txt")
-    finally:
-        _end(client, buffer, run_id, "FAILED", {"error": _one_line(exc)[:4000]})
+        _end(client, buffer, run_id, status, tags, steps)
+    except Exception as second:
+        first.add_note(f"recording it in MLflow failed too: {one_line(second)}")
 
 
-def _end(client, buffer, run_id: str, status: str, tags: Mapping[str, str]) -> None:
-    try:
-        buffer.flush()
-    finally:
-        for key, value in tags.items():
-            client.set_tag(run_id, key, value)
-        client.set_terminated(run_id, status)
+def _end(client, buffer, run_id: str, status: str, tags: Mapping[str, str], steps: list | None = None) -> None:
+    """Flush, tag and terminate the run. Each step is tried even when one fails; the first error
+    is raised, later ones are notes on it."""
+    calls = [*(steps or []), buffer.flush, *(lambda k=k, v=v: client.set_tag(run_id, k, v) for k, v in tags.items()),
+             lambda: client.set_terminated(run_id, status)]
+    errors = []
+    for call in calls:
+        try:
+            call()
+        except Exception as exc:
+            errors.append(exc)
+    for later in errors[1:]:
+        errors[0].add_note(f"then: {one_line(later)}")
+    if errors:
+        raise errors[0]
 
 
-def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".replace("\n", " ")
+def one_line(exc: BaseException) -> str:
+    notes = "".join(f" ({note})" for note in getattr(exc, "__notes__", ()))
+    return f"{type(exc).__name__}: {exc}{notes}".replace("\n", " ")
 
 
 # --- grids -----------------------------------------------------------------------------

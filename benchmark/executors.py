@@ -16,16 +16,26 @@ from benchmark.errors import InputError
 from benchmark.slurm import submitit_executor
 
 EXECUTORS = ("local", "slurm", "submitit-local")
+WORKER_GPU_ENV = "TUMORBENCH_WORKER_GPU"  # the physical GPU a local worker process was given
 
 
 def run_cell_job(task, stages=None, progress: bool = False):
-    """Entry of a worker process / Slurm job: run one cell, never raise for cell errors.
+    """Entry of a worker process / Slurm job: run one cell, never raise for cell errors (an
+    unreachable tracking server included: the cell fails, the grid goes on; see `_failure`).
 
-    Inner progress bars (training, inference) only when cells run one at a time here.
+    Inner progress bars (training, inference) only when cells run one at a time here. In a GPU
+    worker (`_init_worker`) the cell runs on ``cuda:0``, the one GPU that worker sees.
     """
+    import dataclasses
+
     from benchmark.cell_run import run_cell
 
-    return run_cell(task, stages, progress=progress)
+    if os.environ.get(WORKER_GPU_ENV) is not None and task.device.startswith("cuda"):
+        task = dataclasses.replace(task, device="cuda:0")
+    try:
+        return run_cell(task, stages, progress=progress)
+    except Exception as exc:  # noqa: BLE001  (isolation: one cell's error never ends the grid)
+        return _failure(task, exc)
 
 
 class CellJob:
@@ -44,8 +54,11 @@ class CellJob:
 
 
 def execute(tasks: Sequence, *, executor: str, max_parallel: int, stages, slurm: Mapping[str, Any],
-            folder: Path, progress: bool = True) -> list:
-    """Run ``tasks`` (CellTask) and return their CellOutcome in the same order."""
+            folder: Path, progress: bool = True, gpus: Sequence[str] | None = None) -> list:
+    """Run ``tasks`` (CellTask) and return their CellOutcome in the same order.
+
+    ``gpus`` (local executor): one worker process per GPU id, each seeing only its own GPU.
+    """
     if executor not in EXECUTORS:
         raise InputError(f"--executor: {executor!r}; expected one of {list(EXECUTORS)}")
     if max_parallel < 1:
@@ -53,13 +66,13 @@ def execute(tasks: Sequence, *, executor: str, max_parallel: int, stages, slurm:
     outcomes: list = [None] * len(tasks)
     todo = _skip_finished(tasks, outcomes)
     view = _Progress(len(tasks), sum(o is not None for o in outcomes), progress)
-    if executor == "local" and max_parallel == 1:
+    if executor == "local" and max_parallel == 1 and not gpus:
         for i in todo:
             view.started()
             outcomes[i] = run_cell_job(tasks[i], stages, progress=progress)
             view.ended(outcomes[i].status)
     elif executor == "local":
-        _run_pool(tasks, longest_first(tasks, todo), outcomes, stages, max_parallel, view)
+        _run_pool(tasks, longest_first(tasks, todo), outcomes, stages, len(gpus or ()) or max_parallel, view, gpus)
     else:
         _run_submitit(tasks, todo, outcomes, stages, slurm, folder, max_parallel,
                       cluster="local" if executor == "submitit-local" else "slurm", view=view)
@@ -121,15 +134,31 @@ def limit_torch_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_pool(tasks, todo, outcomes, stages, max_parallel: int, view) -> None:
-    """N spawned worker processes (spawn: torch and forked threads do not mix)."""
+def _init_worker(threads: int, gpu_ids=None) -> None:
+    """Worker initializer: take one GPU id off the queue and make it the only GPU this process
+    sees. It must run before torch initialises CUDA (which reads CUDA_VISIBLE_DEVICES once):
+    a spawned worker has not touched CUDA yet, and the pool starts exactly one worker per GPU."""
+    if gpu_ids is not None:
+        gpu = gpu_ids.get(timeout=60)
+        os.environ["CUDA_VISIBLE_DEVICES"] = os.environ[WORKER_GPU_ENV] = gpu
+    limit_torch_threads(threads)
+
+
+def _run_pool(tasks, todo, outcomes, stages, max_parallel: int, view, gpus: Sequence[str] | None = None) -> None:
+    """N spawned worker processes (spawn: torch and forked threads do not mix); with ``gpus``
+    one per GPU, so at most one cell per GPU at a time."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     ctx = multiprocessing.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // max_parallel)
-    with ProcessPoolExecutor(max_workers=max_parallel, mp_context=ctx, initializer=limit_torch_threads,
-                             initargs=(threads,)) as pool:
+    gpu_ids = None
+    if gpus:
+        gpu_ids = ctx.Queue()
+        for gpu in gpus:
+            gpu_ids.put(str(gpu))
+    with ProcessPoolExecutor(max_workers=max_parallel, mp_context=ctx, initializer=_init_worker,
+                             initargs=(threads, gpu_ids)) as pool:
         pending = {}
         for i in todo:
             pending[pool.submit(run_cell_job, tasks[i], stages)] = i
@@ -208,13 +237,16 @@ def _vanished(task, job, why: str):
 def _result_or_failure(task, get_result):
     """A worker that died (killed, out of memory, Slurm timeout) becomes a failed outcome;
     its MLflow run stays RUNNING and the next invocation resumes it."""
-    from benchmark.cell_run import CellOutcome
-
     try:
         return get_result()
     except Exception as exc:  # BrokenProcessPool, submitit.core.utils.FailedJobError, ...
-        return CellOutcome(task.cell, "failed", None, str(task.results_dir),
-                           error=f"worker died: {type(exc).__name__}: {str(exc)[-500:]}")
+        return _failure(task, exc, "worker died: ")
+
+
+def _failure(task, exc: BaseException, prefix: str = ""):
+    from benchmark.cell_run import CellOutcome, one_line
+
+    return CellOutcome(task.cell, "failed", None, str(task.results_dir), error=prefix + one_line(exc)[-800:])
 
 
 class _Progress:

@@ -39,6 +39,7 @@ Relative paths are resolved against the current working directory.
 """
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,9 @@ from typing import Any
 
 from benchmark.errors import InputError
 from benchmark.grid_protocol import checkpoints_table, tuned_tables
+from benchmark.grid_schema import (EVAL_DEFAULTS, EVAL_SCHEMA, MLFLOW_SCHEMA, OPTUNA_DEFAULTS,  # noqa: F401
+                                   OPTUNA_SCHEMA, SLURM_DEFAULTS, SLURM_SCHEMA, check_table)
+from tumorbench_common.names import check_name
 
 ORGANS = ("liver", "pancreas", "kidney")
 REAL = "real"  # the regime without synthesis; every other regime is a registered generator
@@ -66,16 +70,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
               "crop_size": [96, 96, 96], "lr": 2e-4, "weight_decay": 1e-5, "synth_prob": 0.5,
               "window": [-175.0, 250.0], "val_overlap": 0.5},
 }
-EVAL_DEFAULTS = {"cross_organ": False, "cross_organ_cases": "val", "overlap": 0.5,
-                 "organ_postprocess": True, "previews": 3,
-                 # scoring (docs/metrics.md): organ the tumor calls are kept in, sizes in mm^3
-                 "organ_filter": "reference", "min_lesion_mm3": 8.0, "patient_threshold_mm3": 70.0}
-ORGAN_FILTERS = ("reference", "predicted", "none")
-SLURM_DEFAULTS = {"partition": None, "gpus_per_node": 1, "cpus_per_task": 8, "time_min": 720,
-                  "mem_gb": 64, "array_parallelism": 16, "account": None, "constraint": None,
-                  "qos": None, "gres": None, "additional_parameters": {}, "setup": [],
-                  "signal_delay_s": 120, "max_num_timeout": 3}  # checked in benchmark.slurm
-OPTUNA_DEFAULTS = {"pruner": "median", "n_startup_trials": 2, "n_warmup_steps": 1}
+DEVICE_PATTERN = r"cpu|cuda(:\d+)?|mps"  # checked against the machine before a local run (benchmark.runner)
 
 
 @dataclass(frozen=True)
@@ -155,12 +150,12 @@ def parse_grid(text: str, path: Path | None = None) -> Grid:
         folds=folds,
         regimes=regimes,
         preset=preset, seed=seeds[0], seeds=seeds,
-        device=str(raw.get("device", "cpu")), results_dir=Path(raw.get("results_dir", "results")).resolve(),
+        device=_device(raw, where), results_dir=Path(_string(raw, "results_dir", "results", where)).resolve(),
         train=_train({k: v for k, v in raw.get("train", {}).items() if k not in _regime_names()}, preset, where),
         train_by_regime=_train_by_regime(raw.get("train", {}), preset, where),
         generators=_generators(raw.get("generators", {}), regimes, folds, where),
-        evaluate=_evaluate(_section(raw, "evaluate", EVAL_DEFAULTS, where), where),
-        slurm=_section(raw, "slurm", SLURM_DEFAULTS, where),
+        evaluate=_evaluate(check_table(raw.get("evaluate", {}), EVAL_SCHEMA, where, "evaluate")),
+        slurm=check_table(raw.get("slurm", {}), SLURM_SCHEMA, where, "slurm"),
         mlflow=_mlflow(raw.get("mlflow", {}), where),
         optuna=_optuna(raw.get("optuna", {}), where),
         checkpoint_selection=_choice(raw.get("checkpoint_selection", "final"), ("final", "inner_val"), where,
@@ -176,10 +171,22 @@ def _no_unknown(table: dict, known, where: str, prefix: str) -> None:
 
 
 def _name(raw: dict, where: str) -> str:
-    name = raw.get("name")
-    if not isinstance(name, str) or not name.strip():
+    if not isinstance(raw.get("name"), str) or not raw["name"].strip():
         raise InputError(f"{where}: field 'name' missing or empty (expected the experiment name)")
-    return name
+    return check_name(raw["name"], f"{where}: field 'name'")
+
+
+def _string(raw: dict, key: str, default: str, where: str) -> str:
+    if not isinstance(raw.get(key, default), str):
+        raise InputError(f"{where}: field {key!r} must be a string, got {raw[key]!r}")
+    return raw.get(key, default)
+
+
+def _device(raw: dict, where: str) -> str:
+    device = _string(raw, "device", "cpu", where)
+    if not re.fullmatch(DEVICE_PATTERN, device):
+        raise InputError(f"{where}: field 'device' has {device!r}; expected cpu, cuda, cuda:N or mps")
+    return device
 
 
 def _datasets(raw: dict, where: str) -> dict[str, Path]:
@@ -296,34 +303,22 @@ def _generators(table: dict, regimes: tuple[str, ...], folds: tuple[int, ...], w
     return out
 
 
-def _section(raw: dict, key: str, defaults: dict, where: str) -> dict[str, Any]:
-    table = raw.get(key, {})
-    if not isinstance(table, dict):
-        raise InputError(f"{where}: [{key}] must be a table")
-    _no_unknown(table, defaults, where, f"{key}.")
-    return {**defaults, **table}
-
-
-def _evaluate(merged: dict[str, Any], where: str) -> dict[str, Any]:
-    """Type-check the scoring settings of [evaluate] (sizes in mm^3, the organ filter)."""
-    _choice(merged["organ_filter"], ORGAN_FILTERS, where, "evaluate.organ_filter")
-    for key, low in (("min_lesion_mm3", 0.0), ("patient_threshold_mm3", 0.0)):
-        value = merged[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
-            raise InputError(f"{where}: field 'evaluate.{key}' must be a number of mm^3 >= {low:g}, got {value!r}")
-        merged[key] = float(value)
-    return merged
+def _evaluate(merged: dict[str, Any]) -> dict[str, Any]:
+    """The checked [evaluate] table with its sizes as floats (mm^3), so 8 and 8.0 name one setting."""
+    return {**merged, **{key: float(merged[key]) for key in ("min_lesion_mm3", "patient_threshold_mm3")}}
 
 
 def _mlflow(table: dict, where: str) -> dict[str, Any]:
-    _no_unknown(table, ("experiment", "tracking_uri"), where, "mlflow.")
-    return dict(table)
+    out = check_table(table, MLFLOW_SCHEMA, where, "mlflow")
+    if out["experiment"] is not None:
+        check_name(out["experiment"], f"{where}: field 'mlflow.experiment'")
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def _optuna(table: dict, where: str) -> dict[str, Any]:
-    _no_unknown(table, (*OPTUNA_DEFAULTS, "space"), where, "optuna.")
-    merged = {**OPTUNA_DEFAULTS, **table}
-    _choice(merged["pruner"], ("median", "hyperband", "none"), where, "optuna.pruner")
+    merged = check_table({k: v for k, v in table.items() if k != "space"}, OPTUNA_SCHEMA, where, "optuna")
+    if not isinstance(table.get("space", {}), dict):
+        raise InputError(f"{where}: [optuna.space] must be a table")
     merged["space"] = {k: _space_entry(k, v, where) for k, v in table.get("space", {}).items()}
     return merged
 

@@ -20,10 +20,10 @@ from benchmark.errors import InputError
 from benchmark.grid import Grid, load_grid
 
 
-def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int = 1,
+def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int | None = None,
              only: str | Mapping[str, set[str]] | None = None, dry_run: bool = False,
              tracking_uri: str | None = None, progress: bool = True, stages=None,
-             allow_local_store: bool = False) -> list[CellOutcome]:
+             allow_local_store: bool = False, gpus: Sequence[str] | None = None) -> list[CellOutcome]:
     """Run every (selected) cell of ``grid``; returns one outcome per cell.
 
     Args:
@@ -32,9 +32,12 @@ def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int
         only: filter like ``"organ=liver,regime=hu"`` (see `benchmark.cell.parse_only`).
         dry_run: print the cell table and return without running or touching MLflow; works
             before the datasets exist (warns which are missing).
+        max_parallel: cells at once for local executors (default 1; with GPUs one per GPU).
         stages: replacement `benchmark.stages.Stages` (tests); default the real ones.
         allow_local_store: let ``slurm`` jobs share a sqlite/file MLflow store (one node, local disk);
             refused otherwise (`benchmark.slurm.refuse_local_stores`).
+        gpus: local executor, ``device = "cuda"``: GPU ids, one worker process per GPU seeing
+            only its own (default: every visible GPU; see `local_gpus`).
     """
     from benchmark.executors import execute
 
@@ -48,18 +51,19 @@ def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int
         print_cell_table(cells, grid.results_dir)
         print_estimates(grid, cells)
         return []
+    max_parallel, gpus = local_gpus(grid, executor, max_parallel, gpus)
     uri = grid_tracking_uri(grid, tracking_uri)
     if executor == "slurm":
         from benchmark.slurm import refuse_local_stores
 
         refuse_local_stores({"MLflow tracking URI": uri}, allowed=allow_local_store, where="--executor slurm")
-    _preflight(grid, cells, stages)
+    _preflight(grid, cells, stages, executor, gpus)
     client, uri, experiment_id, parent = _open_grid_run(grid, len(cells), uri)
     checkpoints = _difftumor_checkpoints(grid, cells, progress)
     tasks = [make_task(grid, cell, uri, experiment_id, parent, checkpoints.get((cell.synth_source, cell.fold)))
              for cell in cells]
     try:
-        outcomes = execute(tasks, executor=executor, max_parallel=max_parallel, stages=stages,
+        outcomes = execute(tasks, executor=executor, max_parallel=max_parallel, stages=stages, gpus=gpus,
                            slurm=grid.slurm, folder=grid.results_dir / ".submitit", progress=progress)
     except BaseException:  # Ctrl-C, or an error outside any cell: close the grid's run
         client.set_terminated(parent, "KILLED")
@@ -72,10 +76,12 @@ def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int
     return outcomes
 
 
-def _preflight(grid: Grid, cells: Sequence[Cell], stages) -> None:
+def _preflight(grid: Grid, cells: Sequence[Cell], stages, executor: str, gpus) -> None:
     """Fail fast (InputError, exit 2) before any run starts: a [train] value the trainer rejects
-    (instead of every cell FAILED for the same typo), then the integrity check of every dataset
-    the cells train or evaluate on (cached per dataset)."""
+    (instead of every cell FAILED for the same typo), a device this machine does not have (local
+    executors), a fold missing from a splits.json, then the integrity check of every dataset the
+    cells train or evaluate on (cached per dataset)."""
+    from benchmark.data import Dataset
     from benchmark.stages import real_stages
 
     from benchmark.generator_provenance import check_checkpoints
@@ -84,10 +90,16 @@ def _preflight(grid: Grid, cells: Sequence[Cell], stages) -> None:
     for cell in cells:
         stages.make_config(cell.backbone, cell.preset, cell.seed, cell.hp())
     check_checkpoints(grid, cells)
+    if stages.check_device is not None and executor != "slurm":  # a Slurm driver may have no GPU
+        stages.check_device(grid.device, where=f"{grid.path}: field 'device'")
+        for gpu in gpus if gpus and "CUDA_VISIBLE_DEVICES" not in os.environ else ():  # else local_gpus checked
+            stages.check_device(f"cuda:{gpu}", where="--gpus")
+    folds = {(o, c.fold) for c in cells for o in grid.eval_organs(c.organ, c.regime, c.synth_source)}
+    for organ, fold in sorted(folds):  # a fold missing from splits.json: one error, not one per cell
+        Dataset.open(grid.datasets[organ]).fold(fold)
     if stages.check_dataset is None:
         return
-    organs = {c.organ for c in cells} | {o for c in cells for o in grid.eval_organs(c.organ, c.regime, c.synth_source)}
-    for organ in sorted(organs):
+    for organ in sorted({organ for organ, _ in folds}):
         stages.check_dataset(grid.datasets[organ])
 
 
@@ -95,6 +107,30 @@ def grid_tracking_uri(grid: Grid, tracking_uri: str | None) -> str:
     """--tracking-uri > $MLFLOW_TRACKING_URI > the grid's [mlflow] tracking_uri > the default store."""
     return tracking.resolve_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
                                          or grid.mlflow.get("tracking_uri"))
+
+
+def local_gpus(grid: Grid, executor: str, max_parallel: int | None,
+               gpus: Sequence[str] | None) -> tuple[int, list[str] | None]:
+    """(cells at once, GPU id per worker or None). ``--gpus`` (default: all visible when the
+    grid's device is ``cuda`` and there are several) gives the local executor one worker per GPU;
+    ids are the parent's indices, mapped through its own CUDA_VISIBLE_DEVICES."""
+    if gpus is not None and (executor != "local" or grid.device != "cuda"):
+        raise InputError(f"--gpus: needs --executor local and device = \"cuda\" in {grid.path} (got "
+                         f"{executor}, {grid.device!r}); Slurm cells get GPUs from [slurm] gpus_per_node")
+    if gpus is None and executor == "local" and grid.device == "cuda" and max_parallel != 1:
+        import torch
+
+        gpus = [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.device_count() > 1 else None
+    if not gpus:
+        return max_parallel or 1, None
+    if max_parallel is not None and max_parallel > len(gpus):
+        raise InputError(f"--max-parallel {max_parallel}: at most one cell per GPU ({len(gpus)} GPUs)")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    physical = [v.strip() for v in visible.split(",")] if visible else None
+    if physical is not None and any(int(g) >= len(physical) for g in gpus):
+        raise InputError(f"--gpus {','.join(gpus)}: only {len(physical)} GPUs visible (CUDA_VISIBLE_DEVICES={visible})")
+    chosen = [physical[int(g)] if physical else str(g) for g in gpus][:max_parallel or len(gpus)]
+    return len(chosen), chosen
 
 
 def _open_grid_run(grid: Grid, n_cells: int, tracking_uri: str | None):

@@ -9,6 +9,7 @@ is `benchmark.cell_pipeline.run_pipeline`.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -31,6 +32,8 @@ class Stages:
         previews: ``(dataset, case_ids, pred_dir, out_dir, n) -> list[Path]`` PNG files.
         check_dataset: ``(dataset_dir) -> None``, raising InputError on a broken dataset; run
             once per dataset before the grid starts (None: no check, for fake datasets).
+        check_device: ``(device, *, where) -> None``, raising InputError when this machine
+            lacks ``device`` (None: no check, for fake stages).
     """
 
     make_config: Callable[..., Any]
@@ -40,13 +43,29 @@ class Stages:
     evaluate: Callable[..., dict]
     previews: Callable[..., list[Path]]
     check_dataset: Callable[..., None] | None = None
+    check_device: Callable[..., None] | None = None
 
 
 def real_stages() -> Stages:
     """The project's real training / inference / metrics (imported when first called)."""
     return Stages(make_config=make_train_config, make_generator=_make_generator, train=_train,
                   predict=_predict, evaluate=_evaluate, previews=_previews,
-                  check_dataset=_check_dataset)
+                  check_dataset=_check_dataset, check_device=check_device)
+
+
+def check_device(device: str, *, where: str) -> None:
+    """InputError unless torch can use ``device`` here (``cuda:N`` needs N < visible GPUs)."""
+    import torch
+
+    kind, _, index = device.partition(":")
+    if kind == "cuda":
+        count = torch.cuda.device_count()
+    else:
+        count = int(kind == "cpu" or torch.backends.mps.is_available())
+    if count <= int(index or 0):
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        raise InputError(f"{where}: {device!r} is not available on this machine ({count} {kind} device(s)"
+                         + (f", CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ")"))
 
 
 def _check_dataset(dataset_dir) -> None:

@@ -29,6 +29,7 @@ from benchmark.cell import CELL_KEYS, cells_from_grid, parse_only, select
 from benchmark.errors import InputError
 from benchmark.grid import Grid, load_grid
 from benchmark.runner import grid_tracking_uri
+from tumorbench_common.names import check_name
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,8 @@ def tune_cell(grid: Grid | str | Path, cell: str, n_trials: int, *, storage: str
     if not grid.optuna["space"]:
         raise InputError(f"{grid.path}: [optuna.space] is empty; add e.g. lr = {{low = 1e-4, high = 1e-2, log = true}}")
     source = f"_from_{base.synth_source}" if base.cross_organ else ""
-    study_name = study_name or f"{grid.name}__{base.organ}_{base.backbone}_{base.regime}{source}_f{base.fold}"
+    study_name = check_name(study_name or f"{grid.name}__{base.organ}_{base.backbone}_{base.regime}{source}_f{base.fold}",
+                            "--study-name")
     folder = grid.results_dir / "tune" / study_name
     storage = storage or f"sqlite:///{folder / 'optuna.db'}"
     _refuse_local_stores_in_slurm(grid, storage, tracking_uri, allow_local_store)

@@ -1,10 +1,11 @@
 """Stages and a driver script for the tests against real components (Slurm, mlflow server).
 
-SLOW_STAGES: the fake stages with SLOW_EPOCH_S seconds per training epoch (env), so a job can be
-signalled mid-cell; each training start writes the Slurm array task it runs in to ``train/task.txt``.
+SLOW_STAGES: the fake stages with SLOW_EPOCH_S seconds per training epoch and SLOW_PREVIEWS_S before
+the previews (env), so a job can be signalled mid-cell or a server stopped before a cell's last writes;
+each training start writes the Slurm array task it runs in to ``train/task.txt``.
 ``python _cluster_helpers.py GRID URI EXECUTOR [MAX_PARALLEL]`` runs a grid with them (the real
-stages with CLUSTER_STAGES=real) and prints the outcome statuses as JSON. The tests keep their
-sqlite store on this machine's disk, so the Slurm executor is told that is intended.
+stages with CLUSTER_STAGES=real; one concurrent invocation) and prints the outcome statuses as JSON.
+The tests keep their sqlite store on this machine's disk, so the Slurm executor is told that is intended.
 """
 from __future__ import annotations
 
@@ -30,7 +31,17 @@ def slow_train(config, train_items, val_items, out_dir, *, log_metrics=None, **k
     return fake_train(config, train_items, val_items, out_dir, log_metrics=logged if log_metrics else None, **kwargs)
 
 
-SLOW_STAGES = dataclasses.replace(FAKE_STAGES, train=slow_train)
+def slow_previews(dataset, case_ids, pred_dir, out_dir, n=3):
+    """The fake previews, after leaving ``previews_started`` in the cell folder and waiting
+    SLOW_PREVIEWS_S seconds (a test can stop a server just before a cell's final writes)."""
+    from pathlib import Path
+
+    Path(out_dir).parent.joinpath("previews_started").write_text("")
+    time.sleep(float(os.environ.get("SLOW_PREVIEWS_S", "0")))
+    return FAKE_STAGES.previews(dataset, case_ids, pred_dir, out_dir, n)
+
+
+SLOW_STAGES = dataclasses.replace(FAKE_STAGES, train=slow_train, previews=slow_previews)
 
 
 def main() -> None:

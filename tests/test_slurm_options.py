@@ -33,7 +33,7 @@ def test_qos_gres_extra_options_and_setup_lines(tmp_path, monkeypatch):
                                          ("additional_parameters = [1]\n", "additional_parameters"),
                                          ("qos = 3\n", "qos"), ("signal_delay_s = -1\n", "signal_delay_s")])
 def test_bad_slurm_fields_are_one_clear_error(tmp_path, monkeypatch, toml, field):
-    with pytest.raises(InputError, match=rf"grid \[slurm\]: field '{field}'"):
+    with pytest.raises(InputError, match=rf"field 'slurm\.{field}'"):  # found when the grid loads
         _script(tmp_path, monkeypatch, toml)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from benchmark.errors import InputError
 from tumorbench_common.cohorts import sex_or_none
+from tumorbench_common.names import check_name
 
 ORGANS = ("liver", "pancreas", "kidney")
 LABELS = {"background": 0, "organ": 1, "tumor": 2}
@@ -57,6 +58,8 @@ class Dataset:
         bad_roles = sorted(set(cases["role"]) - set(ROLES))
         if bad_roles:
             raise InputError(f"{cases_path}: field 'role' has {bad_roles}, expected labeled|healthy")
+        for case_id in cases["case_id"]:  # a case id becomes a folder and a file name
+            check_name(case_id, f"{cases_path}: field 'case_id'")
         cases = cases.set_index("case_id", drop=False)
         return cls(root=root, meta=meta, cases=cases)
 

@@ -1,0 +1,106 @@
+"""Declarative checks of grid tables: one `Field` per key (default, type, allowed values, range).
+
+A table is checked at load (`benchmark.grid.parse_grid`), before any run, file or network contact,
+so that ``overlap = "x"`` or ``cross_organ = "false"`` (a string, not a boolean) is one clear error
+instead of one FAILED cell each. Adding a field is one line in the table's schema, e.g.
+``"min_lesion_mm3": Field(0.0, float, low=0)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from benchmark.errors import InputError
+
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+               list: "a list", dict: "a table"}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One grid key. ``kind`` float accepts integers too; ``low``/``high`` are inclusive unless
+    ``open_low``/``open_high``; ``choices`` lists the allowed values; ``optional``: None allowed
+    (the default of an unset optional key); ``items``: element type of a list."""
+
+    default: Any
+    kind: type
+    choices: tuple = ()
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+    optional: bool = False
+    items: type | None = None
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not allowed (None when it is)."""
+        if value is None and self.optional:
+            return None
+        if not _is(value, self.kind) or (self.items and not all(_is(v, self.items) for v in value)):
+            what = _TYPE_WORDS[self.kind] + (f" of {_TYPE_WORDS[self.items].split()[-1]}s" if self.items else "")
+            return f"expected {what}" + (" (or leave it out)" if self.optional else "")
+        if self.choices and value not in self.choices:
+            return f"expected one of {list(self.choices)}"
+        low_bad = self.low is not None and (value <= self.low if self.open_low else value < self.low)
+        high_bad = self.high is not None and (value >= self.high if self.open_high else value > self.high)
+        if low_bad or high_bad:
+            return f"expected a value in {'(' if self.open_low else '['}{_bound(self.low)}, " \
+                   f"{_bound(self.high)}{')' if self.open_high else ']'}"
+        return None
+
+
+def _is(value: Any, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _bound(value: float | None) -> str:
+    return "inf" if value is None else f"{value:g}"
+
+
+def defaults(schema: Mapping[str, Field]) -> dict[str, Any]:
+    return {key: f.default for key, f in schema.items()}
+
+
+def check_table(table: Any, schema: Mapping[str, Field], where: str, section: str) -> dict[str, Any]:
+    """``table`` merged over the schema's defaults; InputError on an unknown key or a bad value."""
+    if not isinstance(table, dict):
+        raise InputError(f"{where}: [{section}] must be a table")
+    for key, value in table.items():
+        if key not in schema:
+            raise InputError(f"{where}: unknown field '{section}.{key}'; expected one of {sorted(schema)}")
+        why = schema[key].problem(value)
+        if why:
+            raise InputError(f"{where}: field '{section}.{key}' has {value!r}; {why}")
+    return {**defaults(schema), **table}
+
+
+# [evaluate], [slurm], [optuna], [mlflow] keys of a grid: default, type, allowed values / range
+EVAL_SCHEMA = {
+    "cross_organ": Field(False, bool),  # adds Table 3's source -> target cells (benchmark.cell)
+    "cross_organ_cases": Field("val", str, choices=("val", "all")),
+    "overlap": Field(0.5, float, low=0, high=1, open_high=True),  # sliding-window overlap
+    "organ_postprocess": Field(True, bool),
+    "previews": Field(3, int, low=0),
+    # scoring (docs/metrics.md): the organ tumor calls are kept in, sizes in mm^3
+    "organ_filter": Field("reference", str, choices=("reference", "predicted", "none")),
+    "min_lesion_mm3": Field(8.0, float, low=0),
+    "patient_threshold_mm3": Field(70.0, float, low=0),  # official rule's th (its README example: 30)
+}
+SLURM_SCHEMA = {
+    "partition": Field(None, str, optional=True), "account": Field(None, str, optional=True),
+    "constraint": Field(None, str, optional=True), "qos": Field(None, str, optional=True),
+    "gres": Field(None, str, optional=True),
+    "gpus_per_node": Field(1, int, low=0), "cpus_per_task": Field(8, int, low=1),
+    "time_min": Field(720, int, low=1), "mem_gb": Field(64, float, low=0, open_low=True),
+    "array_parallelism": Field(16, int, low=1), "signal_delay_s": Field(120, int, low=0),
+    "max_num_timeout": Field(3, int, low=0),
+    "additional_parameters": Field({}, dict), "setup": Field([], list, items=str),
+}
+OPTUNA_SCHEMA = {"pruner": Field("median", str, choices=("median", "hyperband", "none")),
+                 "n_startup_trials": Field(2, int, low=0), "n_warmup_steps": Field(1, int, low=0)}
+MLFLOW_SCHEMA = {"experiment": Field(None, str, optional=True), "tracking_uri": Field(None, str, optional=True)}
+EVAL_DEFAULTS, SLURM_DEFAULTS, OPTUNA_DEFAULTS = (defaults(s) for s in (EVAL_SCHEMA, SLURM_SCHEMA, OPTUNA_SCHEMA))
