@@ -22,22 +22,12 @@ _OPTIONAL = ("partition", "account", "constraint", "qos", "gres")
 
 
 def _check(slurm: Mapping[str, Any]) -> None:
-    def fail(field: str, expected: str) -> None:
-        raise InputError(f"grid [slurm]: field '{field}' is {slurm.get(field)!r}; expected {expected}")
-
-    for key in _OPTIONAL:
-        if slurm.get(key) is not None and not isinstance(slurm[key], str):
-            fail(key, "a string")
+    """What the grid's schema (`benchmark.grid_schema.SLURM_SCHEMA`, checked at load) cannot say:
+    the values of the sbatch options table."""
     extra = slurm.get("additional_parameters") or {}
-    if not isinstance(extra, dict) or not all(isinstance(v, (str, int, float, bool)) for v in extra.values()):
-        fail("additional_parameters", 'a table of sbatch options, e.g. {exclude = "node7", mail_type = "FAIL"}')
-    setup = slurm.get("setup") or []
-    if not isinstance(setup, list) or not all(isinstance(line, str) for line in setup):
-        fail("setup", 'a list of shell lines, e.g. ["module load cuda/12.4", "source .venv/bin/activate"]')
-    for key in ("time_min", "cpus_per_task", "gpus_per_node", "array_parallelism", "signal_delay_s",
-                "max_num_timeout"):
-        if key in slurm and (not isinstance(slurm[key], int) or isinstance(slurm[key], bool) or slurm[key] < 0):
-            fail(key, "an int >= 0")
+    if not all(isinstance(v, (str, int, float, bool)) for v in extra.values()):
+        raise InputError(f"grid [slurm]: field 'additional_parameters' is {extra!r}; expected a table of sbatch "
+                         'options, e.g. {exclude = "node7", mail_type = "FAIL"}')
 
 
 def submitit_executor(folder: Path, slurm: Mapping[str, Any], cluster: str):

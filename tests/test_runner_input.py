@@ -136,7 +136,7 @@ def test_busy_cells_make_the_command_fail_and_say_where_they_run(monkeypatch, ca
                 CellOutcome(cell, "busy", None, "/res/b", error="leased by host7 pid 42 (Slurm job 9_1)")]
     monkeypatch.setattr(runner, "run_grid", lambda *a, **k: outcomes)
     args = Namespace(grid="g.toml", executor="local", max_parallel=None, only=None, dry_run=False, tracking_uri=None,
-                     no_progress=True, gpus=None)
+                     no_progress=True, gpus=None, allow_local_store=False)
     assert run_entry(args) == 1
     out = capsys.readouterr().out
     assert "BUSY liver·unet·real·f0 (/res/b): leased by host7 pid 42 (Slurm job 9_1)" in out
