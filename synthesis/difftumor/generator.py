@@ -12,6 +12,10 @@ others with seeds derived from it). Only the part of an ellipsoid wider than the
 (large tumors) is not generated; it is dropped from the returned mask, and ``empty`` in the
 params says whether anything was generated.
 
+The outer part of an unclipped (exophytic) kidney tumor keeps only fat and soft tissue outside
+``other_organs``, and the blend changes nothing outside the organ and that region
+(``synthesis.exophytic``, shared with Hu): never bone, gas or another labelled organ.
+
 Every tumor has its own seed (its noise comes from a generator seeded with it), so a tumor does
 not depend on its batch: ``replay(ct, organ, params)`` redraws it from its params dict.
 """
