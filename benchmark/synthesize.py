@@ -133,8 +133,8 @@ def _combine(ct: np.ndarray, out: np.ndarray, tumor_ct: np.ndarray) -> None:
 
 
 def other_organs_kwargs(method, others: np.ndarray | None, batch: bool) -> dict[str, Any]:
-    """``other_organs=`` for a generator method that takes it (Hu: an exophytic tumor never
-    replaces another labelled structure), else nothing."""
+    """``other_organs=`` for a generator method that takes it (Hu, DiffTumor: an exophytic tumor
+    never replaces another labelled structure), else nothing."""
     import inspect
 
     if others is None or "other_organs" not in inspect.signature(method).parameters:

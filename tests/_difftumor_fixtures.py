@@ -67,9 +67,10 @@ def write_dataset(root, n: int = 4, shape=(40, 40, 40), spacing=SPACING, organ: 
     return root
 
 
-def untrained_generator(organ: str = "kidney", crop: int = 16, model_spacing=SPACING, **kwargs):
+def untrained_generator(organ: str = "kidney", crop: int = 16, model_spacing=SPACING, stages=("early",), **kwargs):
     """A DiffTumorGenerator on randomly initialised tiny models (seeded; no training, ~0.1 s a
-    crop): its tumors are noise, but where it writes them is the generator's real code path."""
+    crop): its tumors are noise, but where it writes them is the generator's real code path.
+    ``stages``: the stages that get this (4-step) pipeline, e.g. ("nonearly",) for medium/large."""
     import torch
 
     from synthesis.difftumor import config as cfg
@@ -85,5 +86,5 @@ def untrained_generator(organ: str = "kidney", crop: int = 16, model_spacing=SPA
                                                  num_res_blocks=1, norm_groups=8, num_head_channels=16))
     pipeline = DiffTumorPipeline(autoencoder, denoiser, build_scheduler(cfg.scheduler_for_stage("early")))
     probs = kwargs.pop("size_probs", {"tiny": 0.0, "small": 1.0, "medium": 0.0, "large": 0.0})
-    return DiffTumorGenerator(organ, pipelines={"early": pipeline}, crop_size=(crop,) * 3,
+    return DiffTumorGenerator(organ, pipelines={stage: pipeline for stage in stages}, crop_size=(crop,) * 3,
                               model_spacing=model_spacing, size_probs=probs, **kwargs)

@@ -10,7 +10,7 @@ import pytest
 
 from benchmark.scorecard.eng_cases import phantom_case, small_organs
 from benchmark.scorecard.eng_checks import consistency_check, exophytic_check, replay_check, small_organ_check
-from benchmark.scorecard.engineering import refusals
+from benchmark.scorecard.engineering import EXOPHYTIC_SIZES, refusals
 from synthesis.hu import HuGenerator
 from synthesis.protocol import SynthesisOutput
 
@@ -104,6 +104,18 @@ def test_exophytic_check_catches_bone_and_passes_hu_kidney_tumors(case):
     hu = exophytic_check(HuGenerator("kidney", size_probs={"medium": 0.5, "large": 0.5}),
                          phantom_case("kidney", (2.0, 2.0, 2.0)), 4, seed=0)
     assert hu["ok"] and hu["n_with_outer_part"] >= 1 and hu["outer_fraction_mean"] > 0.2
+
+
+def test_exophytic_check_passes_difftumor_kidney_tumors(one_torch_thread):
+    """DiffTumor's unclipped medium/large kidney tumors (untrained models: their tumors are noise,
+    but where they are written is the generator's real code path) replace no bone, gas or other
+    organ; the check gives the generator the case's other labelled structures."""
+    from _difftumor_fixtures import untrained_generator
+
+    generator = untrained_generator("kidney", crop=24, stages=("nonearly",), size_probs=EXOPHYTIC_SIZES)
+    result = exophytic_check(generator, phantom_case("kidney", (2.0, 2.0, 2.0)), 4, seed=0)
+    assert result["ok"], result["violations_voxels"]
+    assert result["n_with_outer_part"] >= 1 and result["outer_fraction_mean"] > 0.2
 
 
 def test_small_organ_failures_are_counted_with_a_wilson_interval(case):

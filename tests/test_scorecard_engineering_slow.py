@@ -1,7 +1,9 @@
 """The whole engineering section in quick mode (slow: spawned workers, four spacings).
 
-The example sphere plug-in and Hu pass everything; a plug-in that draws from ``np.random`` instead
-of its rng is refused for replay and for determinism across worker counts. Plug-ins are
+The example sphere plug-in and Hu pass everything, and so does DiffTumor on kidney with a tiny
+checkpoint (its exophytic parts were refused before issue 31's fix was ported to it); a plug-in
+that draws from ``np.random`` instead of its rng is refused for replay and for determinism across
+worker counts. Plug-ins are
 installed into a folder of their own (entry points), so the spawned workers find them too.
 """
 from __future__ import annotations
@@ -62,6 +64,30 @@ def test_sphere_plugin_and_hu_pass_everything(site, monkeypatch, name):
         assert row["ms_per_tumor"] > 0 and row["ratio"] == pytest.approx(row["ms_per_tumor"] / row["hu_ms_per_tumor"],
                                                                          rel=1e-2)
     assert section["peak_memory_mb"] > 0 and section["small_organ_failure"]["n"] == 8
+
+
+@pytest.fixture(scope="module")
+def tiny_kidney_checkpoint(tmp_path_factory):
+    """A tiny DiffTumor checkpoint (2 steps per model) trained on a 2 mm kidney phantom."""
+    from benchmark.cli import main
+
+    root = tmp_path_factory.mktemp("difftumor_kidney")
+    data, ckpt = str(root / "data"), str(root / "ckpt")
+    assert main(["data", "phantom", "--out", data, "--organ", "kidney", "--cases", "5"]) == 0
+    assert main(["generator", "train-autoencoder", data, "--out", ckpt, "--preset", "tiny", "--steps", "2"]) == 0
+    for flag in ("--early", "--non-early"):
+        assert main(["generator", "train-diffusion", data, "--autoencoder", ckpt, flag, "--out", ckpt,
+                     "--steps", "2"]) == 0
+    return ckpt
+
+
+def test_difftumor_kidney_has_no_exophytic_refusal(tiny_kidney_checkpoint):
+    section = engineering_section("difftumor", "kidney", generator_kwargs={"checkpoint": tiny_kidney_checkpoint},
+                                  quick=True, progress=False)
+    exophytic = section["exophytic"]
+    assert exophytic["ok"] and exophytic["n_with_outer_part"] >= 1, exophytic
+    assert not any(r.startswith("exophytic") for r in section["refusals"])
+    assert section["refusals"] == []
 
 
 def test_a_seedless_plugin_is_refused(site, monkeypatch):

@@ -3,8 +3,8 @@ exophytic parts, failures on small organs. Each returns a JSON-serialisable dict
 (or a rate) and the counts behind it.
 
 A generator is called as the trainer calls it (a batch of one CT, an explicit rng); when it takes
-``other_organs`` (Hu), it gets the case's other labelled structures, as ``tumorbench synthesize``
-gives it a multi-label mask's other labels.
+``other_organs`` (Hu, DiffTumor), it gets the case's other labelled structures, as
+``tumorbench synthesize`` gives it a multi-label mask's other labels.
 """
 from __future__ import annotations
 

@@ -12,6 +12,10 @@ others with seeds derived from it). Only the part of an ellipsoid wider than the
 (large tumors) is not generated; it is dropped from the returned mask, and ``empty`` in the
 params says whether anything was generated.
 
+The outer part of an unclipped (exophytic) kidney tumor keeps only fat and soft tissue outside
+``other_organs``, and the blend changes nothing outside the organ and that region
+(``synthesis.exophytic``, shared with Hu): never bone, gas or another labelled organ.
+
 Every tumor has its own seed (its noise comes from a generator seeded with it), so a tumor does
 not depend on its batch: ``replay(ct, organ, params)`` redraws it from its params dict.
 """
@@ -23,13 +27,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from synthesis import geometry
 from synthesis.difftumor.checkpoint import autoencoder_dir_for, load_autoencoder, load_diffusion
 from synthesis.difftumor.denoiser import build_scheduler
 from synthesis.difftumor.pipeline import DiffTumorPipeline
+from synthesis.difftumor.windows import put_window, render_in_windows, take_window, zoom_to
 from synthesis.errors import SynthesisInputError
+from synthesis.exophytic import exophytic_region
 from synthesis.protocol import SynthesisOutput
 
 SIZE_STAGE = {"tiny": "early", "small": "early", "medium": "nonearly", "large": "nonearly"}
@@ -114,27 +119,34 @@ class DiffTumorGenerator:
         self.model_spacing = None if model_spacing is None else tuple(float(s) for s in model_spacing)
 
     def __call__(self, ct_hu: np.ndarray, organ_mask: np.ndarray, spacing: Sequence[float],
-                 rng: np.random.Generator) -> SynthesisOutput:
-        """Add one tumor per crop. ct_hu, organ_mask: (B, X, Y, Z); returns HU crops + tumor masks."""
+                 rng: np.random.Generator, other_organs: np.ndarray | None = None) -> SynthesisOutput:
+        """Add one tumor per crop. ct_hu, organ_mask: (B, X, Y, Z); returns HU crops + tumor masks.
+        ``other_organs`` (B, X, Y, Z), optional: other labelled structures, never replaced."""
         ct = np.asarray(ct_hu, dtype=np.float32)
         organs = np.asarray(organ_mask, dtype=bool)
-        if ct.ndim != 4 or organs.shape != ct.shape:
-            raise SynthesisInputError(f"difftumor: expected (B, X, Y, Z) ct_hu and organ_mask of one shape, "
-                                      f"got {ct.shape} and {organs.shape}")
-        plans = [self._plan(organs[b], spacing, rng) for b in range(len(ct))]
+        if ct.ndim != 4 or organs.shape != ct.shape or (
+                other_organs is not None and np.shape(other_organs) != ct.shape):
+            raise SynthesisInputError(f"difftumor: expected (B, X, Y, Z) ct_hu, organ_mask (and other_organs) of one "
+                                      f"shape, got {ct.shape}, {organs.shape}"
+                                      + ("" if other_organs is None else f", {np.shape(other_organs)}"))
+        others = [None] * len(ct) if other_organs is None else list(np.asarray(other_organs, dtype=bool))
+        plans = [outer_part_restricted(self._plan(organs[b], spacing, rng), ct[b], organs[b], others[b])
+                 for b in range(len(ct))]
         out_ct, out_mask = ct.copy(), np.zeros(ct.shape, dtype=bool)
-        self._generate(ct, organs, plans, out_ct, out_mask)
+        self._generate(ct, organs, others, plans, out_ct, out_mask)
         return SynthesisOutput(ct_hu=out_ct, tumor_mask=out_mask, params=tuple(p.to_params() for p in plans))
 
-    def replay(self, ct_hu: np.ndarray, organ_mask: np.ndarray, params: Mapping[str, Any]
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def replay(self, ct_hu: np.ndarray, organ_mask: np.ndarray, params: Mapping[str, Any],
+               other_organs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Re-generate one tumor from its params dict (as in ``SynthesisOutput.params``) on an
-        (X, Y, Z) CT: the same output as when it was drawn, whatever batch it was drawn in."""
+        (X, Y, Z) CT: the same output as when it was drawn (with the same ``other_organs``),
+        whatever batch it was drawn in."""
         organ = np.asarray(organ_mask, dtype=bool)
-        plan = _plan_from_params(organ, params, self._window_size)
+        other = None if other_organs is None else np.asarray(other_organs, dtype=bool)
         ct = np.asarray(ct_hu, dtype=np.float32)[None]
+        plan = outer_part_restricted(_plan_from_params(organ, params, self._window_size), ct[0], organ, other)
         out_ct, out_mask = ct.copy(), np.zeros(ct.shape, dtype=bool)
-        self._generate(ct, organ[None], [plan], out_ct, out_mask)
+        self._generate(ct, organ[None], [other], [plan], out_ct, out_mask)
         return out_ct[0], out_mask[0]
 
     def _plan(self, organ: np.ndarray, spacing: Sequence[float], rng: np.random.Generator) -> TumorPlan:
@@ -146,13 +158,13 @@ class DiffTumorGenerator:
         return TumorPlan(size_type, geom, tuple(float(s) for s in spacing), starts, blur,
                          seed=int(rng.integers(2 ** 62)), mask=mask)
 
-    def _generate(self, ct, organs, plans, out_ct, out_mask) -> None:
+    def _generate(self, ct, organs, others, plans, out_ct, out_mask) -> None:
         for stage, pipeline in self.pipelines.items():
             todo = [(b, k) for b, plan in enumerate(plans) if plan.stage == stage and plan.mask.any()
                     for k in range(len(plan.window_starts))]
             batch = 1 if self.device.type == "cpu" else self.max_batch
             for start in range(0, len(todo), batch):
-                self._run(pipeline, todo[start:start + batch], plans, ct, organs, out_ct, out_mask)
+                self._run(pipeline, todo[start:start + batch], plans, ct, organs, others, out_ct, out_mask)
 
     def _resamples(self, spacing: Sequence[float]) -> bool:
         return self.model_spacing is not None and not np.allclose(spacing, self.model_spacing, rtol=SPACING_RTOL)
@@ -163,13 +175,16 @@ class DiffTumorGenerator:
             return self.crop_size
         return tuple(max(1, int(round(c * m / s))) for c, m, s in zip(self.crop_size, self.model_spacing, spacing))
 
-    def _run(self, pipeline, batch, plans, ct, organs, out_ct, out_mask) -> None:
+    def _run(self, pipeline, batch, plans, ct, organs, others, out_ct, out_mask) -> None:
         native, model_in, sigmas = [], [], []
         for b, k in batch:
             plan = plans[b]
             size, resample = self._window_size(plan.spacing), self._resamples(plan.spacing)
             windows = [take_window(a, plan.window_starts[k], size) for a in (ct[b], organs[b], plan.mask)]
-            native.append((windows[0], windows[2]))
+            other = None if others[b] is None else take_window(others[b], plan.window_starts[k], size)
+            # the blend may change the organ and what an outer part may replace, nothing else
+            changeable = exophytic_region(windows[0], windows[1], other) != 0
+            native.append((windows[0], windows[2], changeable))
             if resample:  # CT linear; masks linear then >= 0.5 (nearest drops thin parts)
                 windows = [zoom_to(w.astype(np.float32), self.crop_size, 1) for w in windows]
                 windows[1:] = [w >= 0.5 for w in windows[1:]]
@@ -179,10 +194,11 @@ class DiffTumorGenerator:
         generators = [torch.Generator(device=self.device).manual_seed(plans[b].window_seed(k)) for b, k in batch]
         result = pipeline(ct_m, organ_m, mask_m, generators, blur_sigmas=sigmas)
         for index, (b, k) in enumerate(batch):
-            ct_w, mask_w = native[index]
+            ct_w, mask_w, changeable = native[index]
             change = result[index] - ct_m[index]
             if change.shape != ct_w.shape:  # back to the CT's grid; zero change stays exactly zero
                 change = zoom_to(change, ct_w.shape, 1)
+            change[~changeable] = 0.0  # the official blend also changes bone, gas, other organs
             start = plans[b].window_starts[k]
             current = take_window(out_ct[b], start, ct_w.shape)
             larger = np.abs(change) > np.abs(current - ct_w)  # overlapping windows: the larger change wins
@@ -191,10 +207,18 @@ class DiffTumorGenerator:
             put_window(out_mask[b], start, mask_w | take_window(out_mask[b], start, mask_w.shape))
 
 
-def zoom_to(array: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
-    """``array`` resampled (spline ``order``, corners aligned) to exactly ``shape``."""
-    factors = [n / m for n, m in zip(shape, array.shape)]
-    return ndimage.zoom(array, factors, order=order, mode="nearest").astype(array.dtype, copy=False)
+def outer_part_restricted(plan: TumorPlan, ct: np.ndarray, organ: np.ndarray,
+                          other_organs: np.ndarray | None) -> TumorPlan:
+    """``plan`` with the outer part of an unclipped (exophytic) tumor cut to what a tumor may
+    replace: fat and soft tissue not in ``other_organs`` (``synthesis.exophytic``). The unclipped
+    rule itself is kept; a clipped tumor lies in the organ and is returned as it is."""
+    if plan.geometry.clip_to_organ or not plan.mask.any():
+        return plan
+    coords = np.argwhere(plan.mask)
+    box = tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(coords.min(0), coords.max(0)))
+    mask = plan.mask.copy()
+    mask[box] &= exophytic_region(ct, organ, other_organs, box) != 0
+    return dataclasses.replace(plan, mask=mask)
 
 
 def _plan_from_params(organ: np.ndarray, params: Mapping[str, Any], window_size) -> TumorPlan:
@@ -210,73 +234,6 @@ def _plan_from_params(organ: np.ndarray, params: Mapping[str, Any], window_size)
         raise SynthesisInputError(f"difftumor params: size_type {plan.size_type!r}, expected one of {list(SIZE_STAGE)}")
     mask, starts = render_in_windows(organ, spacing, geom, window_size(spacing))
     return dataclasses.replace(plan, mask=mask, window_starts=starts)
-
-
-def render_in_windows(organ: np.ndarray, spacing: Sequence[float], geom: geometry.TumorGeometry,
-                      size: Sequence[int]) -> tuple[np.ndarray, tuple[tuple[int, int, int], ...]]:
-    """(tumor mask the windows cover, window starts): the ellipsoids are grouped greedily, in
-    their order, into groups whose bounding box fits one ``size`` window; each group gets the
-    window centred on its box. Deterministic from the geometry (replay recomputes it)."""
-    parts = geometry.render_tumor_parts(organ, spacing, geom)
-    groups: list[list[np.ndarray]] = []  # [lo, hi) of each group's box
-    for box, _ in parts:
-        lo, hi = np.asarray([s.start for s in box]), np.asarray([s.stop for s in box])
-        for group in groups:
-            joint_lo, joint_hi = np.minimum(group[0], lo), np.maximum(group[1], hi)
-            if np.all(joint_hi - joint_lo <= np.asarray(size)):
-                group[:] = [joint_lo, joint_hi]
-                break
-        else:
-            groups.append([lo, hi])
-    full = np.zeros(organ.shape, bool)
-    for box, part in parts:
-        full[box] |= part
-    if not groups:
-        return full, (window_start(full, size),)
-    starts = tuple(_box_window_start(lo, hi, size, organ.shape) for lo, hi in groups)
-    covered = np.zeros(organ.shape, bool)
-    for start in starts:
-        put_window(covered, start, np.ones(tuple(size), bool))
-    return full & covered, starts
-
-
-def window_start(mask: np.ndarray, size: Sequence[int]) -> tuple[int, ...]:
-    """Start voxel of the ``size`` window centred on the mask's bounding box, kept inside the
-    volume where it fits (negative where the volume is smaller: that part is padded)."""
-    coords = np.argwhere(mask)
-    if not len(coords):
-        return _box_window_start(np.zeros(3, int), np.asarray(mask.shape), size, mask.shape)
-    return _box_window_start(coords.min(0), coords.max(0) + 1, size, mask.shape)
-
-
-def _box_window_start(lo, hi, size: Sequence[int], shape: Sequence[int]) -> tuple[int, ...]:
-    """``window_start`` for the box [lo, hi)."""
-    center = (np.asarray(lo) + np.asarray(hi)) // 2
-    starts = []
-    for c, s, extent in zip(center, size, shape):
-        start = int(c) - s // 2
-        starts.append(min(max(start, 0), extent - s) if extent >= s else (extent - s) // 2)
-    return tuple(starts)
-
-
-def _window_slices(start: Sequence[int], size: Sequence[int], shape: Sequence[int]):
-    src = tuple(slice(max(b, 0), min(b + s, n)) for b, s, n in zip(start, size, shape))
-    dst = tuple(slice(sl.start - b, sl.stop - b) for sl, b in zip(src, start))
-    return src, dst
-
-
-def take_window(array: np.ndarray, start: Sequence[int], size: Sequence[int]) -> np.ndarray:
-    """``size`` window at ``start``; outside the array edge values are repeated."""
-    src, _ = _window_slices(start, size, array.shape)
-    part = array[src]
-    pads = [(sl.start - b, b + s - sl.stop) for sl, b, s in zip(src, start, size)]
-    return np.pad(part, pads, mode="edge") if any(p for pair in pads for p in pair) else part.copy()
-
-
-def put_window(target: np.ndarray, start: Sequence[int], window: np.ndarray) -> None:
-    """Write the in-bounds part of ``window`` back into ``target`` (in place)."""
-    src, dst = _window_slices(start, window.shape, target.shape)
-    target[src] = window[dst]
 
 
 def _load_pipelines(directory: Path, organ: str, stages: set[str], device: torch.device):
