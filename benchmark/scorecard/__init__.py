@@ -1,0 +1,1 @@
+"""Generator scorecards: realism, fidelity, engineering and downstream value (`tumorbench scorecard`)."""
