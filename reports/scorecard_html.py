@@ -15,6 +15,9 @@ from reports.html import _env
 from reports.palette import MISSING, fmt_p, is_missing, regime_colors, sort_regimes
 
 SCORE_KEYS = ("c2st_auc", "frechet_pca")
+LEADERBOARD_HEADER = ["generator", "organ", "status", "C2ST AUC matched vs floor", "Fréchet PCA matched vs floor",
+                      "fidelity tests differing", "max |Cliff's δ|", "time vs Hu", "peak MB", "replay", "Δ DSC [95% CI]",
+                      "card"]
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -119,11 +122,12 @@ def write_card(card: dict[str, Any], card_dir: Path) -> Path:
                    color=regime_colors([card["generator"]])[card["generator"]])
 
 
-def leaderboard_rows(cards: Sequence[dict[str, Any]]) -> list[list[dict[str, str]]]:
+def leaderboard_rows(cards: Sequence[dict[str, Any]], prefix: str = "") -> list[list[dict[str, str]]]:
+    """One row per card (LEADERBOARD_HEADER), the last cell linking ``prefix<generator>/<organ>/card.html``."""
     order = {g: i for i, g in enumerate(sort_regimes({c["generator"] for c in cards}))}
     rows = []
     for c in sorted(cards, key=lambda c: (order[c["generator"]], c["organ"])):
-        link = f'{c["generator"]}/{c["organ"]}/card.html'
+        link = f'{prefix}{c["generator"]}/{c["organ"]}/card.html'
         h = c.get("headline") or {}
         cells = [_cell(c["generator"], cls="key"), _cell(c["organ"], cls="key"),
                  _cell("REFUSED" if c["status"] == "refused" else "scored", cls="text")]
@@ -154,4 +158,11 @@ def write_leaderboard(cards: Sequence[dict[str, Any]], out: Path) -> Path:
     generators = sort_regimes({c["generator"] for c in cards})
     colors = regime_colors(generators)
     return _render("leaderboard.html.j2", out / "leaderboard.html", rows=leaderboard_rows(cards),
-                   palette=[(g, colors[g]) for g in generators], cards=cards)
+                   header=LEADERBOARD_HEADER, palette=[(g, colors[g]) for g in generators], cards=cards)
+
+
+def leaderboard_table(cards: Sequence[dict[str, Any]], prefix: str, caption: str) -> str:
+    """The leaderboard table alone (for the grid report's scorecard section), links under ``prefix``."""
+    return _env().get_template("_scorecard_table.j2").render(key="scorecards", caption=caption,
+                                                              header=LEADERBOARD_HEADER,
+                                                              rows=leaderboard_rows(cards, prefix))

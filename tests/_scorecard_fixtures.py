@@ -114,3 +114,45 @@ def engineering_refusing(refused: str):
             out["refusals"] = ["consistency: 2 reported tumors have an empty mask on the 3 mm CT"]
         return out
     return section
+
+
+def hand_cards(out: Path) -> list[dict]:
+    """Two scored cards (fidelity from benchmark.scorecard.fidelity on random tumors) and a refused one,
+    rendered with reports.scorecard_html into ``out`` as `tumorbench scorecard` lays them out."""
+    import numpy as np
+    import pandas as pd
+
+    from benchmark.scorecard.fidelity import QUANTITIES, compare
+    from benchmark.scorecard.run import _finite, write_cards
+
+    rng = np.random.default_rng(0)
+    cards = []
+    for k, (generator, status) in enumerate((("hu", "scored"), ("sphere", "scored"), ("difftumor", "refused"))):
+        card = {"generator": generator, "organ": "liver", "dataset": "toy_liver", "dataset_path": "/x",
+                "dataset_fingerprint": "abc", "fold": 0, "seed": 0, "settings": {"quick": True},
+                "generator_kwargs": {}, "engineering": engineering_ok(generator, "liver"), "status": status,
+                "refusals": [], "realism": [], "fidelity": None, "downstream": None, "headline": None}
+        if status == "refused":
+            card["refusals"] = ["consistency: a reported tumor has an empty mask on the 3 mm CT"]
+        else:
+            frames = [pd.DataFrame({"source": source, "case": [f"c{i // 2}" for i in range(20)],
+                                    **{q: rng.normal(k * (source != "real"), 1, 20) for q in QUANTITIES}})
+                      for source in ("real", generator)]
+            (out / generator / "liver").mkdir(parents=True)
+            pd.concat(frames).to_csv(out / generator / "liver" / "fidelity.csv", index=False)
+            card["fidelity"] = {"n_real_tumors": 20, "n_real_cases": 10, "n_draws": 20, "n_generator_tumors": 20,
+                                "tests": compare(*frames), "test": "two-sided Mann-Whitney U", "effect": "Cliff's delta",
+                                "correction": "Holm", "outside_given_organ_max": 0.0}
+            card["realism"] = [{"size_bin": "all", "n_real": 20, "n_other": 20, "n_matched": 10, "c2st_auc": 0.6 + k / 10,
+                                "c2st_auc_p": 0.04, "c2st_auc_matched": 0.6, "c2st_auc_matched_sd": 0.1,
+                                "c2st_auc_floor": 0.5, "c2st_auc_floor_sd": 0.1, "frechet_pca": 3.0, "frechet_pca_p": 0.2,
+                                "frechet_pca_matched": 4.0, "frechet_pca_matched_sd": 1.0, "frechet_pca_floor": 3.0,
+                                "frechet_pca_floor_sd": 1.0},
+                               {"size_bin": "5-10", "n_real": 2, "n_other": 3, "skipped": "fewer than 4 tumors on a side"}]
+            card["headline"] = {"c2st_auc_matched": 0.6 + k / 10, "c2st_auc_floor": 0.5, "frechet_pca_matched": 4.0,
+                                "frechet_pca_floor": 3.0, "fidelity_differs": k, "fidelity_tests": 7,
+                                "max_abs_cliffs_delta": 0.3 * k, "time_ratio_vs_hu": 1.0 + k, "peak_memory_mb": 50.0,
+                                "replay_ok": True, "delta_dsc": 1.5 - k, "delta_dsc_ci": [-1.0, 3.0 - k]}
+        cards.append(_finite(card))
+    write_cards(cards, out)
+    return cards

@@ -53,7 +53,9 @@ def downstream_section(per_case: Any, experiment: str, generator: str, organ: st
         row["ci"] = [None if v != v else v for v in row["ci"]]
     out: dict[str, Any] = {"experiment": experiment, "rows": rows, "notes": table.notes}
     if not rows:
-        have = sorted(set(per_case.loc[per_case.organ == organ, "regime"])) if len(per_case) else []
+        from reports.palette import sort_regimes
+
+        have = sort_regimes(set(per_case.loc[per_case.organ == organ, "regime"])) if len(per_case) else []
         out["missing"] = (f"experiment {experiment!r} has no finished {organ} cells with test cases for both "
                           f"'{REAL}' and '{generator}' (regimes found: {', '.join(have) or 'none'}); add the "
                           "regime to the grid and run `tumorbench run GRID` (finished cells are reused)")

@@ -12,7 +12,6 @@ its card shows the reasons and the engineering checks and no score; `run_scoreca
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -184,10 +183,9 @@ def run_scorecards(generators: Sequence[str], dataset_paths: Sequence[str | Path
     ``engineering``: the engineering section (default benchmark.scorecard.engineering.engineering_section).
     """
     from benchmark.data import Dataset
-    from benchmark.io import atomic_dir, write_json_atomic
+    from benchmark.io import atomic_dir
     from benchmark.scorecard.downstream import load_per_case
     from benchmark.scorecard.publish import log_scorecard_run
-    from reports.scorecard_html import write_card, write_leaderboard
 
     datasets = [Dataset.open(p) for p in dataset_paths]
     _validate(generators, datasets, settings.fold)
@@ -198,13 +196,7 @@ def run_scorecards(generators: Sequence[str], dataset_paths: Sequence[str | Path
         for dataset in datasets:
             kwargs = {g: dict((generator_kwargs or {}).get(g, {}).get(dataset.organ, {})) for g in generators}
             cards += score_dataset(dataset.root, kwargs, tmp, settings, engineering, per_case, progress)
-        for card in cards:
-            card_dir = tmp / card["generator"] / card["organ"]
-            card_dir.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(card_dir / "scorecard.json", card)
-            write_card(card, card_dir)
-        write_json_atomic(tmp / "scorecards.json", cards)
-        write_leaderboard(cards, tmp)
+        write_cards(cards, tmp)
     result = ScorecardResult(out, cards, {f"{c['generator']}/{c['organ']}": c["refusals"] for c in cards
                                           if c["status"] == "refused"})
     result.mlflow_run_id = log_scorecard_run(result, experiment or (per_case[0] if per_case else DEFAULT_EXPERIMENT),
@@ -212,6 +204,15 @@ def run_scorecards(generators: Sequence[str], dataset_paths: Sequence[str | Path
     return result
 
 
-def load_cards(out: str | Path) -> list[dict[str, Any]]:
-    """The cards of a scorecard folder (``scorecards.json``)."""
-    return json.loads((Path(out) / "scorecards.json").read_text())
+def write_cards(cards: list[dict[str, Any]], folder: Path) -> None:
+    """``<generator>/<organ>/scorecard.json`` + ``card.html`` per card, ``scorecards.json`` and the leaderboard."""
+    from benchmark.io import write_json_atomic
+    from reports.scorecard_html import write_card, write_leaderboard
+
+    for card in cards:
+        card_dir = folder / card["generator"] / card["organ"]
+        card_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(card_dir / "scorecard.json", card)
+        write_card(card, card_dir)
+    write_json_atomic(folder / "scorecards.json", cards)
+    write_leaderboard(cards, folder)
