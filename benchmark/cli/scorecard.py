@@ -45,7 +45,7 @@ def register(subparsers) -> None:
     parser.add_argument("--generator-arg", action="append", metavar="NAME.KEY=JSON",
                         help="factory keyword for one generator, value in JSON (e.g. 'sphere.radius_mm=[4, 8]')")
     parser.add_argument("--quick", action="store_true",
-                        help="quick profile: 8 real tumors, 8 draws, 20 permutations, 10 floor splits (the demo's)")
+                        help="quick profile (the demo's): 8 real tumors, native grid, no permutation p, 3 floor splits, 4 draws")
     parser.add_argument("--draws", type=int, default=None, help="generator calls for the fidelity section (default 40)")
     parser.add_argument("--n", type=int, default=None, help="real tumors for the realism section (default: all)")
     parser.add_argument("--fold", type=int, default=0, help="use this fold's training cases only (default 0)")

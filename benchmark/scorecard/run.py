@@ -40,10 +40,11 @@ class ScorecardSettings:
 
     @classmethod
     def quick_profile(cls, seed: int = 0, fold: int = 0) -> "ScorecardSettings":
-        """The demo's: 8 real tumors, radiomics on the native grid, no permutation p-values, 5 floor
-        splits, no per-bin scores, 8 draws (a classifier two-sample test costs ~10 model fits)."""
-        realism = RealismSettings(n=8, n_perm=0, n_repeats=5, resample_mm=None, size_bins=False)
-        return cls(realism, n_draws=8, fold=fold, seed=seed, quick=True)
+        """The demo's: 8 real tumors, radiomics on the native grid, no permutation p-values, 3 floor
+        splits, no per-bin scores, 4 draws (a classifier two-sample test costs 10 model fits and
+        DiffTumor's tiny sampler seconds per call: on the demo phantoms these two dominate)."""
+        realism = RealismSettings(n=8, n_perm=0, n_repeats=3, resample_mm=None, size_bins=False)
+        return cls(realism, n_draws=4, fold=fold, seed=seed, quick=True)
 
 
 @dataclass
