@@ -181,3 +181,18 @@ def test_cli_help_and_bad_input(tmp_path, capsys):
     assert main(["scorecard", "hu", "--dataset", str(dataset), "--organ", "kidney", "--out", str(tmp_path / "o")]) == 2
     assert "--organ kidney" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_exits_3_and_names_the_reasons_when_a_generator_is_refused(tmp_path, capsys, monkeypatch):
+    import benchmark.scorecard.run as scorecard_run
+    from benchmark.cli import main
+
+    monkeypatch.setattr(scorecard_run, "_engineering_default", lambda: engineering_refusing("hu"))
+    monkeypatch.chdir(tmp_path)
+    dataset = toy_dataset(tmp_path / "liver", n_labeled=3, n_healthy=2)
+    code = main(["scorecard", "hu", "--dataset", str(dataset), "--out", str(tmp_path / "cards"), "--quick",
+                 "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"])
+    captured = capsys.readouterr()
+    assert code == 3
+    assert "hu/liver REFUSED: consistency: 2 reported tumors have an empty mask on the 3 mm CT" in captured.err
+    assert "REFUSED" in captured.out and (tmp_path / "cards" / "leaderboard.html").is_file()

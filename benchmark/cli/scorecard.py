@@ -70,11 +70,14 @@ def scorecard_entry(args) -> int:
                                                               args.generator_arg, args.device),
                             settings=settings_from(args.quick, args.n, args.draws, args.fold, args.seed, args.jobs),
                             downstream=args.downstream, tracking_uri=args.tracking_uri, experiment=args.experiment)
+    def num(value) -> str:
+        return "—" if value is None else f"{value:.3f}"
+
     for card in result.cards:
         h = card.get("headline") or {}
         status = "REFUSED" if card["status"] == "refused" else (
-            f"C2ST AUC {h.get('c2st_auc_matched')} vs floor {h.get('c2st_auc_floor')}, "
-            f"fidelity differs in {h.get('fidelity_differs')}/{h.get('fidelity_tests')}")
+            f"C2ST AUC at matched n {num(h.get('c2st_auc_matched'))} vs floor {num(h.get('c2st_auc_floor'))}; "
+            f"fidelity differs in {h.get('fidelity_differs')}/{h.get('fidelity_tests')} quantities")
         print(f"{card['generator']:12s} {card['organ']:9s} {status}")
     print(f"leaderboard: {(result.out / 'leaderboard.html').resolve()}  (MLflow run {result.mlflow_run_id})")
     for key, reasons in result.refused.items():
