@@ -39,6 +39,7 @@ class DemoSettings:
     # cells at once, one torch thread each (tiny nets scale badly in threads): 3 on 2 cores leaves no
     # core idle while the last of the 9 cells runs (9 = 3 x 3)
     max_parallel: int = 3
+    scorecards: bool = True  # the generators' quick scorecards (linked from the report)
 
     def data_key(self) -> tuple:
         """The fields that decide the phantom data (and so whether the shipped generators fit)."""
@@ -200,8 +201,9 @@ def run_demo(out: str | Path = "demo_out", settings: DemoSettings = DemoSettings
         result.contrasts = [c for organ in ORGANS for c in early_contrasts(
             out / "phantom" / organ, generator_kwargs(ckpt or _auto_dir(out, organ), settings), seed=settings.seed)]
         write_json_atomic(out / "early_contrast.json", [vars(c) for c in result.contrasts])
-    with _timed(result.seconds, "scorecards (quick)"):
-        result.scorecards = demo_scorecards(out, settings, checkpoint, result.tracking_uri, progress)
+    if settings.scorecards:
+        with _timed(result.seconds, "scorecards (quick)"):
+            result.scorecards = demo_scorecards(out, settings, checkpoint, result.tracking_uri, progress)
     with _timed(result.seconds, "report"):
         result.report_index = build_report(out / "report", ReportOptions(experiment=DEMO_EXPERIMENT,
                                                                          tracking_uri=result.tracking_uri),
