@@ -123,10 +123,12 @@ def size_probs_for(name: str, size_type: str) -> dict[str, float] | None:
     """All mass on ``size_type``; None (its own sizes) for a plug-in that takes no ``size_probs``."""
     from synthesis.registry import factory_kwargs, get_entry
 
-    accepted = factory_kwargs(get_entry(name).load())
-    if "size_probs" not in accepted and "**" not in accepted:
-        return None
-    return {t: float(t == size_type) for t in SIZE_TYPES}
+    probs = {t: float(t == size_type) for t in SIZE_TYPES}
+    try:
+        accepted = factory_kwargs(get_entry(name).load())
+    except SynthesisInputError:  # not registered: make_generator says so when it builds it
+        return probs
+    return probs if "size_probs" in accepted or "**" in accepted else None
 
 
 def collect_synthetic(dataset: Any, name: str, size_types: Sequence[str], rng: np.random.Generator,
