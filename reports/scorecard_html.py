@@ -72,26 +72,43 @@ def _short(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)[:300]
 
 
-def engineering_rows(eng: dict[str, Any]) -> tuple[list[list[dict[str, str]]], list[list[dict[str, str]]]]:
-    """(timing rows per size bin, one row per other check: name, ok, details)."""
-    timing = [[_cell(size, cls="key")] + [_cell(_short(v), v if isinstance(v, (int, float)) else None)
-                                          for v in values.values()]
-              for size, values in (eng.get("timing") or {}).items() if isinstance(values, dict)]
-    checks = []
-    for name, value in eng.items():
-        if name in ("timing", "refusals"):
-            continue
-        ok = value.get("ok") if isinstance(value, dict) else None
-        detail = ({k: v for k, v in value.items() if k != "ok"} if isinstance(value, dict) else value)
-        checks.append([_cell(name, cls="key"), _cell(MISSING if ok is None else ("yes" if ok else "NO"),
-                                                    "" if ok is None else int(bool(ok))),
-                       _cell(_short(detail), "", "text")])
-    return timing, checks
+CARD_FIELDS = ("generator", "organ", "seed", "quick", "timing", "refusals")  # shown elsewhere on the card
+
+
+def _ok(value: Any) -> bool | None:
+    """A check's verdict: its own ``ok``, else all of its parts' (e.g. consistency per spacing)."""
+    if not isinstance(value, dict):
+        return None
+    if "ok" in value:
+        return bool(value["ok"])
+    parts = [v["ok"] for v in value.values() if isinstance(v, dict) and "ok" in v]
+    return all(parts) if parts else None
 
 
 def timing_columns(eng: dict[str, Any]) -> list[str]:
-    first = next((v for v in (eng.get("timing") or {}).values() if isinstance(v, dict)), {})
-    return ["size bin"] + list(first)
+    """"size bin" and the union of the bins' keys in first-seen order (a failed bin has ``error``)."""
+    columns: list[str] = []
+    for values in (eng.get("timing") or {}).values():
+        columns += [k for k in (values if isinstance(values, dict) else {}) if k not in columns]
+    return ["size bin"] + columns
+
+
+def engineering_rows(eng: dict[str, Any]) -> tuple[list[list[dict[str, str]]], list[list[dict[str, str]]]]:
+    """(timing rows per size bin under ``timing_columns``, one row per other entry: name, ok, details)."""
+    columns = timing_columns(eng)[1:]
+    timing = [[_cell(size, cls="key")] + [_cell(_short(values.get(c, MISSING)), values.get(c) if isinstance(
+        values.get(c), (int, float)) else None) for c in columns]
+              for size, values in (eng.get("timing") or {}).items() if isinstance(values, dict)]
+    checks = []
+    for name, value in eng.items():
+        if name in CARD_FIELDS:
+            continue
+        ok = _ok(value)
+        detail = {k: v for k, v in value.items() if k != "ok"} if isinstance(value, dict) else value
+        checks.append([_cell(name, cls="key"), _cell(MISSING if ok is None else ("yes" if ok else "NO"),
+                                                    "" if ok is None else int(ok)),
+                       _cell(_short(detail), "", "text")])
+    return timing, checks
 
 
 def _render(template: str, path: Path, **context: Any) -> Path:

@@ -196,3 +196,19 @@ def test_cli_exits_3_and_names_the_reasons_when_a_generator_is_refused(tmp_path,
     assert code == 3
     assert "hu/liver REFUSED: consistency: 2 reported tumors have an empty mask on the 3 mm CT" in captured.err
     assert "REFUSED" in captured.out and (tmp_path / "cards" / "leaderboard.html").is_file()
+
+
+def test_engineering_rows_of_the_card():
+    from reports.scorecard_html import engineering_rows, timing_columns
+
+    eng = {"generator": "hu", "organ": "liver", "seed": 0, "quick": True, "refusals": [],
+           "timing": {"0-5": {"ms_per_tumor": 2.0, "hu_ms_per_tumor": 1.0, "ratio": 2.0},
+                      "20+": {"error": "organ too small"}},
+           "peak_memory_mb": 120.0, "replay": {"ok": True, "detail": "bit-identical"},
+           "consistency": {"1 mm": {"ok": True}, "3 mm": {"ok": False, "empty_masks": 1}},
+           "exophytic": {"ok": True, "bone_voxels": 0}}
+    timing, checks = engineering_rows(eng)
+    assert timing_columns(eng) == ["size bin", "ms_per_tumor", "hu_ms_per_tumor", "ratio", "error"]
+    assert [c["text"] for c in timing[1]] == ["20+", "—", "—", "—", "organ too small"]
+    verdicts = {row[0]["text"]: row[1]["text"] for row in checks}
+    assert verdicts == {"peak_memory_mb": "—", "replay": "yes", "consistency": "NO", "exophytic": "yes"}
