@@ -17,6 +17,11 @@ from typing import Any, Iterable, Mapping, Sequence
 from benchmark.errors import InputError
 
 FILTER_KEYS = ("organ", "backbone", "fold", "regime", "synth_source", "seed")
+# How a cell picks the checkpoint it is evaluated with (grid field ``checkpoint_selection``):
+# "final" trains on every training case of its fold and keeps the last epoch (nnU-Net's default,
+# the paper's training-set sizes); "inner_val" trains on the fold minus the inner validation split
+# and keeps the epoch with the best inner-validation tumor DSC.
+SELECTIONS = ("final", "inner_val")
 # The keys that name a main-grid cell (synth_source defaults to the organ, seed to the first seed).
 CELL_KEYS = ("organ", "backbone", "fold", "regime")
 
@@ -61,6 +66,8 @@ class Cell:
         hyperparameters: sorted ``(name, value)`` pairs of `models.trainer.TrainConfig` fields.
         generator: sorted ``(name, value)`` pairs; empty for the ``real`` regime, else
             ``name`` (hu|difftumor) plus constructor kwargs (``checkpoint`` dir or "auto").
+        selection: "final" (default) or "inner_val", see `SELECTIONS`. A cross-organ cell is
+            always "final": selecting on the inner split would show it the target's real tumors.
     """
 
     organ: str
@@ -73,9 +80,16 @@ class Cell:
     hyperparameters: tuple[tuple[str, Any], ...] = ()
     generator: tuple[tuple[str, Any], ...] = ()
     synth_source: str = ""
+    selection: str = "final"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "synth_source", str(self.synth_source or self.organ))
+        if self.selection not in SELECTIONS:
+            raise InputError(f"cell {self.organ}/{self.regime}: selection {self.selection!r}; "
+                             f"expected one of {SELECTIONS}")
+        if self.cross_organ and self.selection != "final":
+            raise InputError(f"cell {self.run_name}: a cross-organ cell never selects on the target's real tumors "
+                             "(selection must be 'final')")
         if self.regime == "real" and self.synth_source != self.organ:
             raise InputError(f"cell {self.organ}/{self.regime}: a real-regime cell has no synth_source "
                              f"(got {self.synth_source!r})")
@@ -97,7 +111,7 @@ class Cell:
     def from_dict(cls, data: Mapping[str, Any]) -> "Cell":
         names = {f.name for f in fields(cls)}
         unknown = set(data) - names
-        missing = names - set(data) - {"hyperparameters", "generator", "synth_source"}
+        missing = names - set(data) - {"hyperparameters", "generator", "synth_source", "selection"}
         if unknown or missing:
             raise InputError(f"cell.json: unknown fields {sorted(unknown)}, missing {sorted(missing)}")
         return cls(**{k: data[k] for k in names if k in data})
@@ -165,7 +179,9 @@ def cells_from_grid(grid, fingerprints: Mapping[str, str]) -> list[Cell]:
 
     The main grid is organs x backbones x folds x regimes x seeds. With ``[evaluate]
     cross_organ = true`` it adds, per target organ x backbone x fold x synthetic regime x seed,
-    one cell per other source organ (Table 3's synthetic off-diagonal).
+    one cell per other source organ (Table 3's synthetic off-diagonal). A ``[tuned."selector"]``
+    table overrides the hyperparameters / generator kwargs of the one cell it names (tuning
+    results apply to the fold they were tuned on only).
 
     Args:
         fingerprints: organ -> `Dataset.fingerprint()` of that organ's dataset.
@@ -173,12 +189,27 @@ def cells_from_grid(grid, fingerprints: Mapping[str, str]) -> list[Cell]:
     out = []
     for organ, backbone, fold, regime in product(grid.organs, grid.backbones, grid.folds, grid.regimes):
         for source, seed in product(_sources(grid, organ, regime), grid.seeds):
-            out.append(Cell(
+            cell = Cell(
                 organ=organ, backbone=backbone, fold=fold, regime=regime, preset=grid.preset, seed=seed,
                 dataset_fingerprint=fingerprints[organ], hyperparameters=grid.train_for(regime),
-                generator=_generator_for(grid, regime, source), synth_source=source,
-            ))
+                generator=_generator_for(grid, regime, source, fold), synth_source=source,
+                selection="final" if source != organ else grid.checkpoint_selection,
+            )
+            out.append(_tuned(grid, cell))
     return out
+
+
+def _tuned(grid, cell: Cell) -> Cell:
+    """``cell`` with the [tuned] values of the selector that names it (organ, backbone, regime,
+    fold, and synth_source/seed when the selector gives them)."""
+    for selector, values in getattr(grid, "tuned", {}).items():
+        only = parse_only(selector)
+        only.setdefault("synth_source", {cell.organ})
+        if select([cell], only):
+            hp = {k: v for k, v in values.items() if not k.startswith("generator.")}
+            gen = {k[len("generator."):]: v for k, v in values.items() if k.startswith("generator.")}
+            cell = cell.with_overrides(hp, gen)
+    return cell
 
 
 def _sources(grid, organ: str, regime: str) -> list[str]:
@@ -188,17 +219,27 @@ def _sources(grid, organ: str, regime: str) -> list[str]:
     return [organ] + [o for o in grid.organs if o != organ]
 
 
-def _generator_for(grid, regime: str, organ: str) -> dict[str, Any]:
-    """Generator config of ``regime`` made from ``organ`` (the cell's synth_source)."""
+def _generator_for(grid, regime: str, organ: str, fold: int) -> dict[str, Any]:
+    """Generator config of ``regime`` made from ``organ`` (the cell's synth_source) for ``fold``."""
     if regime == "real":
         return {}
     kwargs = {k: v for k, v in grid.generators.get(regime, {}).items() if k != "checkpoints"}
     if regime == "difftumor":
-        ckpts = grid.generators["difftumor"]["checkpoints"]
-        if ckpts != "auto" and organ not in ckpts:
-            raise InputError(f"{grid.path}: field 'generators.difftumor.checkpoints' has no {organ!r} entry")
-        kwargs["checkpoint"] = "auto" if ckpts == "auto" else str(Path(ckpts[organ]).resolve())
+        try:
+            kwargs["checkpoint"] = checkpoint_for(grid.generators["difftumor"]["checkpoints"], organ, fold)
+        except InputError as exc:
+            raise InputError(f"{grid.path}: {exc}") from exc
     return {"name": regime, **kwargs}
+
+
+def checkpoint_for(checkpoints: Any, organ: str, fold: int) -> str:
+    """The DiffTumor checkpoint dir of (source organ, fold): "auto", or from the grid's table."""
+    if checkpoints == "auto":
+        return "auto"
+    if organ not in checkpoints:
+        raise InputError(f"field 'generators.difftumor.checkpoints' has no {organ!r} entry")
+    entry = checkpoints[organ]
+    return str(Path(entry if isinstance(entry, str) else entry[fold]).resolve())
 
 
 def parse_only(text: str | None) -> dict[str, set[str]]:

@@ -34,6 +34,7 @@ class CellTask:
     generator_checkpoint: str | None = None
     kind: str = "cell"
     run_name: str | None = None
+    source_dataset_dir: str = ""  # the synth_source organ's dataset (where its generator was trained)
 
     @property
     def results_dir(self) -> Path:
@@ -49,7 +50,7 @@ class CellTask:
 @dataclass(frozen=True)
 class CellOutcome:
     """status: finished | skipped | failed | stopped (pruned / interrupted) | busy (another
-    process holds the cell's lease)."""
+    process holds the cell's lease, or took it over from this one: ``error`` says which)."""
 
     cell: Cell
     status: str
@@ -61,8 +62,11 @@ class CellOutcome:
 
 def run_cell(task: CellTask, stages=None, **kwargs) -> CellOutcome:
     """`_run_cell` under the cell's lease (`benchmark.lease`): a cell another process is training
-    is not touched; its outcome is ``busy`` and a line on stderr says who holds it."""
-    from benchmark.lease import CellLease
+    is not touched; its outcome is ``busy`` and a line on stderr says who holds it. A process
+    whose lease is taken over while it trains (it hung past the stale limit, or a later restart
+    of its Slurm job took the cell) stops before its next checkpoint or MLflow write, leaves the
+    MLflow run to the new holder, says so in one line and returns ``busy`` too."""
+    from benchmark.lease import CellLease, LeaseLost
 
     lease = CellLease(task.results_dir)
     if not lease.acquire():
@@ -70,14 +74,17 @@ def run_cell(task: CellTask, stages=None, **kwargs) -> CellOutcome:
               f"{lease.holder}; skipped", file=sys.stderr, flush=True)
         return CellOutcome(task.cell, "busy", None, str(task.results_dir), error=f"leased by {lease.holder}")
     try:
-        return _run_cell(task, stages, **kwargs)
+        return _run_cell(task, stages, owner_check=lease.check, **kwargs)
+    except LeaseLost as exc:
+        print(f"tumorbench: cell {task.cell.run_name} ({task.cell.hash}) stopped: {exc}", file=sys.stderr, flush=True)
+        return CellOutcome(task.cell, "busy", None, str(task.results_dir), error=f"lost lease: {exc}")
     finally:
         lease.release()
 
 
 def _run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True,
               train_only: bool = False, stop_exceptions: tuple = (),
-              raise_errors: bool = False) -> CellOutcome:
+              raise_errors: bool = False, owner_check=None) -> CellOutcome:
     """Run one cell inside its MLflow run (new, or the unfinished one of the same hash).
 
     Args:
@@ -86,11 +93,16 @@ def _run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True
         stop_exceptions: exceptions that end the run as KILLED with tag ``stopped`` and
             propagate (``optuna.TrialPruned``).
         raise_errors: re-raise other errors after recording FAILED (default: return them).
+        owner_check: raises `benchmark.lease.LeaseLost` when this process no longer holds the
+            cell; called before every checkpoint and the final MLflow writes (and before a failure
+            is recorded: a process that lost its cell writes nothing into the new holder's run).
     """
+    from benchmark.lease import LeaseLost
     from benchmark.cell_pipeline import run_pipeline
     from benchmark.stages import real_stages
 
     stages = stages or real_stages()
+    owner_check = owner_check or _always_owner
     client = tracking.client_for(task.tracking_uri)
     done = tracking.find_run(client, task.experiment_id, task.cell.hash, task.kind)
     if done is not None and done.info.status == "FINISHED":
@@ -98,11 +110,17 @@ def _run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True
     run_id, resumed = tracking.open_cell_run(
         client, task.experiment_id, cell=task.cell, kind=task.kind, parent_run_id=task.parent_run_id,
         run_name=task.run_name, note=_note(task), tags=_tags(task))
+    if not resumed:
+        _log_scoring_params(client, run_id, task)
     buffer = tracking.MetricBuffer(client, run_id)
     try:
         summaries = run_pipeline(task, stages, log_metrics=buffer.log_epoch, report=report,
-                                 progress=progress, train_only=train_only)
+                                 progress=progress, train_only=train_only, before_write=owner_check)
+        owner_check()
         metrics = _log_results(client, buffer, run_id, task, summaries)
+        owner_check()
+    except LeaseLost:
+        raise
     except stop_exceptions as exc:
         _end(client, buffer, run_id, "KILLED", {"stopped": type(exc).__name__})
         raise
@@ -110,6 +128,7 @@ def _run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True
         _end(client, buffer, run_id, "KILLED", {"stopped": "KeyboardInterrupt"})
         raise
     except Exception as exc:
+        owner_check()
         _record_failure(client, buffer, run_id, exc)
         if raise_errors:
             raise
@@ -117,6 +136,19 @@ def _run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True
     _end(client, buffer, run_id, "FINISHED", {})
     write_json_atomic(task.results_dir / "DONE", {"run_id": run_id, "resumed": resumed})
     return CellOutcome(task.cell, "finished", run_id, str(task.results_dir), metrics)
+
+
+def _always_owner() -> None:
+    pass
+
+
+def _log_scoring_params(client, run_id: str, task: CellTask) -> None:
+    """The grid's [evaluate] settings as ``evaluate.<key>`` params (the report header states the
+    organ filter and thresholds; they are not part of the cell hash, so not in `Cell.params`)."""
+    from mlflow.entities import Param
+
+    keys = ("organ_filter", "organ_postprocess", "min_lesion_mm3", "patient_threshold_mm3")
+    client.log_batch(run_id, params=[Param(f"evaluate.{k}", str(task.setting(k))) for k in keys])
 
 
 def _tags(task: CellTask) -> dict[str, str]:
@@ -133,8 +165,9 @@ def _note(task: CellTask) -> str:
     others = [o for o, _ in task.eval_datasets if o != cell.organ]
     source = f" from the {cell.synth_source} generator (healthy CTs only)" if cell.cross_organ else ""
     return (f"{cell.backbone} ({cell.preset}) trained on {cell.organ} fold {cell.fold} with "
-            f"{cell.regime} tumors{source}, seed {cell.seed}; checkpoint chosen on the inner validation split, "
-            f"evaluated on the test fold"
+            f"{cell.regime} tumors{source}, seed {cell.seed}; "
+            + ("final checkpoint" if cell.selection == "final" else "checkpoint chosen on the inner validation split")
+            + ", evaluated on the test fold"
             + (f" and cross-organ on {', '.join(others)}" if others else "")
             + f". Results: `{task.results_dir}`.")
 
@@ -154,6 +187,7 @@ def _final_metrics(client, run_id: str, task: CellTask, summaries: Mapping[str, 
     history = client.get_metric_history(run_id, "val_tumor_dsc")
     if history:
         metrics["best_val_tumor_dsc"] = max(m.value for m in history)
+    metrics.update(training_set_sizes(task.results_dir))
     for organ, summary in summaries.items():
         if organ == task.cell.organ:
             metrics.update(flat_metrics(summary))
@@ -161,8 +195,19 @@ def _final_metrics(client, run_id: str, task: CellTask, summaries: Mapping[str, 
     return metrics
 
 
+def training_set_sizes(results_dir: Path) -> dict[str, float]:
+    """``n_train_cases`` / ``n_train_tumor_cases`` / ``n_train_healthy_cases`` of a cell (its
+    cases_used.json), logged as MLflow metrics so the report can set them beside the paper's n."""
+    import json
+
+    path = Path(results_dir) / "cases_used.json"
+    used = json.loads(path.read_text()) if path.is_file() else {}
+    keys = ("n_train_cases", "n_train_tumor_cases", "n_train_healthy_cases")
+    return {key: float(used[key]) for key in keys if key in used}
+
+
 def _log_artifacts(client, run_id: str, results_dir: Path) -> None:
-    for name in ("summary.json", "cell.json", "train_config.json", "cases_used.json"):
+    for name in ("summary.json", "per_case.csv", "per_lesion.csv", "cell.json", "train_config.json", "cases_used.json"):
         if (results_dir / name).is_file():
             client.log_artifact(run_id, str(results_dir / name))
     for sub in ("cross_organ", "previews"):
@@ -224,4 +269,5 @@ def make_task(grid: Grid, cell: Cell, uri: str, experiment_id: str, parent: str 
         eval_datasets=tuple((o, str(grid.datasets[o])) for o in grid.eval_organs(cell.organ, cell.regime, cell.synth_source)),
         results_root=str(grid.results_dir), device=grid.device, tracking_uri=uri,
         experiment_id=experiment_id, parent_run_id=parent,
-        evaluate=tuple(sorted(grid.evaluate.items())), generator_checkpoint=checkpoint)
+        evaluate=tuple(sorted(grid.evaluate.items())), generator_checkpoint=checkpoint,
+        source_dataset_dir=str(grid.datasets[cell.synth_source]))

@@ -227,7 +227,7 @@ def demo_scorecards(out: Path, settings: DemoSettings, checkpoint: str, tracking
 
 
 def _auto_dir(out: Path, organ: str) -> Path:
-    return out / "results" / "generators" / organ  # where the runner trains "auto" checkpoints
+    return out / "results" / "generators" / organ / "fold_0"  # where the runner trains fold 0's "auto" checkpoints
 
 
 def _fmt(value) -> str:

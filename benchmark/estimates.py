@@ -51,7 +51,8 @@ def _open(path):
 
 
 def _train_and_test_ids(ds, cell) -> tuple[list[str] | None, list[str]]:
-    """The cell's training ids (its regime's roles, inner validation split excluded) and test fold;
+    """The cell's training ids (its regime's roles; inner validation split excluded when the cell
+    selects there, `benchmark.cell_pipeline.cases_used`) and test fold;
     (None, []) while the dataset has no splits.json. A splits.json without ``inner_val`` gets the
     one the run would add (`make_splits`), in memory: a dry run writes nothing."""
     from benchmark.cell_pipeline import training_case_ids
@@ -65,6 +66,8 @@ def _train_and_test_ids(ds, cell) -> tuple[list[str] | None, list[str]]:
     if any("inner_val" not in fold for fold in folds):
         folds = add_inner_val(folds, ds.cases, DEFAULT_SEED)
     fit, _, test = fold_cases(ds, cell.fold, folds)
+    if cell.selection == "final":
+        fit = list(folds[cell.fold]["train"])
     return training_case_ids(cell, ds, fit), test
 
 

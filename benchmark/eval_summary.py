@@ -33,10 +33,15 @@ def patient_counts(records: list[dict]) -> dict[str, Any]:
 
 
 def _group(records: list[dict]) -> dict[str, Any]:
+    """A demographic group: tumor DSC, tumor-wise sensitivity (the report's Fig 14: the hits
+    among the reference lesions of the group's patients) and the patient-level calls."""
     patient = patient_counts(records)
+    lesions = [les for r in records for les in r["lesions"]]
     return {
         "n": len(records),
         "tumor_dsc": _mean(r["tumor_dsc"] for r in records if r["has_tumor"]),
+        "tumor_sensitivity": _ratio(sum(1 for les in lesions if les["detected"]), len(lesions)),
+        "n_lesions": len(lesions),
         "patient_sensitivity": patient["sensitivity"],
         "patient_specificity": patient["specificity"],
     }
@@ -94,7 +99,9 @@ def _clean(value: Any) -> Any:
 
 def flat_metrics(summary: dict[str, Any]) -> dict[str, float]:
     """MLflow metric names of docs/contracts.md -> values of a cell's own-organ ``summary.json``;
-    undefined (null) or absent values are left out. The one place metric names are built."""
+    undefined (null) or absent values are left out. The one place metric names are built.
+    ``sensitivity_age_*`` / ``sensitivity_sex_*`` are tumor-wise (hits / reference lesions of the
+    group), like the report's Fig 14; the patient-level calls are ``patient_*``."""
     names: dict[str, Any] = dict(summary.get("mean", {}))
     patient = summary.get("patient", {})
     names["patient_sensitivity"] = patient.get("sensitivity")
@@ -107,9 +114,9 @@ def flat_metrics(summary: dict[str, Any]) -> dict[str, float]:
     for group, suffix in AGE_METRIC_SUFFIX.items():
         stats = demographics.get("age", {}).get(group, {})
         names[f"tumor_dsc_age_{suffix}"] = stats.get("tumor_dsc")
-        names[f"sensitivity_age_{suffix}"] = stats.get("patient_sensitivity")
+        names[f"sensitivity_age_{suffix}"] = stats.get("tumor_sensitivity")  # tumor-wise, as Fig 14
     for sex in SEXES:
         stats = demographics.get("sex", {}).get(sex, {})
         names[f"tumor_dsc_sex_{sex}"] = stats.get("tumor_dsc")
-        names[f"sensitivity_sex_{sex}"] = stats.get("patient_sensitivity")
+        names[f"sensitivity_sex_{sex}"] = stats.get("tumor_sensitivity")
     return {k: float(v) for k, v in names.items() if v is not None}

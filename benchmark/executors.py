@@ -171,9 +171,10 @@ def _run_submitit(tasks, todo, outcomes, stages, slurm: Mapping[str, Any], folde
 
 def _collect(jobs: dict, tasks, outcomes, view, *, started_all: bool, first_only: bool = False,
              slurm: bool = False) -> None:
-    """Poll submitit jobs; record outcomes of finished ones (all, or the first to end). On Slurm
-    a job that left the queue without writing a result (killed, node lost; submitit cannot tell
-    where ``sacct`` is missing) is recorded as failed instead of being waited for forever."""
+    """Poll submitit jobs; record outcomes of finished ones (all, or the first to end). On Slurm a
+    job is done when its result file is there (submitit's sacct-based state may call a task that
+    is being requeued done); one that Slurm says ended without a result (killed, node lost) is
+    recorded as failed by `benchmark.slurm.QueueWatch` instead of being waited for forever."""
     from benchmark.slurm import QueueWatch
 
     if started_all:
@@ -181,7 +182,7 @@ def _collect(jobs: dict, tasks, outcomes, view, *, started_all: bool, first_only
             view.started()
     watch = QueueWatch() if slurm else None
     while jobs:
-        done = [job for job in jobs if job.done()]
+        done = [job for job in jobs if job.done() and (not slurm or job.paths.result_pickle.exists())]
         for job in done:
             i = jobs.pop(job)
             outcomes[i] = _result_or_failure(tasks[i], job.result)

@@ -46,9 +46,15 @@ def mlflow_logger() -> Callable[[dict[str, float], int], None] | None:
     return lambda metrics, step: mlflow.log_metrics(metrics, step=step)
 
 
-def _meta(dataset: Any, preset: str) -> dict[str, Any]:
+def _meta(dataset: Any, preset: str, fold: int | None, items: list[dict[str, Any]],
+          init: str | Path | None = None) -> dict[str, Any]:
+    """What the model JSON records about its training data: the dataset, the fold (None: every
+    case) and the exact case ids, read back into each cell's cases_used.json
+    (`benchmark.generator_provenance`)."""
     return {"preset": preset, "dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint(),
-            "organ_of_dataset": dataset.organ, "spacing": list(dataset.spacing)}
+            "organ_of_dataset": dataset.organ, "spacing": list(dataset.spacing), "fold": fold,
+            "train_case_ids": [item["case_id"] for item in items],
+            **({"init": str(init)} if init is not None else {})}
 
 
 def _check_arch(arch: str) -> None:
@@ -74,7 +80,8 @@ def train_autoencoder_on_dataset(dataset_dir: str | Path, out: str | Path, *, pr
     build = official_autoencoder_config if arch == "official" else autoencoder_preset
     model_config, train_config = build(preset)
     return train_autoencoder(items, out, model_config, with_steps(train_config, steps), device=device,
-                             log_metrics=mlflow_logger(), progress=progress, meta=_meta(dataset, preset), init=init)
+                             log_metrics=mlflow_logger(), progress=progress,
+                             meta=_meta(dataset, preset, fold, items, init), init=init)
 
 
 def train_diffusion_on_dataset(dataset_dir: str | Path, autoencoder: str | Path, out: str | Path, *, stage: str,
@@ -96,7 +103,7 @@ def train_diffusion_on_dataset(dataset_dir: str | Path, autoencoder: str | Path,
         autoencoder_dir = autoencoder_dir.parent
     return train_diffusion(items, autoencoder_dir, out, organ, stage, denoiser, scheduler,
                            with_steps(train_config, steps), device=device, log_metrics=mlflow_logger(),
-                           progress=progress, meta=_meta(dataset, preset), init=init)
+                           progress=progress, meta=_meta(dataset, preset, fold, items, init), init=init)
 
 
 def import_official_weights(autoencoder: str | Path, organ: str, out: str | Path, *,
@@ -110,24 +117,24 @@ def import_official_weights(autoencoder: str | Path, organ: str, out: str | Path
 
 
 def train_tiny_generators(dataset_dir: str | Path, out_dir: str | Path, organ: str | None = None,
-                          device: str = "cpu", *, progress: bool = True,
+                          device: str = "cpu", *, fold: int | None = None, progress: bool = True,
                           autoencoder: str | Path | None = None) -> Path:
-    """Tiny autoencoder + early + non-early models for ``organ`` in ``out_dir`` (cached).
+    """Tiny autoencoder + early + non-early models for ``organ`` in ``out_dir`` (cached), trained on
+    fold ``fold``'s training cases only (None: every case; the runner always passes the cell's fold).
 
-    A model is retrained only if its files are missing or its JSON does not match the tiny config
-    (or, for diffusion models, the autoencoder it was trained with). With ``autoencoder`` (an
-    ``autoencoder.pt`` from ``tiny_autoencoder``) that one is copied into ``out_dir`` instead of
-    training one: the official DiffTumor uses one autoencoder for every organ (trained on
-    AbdomenAtlas CTs), only the diffusion models are per organ. Returns ``out_dir``.
+    A model is retrained only if its files are missing or its JSON does not match the tiny config,
+    the dataset, the fold (or, for diffusion models, the autoencoder it was trained with). With
+    ``autoencoder`` (an ``autoencoder.pt`` from ``tiny_autoencoder``) that one is copied into
+    ``out_dir`` instead of training one. Returns ``out_dir``.
     """
     from synthesis.difftumor.config import diffusion_preset, to_dict
     from synthesis.difftumor.training import file_sha256
 
     out_dir = Path(out_dir)
-    dataset, _ = _items(dataset_dir, labeled_only=False, fold=None)
+    dataset, _ = _items(dataset_dir, labeled_only=False, fold=fold)
     organ = organ or dataset.organ
     if autoencoder is None:
-        tiny_autoencoder(dataset_dir, out_dir, device=device, progress=progress)
+        tiny_autoencoder(dataset_dir, out_dir, device=device, progress=progress, fold=fold)
     elif file_sha256(autoencoder) != _sha_or_none(out_dir / "autoencoder.pt"):
         source = Path(autoencoder)
         for path in (source.with_suffix(".json"), source):  # json first: the .pt marks it complete
@@ -136,23 +143,25 @@ def train_tiny_generators(dataset_dir: str | Path, out_dir: str | Path, organ: s
     for stage in STAGE_FLAGS:
         denoiser, scheduler, train = diffusion_preset("tiny", stage)
         wanted = {"denoiser": to_dict(denoiser), "scheduler": to_dict(scheduler), "train": to_dict(train),
-                  "autoencoder_sha256": ae_sha, "dataset_fingerprint": dataset.fingerprint()}
+                  "autoencoder_sha256": ae_sha, "dataset_fingerprint": dataset.fingerprint(), "fold": fold}
         if not _cached(out_dir / f"diffusion_{organ}_{stage}", wanted):
             train_diffusion_on_dataset(dataset_dir, out_dir, out_dir, stage=stage, organ=organ, preset="tiny",
-                                       device=device, progress=progress)
+                                       device=device, progress=progress, fold=fold)
     return out_dir
 
 
-def tiny_autoencoder(dataset_dir: str | Path, out_dir: Path, *, device: str = "cpu", progress: bool = True) -> Path:
-    """Train the tiny autoencoder into ``out_dir`` unless one with the same config and data is there."""
+def tiny_autoencoder(dataset_dir: str | Path, out_dir: Path, *, device: str = "cpu", progress: bool = True,
+                     fold: int | None = None) -> Path:
+    """Train the tiny autoencoder into ``out_dir`` (fold ``fold``'s training cases) unless one with
+    the same config, data and fold is there."""
     from benchmark.data import Dataset
     from synthesis.difftumor.config import autoencoder_preset, to_dict
 
     model_config, train_config = autoencoder_preset("tiny")
     wanted = {"model": to_dict(model_config), "train": to_dict(train_config),
-              "dataset_fingerprint": Dataset.open(dataset_dir).fingerprint()}
+              "dataset_fingerprint": Dataset.open(dataset_dir).fingerprint(), "fold": fold}
     if not _cached(out_dir / "autoencoder", wanted):
-        train_autoencoder_on_dataset(dataset_dir, out_dir, preset="tiny", device=device, progress=progress)
+        train_autoencoder_on_dataset(dataset_dir, out_dir, preset="tiny", device=device, progress=progress, fold=fold)
     return out_dir / "autoencoder.pt"
 
 

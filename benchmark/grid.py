@@ -12,6 +12,7 @@ A grid expands into cells (one trained model each, see `benchmark.cell`). Exampl
     backbones = ["unet"]
     folds = [0]
     regimes = ["real", "hu"]
+    checkpoint_selection = "final"  # "final" (default, nnU-Net) | "inner_val"
 
     [datasets]               # organ -> dataset folder (evaluation targets too)
     liver = "demo_out/phantom/liver"
@@ -25,6 +26,14 @@ A grid expands into cells (one trained model each, see `benchmark.cell`). Exampl
 
     [evaluate]
     cross_organ = true       # adds Table 3's source -> target cells (see benchmark.cell)
+    organ_filter = "reference"   # reference | predicted | none (docs/metrics.md)
+    min_lesion_mm3 = 8.0     # smallest lesion counted
+    patient_threshold_mm3 = 70.0  # official patient-level rule's th (README example: 30)
+
+    [generators.difftumor]   # checkpoints: "auto" (trained per source organ and fold),
+    checkpoints = {liver = {0 = "ckpt/liver_f0", 1 = "ckpt/liver_f1"}}  # or organ = "dir" (all folds)
+    [tuned."organ=liver,backbone=unet,regime=hu,fold=0"]  # `tumorbench tune` output: that cell only
+    lr = 0.002
 
 Relative paths are resolved against the current working directory.
 """
@@ -36,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import InputError
+from benchmark.grid_protocol import checkpoints_table, tuned_tables
 
 ORGANS = ("liver", "pancreas", "kidney")
 REAL = "real"  # the regime without synthesis; every other regime is a registered generator
@@ -57,7 +67,10 @@ TRAIN_DEFAULTS: dict[str, Any] = {
               "window": [-175.0, 250.0], "val_overlap": 0.5},
 }
 EVAL_DEFAULTS = {"cross_organ": False, "cross_organ_cases": "val", "overlap": 0.5,
-                 "organ_postprocess": True, "previews": 3}
+                 "organ_postprocess": True, "previews": 3,
+                 # scoring (docs/metrics.md): organ the tumor calls are kept in, sizes in mm^3
+                 "organ_filter": "reference", "min_lesion_mm3": 8.0, "patient_threshold_mm3": 70.0}
+ORGAN_FILTERS = ("reference", "predicted", "none")
 SLURM_DEFAULTS = {"partition": None, "gpus_per_node": 1, "cpus_per_task": 8, "time_min": 720,
                   "mem_gb": 64, "array_parallelism": 16, "account": None, "constraint": None,
                   "qos": None, "gres": None, "additional_parameters": {}, "setup": [],
@@ -89,6 +102,8 @@ class Grid:
     optuna: dict[str, Any] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
     train_by_regime: dict[str, dict[str, Any]] = field(default_factory=dict)
+    checkpoint_selection: str = "final"
+    tuned: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell selector -> overrides
 
     def train_for(self, regime: str) -> dict[str, Any]:
         """[train] merged with its [train.<regime>] overrides (e.g. paper epochs per regime)."""
@@ -122,7 +137,8 @@ def parse_grid(text: str, path: Path | None = None) -> Grid:
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{where}: not valid TOML ({exc})") from exc
     known = {"name", "preset", "seed", "seeds", "device", "results_dir", "organs", "backbones", "folds",
-             "regimes", "datasets", "train", "generators", "evaluate", "slurm", "mlflow", "optuna"}
+             "regimes", "datasets", "train", "generators", "evaluate", "slurm", "mlflow", "optuna",
+             "checkpoint_selection", "tuned"}
     _no_unknown(raw, known, where, "")
     datasets = _datasets(raw, where)
     preset = _choice(raw.get("preset", "tiny"), PRESETS, where, "preset")
@@ -132,20 +148,24 @@ def parse_grid(text: str, path: Path | None = None) -> Grid:
         if organ not in datasets:
             raise InputError(f"{where}: field 'organs' lists {organ!r} but [datasets] has no {organ!r} path")
     regimes = tuple(_choice(r, _regime_names(), where, "regimes") for r in _str_list(raw, "regimes", [REAL], where))
+    folds = tuple(_folds(raw, where))
     return Grid(
         name=_name(raw, where), source=text, path=path, datasets=datasets, organs=organs,
         backbones=tuple(_choice(b, BACKBONES, where, "backbones") for b in _str_list(raw, "backbones", ["unet"], where)),
-        folds=tuple(_folds(raw, where)),
+        folds=folds,
         regimes=regimes,
         preset=preset, seed=seeds[0], seeds=seeds,
         device=str(raw.get("device", "cpu")), results_dir=Path(raw.get("results_dir", "results")).resolve(),
         train=_train({k: v for k, v in raw.get("train", {}).items() if k not in _regime_names()}, preset, where),
         train_by_regime=_train_by_regime(raw.get("train", {}), preset, where),
-        generators=_generators(raw.get("generators", {}), regimes, where),
-        evaluate=_section(raw, "evaluate", EVAL_DEFAULTS, where),
+        generators=_generators(raw.get("generators", {}), regimes, folds, where),
+        evaluate=_evaluate(_section(raw, "evaluate", EVAL_DEFAULTS, where), where),
         slurm=_section(raw, "slurm", SLURM_DEFAULTS, where),
         mlflow=_mlflow(raw.get("mlflow", {}), where),
         optuna=_optuna(raw.get("optuna", {}), where),
+        checkpoint_selection=_choice(raw.get("checkpoint_selection", "final"), ("final", "inner_val"), where,
+                                     "checkpoint_selection"),
+        tuned=tuned_tables(raw.get("tuned", {}), TRAIN_KEYS, where),
     )
 
 
@@ -257,7 +277,7 @@ def _regime_names() -> tuple[str, ...]:
     return (REAL, *registered_names())
 
 
-def _generators(table: dict, regimes: tuple[str, ...], where: str) -> dict[str, dict[str, Any]]:
+def _generators(table: dict, regimes: tuple[str, ...], folds: tuple[int, ...], where: str) -> dict[str, dict[str, Any]]:
     """Kwargs per generator; each regime's factory is loaded and its kwargs checked (before any run)."""
     from synthesis.errors import SynthesisInputError
     from synthesis.registry import check_kwargs
@@ -272,11 +292,7 @@ def _generators(table: dict, regimes: tuple[str, ...], where: str) -> dict[str, 
         except SynthesisInputError as exc:
             raise InputError(f"{where}: [generators.{name}]: {exc}") from exc
     out.setdefault("difftumor", {})
-    ckpt = out["difftumor"].get("checkpoints", "auto")
-    if ckpt != "auto" and not (isinstance(ckpt, dict) and all(isinstance(v, str) for v in ckpt.values())):
-        raise InputError(f"{where}: field 'generators.difftumor.checkpoints' must be \"auto\" or "
-                         f"a table organ = \"checkpoint dir\", got {ckpt!r}")
-    out["difftumor"]["checkpoints"] = ckpt
+    out["difftumor"]["checkpoints"] = checkpoints_table(out["difftumor"].get("checkpoints", "auto"), folds, where)
     return out
 
 
@@ -286,6 +302,17 @@ def _section(raw: dict, key: str, defaults: dict, where: str) -> dict[str, Any]:
         raise InputError(f"{where}: [{key}] must be a table")
     _no_unknown(table, defaults, where, f"{key}.")
     return {**defaults, **table}
+
+
+def _evaluate(merged: dict[str, Any], where: str) -> dict[str, Any]:
+    """Type-check the scoring settings of [evaluate] (sizes in mm^3, the organ filter)."""
+    _choice(merged["organ_filter"], ORGAN_FILTERS, where, "evaluate.organ_filter")
+    for key, low in (("min_lesion_mm3", 0.0), ("patient_threshold_mm3", 0.0)):
+        value = merged[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
+            raise InputError(f"{where}: field 'evaluate.{key}' must be a number of mm^3 >= {low:g}, got {value!r}")
+        merged[key] = float(value)
+    return merged
 
 
 def _mlflow(table: dict, where: str) -> dict[str, Any]:

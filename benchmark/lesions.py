@@ -3,8 +3,10 @@
 Conventions (after Hu et al. issue #8 and DiffTumor ``data_transfer.py``/``postprocess.py``):
   * a lesion is a 26-connected component of the tumor mask (``scipy.ndimage.label`` with a
     3x3x3 structure), in the reference and in the prediction alike;
-  * components with fewer than ``min_voxels`` voxels are ignored on both sides (DiffTumor
-    skips reference components under 8 voxels; specks in the prediction are noise);
+  * components smaller than ``min_lesion_mm3`` (default 8 mm³) are ignored on both sides.
+    DiffTumor skips reference components under 8 voxels of its 1 mm grid, i.e. 8 mm³; we keep
+    the volume, not the voxel count, so a 3 mm grid (27 mm³ voxels) loses no small lesion and
+    no small overlapping prediction (specks in the prediction are noise);
   * ``volume_mm3`` = voxel count x voxel volume (float, not truncated to int);
     ``radius_mm`` = (3 V / 4 pi)^(1/3), the radius of the sphere of the same volume;
   * size bins on the radius (``tumorbench_common.cohorts``): [0,5) "0-5", [5,10) "5-10", [10,15)
@@ -23,7 +25,8 @@ import numpy as np
 from benchmark.surface import bounding_box
 from tumorbench_common.cohorts import EARLY_RADIUS_MM, SIZE_BINS, is_early, size_bin  # noqa: F401 (re-exported)
 
-DEFAULT_MIN_VOXELS = 8
+# 8 voxels of DiffTumor's 1 mm grid (data_transfer.py), as a volume so that it means the same on any grid
+DEFAULT_MIN_LESION_MM3 = 8.0
 
 
 def equivalent_radius_mm(volume_mm3: float) -> float:
@@ -34,8 +37,9 @@ def equivalent_radius_mm(volume_mm3: float) -> float:
 Component = tuple[int, tuple[slice, ...], int]  # (label, bounding slices, voxel count)
 
 
-def label_components(mask: np.ndarray, min_voxels: int = 1) -> tuple[np.ndarray, list[Component]]:
-    """26-connected components of ``mask`` with at least ``min_voxels`` voxels.
+def label_components(mask: np.ndarray, min_voxels: float = 1) -> tuple[np.ndarray, list[Component]]:
+    """26-connected components of ``mask`` with at least ``min_voxels`` voxels (a float: a
+    volume threshold divided by the voxel volume).
 
     Returns:
         (int32 label array [mask.shape], [(label, bounding slices, voxel count), ...]).
@@ -63,14 +67,15 @@ def _record(labels: np.ndarray, index: int, box: tuple[slice, ...], voxels: int,
     return record
 
 
-def detect_lesions(pred: np.ndarray, ref: np.ndarray, spacing, min_voxels: int = DEFAULT_MIN_VOXELS) -> dict:
+def detect_lesions(pred: np.ndarray, ref: np.ndarray, spacing,
+                   min_lesion_mm3: float = DEFAULT_MIN_LESION_MM3) -> dict:
     """Match reference lesions with predicted tumor components.
 
     Args:
         pred: bool array [X, Y, Z], predicted tumor mask.
         ref: bool array [X, Y, Z], reference tumor mask.
         spacing: voxel size (mm) along the 3 axes.
-        min_voxels: components smaller than this are ignored on both sides.
+        min_lesion_mm3: components of a smaller volume (mm³) are ignored on both sides.
 
     Returns:
         {"lesions": [{"volume_mm3", "radius_mm", "size_bin", "detected", "centroid_vox"}],
@@ -84,15 +89,16 @@ def detect_lesions(pred: np.ndarray, ref: np.ndarray, spacing, min_voxels: int =
     box = bounding_box(pred, ref)  # labelling only the tumors' box is much cheaper
     if box is None:
         return {"lesions": [], "false_positives": [], "n_pred_components": 0}
-    found = _detect_in_box(pred[box], ref[box], spacing, min_voxels)
+    found = _detect_in_box(pred[box], ref[box], spacing, min_lesion_mm3)
     origin = np.array([s.start for s in box], dtype=float)
     for record in found["lesions"] + found["false_positives"]:
         record["centroid_vox"] = [float(c) for c in np.asarray(record["centroid_vox"]) + origin]
     return found
 
 
-def _detect_in_box(pred: np.ndarray, ref: np.ndarray, spacing, min_voxels: int) -> dict:
+def _detect_in_box(pred: np.ndarray, ref: np.ndarray, spacing, min_lesion_mm3: float) -> dict:
     voxel_mm3 = float(np.prod([float(s) for s in spacing]))
+    min_voxels = min_lesion_mm3 / voxel_mm3 * (1 - 1e-9)  # a lesion of exactly min_lesion_mm3 counts
     pred_labels, pred_components = label_components(pred, min_voxels)
     kept_pred = np.zeros(pred.shape, dtype=bool)
     for index, box, _ in pred_components:

@@ -206,7 +206,11 @@ def make_reader_study(dataset_paths: Sequence[str | Path], generators: Sequence[
 
     from reports.reader_study.gallery import write_gallery
     from reports.reader_study.make import write_study
+    from reports.reader_study.server import DEFAULT_DB
 
+    if (Path(out) / DEFAULT_DB).exists():  # make replaces the whole folder
+        raise InputError(f"{Path(out) / DEFAULT_DB}: answers given on `reader-study serve` live there and `make` "
+                         "would delete them; export them, then move the study away or choose another --out")
     if n_real < 1 or n_synthetic < 0:
         raise InputError(f"--n-real {n_real} / --n-synthetic {n_synthetic}: expected >= 1 and >= 0")
     if task == "real-vs-synthetic" and not generators:

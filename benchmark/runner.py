@@ -22,7 +22,8 @@ from benchmark.grid import Grid, load_grid
 
 def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int = 1,
              only: str | Mapping[str, set[str]] | None = None, dry_run: bool = False,
-             tracking_uri: str | None = None, progress: bool = True, stages=None) -> list[CellOutcome]:
+             tracking_uri: str | None = None, progress: bool = True, stages=None,
+             allow_local_store: bool = False) -> list[CellOutcome]:
     """Run every (selected) cell of ``grid``; returns one outcome per cell.
 
     Args:
@@ -32,6 +33,8 @@ def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int
         dry_run: print the cell table and return without running or touching MLflow; works
             before the datasets exist (warns which are missing).
         stages: replacement `benchmark.stages.Stages` (tests); default the real ones.
+        allow_local_store: let ``slurm`` jobs share a sqlite/file MLflow store (one node, local disk);
+            refused otherwise (`benchmark.slurm.refuse_local_stores`).
     """
     from benchmark.executors import execute
 
@@ -45,10 +48,16 @@ def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int
         print_cell_table(cells, grid.results_dir)
         print_estimates(grid, cells)
         return []
+    uri = grid_tracking_uri(grid, tracking_uri)
+    if executor == "slurm":
+        from benchmark.slurm import refuse_local_stores
+
+        refuse_local_stores({"MLflow tracking URI": uri}, allowed=allow_local_store, where="--executor slurm")
     _preflight(grid, cells, stages)
-    client, uri, experiment_id, parent = _open_grid_run(grid, len(cells), tracking_uri)
+    client, uri, experiment_id, parent = _open_grid_run(grid, len(cells), uri)
     checkpoints = _difftumor_checkpoints(grid, cells, progress)
-    tasks = [make_task(grid, cell, uri, experiment_id, parent, checkpoints.get(cell.synth_source)) for cell in cells]
+    tasks = [make_task(grid, cell, uri, experiment_id, parent, checkpoints.get((cell.synth_source, cell.fold)))
+             for cell in cells]
     try:
         outcomes = execute(tasks, executor=executor, max_parallel=max_parallel, stages=stages,
                            slurm=grid.slurm, folder=grid.results_dir / ".submitit", progress=progress)
@@ -69,9 +78,12 @@ def _preflight(grid: Grid, cells: Sequence[Cell], stages) -> None:
     the cells train or evaluate on (cached per dataset)."""
     from benchmark.stages import real_stages
 
+    from benchmark.generator_provenance import check_checkpoints
+
     stages = stages or real_stages()
     for cell in cells:
         stages.make_config(cell.backbone, cell.preset, cell.seed, cell.hp())
+    check_checkpoints(grid, cells)
     if stages.check_dataset is None:
         return
     organs = {c.organ for c in cells} | {o for c in cells for o in grid.eval_organs(c.organ, c.regime, c.synth_source)}
@@ -79,10 +91,15 @@ def _preflight(grid: Grid, cells: Sequence[Cell], stages) -> None:
         stages.check_dataset(grid.datasets[organ])
 
 
+def grid_tracking_uri(grid: Grid, tracking_uri: str | None) -> str:
+    """--tracking-uri > $MLFLOW_TRACKING_URI > the grid's [mlflow] tracking_uri > the default store."""
+    return tracking.resolve_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+                                         or grid.mlflow.get("tracking_uri"))
+
+
 def _open_grid_run(grid: Grid, n_cells: int, tracking_uri: str | None):
     """(client, uri, experiment id, parent run id) of this invocation, grid.toml logged."""
-    uri = tracking.resolve_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                                        or grid.mlflow.get("tracking_uri"))
+    uri = grid_tracking_uri(grid, tracking_uri)
     client = tracking.client_for(uri)
     experiment_id = tracking.ensure_experiment(client, grid.mlflow.get("experiment", grid.name), uri)
     parent = tracking.start_parent_run(
@@ -93,21 +110,24 @@ def _open_grid_run(grid: Grid, n_cells: int, tracking_uri: str | None):
     return client, uri, experiment_id, parent
 
 
-def _difftumor_checkpoints(grid: Grid, cells: Sequence[Cell], progress: bool) -> dict[str, str]:
-    """source organ -> DiffTumor checkpoint dir for cells configured with ``checkpoint = "auto"``."""
-    organs = sorted({c.synth_source for c in cells if c.generator_config().get("checkpoint") == "auto"})
-    if not organs:
+def _difftumor_checkpoints(grid: Grid, cells: Sequence[Cell], progress: bool) -> dict[tuple[str, int], str]:
+    """(source organ, fold) -> DiffTumor checkpoint dir for cells with ``checkpoint = "auto"``.
+
+    Each is trained on that fold's training cases of the source organ's dataset only (autoencoder
+    included), so no generator sees a test case of the fold it serves. One autoencoder per source
+    organ and fold (the official one is shared by all organs, trained on AbdomenAtlas): a shared one
+    would be trained on one organ's tumor CTs, which a cross-organ cell targeting that organ must
+    never see."""
+    keys = sorted({(c.synth_source, c.fold) for c in cells if c.generator_config().get("checkpoint") == "auto"})
+    if not keys:
         return {}
     try:
-        from benchmark.generators import tiny_autoencoder, train_tiny_generators
+        from benchmark.generators import train_tiny_generators
     except ImportError as exc:
         raise InputError(f"{grid.path}: generators.difftumor.checkpoints = \"auto\" needs "
                          f"benchmark.generators.train_tiny_generators ({exc})") from exc
-    # cached by the trainer: reruns reuse the checkpoints when config and data are unchanged. One
-    # autoencoder for all organs (trained on the first organ's CTs, which show the whole abdomen),
-    # as the official DiffTumor; the diffusion models are per organ.
-    shared = tiny_autoencoder(grid.datasets[organs[0]], grid.results_dir / "generators" / "shared",
-                              device=grid.device, progress=progress)
-    return {organ: str(train_tiny_generators(grid.datasets[organ], grid.results_dir / "generators" / organ,
-                                             organ, device=grid.device, progress=progress, autoencoder=shared))
-            for organ in organs}
+    # cached by the trainer: reruns reuse the checkpoints when config, data and fold are unchanged
+    return {(organ, fold): str(train_tiny_generators(
+                grid.datasets[organ], grid.results_dir / "generators" / organ / f"fold_{fold}", organ,
+                device=grid.device, fold=fold, progress=progress))
+            for organ, fold in keys}

@@ -24,8 +24,10 @@ class Stages:
         make_config: ``(backbone, preset, seed, hyperparameters: dict, *, spacing) -> TrainConfig``.
         make_generator: ``(name, organ, **kwargs) -> TumorGenerator`` (synthesis.registry).
         train: ``models.trainer.train`` signature.
-        predict: ``models.inference.predict_items`` signature (called with ``organ_masks``).
-        evaluate: ``benchmark.metrics.evaluate_folder`` signature.
+        predict: ``models.inference.predict_items`` signature (called with ``organ_masks``, and
+            ``margin_mm`` for ``organ_filter = "none"``).
+        evaluate: ``benchmark.metrics.evaluate_folder`` signature (called with ``min_lesion_mm3``,
+            ``patient_threshold_mm3``; scores on each case's native grid).
         previews: ``(dataset, case_ids, pred_dir, out_dir, n) -> list[Path]`` PNG files.
         check_dataset: ``(dataset_dir) -> None``, raising InputError on a broken dataset; run
             once per dataset before the grid starts (None: no check, for fake datasets).
@@ -75,8 +77,13 @@ def make_train_config(backbone: str, preset: str, seed: int, hyperparameters: di
 
 
 def _make_generator(name: str, organ: str, **kwargs):
-    from synthesis.registry import make_generator
+    """Generator ``name`` with ``organ``'s geometry. ``model_organ`` (a cross-organ cell's source)
+    goes only to factories that take it: a generator without per-organ weights (Hu) has nothing
+    of the source organ to use."""
+    from synthesis.registry import factory_kwargs, get_entry, make_generator
 
+    if "model_organ" in kwargs and not {"model_organ", "**"} & set(factory_kwargs(get_entry(name).load())):
+        kwargs.pop("model_organ")
     return make_generator(name, organ, **kwargs)
 
 

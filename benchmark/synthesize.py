@@ -58,7 +58,8 @@ def _organ_mask(data: np.ndarray, label: int | None, path: Path) -> np.ndarray:
 
 def load_pair(ct_path: Path, mask_path: Path, label: int | None):
     """Load, validate and reorient to RAS. Returns (ct_img, ct_ras float32, organ_ras bool,
-    spacing_ras (3,), back_ornt)."""
+    spacing_ras (3,), back_ornt, others_ras: bool mask of the other labels of a multi-label mask,
+    or None)."""
     ct_img = load_nifti(ct_path, "CT")
     mask_img = load_nifti(mask_path, "organ mask")
     ct = np.asarray(ct_img.dataobj, dtype=np.float32)
@@ -77,7 +78,9 @@ def load_pair(ct_path: Path, mask_path: Path, label: int | None):
     bad = int(np.count_nonzero(~np.isfinite(ct)))
     if bad:
         raise InputError(f"{ct_path}: {bad} non-finite HU values (NaN/inf); expected finite HU")
-    organ = _organ_mask(np.rint(mask).astype(np.int64) if mask.dtype.kind == "f" else mask, label, mask_path)
+    labels = np.rint(mask).astype(np.int64) if mask.dtype.kind == "f" else mask
+    organ = _organ_mask(labels, label, mask_path)
+    others = (labels != 0) & ~organ
     from nibabel.orientations import apply_orientation
 
     to_ras, back = _orientations(ct_img.affine)
@@ -86,7 +89,8 @@ def load_pair(ct_path: Path, mask_path: Path, label: int | None):
     spacing[to_ras[:, 0].astype(int)] = zooms
     ct_ras = np.ascontiguousarray(apply_orientation(ct, to_ras), dtype=np.float32)
     organ_ras = np.ascontiguousarray(apply_orientation(organ, to_ras))
-    return ct_img, ct_ras, organ_ras, spacing, back
+    others_ras = np.ascontiguousarray(apply_orientation(others, to_ras)) if others.any() else None
+    return ct_img, ct_ras, organ_ras, spacing, back, others_ras
 
 
 def _write(out_dir: Path, ct_img, ct_ras, tumor_ras, back, params: Mapping[str, Any]) -> None:
@@ -128,26 +132,38 @@ def _combine(ct: np.ndarray, out: np.ndarray, tumor_ct: np.ndarray) -> None:
     out[larger] = tumor_ct[larger]
 
 
-def _generate(generator, ct, organ, spacing, count: int, seed: int, progress: bool):
+def other_organs_kwargs(method, others: np.ndarray | None, batch: bool) -> dict[str, Any]:
+    """``other_organs=`` for a generator method that takes it (Hu: an exophytic tumor never
+    replaces another labelled structure), else nothing."""
+    import inspect
+
+    if others is None or "other_organs" not in inspect.signature(method).parameters:
+        return {}
+    return {"other_organs": others[None] if batch else others}
+
+
+def _generate(generator, ct, organ, spacing, count: int, seed: int, progress: bool, others=None):
     from tqdm import tqdm
 
     rng = np.random.default_rng(seed)
     out, tumor = ct.copy(), np.zeros(organ.shape, bool)
     tumors = []
+    extra = other_organs_kwargs(generator.__call__, others, batch=True)
     for _ in tqdm(range(count), desc="tumors", disable=not progress or count == 1):
-        drawn = generator(ct[None], organ[None], spacing, rng)
+        drawn = generator(ct[None], organ[None], spacing, rng, **extra)
         _combine(ct, out, drawn.ct_hu[0])
         tumor |= drawn.tumor_mask[0]
         tumors.append(drawn.params[0])
     return out, tumor, tumors
 
 
-def _replay(generator, ct, organ, tumors: Sequence[Mapping[str, Any]], replay_path: Path):
+def _replay(generator, ct, organ, tumors: Sequence[Mapping[str, Any]], replay_path: Path, others=None):
     if not hasattr(generator, "replay"):
         raise InputError(f"{replay_path}: method {generator.name!r} cannot replay tumors from params")
     out, tumor = ct.copy(), np.zeros(organ.shape, bool)
+    extra = other_organs_kwargs(generator.replay, others, batch=False)
     for params in tumors:
-        tumor_ct, mask = generator.replay(ct, organ, params)
+        tumor_ct, mask = generator.replay(ct, organ, params, **extra)
         _combine(ct, out, tumor_ct)
         tumor |= mask
     return out, tumor
@@ -180,15 +196,15 @@ def synthesize_files(ct_path: str | os.PathLike, organ_path: str | os.PathLike, 
                          f"({', '.join(methods)}) / one of {', '.join(ORGANS)}")
     if count < 1:
         raise InputError(f"--count {count}: expected at least 1")
-    ct_img, ct, organ_mask, spacing, back = load_pair(ct_path, organ_path, label)
+    ct_img, ct, organ_mask, spacing, back, others = load_pair(ct_path, organ_path, label)
     generator = make_generator(method, organ, size_probs=size_probs_for(size), checkpoint=checkpoint, device=device)
     try:
         if recorded is not None:
             _check_replay(recorded, ct, organ_mask, replay)
-            ct_out, tumor = _replay(generator, ct, organ_mask, recorded["tumors"], Path(replay))
+            ct_out, tumor = _replay(generator, ct, organ_mask, recorded["tumors"], Path(replay), others)
             tumors, seed, count = recorded["tumors"], recorded["seed"], recorded["count"]
         else:
-            ct_out, tumor, tumors = _generate(generator, ct, organ_mask, spacing, count, seed, progress)
+            ct_out, tumor, tumors = _generate(generator, ct, organ_mask, spacing, count, seed, progress, others)
     except SynthesisInputError as exc:  # e.g. organ too small for the size: name the mask file
         raise InputError(f"{organ_path}: {exc}") from exc
     params = _params_doc(method, organ, size, count, seed, label, ct_path, organ_path, ct.shape, spacing, tumors)

@@ -1,8 +1,13 @@
 """Optuna tuning of one grid cell: each trial is the same cell runner with new hyperparameters.
 
-- objective: best *inner validation* tumor DSC (the split carved from the training folds in
-  splits.json; the test fold is never seen by a trial), reported through the trainer's
-  ``report(epoch, value)`` so the pruner (median or Hyperband) can stop bad trials;
+- objective: best *inner validation* tumor DSC of the tuned fold (the split carved from that
+  fold's training cases in splits.json; every trial trains on the rest of them and never sees
+  the test fold), reported through the trainer's ``report(epoch, value)`` so the pruner (median
+  or Hyperband) can stop bad trials;
+- scope: the best values apply to the tuned cell's fold only: ``best_params.toml`` is a
+  ``[tuned."organ=..,backbone=..,regime=..,fold=k"]`` table (`benchmark.grid`), because fold k's
+  training cases are the other folds' test cases. Tune each fold for all folds (nested CV);
+- cross-organ cells are not tuned: their objective would be the target's real tumors;
 - storage: sqlite under ``<results>/tune/<study>/optuna.db`` by default, any RDB URL
   (PostgreSQL/MySQL) for many workers; heartbeats + `RetryHeartbeatStaleTrialCallback`
   re-queue the trial of a killed worker with the same parameters, which reopens the same
@@ -23,6 +28,7 @@ from benchmark import tracking
 from benchmark.cell import CELL_KEYS, cells_from_grid, parse_only, select
 from benchmark.errors import InputError
 from benchmark.grid import Grid, load_grid
+from benchmark.runner import grid_tracking_uri
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,8 @@ class TuneResult:
 
 def tune_cell(grid: Grid | str | Path, cell: str, n_trials: int, *, storage: str | None = None,
               study_name: str | None = None, tracking_uri: str | None = None, progress: bool = True,
-              stages=None, heartbeat_interval: int = 60, grace_period: int | None = None) -> TuneResult:
+              stages=None, heartbeat_interval: int = 60, grace_period: int | None = None,
+              allow_local_store: bool = False) -> TuneResult:
     """Run (or continue) a study until it holds ``n_trials`` complete or pruned trials.
 
     Args:
@@ -47,18 +54,24 @@ def tune_cell(grid: Grid | str | Path, cell: str, n_trials: int, *, storage: str
         storage: Optuna RDB URL shared by all workers of the study.
         heartbeat_interval: seconds between trial heartbeats; a trial silent for
             ``grace_period`` (default 2x) is failed and re-queued by the next worker.
+        allow_local_store: inside a Slurm job, accept a sqlite storage / sqlite or file MLflow store
+            (refused by default: `benchmark.slurm.refuse_local_stores`).
     """
     import optuna
 
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
     base = _one_cell(grid, cell)
+    if base.cross_organ:
+        raise InputError(f"--cell {cell!r}: a cross-organ cell is not tuned (its objective would be the "
+                         f"{base.organ}'s real tumors, which the cell must never see); tune the {base.synth_source} cell")
     if not grid.optuna["space"]:
         raise InputError(f"{grid.path}: [optuna.space] is empty; add e.g. lr = {{low = 1e-4, high = 1e-2, log = true}}")
     source = f"_from_{base.synth_source}" if base.cross_organ else ""
     study_name = study_name or f"{grid.name}__{base.organ}_{base.backbone}_{base.regime}{source}_f{base.fold}"
     folder = grid.results_dir / "tune" / study_name
-    folder.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{folder / 'optuna.db'}"
+    _refuse_local_stores_in_slurm(grid, storage, tracking_uri, allow_local_store)
+    folder.mkdir(parents=True, exist_ok=True)
     rdb = _storage(storage, heartbeat_interval, grace_period)
     study = optuna.create_study(storage=rdb, study_name=study_name, direction="maximize", load_if_exists=True)
     # Seeded, but offset by the trials already there: a restarted worker must not replay
@@ -75,6 +88,19 @@ def tune_cell(grid: Grid | str | Path, cell: str, n_trials: int, *, storage: str
                        callbacks=[optuna.study.MaxTrialsCallback(
                            n_trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))])
     return _finish(study, grid, folder, storage, context)
+
+
+def _refuse_local_stores_in_slurm(grid: Grid, storage: str, tracking_uri: str | None, allowed: bool) -> None:
+    """Workers of one study started by Slurm (``srun -n4 tumorbench tune``, an array) share the
+    stores: a sqlite file there is refused unless allowed (before any file is written)."""
+    import os
+
+    if "SLURM_JOB_ID" not in os.environ:
+        return
+    from benchmark.slurm import refuse_local_stores
+
+    refuse_local_stores({"Optuna storage": storage, "MLflow tracking URI": grid_tracking_uri(grid, tracking_uri)},
+                        allowed=allowed, where="tumorbench tune inside Slurm job " + os.environ["SLURM_JOB_ID"])
 
 
 def _one_cell(grid: Grid, selector: str):
@@ -142,9 +168,11 @@ def _objective(grid: Grid, base, context: dict, stages):
 
     def objective(trial) -> float:
         hp, gen = suggest(trial, grid.optuna["space"])
-        cell = base.with_overrides(hp, gen)
+        # a trial selects on the inner split of its fold, whatever the grid's checkpoint_selection
+        cell = replace(base.with_overrides(hp, gen), selection="inner_val")
         trial.set_user_attr("cell_hash", cell.hash)
         trial.set_user_attr("regime", base.regime)
+        trial.set_user_attr("selector", tuned_selector(base))
         task = replace(make_task(grid, cell, context["uri"], context["experiment_id"], context["run_id"], None),
                        kind="trial", run_name=f"{base.run_name} trial {trial.number}",
                        results_root=str(context["folder"] / "trials"))
@@ -164,10 +192,7 @@ def _objective(grid: Grid, base, context: dict, stages):
 
 
 def _mlflow_context(grid: Grid, base, study_name: str, storage: str, tracking_uri: str | None) -> dict:
-    import os
-
-    uri = tracking.resolve_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                                        or grid.mlflow.get("tracking_uri"))
+    uri = grid_tracking_uri(grid, tracking_uri)
     client = tracking.client_for(uri)
     experiment_id = tracking.ensure_experiment(client, grid.mlflow.get("experiment", grid.name), uri)
     runs = client.search_runs([experiment_id], filter_string=(
@@ -235,15 +260,20 @@ def write_study_files(study, grid: Grid, folder: Path) -> Path:
     return snippet
 
 
+def tuned_selector(cell) -> str:
+    """The [tuned] key naming ``cell``'s organ, backbone, regime and fold."""
+    return f"organ={cell.organ},backbone={cell.backbone},regime={cell.regime},fold={cell.fold}"
+
+
 def best_params_toml(study, grid: Grid) -> str:
-    """The best trial's values as TOML to paste into the grid ([train], [generators.<name>])."""
+    """The best trial's values as a grid table that applies to the tuned cell (its fold) only."""
     best = study.best_trial
     hp, gen = suggest(optuna_fixed_trial(best.params), grid.optuna["space"])
-    lines = [f"# best of study {study.study_name!r}: val_tumor_dsc {best.value:.4f} (trial {best.number})",
-             "[train]"] + [f"{k} = {_toml_value(v)}" for k, v in hp.items()]
-    regime = best.user_attrs.get("regime", "hu")
-    if gen:
-        lines += ["", f"[generators.{regime}]"] + [f"{k} = {_toml_value(v)}" for k, v in gen.items()]
+    selector = best.user_attrs["selector"]
+    lines = [f"# best of study {study.study_name!r}: inner-validation tumor DSC {best.value:.4f} "
+             f"(trial {best.number}); applies to this fold only",
+             f"[tuned.{json.dumps(selector)}]"] + [f"{k} = {_toml_value(v)}" for k, v in hp.items()]
+    lines += [f"{json.dumps('generator.' + k)} = {_toml_value(v)}" for k, v in gen.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -202,6 +202,23 @@ def _identity(item):
     return item
 
 
+def ignore_preemption_signal(_worker_id: int = 0) -> None:
+    """DataLoader ``worker_init_fn``: a worker ignores Slurm's time-limit / preemption signal.
+
+    Slurm sends it (``--signal=USR2@N``) to every process of the job step, and forked workers
+    inherit submitit's handler: each would checkpoint, ``scontrol requeue`` the job and exit, so one
+    signal requeued the job up to three times and the trainer died on "DataLoader worker ... is
+    killed". Only the main process handles it (checkpoint, one requeue); workers end with it.
+    SIGINT is left as it is: a terminal Ctrl-C still reaches the main process as KeyboardInterrupt.
+    """
+    import os
+    import signal
+
+    name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2").upper()  # submitit's own override
+    for signum in {signal.SIGUSR2, getattr(signal, f"SIG{name.removeprefix('SIG')}", signal.SIGUSR2)}:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def _worker_context():
     """Fork the workers where the platform can (they then share in-RAM volumes copy-on-write),
     also inside a process that was itself spawned (`tumorbench run --max-parallel`), whose
@@ -233,7 +250,8 @@ def run_batches(volumes, cfg: TrainConfig, first_epoch: int, last_epoch: int, n_
     if synth_here and callable(warm_up):
         warm_up()  # compiled code loaded before the workers fork is shared by all of them
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False, num_workers=cfg.num_workers,
-                                         collate_fn=_identity, multiprocessing_context=_worker_context())
+                                         collate_fn=_identity, multiprocessing_context=_worker_context(),
+                                         worker_init_fn=ignore_preemption_signal)
     for epoch, b, item in loader:
         if isinstance(item, CropPlan):
             item = finish_batch(item, cfg, generator, child_rng(cfg.seed, STREAM_SYNTHESIS, epoch, b))

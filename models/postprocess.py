@@ -42,7 +42,8 @@ def postprocess(labels: np.ndarray, spacing: Sequence[float], organ_mask: np.nda
         spacing: voxel size (mm).
         organ_mask: the target organ (reference ``labels >= 1`` of the CT, the paper's
             pseudo-label); None: the main component(s) of the predicted organ + tumor.
-        margin_mm: largest distance (mm) of a kept tumor voxel from the organ region.
+        margin_mm: largest distance (mm) of a kept tumor voxel from the organ region;
+            ``math.inf`` keeps every tumor voxel (no organ filter).
 
     Returns:
         uint8 (X, Y, Z): organ = predicted organ in its main component(s); tumor = predicted
@@ -55,7 +56,9 @@ def postprocess(labels: np.ndarray, spacing: Sequence[float], organ_mask: np.nda
     region = main if organ_mask is None else np.asarray(organ_mask) > 0
     if organ_mask is not None and region.shape != labels.shape:
         raise ValueError(f"organ mask has shape {region.shape}, expected the prediction's {labels.shape}")
-    if margin_mm > 0 and region.any():
+    if margin_mm == float("inf"):
+        region = np.ones_like(region)
+    elif margin_mm > 0 and region.any():
         region = ndimage.distance_transform_edt(~region, sampling=[float(s) for s in spacing]) <= margin_mm
     out = np.zeros_like(labels)
     out[(labels == 1) & main] = 1

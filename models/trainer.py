@@ -21,8 +21,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from models.checkpoint import (load_checkpoint, rng_state, save_checkpoint, save_config_json, set_rng_state,
-                               unwrap)
+from models.checkpoint import (load_latest, restore_best, rng_state, save_checkpoint, save_config_json,
+                               set_rng_state, unwrap)
 from models.config import STREAM_INIT, TrainConfig, torch_seed
 from models.data import run_batches
 from models.inference import autocast, build_model, predict_volume
@@ -30,6 +30,7 @@ from models.overlap import dice
 from models.schedule import make_scheduler
 from models.cache import cached_volumes
 from models.volumes import Volume, load_volumes
+from tumorbench_common.io import copy_atomic
 from synthesis.protocol import TumorGenerator
 
 # Fields that do not change what is computed, so a resume may differ in them.
@@ -106,14 +107,20 @@ def _check_resumable(state: dict, config: TrainConfig, path: Path) -> None:
                          "use another out_dir or delete it to start over")
 
 
-def _resume(run: _Run, path: Path, config: TrainConfig, device: torch.device) -> None:
-    state = load_checkpoint(path, map_location=device)
+def _resume(run: _Run, out_dir: Path, config: TrainConfig, device: torch.device) -> None:
+    """Continue from ``last.pt`` (or its predecessor when it is unreadable); repair ``best.pt``."""
+    latest = load_latest(out_dir / "last.pt", map_location=device)
+    if latest is None:
+        return
+    state, path = latest
     _check_resumable(state, config, path)
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"], device)
     run.epoch, run.history, run.best = int(state["epoch"]), list(state["history"]), state["best"]
+    if run.best is not None:
+        restore_best(out_dir / "best.pt", out_dir / "last.pt", int(run.best["epoch"]))
 
 
 def train_step(step_model, optimizer, loss_fn, batch: dict, device: torch.device, amp: bool) -> float:
@@ -160,8 +167,6 @@ def validate(model: torch.nn.Module, volumes: Sequence[Volume], config: TrainCon
 def _check_inputs(config: TrainConfig, train_items, val_items, generator) -> None:
     if not train_items:
         raise ValueError("train_items is empty: expected at least one {case_id, image, label, healthy} dict")
-    if not val_items:
-        raise ValueError("val_items is empty: validation picks the best checkpoint, give at least one case")
     if generator is not None and not isinstance(generator, TumorGenerator):
         raise ValueError(f"generator {generator!r} does not implement synthesis.protocol.TumorGenerator")
     if config.compile and not hasattr(torch, "compile"):
@@ -169,31 +174,41 @@ def _check_inputs(config: TrainConfig, train_items, val_items, generator) -> Non
 
 
 def _after_epoch(run: _Run, config: TrainConfig, loss: float, val_volumes, device, out_dir: Path,
-                 log_metrics) -> dict:
-    """Validate when due, update best.pt, log the epoch's metrics, then save last.pt.
+                 log_metrics, before_write) -> dict:
+    """Validate when due, log the epoch's metrics, save last.pt, then best.pt when it improved.
 
     Metrics are logged BEFORE last.pt: a process killed in between has logged epoch k without a
     checkpoint for it, so the resumed run replays epoch k (deterministically, same values) and the
     logger drops the repeated step (`benchmark.tracking.MetricBuffer`). In the other order a kill
-    between the two would leave a checkpoint whose epoch is never logged.
+    between the two would leave a checkpoint whose epoch is never logged. best.pt comes last, as a
+    copy of last.pt: a crash before it leaves last.pt holding that epoch, and the resumed run
+    restores best.pt from it (`models.checkpoint.restore_best`). ``before_write()`` (the runner's
+    lease check) runs before each of the three writes and raises to stop a process that lost its cell.
     """
     metrics: dict[str, Any] = {"epoch": run.epoch + 1, "train_loss": loss,
                                "lr": float(run.optimizer.param_groups[0]["lr"])}
     run.scheduler.step()
     run.epoch += 1
-    if run.epoch % config.val_every == 0 or run.epoch == config.epochs:
+    improved = False
+    # no validation cases: the final checkpoint is the one evaluated (nnU-Net's default), no best.pt
+    if val_volumes and (run.epoch % config.val_every == 0 or run.epoch == config.epochs):
         tumor_dsc, organ_dsc = validate(unwrap(run.model), val_volumes, config, device)
         metrics.update(val_tumor_dsc=tumor_dsc, val_organ_dsc=organ_dsc)
         best = run.best
-        if best is None or (tumor_dsc, organ_dsc) > (best["val_tumor_dsc"], best["val_organ_dsc"]):
+        improved = best is None or (tumor_dsc, organ_dsc) > (best["val_tumor_dsc"], best["val_organ_dsc"])
+        if improved:
             run.best = {"epoch": run.epoch, "val_tumor_dsc": tumor_dsc, "val_organ_dsc": organ_dsc}
-            save_checkpoint(out_dir / "best.pt", _state(run, config, device))
     run.history.append(metrics)
     if log_metrics is not None:
+        before_write()
         log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, metrics["epoch"])
     # last.pt is written before `report`: an Optuna prune (or a crash) raised from it leaves a
     # checkpoint that resumes at the next epoch.
-    save_checkpoint(out_dir / "last.pt", _state(run, config, device))
+    before_write()
+    save_checkpoint(out_dir / "last.pt", _state(run, config, device), keep_previous=True)
+    if improved:
+        before_write()
+        copy_atomic(out_dir / "last.pt", out_dir / "best.pt")
     return metrics
 
 
@@ -208,6 +223,10 @@ def _volumes(config: TrainConfig, train_items, val_items, cache_dir, progress: b
                 load_volumes(val_items, (1, 1, 1), progress, "caching val volumes"))
     return (cached_volumes(train_items, cache_dir, config.spacing, config.crop_size, progress),
             cached_volumes(val_items, cache_dir, config.spacing, (1, 1, 1), progress))
+
+
+def _no_check() -> None:
+    pass
 
 
 def _fork_devices(device: torch.device) -> list:
@@ -226,13 +245,16 @@ def train(
     log_metrics: Callable[[dict, int], None] | None = None,
     progress: bool = True,
     cache_dir=None,
+    before_write: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Train ``config`` on ``train_items``, validating on ``val_items``; resume from last.pt.
 
     Args:
         train_items / val_items: dicts ``{case_id, image, label, healthy, age, sex}`` (NIfTI paths).
-        out_dir: gets ``config.json``, ``last.pt`` (every epoch) and ``best.pt`` (best val tumor
-            DSC, ties by organ DSC); an existing ``last.pt`` with the same config is resumed.
+        out_dir: gets ``config.json``, ``last.pt`` (every epoch; its predecessor kept as
+            ``last.prev.pt``) and ``best.pt`` (best val tumor DSC, ties by organ DSC; none when
+            ``val_items`` is empty: the final checkpoint is then the one to evaluate); an existing
+            ``last.pt`` with the same config is resumed (its predecessor if it is unreadable).
         generator: synthetic-tumor generator for healthy crops (None: no synthesis).
         device: torch device; AMP/compile only take effect on CUDA.
         report: ``report(epoch, val_tumor_dsc)`` at each validation (may raise to prune).
@@ -241,6 +263,8 @@ def train(
             before ``last.pt`` of the epoch is written (see ``_after_epoch``).
         cache_dir: preprocessed int16 case cache (:mod:`models.cache`), memory-mapped by this
             process and its workers; None: every case is held in RAM as float32 (small data).
+        before_write: called before each metrics log and checkpoint write; raises to stop a
+            process that may no longer write here (the runner's cell lease, `benchmark.lease`).
 
     Returns:
         :class:`TrainResult`.
@@ -253,9 +277,7 @@ def train(
     loss_fn = make_loss()
     with torch.random.fork_rng(devices=_fork_devices(device)):
         run = _new_run(config, device)
-        last = out_dir / "last.pt"
-        if last.exists():
-            _resume(run, last, config, device)
+        _resume(run, out_dir, config, device)
         resumed_from = run.epoch
         save_config_json(out_dir / "config.json", config)
         step_model = torch.compile(run.model) if config.compile and device.type == "cuda" else run.model
@@ -264,7 +286,8 @@ def train(
         try:
             while run.epoch < config.epochs:
                 loss = _train_epoch(run, step_model, loss_fn, islice(stream, n_batches), config, device, progress)
-                _report(_after_epoch(run, config, loss, val_volumes, device, out_dir, log_metrics), report)
+                _report(_after_epoch(run, config, loss, val_volumes, device, out_dir, log_metrics,
+                                     before_write or _no_check), report)
         finally:
             stream.close()
-    return TrainResult(out_dir / "best.pt", last, list(run.history), resumed_from)
+    return TrainResult(out_dir / "best.pt", out_dir / "last.pt", list(run.history), resumed_from)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports import detection, inference, plots, provenance, qualitative, records, tables
+from reports import detection, inference, paired_detection, plan, plots, provenance, qualitative, records, tables
+from reports.bootstrap import N_BOOT
 from reports.html import Section, provenance_html, render_index
 from reports.loader import GridData, expected_cells, load_grid
 from reports.palette import regime_colors
@@ -23,6 +24,7 @@ from reports.run_scope import describe_run
 from reports.scorecard_report import scorecard_section
 
 DEFAULT_UI = "http://127.0.0.1:5000"
+MIN_BOOT = 1000
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,8 @@ class ReportOptions:
     ui_url: str = DEFAULT_UI
     qualitative_cases: int = 3
     hardest_cases: int = 10
-    seed: int = 0  # bootstrap seed (paired CIs, ranking)
-    n_boot: int = 2000
+    seed: int = 0  # bootstrap seed (paired CIs, ranking, clustered intervals)
+    n_boot: int = N_BOOT
     log_to_mlflow: bool = True  # log the per-case/per-lesion CSVs as a tumorbench.kind=report run
 
 
@@ -44,25 +46,29 @@ def _metric_sections(grid: GridData, expected, paper, opts: ReportOptions, img: 
                      per_lesion: pd.DataFrame) -> list[Section]:
     colors = regime_colors(set(grid.values("regime")) | set(per_case.regime))
     backbones = sorted(set(tables.axis(grid, expected, 1)) | set(per_lesion.backbone))
-    t3 = [tables.table3(grid, per_lesion, paper, expected, b) for b in backbones]
+    boot = {"seed": opts.seed, "n_boot": opts.n_boot}
+    t3 = [tables.table3(grid, per_lesion, paper, expected, b, **boot) for b in backbones]
     folds = [tables.fold_table(grid, paper, expected, o) for o in tables.axis(grid, expected, 0)]
     seeds = inference.seeds_table(per_case)
-    paired = [inference.paired_table(per_case, opts.seed, opts.n_boot),
-              inference.ranking_table(per_case, opts.seed, opts.n_boot)] + ([seeds] if seeds else [])
-    det_table, det_data = detection.detection_table(per_lesion)
+    paired = [inference.paired_table(per_case, **boot), inference.ranking_table(per_case, **boot)]
+    det_table, det_data = detection.detection_table(per_lesion, **boot)
     det_table.missing += records.without_summary(grid)
-    demo_table, demo_data = detection.demographics_table(per_case, per_lesion)
+    demo_table, demo_data = detection.demographics_table(per_case, per_lesion, **boot)
+    cross = tables.NO_CROSS_ORGAN not in t3[0].notes if t3 else False
     return [
         Section("table3", "Table 3", "Cross-organ early-tumor sensitivity (source → target)", "Can tumors "
                 "from one organ (real, or made by that organ's generator) teach a model to find early tumors "
-                "(radius ≤ 10 mm) in another organ?", t3),
+                "(radius ≤ 10 mm) in another organ?" if cross else "Early-tumor sensitivity (radius ≤ 10 mm) "
+                "of each organ's own models only: no cross-organ cell was run (see the note under the table).", t3),
         Section("folds", "Tables 4–6", "Tumor segmentation per fold (DSC, NSD)", "Real vs synthetic "
                 "training per organ and backbone, next to the paper's per-fold values.", folds),
         Section("paired", "Paired tests", "Regimes compared on pooled test cases", "Every regime pair per "
-                "organ × backbone on the same test cases pooled over folds, Holm-adjusted; ranking stability "
-                "by bootstrap; seed-to-seed variation when the grid has several seeds.", paired),
-        Section("detection", "Fig 10", "Detection by tumor size and patient-level detection", "",
-                [det_table, detection.patient_table(per_case)], plots.detection_figures(det_data, img, colors)),
+                "organ × backbone on the same test cases pooled over folds; primary metric DSC; Holm within "
+                "organ × metric; ranking stability by bootstrap; seed-to-seed variation when the grid has "
+                "several seeds.", paired + ([seeds] if seeds else [])),
+        Section("detection", "Fig 10", "Detection by tumor size, paired detection tests, patient-level detection",
+                "", [det_table, paired_detection.detection_pairs_table(per_lesion, **boot),
+                     detection.patient_table(per_case)], plots.detection_figures(det_data, img, colors)),
         Section("demographics", "Fig 14", "Performance by age and sex", "", [demo_table],
                 plots.demographics_figures(demo_data, img, colors)),
     ]
@@ -102,6 +108,7 @@ def _provenance_section(grid: GridData, expected, opts: ReportOptions, grid_file
 RECORD_FILES = ("per_case.csv", "per_lesion.csv")
 
 
+
 def _write(folder: Path, sections: list[Section], prov: dict, n_cells: int, frames, regimes) -> None:
     from tumorbench_common.io import write_text_atomic
 
@@ -134,7 +141,7 @@ def _report_run(grid: GridData, opts: ReportOptions):
 
 def _log_artifacts(grid: GridData, run_id: str | None, folder: Path) -> None:
     if run_id:
-        for name in (*RECORD_FILES, "paired.csv", "ranking.csv"):
+        for name in (*RECORD_FILES, "paired.csv", "ranking.csv", "detection_paired.csv"):
             grid.client().log_artifact(run_id, str(folder / "tables" / name))
 
 
@@ -150,6 +157,9 @@ def build_report(out: str | Path, options: ReportOptions = ReportOptions(), open
     from tumorbench_common.errors import InputError
     from tumorbench_common.io import atomic_dir
 
+    if options.n_boot < MIN_BOOT:
+        raise InputError(f"--n-boot {options.n_boot}: expected at least {MIN_BOOT} bootstrap resamples "
+                         f"(default {N_BOOT}; the tails of a 95 % interval need them)")
     if options.realism_dir is not None and not Path(options.realism_dir).is_dir():
         raise InputError(f"--realism {options.realism_dir}: folder not found (expected realism_scores.csv and PNGs)")
     grid = load_grid(options.tracking_uri, options.experiment)
@@ -172,7 +182,8 @@ def build_report(out: str | Path, options: ReportOptions = ReportOptions(), open
         extra = [s for s in (realism, scorecard_section(grid, tmp)) if s]
         prov_section, prov = _provenance_section(grid, expected, options, grid_files)
         prov["report_run"] = run_id
-        prov["scope"] = describe_run(grid)  # what was run, shown at the top
+        prov["scope"] = describe_run(grid) + [plan.PLAN_LINE, plan.seeds_sentence(
+            inference.max_seeds(per_case))]  # what was run and how it is tested, shown at the top
         _write(tmp, sections + extra + [prov_section], prov, len(grid.cells),
                (per_case, per_lesion), sorted(set(grid.values("regime")) | set(per_case.regime)))
         _log_artifacts(grid, run_id, tmp)

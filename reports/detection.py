@@ -1,13 +1,16 @@
 """Fig 10 (detection by tumor size, patient-level), Fig 14 (demographics) and Fig 16 (hardest
 cases) tables. Counts are pooled over test folds from the per-case / per-lesion records (test folds
-are disjoint, so pooling covers every case once); every proportion has a Wilson 95 % CI and its n."""
+are disjoint, so pooling covers every case once); every proportion has a 95 % CI and its n: lesion-level
+proportions a patient-clustered one (``records.lesion_proportion``), patient-level ones Wilson's."""
 from __future__ import annotations
 
 import pandas as pd
 
+from reports import plan
+from reports.bootstrap import N_BOOT
 from reports.loader import GridData
 from reports.palette import sort_regimes
-from reports.records import main_results, proportion, seed_mean
+from reports.records import PATIENT_READINGS, SPECIFICITY_READING, lesion_proportion, main_results, proportion, seed_mean
 from reports.stats import mean_sd
 from reports.table_model import Column, ReportTable
 from reports.tables import ordered_organs, seeds_note
@@ -33,19 +36,29 @@ def _combos(frame: pd.DataFrame):
                 yield organ, backbone, regime, sel[sel.regime == regime]
 
 
-def detection_table(per_lesion: pd.DataFrame) -> tuple[ReportTable, dict]:
+def several_seeds(frame: pd.DataFrame) -> bool:
+    return bool(main_results(frame).seed.nunique() > 1)
+
+
+def clustered_caption(n_boot: int, several: bool) -> str:
+    return plan.CLUSTERED.format(level=plan.LEVEL, n_boot=f"{n_boot:,}", seeds=" and seeds" if several else "")
+
+
+def detection_table(per_lesion: pd.DataFrame, seed: int = 0, n_boot: int = N_BOOT) -> tuple[ReportTable, dict]:
     """Tumor-wise sensitivity per radius bin and over all stages; also returns the plot data."""
     lesions = main_results(per_lesion)
-    several = lesions.seed.nunique() > 1
+    several = several_seeds(lesions)
     columns = [Column(n, "key", "text") for n in ("Organ", "Backbone", "Regime", "Radius (mm)")]
     columns += _proportion_columns("sensitivity", "hits/n") + ([Column("seed sd", "stat")] if several else [])
     table = ReportTable("fig10_size_bins", "Fig 10 style — tumor detection by size",
                         "Tumor-wise (lesion-wise) sensitivity (%) per equivalent-sphere radius bin and over all "
-                        "stages, hits and n (reference lesions) pooled over test folds; Wilson 95% CI.", columns)
+                        "stages, hits and n (reference lesions) pooled over test folds. Interval: "
+                        + clustered_caption(n_boot, several) + ". Regimes are compared on the same lesions in the "
+                        "paired detection table (exact McNemar), not by overlapping intervals.", columns)
     data = {}
     for organ, backbone, regime, rows in _combos(lesions):
-        stats = {name: proportion(rows[rows.size_bin == name]) for name in SIZE_BIN_NAMES}
-        stats[ALL_STAGES] = proportion(rows)
+        stats = {name: lesion_proportion(rows[rows.size_bin == name], seed, n_boot) for name in SIZE_BIN_NAMES}
+        stats[ALL_STAGES] = lesion_proportion(rows, seed, n_boot)
         data[(organ, backbone, regime)] = stats
         for name, value in stats.items():
             table.rows.append([organ, backbone, regime, name, *_cells(value)] + ([value["seed_sd"]] if several else []))
@@ -54,19 +67,26 @@ def detection_table(per_lesion: pd.DataFrame) -> tuple[ReportTable, dict]:
 
 
 def patient_table(per_case: pd.DataFrame) -> ReportTable:
-    """Patient-level sensitivity and specificity, counts pooled over test folds, Wilson CIs."""
+    """Patient-level sensitivity in every reading of ``records.PATIENT_READINGS`` and specificity,
+    counts pooled over test folds, Wilson CIs (one value per patient: independent)."""
     columns = [Column(n, "key", "text") for n in ("Organ", "Backbone", "Regime")]
-    columns += _proportion_columns("sensitivity", "TP/(TP+FN)") + _proportion_columns("specificity", "TN/(TN+FP)")
+    for reading in PATIENT_READINGS:
+        columns += _proportion_columns(f"sensitivity, {reading}", f"TP/(TP+FN), {reading}")
+    columns += _proportion_columns(f"specificity, {SPECIFICITY_READING}", "TN/(TN+FP)")
     table = ReportTable("fig10_patient", "Patient-level detection",
-                        "A patient is positive when the model predicts any tumor; sensitivity over patients "
-                        "with a tumor, specificity over tumor-free patients (%), pooled over test folds, "
-                        "Wilson 95% CI.", columns)
+                        "Patient-level sensitivity over patients with a tumor in two readings — 'rule call': the "
+                        "official DiffTumor rule calls the CT positive (tumor ∧ organ, 3×3×3 erosion at 1 mm, "
+                        "more than th mm³ left, anywhere in the CT); 'lesion hit': at least one reference lesion is "
+                        "detected — and specificity ('rule call' negative) over tumor-free patients (%), pooled "
+                        f"over test folds; {plan.WILSON.format(level=plan.LEVEL)}.", columns)
     cases = main_results(per_case).dropna(subset=["has_tumor", "pred_has_tumor"]).copy()
-    cases["negative_call"] = ~cases.pred_has_tumor.astype(bool)
+    for reading, call in PATIENT_READINGS.items():
+        cases[f"call: {reading}"] = call(cases)
+    cases["negative_call"] = ~cases[f"call: {SPECIFICITY_READING}"]
     for organ, backbone, regime, rows in _combos(cases):
         tumor = rows.has_tumor.astype(bool)
-        table.rows.append([organ, backbone, regime, *_cells(proportion(rows[tumor], "pred_has_tumor")),
-                           *_cells(proportion(rows[~tumor], "negative_call"))])
+        cells = [c for reading in PATIENT_READINGS for c in _cells(proportion(rows[tumor], f"call: {reading}"))]
+        table.rows.append([organ, backbone, regime, *cells, *_cells(proportion(rows[~tumor], "negative_call"))])
     return table
 
 
@@ -77,22 +97,24 @@ def _demographic_groups(frame: pd.DataFrame):
         yield f"sex {sex}", frame.sex == sex
 
 
-def demographics_table(per_case: pd.DataFrame, per_lesion: pd.DataFrame) -> tuple[ReportTable, dict]:
+def demographics_table(per_case: pd.DataFrame, per_lesion: pd.DataFrame, seed: int = 0,
+                       n_boot: int = N_BOOT) -> tuple[ReportTable, dict]:
     """Fig 14: tumor-wise sensitivity and tumor DSC per age group and sex, pooled over test folds."""
     columns = [Column(n, "key", "text") for n in ("Organ", "Backbone", "Regime", "Group")]
     columns += _proportion_columns("sensitivity", "hits/n") + [Column("tumor DSC"), Column("DSC sd", "stat"),
                                                                 Column("n tumor cases", "stat", "int")]
     table = ReportTable("fig14_demographics", "Fig 14 style — performance by age and sex",
-                        "Tumor-wise sensitivity (%) of the lesions of the group's patients (Wilson 95% CI) and "
-                        "mean per-case tumor DSC (%) over the group's cases with a tumor, pooled over test "
-                        "folds (seeds averaged per case).", columns)
+                        "Tumor-wise sensitivity (%) of the lesions of the group's patients and mean per-case "
+                        "tumor DSC (%) over the group's cases with a tumor, pooled over test folds (seeds "
+                        "averaged per case). Interval: " + clustered_caption(n_boot, several_seeds(per_lesion)) +
+                        ".", columns)
     lesions, cases = main_results(per_lesion), main_results(per_case)
     data = {}
     for organ, backbone, regime, rows in _combos(lesions):
         case_rows = cases[(cases.organ == organ) & (cases.backbone == backbone) & (cases.regime == regime)]
         tumor_cases = case_rows[case_rows.has_tumor.fillna(False).astype(bool)]
         for name, mask in _demographic_groups(rows):
-            sens = proportion(rows[mask])
+            sens = lesion_proportion(rows[mask], seed, n_boot)
             group_cases = tumor_cases[dict(_demographic_groups(tumor_cases))[name]]
             dsc = 100.0 * seed_mean(group_cases, "tumor_dsc")
             mean, sd = mean_sd(dsc.tolist())

@@ -14,6 +14,7 @@ PAPER_CSV = Path(__file__).resolve().parent / "data" / "paper_results.csv"
 OUR_TO_PAPER = {"tumor_dsc": "dsc", "tumor_nsd": "nsd", "xorgan_early_sensitivity": "early_tumor_sensitivity"}
 PAPER_COLUMNS = ["table", "backbone", "metric", "organ", "source_organ", "regime", "fold", "value"]
 AVERAGE = "average"
+TABLE7 = 7  # U-Net fold 0, real / hu / difftumor
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,16 @@ class PaperResults:
     def fold_table(self, organ: str) -> int:
         """Tables 4/5/6 hold liver/pancreas/kidney."""
         return {"liver": 4, "pancreas": 5, "kidney": 6}.get(organ, 0)
+
+    def fold_value(self, backbone: str, metric: str, organ: str, regime: str,
+                   fold: int | str) -> tuple[float | None, int | None]:
+        """A published per-fold value and the table it comes from: Tables 4-6 first, then Table 7
+        (U-Net, fold 0, all three regimes: the only published Hu et al. per-fold values)."""
+        for table in (self.fold_table(organ), TABLE7):
+            value = self.get(table, backbone, metric, organ, regime, fold)
+            if value is not None:
+                return value, table
+        return None, None
 
 
 @lru_cache(maxsize=4)

@@ -38,6 +38,9 @@ def save_figure(fig, path: Path) -> Path:
     return path
 
 
+N_BAND, Y_TOP = 104.0, 128.0  # n labels start 4 points above the 100 % line; the axis ends at Y_TOP
+
+
 def _grouped_bars(ax, labels, series: dict[str, list], colors: dict[str, str], ylabel: str,
                   errors: dict[str, list] | None = None, counts: dict[str, list] | None = None):
     """Bars per regime (series key) for each x label, optional (low, high) error bars and n on top.
@@ -59,11 +62,11 @@ def _grouped_bars(ax, labels, series: dict[str, list], colors: dict[str, str], y
             if ci is not None:
                 ax.errorbar(p, v, yerr=[[max(v - ci[0], 0.0)], [max(ci[1] - v, 0.0)]], fmt="none", ecolor="#222222", elinewidth=0.8,
                             capsize=1.5)
-            if n is not None:
-                top = ci[1] if ci is not None else v
-                ax.text(p, top + 1.5, f"n={n}", ha="center", va="bottom", fontsize=6, rotation=90)
+            if n is not None:  # in a band above 100 %, where no bar or whisker reaches
+                ax.text(p, N_BAND, f"n={n}", ha="center", va="bottom", fontsize=6, rotation=90)
     ax.set_xticks(x, labels)
-    ax.set_ylim(0, 125)
+    ax.set_ylim(0, Y_TOP)
+    ax.set_yticks(range(0, 101, 20))
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
 
@@ -71,11 +74,13 @@ def _grouped_bars(ax, labels, series: dict[str, list], colors: dict[str, str], y
 def _panel(path: Path, title: str, caption: str, draw, n_axes: int = 1, width: float = 5.2) -> Figure:
     """One small-multiple PNG (``n_axes`` side by side), drawn by ``draw(axes)``, legend in the first."""
     plt = _plt()
-    fig, axes = plt.subplots(1, n_axes, figsize=(width * n_axes, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, n_axes, figsize=(width * n_axes, 3.7), squeeze=False)
     draw(axes[0])
-    axes[0][0].legend(loc="upper left", fontsize=7, ncol=2)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    # below the axes: inside them it covered the n labels of the first group
+    fig.legend(handles, labels, loc="lower center", fontsize=7, ncol=max(len(labels), 1), frameon=False)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return Figure(save_figure(fig, path), title, caption)
 
 
@@ -104,7 +109,7 @@ def detection_figures(data: dict, out_dir: Path, colors: dict[str, str]) -> list
 
         figures.append(_panel(out_dir / f"fig10_{organ}_{backbone}.png", f"{organ} · {backbone_label(backbone)}",
                               "Tumor-wise sensitivity per radius bin and over all stages, pooled over test folds; "
-                              "whiskers = Wilson 95% CI, n = reference lesions.", draw))
+                              "whiskers = 95% interval clustered by patient (Wilson on n/deff), n = reference lesions.", draw))
     return figures
 
 
@@ -129,7 +134,7 @@ def demographics_figures(data: dict, out_dir: Path, colors: dict[str, str]) -> l
                 ax.set_xlabel("age group (years) / sex")
 
         figures.append(_panel(out_dir / f"fig14_{organ}_{backbone}.png", f"{organ} · {backbone_label(backbone)}",
-                              "Left: tumor-wise sensitivity (Wilson 95% CI, n = lesions); right: mean per-case "
+                              "Left: tumor-wise sensitivity (95% interval clustered by patient, n = lesions); right: mean per-case "
                               "tumor DSC (n = tumor cases); per age group and sex, pooled over test folds.",
                               draw, n_axes=2, width=4.6))
     return figures

@@ -95,40 +95,82 @@ def _show(ax, ct2d, spacing, masks: list[tuple[np.ndarray, str, str]]):
     ax.set_yticks([])
 
 
-def _row(axes, case_id: str, entry: dict, organ: str, models: list[str], colors: dict[str, str]):
+def row_data(case_id: str, entry: dict, organ: str, models: list[str]) -> dict:
+    """Everything one row draws: the cropped slice, its voxel size, GT/organ masks and the models'
+    cropped predictions (or ``missing``: why there is no CT)."""
     any_cell = next(iter(entry["cells"].values()))
     ct_path, label_path = _case_paths(any_cell, case_id)
     ct, labels = _load(ct_path), _load(label_path)
     preds = {m: _load(_pred_path(entry["cells"][m], organ, case_id)) if m in entry["cells"] else None for m in models}
     if ct is None:
-        for ax in axes:
-            ax.axis("off")
-        axes[0].text(0.5, 0.5, f"{case_id}: CT not found\n{ct_path}", ha="center", va="center", fontsize=7)
-        return
+        return {"case_id": case_id, "missing": f"{case_id}: CT not found\n{ct_path}"}
     gt = labels[0] if labels is not None else None
     z = best_slice(gt, [p[0] for p in preds.values() if p is not None])
     gt2d = gt[:, :, z] if gt is not None else np.zeros(ct[0].shape[:2], np.uint8)
     pred2d = {m: p[0][:, :, z] for m, p in preds.items() if p is not None and p[0].shape == ct[0].shape}
     box = _crop_box([gt2d] + [p == TUMOR for p in pred2d.values()], gt2d.shape)
-    ct2d, gt_tumor = ct[0][:, :, z][box], (gt2d == TUMOR)[box]
-    _show(axes[0], ct2d, ct[1], [(gt_tumor, GT_COLOR, "solid"), ((gt2d == 1)[box], "#FFD400", "dotted")])
-    axes[0].set_ylabel(f"{case_id}\nslice z={z}", fontsize=8)
+    return {"case_id": case_id, "entry": entry, "z": z, "ct2d": ct[0][:, :, z][box], "spacing": ct[1],
+            "gt_tumor": (gt2d == TUMOR)[box], "organ": (gt2d == 1)[box],
+            "pred_tumor": {m: (p == TUMOR)[box] for m, p in pred2d.items()}}
+
+
+def view_aspect(data: dict) -> float:
+    """Displayed height / width of a row's slice in mm (rows = y, columns = x); 1 for a missing CT."""
+    if "ct2d" not in data:
+        return 1.0
+    (nx, ny), (sx, sy) = data["ct2d"].shape, data["spacing"][:2]
+    return (ny * sy) / (nx * sx)
+
+
+def _row(axes, data: dict, models: list[str], colors: dict[str, str]):
+    if "ct2d" not in data:
+        for ax in axes:
+            ax.axis("off")
+        axes[0].text(0.5, 0.5, data["missing"], ha="center", va="center", fontsize=7)
+        return
+    ct2d, spacing, gt_tumor, entry = data["ct2d"], data["spacing"], data["gt_tumor"], data["entry"]
+    _show(axes[0], ct2d, spacing, [(gt_tumor, GT_COLOR, "solid"), (data["organ"], "#FFD400", "dotted")])
+    axes[0].set_ylabel(f"{data['case_id']}\nslice z={data['z']}", fontsize=8)
     for ax, model in zip(axes[1:], models):
-        if model not in pred2d:
+        if model not in data["pred_tumor"]:
             ax.axis("off")
             why = "prediction\nmissing" if model in entry["cells"] else "no finished\nrun"
             ax.text(0.5, 0.5, why, ha="center", va="center", fontsize=8, color="grey",
                     transform=ax.transAxes)
             continue
         regime = model.split("·")[1]
-        _show(ax, ct2d, ct[1], [(gt_tumor, GT_COLOR, "dashed"), ((pred2d[model] == TUMOR)[box], colors[regime], "solid")])
-        case = entry["models"][model]
-        dsc = "—" if case.get("tumor_dsc") is None else f"{100 * case['tumor_dsc']:.1f}%"
-        if case.get("has_tumor"):
-            text = f"DSC {dsc}" + (" · missed" if missed(case) else "")
-        else:
-            text = "no tumor · " + ("false positive" if case.get("false_positives") else "clean")
-        ax.set_xlabel(text, fontsize=8)
+        _show(ax, ct2d, spacing, [(gt_tumor, GT_COLOR, "dashed"), (data["pred_tumor"][model], colors[regime], "solid")])
+        ax.set_xlabel(_outcome(entry["models"][model]), fontsize=8)
+
+
+def _outcome(case: dict) -> str:
+    dsc = "—" if case.get("tumor_dsc") is None else f"{100 * case['tumor_dsc']:.1f}%"
+    if case.get("has_tumor"):
+        return f"DSC {dsc}" + (" · missed" if missed(case) else "")
+    return "no tumor · " + ("false positive" if case.get("false_positives") else "clean")
+
+
+PANEL_WIDTH = 2.3  # inches per column
+ROW_TEXT = 0.3  # inches under each row for the outcome line (xlabel)
+HEADER = 0.5  # inches for the column titles
+
+
+def grid_figure(rows: list[dict], models: list[str], colors: dict[str, str]):
+    """Rows of panels whose heights follow each slice's aspect, so rows sit close together."""
+    plt = _plt()
+    aspects = [view_aspect(d) for d in rows]
+    height = HEADER + sum(PANEL_WIDTH * a + ROW_TEXT for a in aspects)
+    # "compressed" layout: matplotlib's engine for fixed-aspect image grids, it closes the gaps the
+    # aspect leaves (the figure height above already follows the slices' aspect)
+    fig, axes = plt.subplots(len(rows), len(models) + 1, figsize=(PANEL_WIDTH * (len(models) + 1), height),
+                             squeeze=False, gridspec_kw={"height_ratios": aspects}, layout="compressed")
+    for row_axes, data in zip(axes, rows):
+        _row(row_axes, data, models, colors)
+    axes[0][0].set_title("Ground truth", fontsize=9)
+    for ax, model in zip(axes[0][1:], models):
+        backbone, regime = model.split("·")
+        ax.set_title(f"{backbone_label(backbone)}\n{regime_label(regime)}", fontsize=9, color=colors[regime])
+    return fig
 
 
 def model_order(grid: GridData, organ: str) -> list[str]:
@@ -144,17 +186,8 @@ def qualitative_figure(grid: GridData, organ: str, out: Path, n_cases: int = 3,
     if not chosen:
         return None
     models = model_order(grid, organ)
-    plt = _plt()
-    fig, axes = plt.subplots(len(chosen), len(models) + 1, figsize=(2.3 * (len(models) + 1), 2.5 * len(chosen)),
-                             squeeze=False)
     colors = regime_colors(grid.values("regime"))
-    for row, (case_id, entry) in zip(axes, chosen):
-        _row(row, case_id, entry, organ, models, colors)
-    axes[0][0].set_title("Ground truth", fontsize=9)
-    for ax, model in zip(axes[0][1:], models):
-        backbone, regime = model.split("·")
-        ax.set_title(f"{backbone_label(backbone)}\n{regime_label(regime)}", fontsize=9, color=colors[regime])
-    fig.tight_layout()
+    fig = grid_figure([row_data(case_id, entry, organ, models) for case_id, entry in chosen], models, colors)
     return Figure(save_figure(fig, out), title or f"Qualitative comparison — {organ}",
                   "Axial slice through the largest tumor cross-section, abdomen window W400/L40; red = "
                   "ground-truth tumor (dashed on predictions), yellow dotted = organ, coloured = predicted "

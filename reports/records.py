@@ -90,8 +90,19 @@ def source_target(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[real | synthetic]
 
 
+# Patient-level readings of "the model found the patient's tumor" (docs/statistics.md), each a boolean
+# derived from per_case.csv columns; a scoring rule that adds a column (e.g. the official patient call)
+# adds one entry here and every table follows.
+PATIENT_READINGS = {
+    "rule call": lambda rows: rows["pred_has_tumor"].astype(bool),  # the official rule: tumor ∧ organ, 3x3x3 erosion at 1 mm, > th mm³ left, anywhere in the CT
+    "lesion hit": lambda rows: rows["n_hit"].fillna(0).astype(float) > 0,  # >= 1 reference lesion detected
+}
+SPECIFICITY_READING = "rule call"  # a tumor-free patient has no lesion to hit: only a call can be wrong
+
+
 def proportion(rows: pd.DataFrame, col: str = "hit") -> dict:
-    """Pooled proportion of true ``col`` over ``rows`` (folds pooled), in percent, with a Wilson CI.
+    """Pooled proportion of true ``col`` over ``rows`` (one row per patient and seed, folds pooled),
+    in percent, with a Wilson CI (patients are independent).
 
     With several seeds every case appears once per seed: the value is the mean over seeds of the
     pooled proportion, k is the mean count, n the count of one seed, and ``seed_sd`` the sample sd of
@@ -103,10 +114,31 @@ def proportion(rows: pd.DataFrame, col: str = "hit") -> dict:
         return {"value": None, "ci": None, "k": None, "n": 0, "seeds": 0, "seed_sd": None}
     per_seed = rows.assign(_v=rows[col].astype(float)).groupby("seed")["_v"].agg(["sum", "count"])
     k, n = float(per_seed["sum"].mean()), int(round(per_seed["count"].mean()))
-    ratios = 100.0 * per_seed["sum"] / per_seed["count"]
     lo, hi = wilson_ci(k, n)
     return {"value": 100.0 * k / n, "ci": (100.0 * lo, 100.0 * hi), "k": k, "n": n, "seeds": len(per_seed),
-            "seed_sd": float(ratios.std(ddof=1)) if len(per_seed) > 1 else None}
+            "seed_sd": _seed_sd(per_seed)}
+
+
+def _seed_sd(per_seed: pd.DataFrame) -> float | None:
+    ratios = 100.0 * per_seed["sum"] / per_seed["count"]
+    return float(ratios.std(ddof=1)) if len(per_seed) > 1 else None
+
+
+def lesion_proportion(rows: pd.DataFrame, seed: int = 0, n_boot: int | None = None) -> dict:
+    """Tumor-wise proportion of hit lesions (per_lesion rows, folds pooled) with a patient-clustered
+    interval (``reports.bootstrap.clustered_proportion``; seeds resampled too when there are several).
+
+    Only patients present in every seed count. Keys as ``proportion`` plus ``deff``."""
+    from reports.bootstrap import N_BOOT, clustered_proportion, stream
+
+    if rows.empty:
+        return {"value": None, "ci": None, "k": None, "n": 0, "seeds": 0, "seed_sd": None, "deff": None}
+    hits = rows.pivot_table(index="seed", columns="case_id", values="hit", aggfunc="sum").dropna(axis=1)
+    lesions = rows[rows.seed == hits.index[0]].groupby("case_id").size()[hits.columns]
+    rng = stream(seed, "lesions", *sorted(map(str, hits.columns)), len(rows))
+    out = clustered_proportion(hits.to_numpy(float), lesions.to_numpy(float), rng, n_boot or N_BOOT)
+    per_seed = pd.DataFrame({"sum": hits.sum(axis=1), "count": float(lesions.sum())})
+    return {**out, "seeds": len(hits), "seed_sd": _seed_sd(per_seed)}
 
 
 def seed_mean(rows: pd.DataFrame, value: str) -> pd.Series:

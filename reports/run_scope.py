@@ -58,6 +58,21 @@ def _uses_tiny_difftumor(params: dict[str, str]) -> bool:
         return False
 
 
+def _scoring_line(cells) -> str:
+    """How the cells were scored, from their ``evaluate.*`` params (logged by the runner)."""
+    def values(key: str) -> str:
+        found = sorted({c.params.get(f"evaluate.{key}") for c in cells} - {None})
+        return " / ".join(found) if found else "not recorded"
+
+    organ_filter = values("organ_filter")
+    if values("organ_postprocess") == "False":
+        organ_filter = "off (organ post-processing disabled)"
+    return (f"Scoring: on each case's native grid; tumor calls kept only in the organ of the organ filter "
+            f"'{organ_filter}' (margin 0 mm; 'reference' = the test CT's reference organ label, an oracle the "
+            f"paper's model-predicted organ mask was not); lesions from {values('min_lesion_mm3')} mm³; patient "
+            f"called positive by the official rule (1 mm, 3×3×3 erosion) above {values('patient_threshold_mm3')} mm³.")
+
+
 def describe_run(grid) -> list[str]:
     """Lines for the report header: per organ the data and test fold size, then preset/training."""
     cells = list(grid.cells.values())
@@ -73,6 +88,16 @@ def describe_run(grid) -> list[str]:
     presets = sorted({c.params.get("preset", "?") for c in cells})
     lines.append(f"Backbone preset {', '.join(presets)}; {_iterations(params)} of batch "
                  f"{params.get('batch_size', '?')}, crop {params.get('crop_size', '?')} per cell; {len(cells)} cells.")
+    lines.append(_scoring_line(cells))
     if any(_uses_tiny_difftumor(c.params) for c in cells):
         lines.append(TINY_DIFFTUMOR_NOTE)
+    lines += _training_data_lines(grid)
     return lines + [PUBLISHED_NOTE]
+
+
+def _training_data_lines(grid) -> list[str]:
+    """n training CTs per regime beside the paper's, and generators of unknown training data."""
+    from reports.training_sizes import training_size_line, unknown_generator_line
+
+    runs = list(getattr(grid, "runs", {}).values()) or list(grid.cells.values())
+    return [line for line in (training_size_line(runs), unknown_generator_line(grid)) if line]

@@ -1,6 +1,16 @@
-"""Statistics of the report: paired comparisons (bootstrap CI + Wilcoxon), Holm adjustment, Wilson
-intervals for proportions and bootstrap ranking stability. Randomness comes from an explicit
-``np.random.Generator``; scipy does the tests."""
+"""Hypothesis tests and proportion intervals of the report, each variant named (docs/statistics.md).
+
+- ``wilcoxon_signed_rank``: two-sided Wilcoxon signed-rank test, Pratt's zero method, *exact*
+  conditional null distribution (all 2^m sign flips of the non-zero differences with their observed
+  mid-ranks, computed by dynamic programming over the rank sum, so ties and zeros stay exact) up to
+  ``EXACT_MAX_N`` differences; above it the normal approximation with tie/zero-corrected variance.
+  scipy's ``method='exact'`` is exact only without ties and zeros, and its exact permutation
+  (``PermutationMethod(n_resamples=inf)``) enumerates 2^n flips: infeasible beyond ~20 pooled cases.
+  Tests cross-check ours against scipy called with the same options.
+- ``mcnemar_exact``: exact (binomial) McNemar test on the discordant pairs (statsmodels).
+- ``holm_by_family``: Holm step-down adjustment within each named family (statsmodels).
+- ``wilson_ci``: Wilson score interval, no continuity correction.
+"""
 from __future__ import annotations
 
 import math
@@ -9,23 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 
 Z95 = 1.959963984540054  # standard normal 97.5 % quantile
+EXACT_MAX_N = 400  # exact rank-sum DP up to here: O(n^3) integer states, well under a second at 400
 
 
 @dataclass(frozen=True)
-class PairedComparison:
-    """``b`` minus ``a`` over the same cases (values in the unit of the inputs).
+class TestResult:
+    """A p-value with the variant that produced it (``method`` goes into captions and CSVs)."""
 
-    Attributes:
-        n: number of paired cases.
-        mean_diff: mean of (b - a).
-        ci: (low, high) percentile bootstrap 95% CI of the mean difference, NaN if n < 2.
-        p_value: two-sided Wilcoxon signed-rank p, NaN when undefined (n < 2 or all diffs 0).
-    """
-
-    n: int
-    mean_diff: float
-    ci: tuple[float, float]
+    statistic: float
     p_value: float
+    method: str
 
 
 def mean_sd(values) -> tuple[float, float]:
@@ -36,60 +39,111 @@ def mean_sd(values) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else math.nan
 
 
-def bootstrap_mean_ci(diffs: np.ndarray, rng: np.random.Generator, n_boot: int = 2000,
-                      level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of ``diffs`` (shape (n,)), resampling cases (pairs)."""
+def pratt_ranks(diffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pratt (1959): rank |d| *including* the zeros (mid-ranks for ties), then drop the zeros' ranks.
+
+    Returns (ranks of the non-zero differences, their signs)."""
+    from scipy.stats import rankdata
+
     diffs = np.asarray(diffs, dtype=float)
-    if diffs.size < 2:
-        return math.nan, math.nan
-    idx = rng.integers(0, diffs.size, size=(n_boot, diffs.size))
-    means = diffs[idx].mean(axis=1)
-    tail = (1.0 - level) / 2.0
-    return float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))
+    ranks = rankdata(np.abs(diffs))
+    keep = diffs != 0
+    return ranks[keep], np.sign(diffs[keep])
 
 
-def wilcoxon_p(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sided paired Wilcoxon signed-rank p (scipy's default: exact for small n without ties,
-    normal approximation otherwise; zero differences dropped); NaN when the test is undefined."""
-    from scipy.stats import wilcoxon
+def _signed_rank_null(doubled_ranks: np.ndarray) -> np.ndarray:
+    """P(T = t) for t = 0..sum, T = sum of the (doubled, integer) ranks that get a + sign, each
+    sign independently ±1 with probability 1/2 (the exact permutation null)."""
+    probs = np.zeros(int(doubled_ranks.sum()) + 1)
+    probs[0] = 1.0
+    top = 0
+    for rank in doubled_ranks.astype(int):
+        shifted = np.zeros_like(probs)
+        shifted[rank:top + rank + 1] = probs[:top + 1]
+        probs = 0.5 * (probs + shifted)
+        top += rank
+    return probs
 
-    diffs = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
-    if diffs.size < 2 or np.allclose(diffs, 0.0):
-        return math.nan
-    return float(wilcoxon(np.asarray(a, float), np.asarray(b, float)).pvalue)
+
+def wilcoxon_signed_rank(diffs, exact_max_n: int = EXACT_MAX_N) -> TestResult:
+    """Two-sided Wilcoxon signed-rank test of ``diffs`` (b − a per case), Pratt's zero method.
+
+    Statistic: T+ = sum of the Pratt ranks of the positive differences. Exact: p = min(1, 2·min(
+    P(T+ ≤ t), P(T+ ≥ t))) under the sign-flip null (scipy's two-sided definition). NaN p when fewer
+    than 2 differences or all of them are zero.
+    """
+    diffs = np.asarray(diffs, dtype=float)
+    ranks, signs = pratt_ranks(diffs)
+    if diffs.size < 2 or ranks.size == 0:
+        return TestResult(math.nan, math.nan, "undefined")
+    t_plus = float(ranks[signs > 0].sum())
+    if diffs.size <= exact_max_n:
+        doubled = np.rint(2.0 * ranks)  # mid-ranks are multiples of 1/2
+        null = _signed_rank_null(doubled)
+        t2 = int(round(2.0 * t_plus))
+        p = min(1.0, 2.0 * min(null[:t2 + 1].sum(), null[t2:].sum()))
+        return TestResult(t_plus, float(p), "exact")
+    return TestResult(t_plus, _normal_p(ranks, t_plus), "normal approximation")
 
 
-def paired_comparison(a: dict[str, float], b: dict[str, float], rng: np.random.Generator,
-                      n_boot: int = 2000) -> PairedComparison:
-    """Compare per-case values ``b`` against ``a`` (dicts case_id -> value) on shared cases."""
-    shared = sorted(k for k in set(a) & set(b)
-                    if a[k] is not None and b[k] is not None and not (math.isnan(a[k]) or math.isnan(b[k])))
-    if not shared:
-        return PairedComparison(0, math.nan, (math.nan, math.nan), math.nan)
-    va = np.array([a[k] for k in shared], dtype=float)
-    vb = np.array([b[k] for k in shared], dtype=float)
-    diffs = vb - va
-    return PairedComparison(len(shared), float(diffs.mean()), bootstrap_mean_ci(diffs, rng, n_boot),
-                            wilcoxon_p(va, vb))
+def _normal_p(ranks: np.ndarray, t_plus: float) -> float:
+    """Normal approximation of T+ with the variance of the observed ranks (ties and Pratt zeros
+    included, no continuity correction), two-sided."""
+    from scipy.stats import norm
+
+    z = (t_plus - ranks.sum() / 2.0) / math.sqrt((ranks ** 2).sum() / 4.0)
+    return float(2.0 * norm.sf(abs(z)))
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> TestResult:
+    """Exact two-sided McNemar test from the discordant counts (hit by A only, hit by B only):
+    binomial test of ``only_b`` out of ``only_a + only_b`` against 1/2 (statsmodels). NaN without
+    discordant pairs."""
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    if only_a + only_b == 0:
+        return TestResult(math.nan, math.nan, "undefined")
+    result = mcnemar([[0, only_a], [only_b, 0]], exact=True)
+    return TestResult(float(result.statistic), float(result.pvalue), "exact")
 
 
 def holm(p_values) -> list[float]:
-    """Holm step-down adjusted p-values (family = the non-NaN entries; NaN stays NaN), capped at 1."""
+    """Holm step-down adjusted p-values over one family (the non-NaN entries; NaN stays NaN)."""
+    from statsmodels.stats.multitest import multipletests
+
     p = np.asarray(p_values, dtype=float)
     out = np.full(p.shape, math.nan)
-    valid = np.flatnonzero(~np.isnan(p))
-    order = valid[np.argsort(p[valid], kind="stable")]
-    m, running = len(order), 0.0
-    for i, index in enumerate(order):
-        running = max(running, min(1.0, (m - i) * p[index]))  # monotone: never below an earlier one
-        out[index] = running
+    valid = ~np.isnan(p)
+    if valid.any():
+        out[valid] = multipletests(p[valid], method="holm")[1]
     return out.tolist()
 
 
-def wilson_ci(k: float, n: int, z: float = Z95) -> tuple[float, float]:
+def holm_by_family(p_values, families) -> list[float]:
+    """Holm adjustment run separately within each family (``families[i]`` names the family of
+    ``p_values[i]``); a family's size is its number of defined p-values."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, math.nan)
+    labels = np.asarray(families, dtype=object)
+    for family in dict.fromkeys(families):
+        members = np.flatnonzero(labels == family)
+        out[members] = holm(p[members])
+    return out.tolist()
+
+
+def family_sizes(p_values, families) -> dict[str, int]:
+    """Number of defined p-values per family, in first-seen order."""
+    sizes: dict[str, int] = {}
+    for p, family in zip(p_values, families):
+        sizes[family] = sizes.get(family, 0) + (p is not None and not math.isnan(p))
+    return sizes
+
+
+def wilson_ci(k: float, n: float, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval (no continuity correction) of a proportion k/n, as fractions.
 
-    ``k`` may be a mean count (average over seeds); NaN interval when n == 0.
+    ``k`` may be a mean count (average over seeds) and ``n`` an effective number of trials (a
+    clustered design divides n by its design effect); NaN interval when n == 0.
     """
     if not n:
         return math.nan, math.nan
@@ -99,35 +153,3 @@ def wilson_ci(k: float, n: int, z: float = Z95) -> tuple[float, float]:
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     # the interval always contains p; rounding alone can put 1.0 a hair outside it when k == n
     return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
-
-
-@dataclass(frozen=True)
-class RankStability:
-    """Ranking of methods by mean value (rank 1 = highest) and its bootstrap distribution over cases."""
-
-    names: list[str]
-    means: list[float]
-    ranks: list[int]
-    mean_boot_rank: list[float]
-    p_first: list[float]
-    rank_interval: list[tuple[int, int]]  # 2.5 % / 97.5 % quantiles of the bootstrap rank
-
-
-def rank_stability(values: np.ndarray, names: list[str], rng: np.random.Generator,
-                   n_boot: int = 2000) -> RankStability:
-    """Rank methods (columns of ``values``, shape (n_cases, n_methods)) by their mean over cases.
-
-    Cases are resampled with replacement (all methods together, so pairing is kept); ties share
-    the best rank (``rankdata(method='min')``).
-    """
-    from scipy.stats import rankdata
-
-    values = np.asarray(values, dtype=float)
-    means = values.mean(axis=0)
-    idx = rng.integers(0, values.shape[0], size=(n_boot, values.shape[0]))
-    boot_means = values[idx].mean(axis=1)  # (n_boot, n_methods)
-    boot_ranks = rankdata(-boot_means, method="min", axis=1)
-    low, high = np.quantile(boot_ranks, [0.025, 0.975], axis=0)
-    return RankStability(list(names), means.tolist(), rankdata(-means, method="min").astype(int).tolist(),
-                         boot_ranks.mean(axis=0).tolist(), (boot_ranks == 1).mean(axis=0).tolist(),
-                         [(int(lo), int(hi)) for lo, hi in zip(np.floor(low), np.ceil(high))])

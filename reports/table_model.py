@@ -76,16 +76,21 @@ class ReportTable:
         return buf.getvalue()
 
     def latex_text(self) -> str:
-        """booktabs tabular with the same formatted numbers as the HTML; published columns in italics."""
+        """A ``table`` float: caption (title, test definitions), booktabs tabular with the same formatted
+        numbers as the HTML (published columns in italics), then the notes (e.g. the Holm families)
+        as text under it; missing cells as comments."""
         spec = "".join("l" if c.kind == "key" else "r" for c in self.columns)
         head = " & ".join(_tex(c.name) for c in self.columns)
-        lines = [f"% {self.title}", r"\begin{tabular}{" + spec + "}", r"\toprule", head + r" \\", r"\midrule"]
+        lines = [r"\begin{table}[htbp]", r"\centering", r"\caption{%s. %s}" % (_tex(self.title), _tex(self.caption)),
+                 r"\label{tab:%s}" % self.key.replace("_", "-"),
+                 r"\begin{tabular}{" + spec + "}", r"\toprule", head + r" \\", r"\midrule"]
         for row in self.formatted():
             cells = [(r"\textit{%s}" % _tex(v)) if c.kind == "pub" and v != MISSING else _tex(v)
                      for v, c in zip(row, self.columns)]
             lines.append(" & ".join(cells) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}"]
-        lines += [f"% {_tex(n)}" for n in self.notes + self.missing]
+        lines += [r"\par\smallskip{\footnotesize %s}" % _tex(n) for n in self.notes]
+        lines += [r"\end{table}"] + [f"% {_tex(n)}" for n in self.missing]
         return "\n".join(lines) + "\n"
 
     def write(self, folder: Path) -> list[Path]:
@@ -102,7 +107,9 @@ _SUFFIXES = {"ci": ("_lo", "_hi"), "range": ("_lo", "_hi"), "ratio": ("_k", "_n"
 
 _TEX_ESCAPES = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
                 "~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}", "—": "---",
-                "±": r"$\pm$", "Δ": r"$\Delta$", "·": r"$\cdot$", "−": "-", "≥": r"$\geq$", "<": r"$<$"}
+                "±": r"$\pm$", "Δ": r"$\Delta$", "·": r"$\cdot$", "−": "-", "≥": r"$\geq$", "<": r"$<$",
+                "≤": r"$\leq$", "→": r"$\rightarrow$", "×": r"$\times$", "³": r"$^3$", "²": r"$^2$",
+                ">": r"$>$"}
 
 
 def _tex(text: str) -> str:

@@ -10,7 +10,8 @@ anatomy and noise are kept). Per-organ placement follows DiffTumor STEP3 (see ge
 An exophytic kidney tumor (DiffTumor: unclipped, labelled tumor outside the organ, where its
 inpainting model paints tumor tissue) is drawn outside the organ as tumor tissue, the organ's
 median HU darkened by the same texture, blended into the surroundings by the blurred mask;
-darkening fat instead would make it darker than any tumor.
+darkening fat instead would make it darker than any tumor. It replaces only fat and soft tissue
+outside other labelled structures (``synthesis/exophytic.py``).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import numpy as np
 from synthesis import kernels
 from synthesis.banded import gaussian_band
 from synthesis.errors import SynthesisInputError
+from synthesis.exophytic import exophytic_region, organ_reference_hu
 from synthesis.geometry import (
     HU2023_SIZE_PROBS, PreparedOrgan, TumorGeometry, normalise_size_probs, prepare_organ, render_tumor_parts,
     resolve_mix_counts, sample_geometry, sample_size_type, sample_with_size_fallback,
@@ -171,21 +173,14 @@ def _darken_group(ct_box, organ_box, tumor, inner, field, gain, params, sigma_vo
                       np.float32(params.difference_hu), not params.geometry.clip_to_organ, np.float32(reference_hu))
 
 
-def _organ_reference_hu(ct_hu, organ_mask, boxes) -> float:
-    """Median HU of the organ voxels in the blend boxes (else of the whole organ): the tissue an
-    exophytic tumor's outer part is drawn from."""
-    values = np.concatenate([ct_hu[box][organ_mask[box] != 0] for box in boxes])
-    if not values.size:
-        values = ct_hu[organ_mask != 0]
-    return float(np.median(values)) if values.size else 0.0
-
-
-def apply_tumor_(ct_hu: np.ndarray, organ_mask: np.ndarray, params: TumorParams
-                 ) -> list[tuple[tuple[slice, ...], np.ndarray]]:
+def apply_tumor_(ct_hu: np.ndarray, organ_mask: np.ndarray, params: TumorParams,
+                 other_organs: np.ndarray | None = None) -> list[tuple[tuple[slice, ...], np.ndarray]]:
     """Add the tumor to ``ct_hu`` IN PLACE (float array), touching only its blend boxes.
 
     Each group of overlapping ellipsoids gets its own box (tumor + blur margin) and blur; the
-    boxes' textures are parts of one texture strip drawn from ``params.texture_seed``.
+    boxes' textures are parts of one texture strip drawn from ``params.texture_seed``. An
+    exophytic tumor's outer part only covers, and its blend only changes, fat and soft tissue
+    that is not in ``other_organs`` (``synthesis.exophytic``): never bone, gas or another organ.
 
     Returns:
         [(box, tumor)]: slices of each blend box and the bool tumor mask on it.
@@ -203,9 +198,14 @@ def apply_tumor_(ct_hu: np.ndarray, organ_mask: np.ndarray, params: TumorParams
     tumors = [_group_tumor([parts[i] for i in members], lo, hi) for lo, hi, members in groups]
     fields, gain = texture_strip([t.shape for t, _ in tumors], spacing, params.sigma_a_mm, params.sigma_b_mm,
                                  params.scale, params.base, params.u0, np.random.default_rng(params.texture_seed))
-    reference = 0.0 if params.geometry.clip_to_organ else _organ_reference_hu(ct_hu, organ_mask, boxes)
+    exophytic = not params.geometry.clip_to_organ
+    reference = organ_reference_hu(ct_hu, organ_mask, boxes) if exophytic else 0.0
     for box, (tumor, inner), field in zip(boxes, tumors, fields):
-        _darken_group(ct_hu[box], organ_mask[box], tumor, inner, field, gain, params, sigma_vox, reference)
+        region = organ_mask[box]
+        if exophytic:  # read before this box is changed: the tissue the tumor would replace
+            region = exophytic_region(ct_hu, organ_mask, other_organs, box)
+            tumor &= region != 0
+        _darken_group(ct_hu[box], region, tumor, inner, field, gain, params, sigma_vox, reference)
     return [(box, tumor) for box, (tumor, _) in zip(boxes, tumors)]
 
 
@@ -218,7 +218,8 @@ def _check_inputs(ct_hu: np.ndarray, organ_mask: np.ndarray, params: TumorParams
 
 
 def synthesize(ct_hu: np.ndarray, organ_mask: np.ndarray, params: TumorParams,
-               rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+               rng: np.random.Generator | None = None, other_organs: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Pure Hu synthesis: returns (new CT float32 in HU, bool tumor mask); inputs unchanged.
 
     Args:
@@ -226,13 +227,15 @@ def synthesize(ct_hu: np.ndarray, organ_mask: np.ndarray, params: TumorParams,
         organ_mask: (X, Y, Z) organ mask.
         params: from ``sample_params`` (carries every seed, so the output is a function of it).
         rng: unused; all randomness lives in ``params`` (accepted for API symmetry).
+        other_organs: optional (X, Y, Z) mask of other labelled structures, which an exophytic
+            tumor never replaces (see ``apply_tumor_``).
     """
     del rng
     organ_mask = organ_mask.mask if isinstance(organ_mask, PreparedOrgan) else organ_mask
     _check_inputs(ct_hu, organ_mask, params)
     out = np.array(ct_hu, dtype=np.float32, copy=True)
     mask = np.zeros(out.shape, bool)
-    for box, tumor in apply_tumor_(out, organ_mask, params):
+    for box, tumor in apply_tumor_(out, organ_mask, params, other_organs):
         mask[box] |= tumor
     return out, mask
 
@@ -281,28 +284,32 @@ class HuGenerator:
              np.random.default_rng(0))
         self._warm = True
 
-    def _one(self, ct, organ_mask, spacing, rng) -> tuple[np.ndarray, np.ndarray, TumorParams]:
+    def _one(self, ct, organ_mask, spacing, rng, other) -> tuple[np.ndarray, np.ndarray, TumorParams]:
         organ_mask = prepare_organ(organ_mask)  # one scan of the mask for all draws
         for _ in range(self.MAX_EMPTY_RETRIES):
             params = self.sample(organ_mask, spacing, rng)
-            ct_out, mask = synthesize(ct, organ_mask, params)
+            ct_out, mask = synthesize(ct, organ_mask, params, other_organs=other)
             if mask.any():  # a deformation can, rarely, push a tiny clipped tumor out of the organ
                 return ct_out, mask, params
         raise SynthesisInputError(f"organ mask: no tumor voxel inside the {self.organ} after "
                                   f"{self.MAX_EMPTY_RETRIES} draws (organ too thin?)")
 
     def __call__(self, ct_hu: np.ndarray, organ_mask: np.ndarray, spacing: Sequence[float],
-                 rng: np.random.Generator) -> SynthesisOutput:
-        """(B, X, Y, Z) crops in HU + organ masks -> SynthesisOutput (one tumor per crop)."""
-        if ct_hu.ndim != 4 or ct_hu.shape != organ_mask.shape:
-            raise SynthesisInputError(f"expected (B, X, Y, Z) CT and organ mask of equal shape, "
-                                      f"got {ct_hu.shape} and {organ_mask.shape}")
-        results = [self._one(ct, organ, spacing, rng) for ct, organ in zip(ct_hu, organ_mask)]
+                 rng: np.random.Generator, other_organs: np.ndarray | None = None) -> SynthesisOutput:
+        """(B, X, Y, Z) crops in HU + organ masks -> SynthesisOutput (one tumor per crop);
+        ``other_organs`` (B, X, Y, Z), optional: other labelled structures, never replaced."""
+        if ct_hu.ndim != 4 or ct_hu.shape != organ_mask.shape or (
+                other_organs is not None and np.shape(other_organs) != ct_hu.shape):
+            raise SynthesisInputError(f"expected (B, X, Y, Z) CT, organ mask (and other organs) of equal shape, "
+                                      f"got {ct_hu.shape}, {organ_mask.shape}"
+                                      + ("" if other_organs is None else f", {np.shape(other_organs)}"))
+        others = [None] * len(ct_hu) if other_organs is None else other_organs
+        results = [self._one(ct, organ, spacing, rng, other) for ct, organ, other in zip(ct_hu, organ_mask, others)]
         return SynthesisOutput(
             ct_hu=np.stack([r[0] for r in results]), tumor_mask=np.stack([r[1] for r in results]),
             params=tuple({"method": self.name, **r[2].to_dict()} for r in results))
 
-    def replay(self, ct_hu: np.ndarray, organ_mask: np.ndarray, params: Mapping[str, Any]
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def replay(self, ct_hu: np.ndarray, organ_mask: np.ndarray, params: Mapping[str, Any],
+               other_organs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Re-apply one tumor from its params dict (as in ``SynthesisOutput.params``)."""
-        return synthesize(ct_hu, organ_mask, TumorParams.from_dict(params))
+        return synthesize(ct_hu, organ_mask, TumorParams.from_dict(params), other_organs=other_organs)

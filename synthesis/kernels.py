@@ -159,8 +159,9 @@ def blend_box(ct_box, organ_box, tumor, inner_lo, inner_hi, bands, texture, gain
     edges), value = ``clip(texture * gain, 0, 1)``: on organ voxels darken, ``ct -= value * b *
     difference`` (the reference); outside the organ, when ``exophytic``, move towards tumor tissue,
     ``ct += b * (reference_hu - value * difference - ct)`` (a convex blend: never darker than the
-    tissue or the tumor). Spares the full blurred array: the last pass changes each plane as soon
-    as it is done. ``bands``: per axis (starts, weights, widths)."""
+    tissue or the tumor). ``organ_box``: the organ mask, or for an exophytic tumor the region of
+    ``synthesis.exophytic`` (1 organ, 2 replaceable outside it, 0 never changed). Spares the full
+    blurred array: the last pass changes each plane as soon as it is done. ``bands``: per axis (starts, weights, widths)."""
     n0, n1, n2 = tumor.shape
     # axis 2 on the tumor's own rows, then axis 1 on the tumor's i range, then axis 0 plane by plane
     step2 = _blur_mask_last_axis(tumor, inner_lo, inner_hi, bands[2][0], bands[2][1], bands[2][2])
@@ -180,8 +181,9 @@ def blend_box(ct_box, organ_box, tumor, inner_lo, inner_hi, bands, texture, gain
                 b = plane[j, k]
                 if b == 0.0:
                     continue
-                inside = organ_box[o, j, k] != 0
-                if inside or exophytic:
+                region = organ_box[o, j, k]
+                inside = region == 1 if exophytic else region != 0
+                if inside or (exophytic and region == 2):
                     value = min(max(texture[o, j, k] * gain, np.float32(0.0)), np.float32(1.0))
                     if inside:
                         ct_box[o, j, k] -= value * b * difference

@@ -65,3 +65,25 @@ def write_dataset(root, n: int = 4, shape=(40, 40, 40), spacing=SPACING, organ: 
         "name": "mini", "organ": organ, "labels": {"background": 0, "organ": 1, "tumor": 2},
         "spacing": list(spacing), "source_format": "phantom", "num_cases": n}))
     return root
+
+
+def untrained_generator(organ: str = "kidney", crop: int = 16, model_spacing=SPACING, **kwargs):
+    """A DiffTumorGenerator on randomly initialised tiny models (seeded; no training, ~0.1 s a
+    crop): its tumors are noise, but where it writes them is the generator's real code path."""
+    import torch
+
+    from synthesis.difftumor import config as cfg
+    from synthesis.difftumor.checkpoint import build_autoencoder
+    from synthesis.difftumor.denoiser import build_denoiser, build_scheduler
+    from synthesis.difftumor.generator import DiffTumorGenerator
+    from synthesis.difftumor.pipeline import DiffTumorPipeline
+
+    torch.manual_seed(0)  # test fixture: fixed weights
+    autoencoder = build_autoencoder(cfg.AutoencoderConfig(channels=(8, 16, 16), num_codes=32, decoder_res_blocks=1,
+                                                          norm_groups=4))
+    denoiser = build_denoiser(cfg.DenoiserConfig(channels=(16, 32), attention_levels=(False, False),
+                                                 num_res_blocks=1, norm_groups=8, num_head_channels=16))
+    pipeline = DiffTumorPipeline(autoencoder, denoiser, build_scheduler(cfg.scheduler_for_stage("early")))
+    probs = kwargs.pop("size_probs", {"tiny": 0.0, "small": 1.0, "medium": 0.0, "large": 0.0})
+    return DiffTumorGenerator(organ, pipelines={"early": pipeline}, crop_size=(crop,) * 3,
+                              model_spacing=model_spacing, size_probs=probs, **kwargs)

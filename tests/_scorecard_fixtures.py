@@ -153,6 +153,11 @@ def hand_cards(out: Path) -> list[dict]:
                                 "frechet_pca_floor": 3.0, "fidelity_differs": k, "fidelity_tests": 7,
                                 "max_abs_cliffs_delta": 0.3 * k, "time_ratio_vs_hu": 1.0 + k, "peak_memory_mb": 50.0,
                                 "replay_ok": True, "delta_dsc": 1.5 - k, "delta_dsc_ci": [-1.0, 3.0 - k]}
+        if generator == "hu":  # a downstream section as benchmark.scorecard.downstream writes it
+            card["downstream"] = {"experiment": "grid", "notes": [], "rows": [
+                {"organ": "liver", "backbone": "unet", "metric": "DSC", "a": "real", "b": "hu", "mean_a": 60.0,
+                 "mean_b": 62.5, "delta": 2.5, "ci": [-1.0, 6.0], "p_wilcoxon": 0.2, "test": "Wilcoxon signed-rank",
+                 "holm_family": "liver × DSC", "p_holm": 0.4, "n_cases": 12, "folds": 1}]}
         cards.append(_finite(card))
     write_cards(cards, out)
     return cards

@@ -85,8 +85,10 @@ def _msd(root, n=3, bad_label=False):
     return src
 
 
-def _atlas(root, organ_files, n=3, lesion_case=True):
+def _atlas(root, organ_files, n=3, lesion_case=True, lesion_files=True):
+    """AbdomenAtlas layout; ``lesion_files``: every healthy case ships an empty lesion mask."""
     src = root / "AbdomenAtlas"
+    lesion_name = "kidney_tumor" if organ_files[0].startswith("kidney") else f"{organ_files[0]}_tumor"
     for i in range(n + int(lesion_case)):
         case = src / f"BDMAP_{i + 1:08d}"
         ct, labels = _volumes((1,))
@@ -96,10 +98,11 @@ def _atlas(root, organ_files, n=3, lesion_case=True):
             part[ORGAN[0], ORGAN[1], slice(3 + 3 * k, 6 + 3 * k)] = 1  # left/right pieces split along z
             _save(case / "segmentations" / f"{name}.nii.gz", part)
         _save(case / "segmentations" / "spleen.nii.gz", np.zeros(SHAPE, np.uint8))
+        lesion = np.zeros(SHAPE, np.uint8)
         if lesion_case and i == n:
-            lesion = np.zeros(SHAPE, np.uint8)
             lesion[TUMOR] = 1
-            _save(case / "segmentations" / "liver_tumor.nii.gz", lesion)
+        if lesion_files or (lesion_case and i == n):
+            _save(case / "segmentations" / f"{lesion_name}.nii.gz", lesion)
     return src
 
 

@@ -165,18 +165,67 @@ def test_official_folds_are_read_from_the_difftumor_fold_lists(tmp_path, capsys)
     assert "real_tumor_val_2.txt: line 1" in capsys.readouterr().err
 
 
-def test_official_folds_reject_unlisted_real_tumor_cases(tmp_path):
+def _kits_lists(folder, listed, healthy=("kidney_ct/k_001", "kidney_ct/k_002")):
+    """The official kidney lists: img/imgNNNN paths, 5 folds over ``listed`` case numbers."""
+    folder.mkdir(parents=True)
+    line = lambda i: f"img/img{i:04d}.nii.gz label/label{i:04d}.nii.gz"  # noqa: E731
+    vals = [listed[k::5] for k in range(5)]
+    for k, val in enumerate(vals):
+        train = [line(i) for i in listed if i not in val] + [f"{h}.nii.gz kidney_label/{h}.nii.gz" for h in healthy]
+        (folder / f"real_tumor_val_{k}.txt").write_text("\n".join(line(i) for i in val) + "\n")
+        (folder / f"real_tumor_train_{k}.txt").write_text("\n".join(train) + "\n")
+    return vals
+
+
+def test_official_folds_on_a_full_kits_import_use_the_train_lists_and_leave_out_unlisted_cases(tmp_path, capsys):
+    """All 210 labeled KiTS19 cases imported; the official lists name 120 of them (96 train + 24 val)."""
+    rows = [{"case_id": f"case_{i:05d}", "age": 50, "sex": "M", "has_tumor": 1, "role": "labeled", "source": "kits"}
+            for i in range(210)]
+    rows += [{"case_id": f"BDMAP_{i:08d}", "age": 50, "sex": "F", "has_tumor": 0, "role": "healthy",
+              "source": "atlas"} for i in range(120)]
+    root = _dataset(tmp_path, rows)
+    listed = list(range(0, 240, 2))  # case_00000, case_00002, ...: 105 imported, 15 (210+) not in this dataset
+    vals = _kits_lists(tmp_path / "kidney_aug_data_fold", listed)
+    # fold 0's train list leaves out one case that fold 0 does not test either (the paper did not use it there)
+    train0 = tmp_path / "kidney_aug_data_fold" / "real_tumor_train_0.txt"
+    train0.write_text(train0.read_text().replace("img/img0002.nii.gz label/label0002.nii.gz\n", ""))
+    assert main(["data", "splits", str(root), "--from-official", str(tmp_path / "kidney_aug_data_fold")]) == 0
+    assert "105 cases of this dataset in no official list are excluded" in capsys.readouterr().out
+    folds = Dataset.open(root).splits
+    imported = {f"case_{i:05d}" for i in listed if i < 210}
+    healthy = {f"BDMAP_{i:08d}" for i in range(120)}
+    for k, (fold, val) in enumerate(zip(folds, vals)):
+        assert fold["val"] == sorted(f"case_{i:05d}" for i in val if i < 210)
+        want = (imported - set(fold["val"]) - ({"case_00002"} if k == 0 else set())) | healthy
+        assert set(fold["train"]) == want
+        assert set(fold["excluded"]) == {r["case_id"] for r in rows} - want - set(fold["val"])
+    assert "case_00001" in folds[0]["excluded"] and "case_00002" in folds[0]["excluded"]
+    assert splits_problems(Dataset.open(root)) == []
+
+
+def test_official_folds_name_a_case_listed_twice(tmp_path):
     from benchmark.data.official_folds import read_official_folds
 
     rows = [{"case_id": f"case_{i:05d}", "age": 50, "sex": "M", "has_tumor": 1, "role": "labeled", "source": "kits"}
-            for i in range(11)]
+            for i in range(20)]
     root = _dataset(tmp_path, rows)
-    official = tmp_path / "kidney_aug_data_fold"
-    official.mkdir()
-    for k in range(5):  # official KiTS copy: img/imgNNNN; case_00010 is in no val list
-        val = [f"img/img{i:04d}.nii.gz label/label{i:04d}.nii.gz" for i in range(k, 10, 5)]
-        (official / f"real_tumor_val_{k}.txt").write_text("\n".join(val) + "\n")
-    with pytest.raises(InputError, match=r"real-tumor cases \['case_00010'\]"):
-        read_official_folds(Dataset.open(root), official)
+    folder = tmp_path / "lists"
+    _kits_lists(folder, list(range(20)))
+    val1 = folder / "real_tumor_val_1.txt"
+    original = val1.read_text()
+    val1.write_text(original + "img/img0000.nii.gz label/label0000.nii.gz\n")  # also fold 0's
+    with pytest.raises(InputError, match=r"case_00000 listed twice: in real_tumor_val_0.txt and real_tumor_val_1.txt"):
+        read_official_folds(Dataset.open(root), folder)
+    val1.write_text(original + original.splitlines()[0] + "\n")
+    with pytest.raises(InputError, match=r"real_tumor_val_1.txt: case_00001 listed twice"):
+        read_official_folds(Dataset.open(root), folder)
+    val1.write_text(original)
+    train = folder / "real_tumor_train_3.txt"
+    train.write_text(train.read_text() + "img/img0003.nii.gz label/label0003.nii.gz\n")  # fold 3 tests it
+    with pytest.raises(InputError, match=r"case_00003 listed twice: in real_tumor_train_3.txt and real_tumor_val_3"):
+        read_official_folds(Dataset.open(root), folder)
+    train.unlink()
+    with pytest.raises(InputError, match="real_tumor_train_3.txt: missing"):
+        read_official_folds(Dataset.open(root), folder)
     with pytest.raises(InputError, match="expected files real_tumor_val_0.txt"):
         read_official_folds(Dataset.open(root), tmp_path)

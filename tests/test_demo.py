@@ -95,7 +95,7 @@ def test_run_demo_makes_checked_phantoms_then_runs_grid_contrast_and_report(tmp_
     assert calls[-1][2] == demo.DEMO_EXPERIMENT
     # other data than the shipped weights were trained on: the runner trains generators ("auto")
     assert "auto" in (tmp_path / "out" / "demo_grid.toml").read_text() and result.generators.startswith("trained")
-    assert calls[1][2] == str(tmp_path / "out" / "results" / "generators" / "liver")
+    assert calls[1][2] == str(tmp_path / "out" / "results" / "generators" / "liver" / "fold_0")  # fold 0 only
     assert result.cells == {"finished": 2, "skipped": 0, "failed": 1}
     for organ in ("liver", "pancreas", "kidney"):
         assert (tmp_path / "out" / "phantom" / organ / ".tumorbench_check.json").is_file()  # checked

@@ -191,9 +191,10 @@ def test_full_volume_larger_than_model_crop(trained):
     ct, label = make_case(5, shape=(40, 36, 44), tumor_radii=())
     out = _generator(trained[0])(ct[None], (label == 1)[None], SPACING, np.random.default_rng(0))
     assert out.ct_hu.shape == (1, 40, 36, 44) and out.tumor_mask[0].any()
-    start = out.params[0]["window_start"]
-    inside = np.zeros(ct.shape, bool)
-    inside[tuple(slice(s, s + 16) for s in start)] = True
+    inside = np.zeros(ct.shape, bool)  # ellipsoids farther apart than one crop get a window each
+    for start in out.params[0]["window_starts"]:
+        inside[tuple(slice(s, s + 16) for s in start)] = True
+    assert out.params[0]["window_start"] == out.params[0]["window_starts"][0]
     np.testing.assert_array_equal(out.ct_hu[0][~inside], ct[~inside])
 
 

@@ -6,7 +6,7 @@ import pytest
 from test_runner_fakes import make_fake_dataset, write_grid
 from benchmark.cell import cells_from_grid
 from benchmark.estimates import BASE_RAM_GB, HOST_BYTES_PER_VOXEL, IT_PER_S, estimate, print_estimates
-from benchmark.grid import load_grid
+from benchmark.grid import load_grid, parse_grid
 
 
 @pytest.fixture
@@ -43,7 +43,8 @@ def test_printed_table_totals_and_says_what_is_missing(grid, capsys):
 
 def test_epoch_iterations_count_the_regimes_training_cases(tmp_path):
     """One epoch = one pass over the cell's training scans: `real` counts the real-tumor CTs of the
-    training folds minus the inner validation split, `hu` adds the healthy CTs."""
+    training folds (all of them with the default final checkpoint, minus the inner validation split
+    with checkpoint_selection = "inner_val"), `hu` adds the healthy CTs."""
     from benchmark.data import Dataset
     from benchmark.data.splits import DEFAULT_SEED, add_inner_val
 
@@ -51,14 +52,16 @@ def test_epoch_iterations_count_the_regimes_training_cases(tmp_path):
     path = write_grid(tmp_path / "g.toml", {"liver": ds_dir}, "g", tmp_path / "res", regimes='["real", "hu"]')
     text = path.read_text().replace("epochs = 3", "epochs = 4\nbatch_size = 2")
     path.write_text(text.replace('preset = "tiny"', 'preset = "paper"'))  # paper: no iters_per_epoch
-    grid = load_grid(path)
-    rows = {r["cell"].regime: r["iterations"] for r in estimate(grid, cells_from_grid(grid, {"liver": "x"}))}
     ds = Dataset.open(ds_dir)
     fold = add_inner_val(ds.splits, ds.cases, DEFAULT_SEED)[0]
-    fit = [c for c in fold["train"] if c not in set(fold["inner_val"])]
-    labeled = sum(ds.cases.loc[c, "role"] == "labeled" for c in fit)
-    assert rows["real"] == 4 * -(-labeled // 2) and rows["hu"] == 4 * -(-len(fit) // 2)
-    assert rows["real"] < rows["hu"]
+    for selection, fit in (("final", fold["train"]),
+                           ("inner_val", [c for c in fold["train"] if c not in set(fold["inner_val"])])):
+        grid = load_grid(path) if selection == "final" else parse_grid(
+            f'checkpoint_selection = "{selection}"\n' + path.read_text(), path)
+        rows = {r["cell"].regime: r["iterations"] for r in estimate(grid, cells_from_grid(grid, {"liver": "x"}))}
+        labeled = sum(ds.cases.loc[c, "role"] == "labeled" for c in fit)
+        assert rows["real"] == 4 * -(-labeled // 2) and rows["hu"] == 4 * -(-len(fit) // 2), selection
+        assert rows["real"] < rows["hu"]
     assert not any("inner_val" in f for f in ds.splits)  # the dry run wrote nothing
 
 

@@ -31,12 +31,15 @@ def save(path, labels):
     nib.save(nib.Nifti1Image(labels.astype(np.uint8), np.diag([*SPACING, 1.0])), str(path))
 
 
-# case_id: (age, sex, reference, prediction)
-#   c1 <50 M  tumor 3^3 (216 mm^3, r 3.72, bin 0-5), predicted exactly       -> TP, DSC 1
+# case_id: (age, sex, reference, prediction); patient call = official rule (1 mm, 3x3x3 erosion, > 70 mm^3)
+#   c1 <50 M  tumor 3^3 (216 mm^3, r 3.72, bin 0-5), predicted exactly       -> lesion hit, DSC 1;
+#             patient FN: 6x6x6 mm eroded to 4x4x4 = 64 mm^3 <= 70
 #   c2 50s F  tumor 5^3 (1000 mm^3, r 6.20, bin 5-10), prediction organ only -> FN, DSC 0
-#   c3 60s M  healthy, prediction has a 2x2x3 tumor (12 voxels)              -> FP
+#   c3 60s M  healthy, prediction has a 2x2x3 tumor (12 voxels, 96 mm^3)     -> false-positive lesion;
+#             patient TN: 4x4x6 mm eroded to 2x2x4 = 16 mm^3
 #   c4 70+ F  healthy, clean prediction; organ predicted 2 slices short      -> TN
-#   c5 ?  ?   tumor 4^3 (512 mm^3, r 4.96, bin 0-5), predicted half (4x4x2)  -> TP, DSC 2/3
+#   c5 ?  ?   tumor 4^3 (512 mm^3, r 4.96, bin 0-5), predicted half (4x4x2)  -> TP (8x8x4 mm eroded to
+#             6x6x2 = 72 mm^3 > 70), DSC 2/3
 def build_cases():
     organ = organ_labels()
     short_organ = organ.copy()
@@ -89,8 +92,10 @@ def test_evaluate_folder_summary_equals_hand_computed_values(tiny):
         expected = surface_dice(*masks, SPACING)
         assert 0.0 < expected < 1.0 and per_case[case_id][f"{kind}_nsd"] == pytest.approx(expected, abs=1e-12)
 
-    assert summary["patient"] == {"sensitivity": pytest.approx(2 / 3), "specificity": 0.5,
-                                  "tp": 2, "fn": 1, "tn": 1, "fp": 1}
+    assert summary["patient"] == {"sensitivity": pytest.approx(1 / 3), "specificity": 1.0,
+                                  "tp": 1, "fn": 2, "tn": 2, "fp": 0}
+    assert [per_case[c]["pred_tumor_eroded_mm3"] for c in ("c1", "c2", "c3", "c4", "c5")] == [64, 0, 16, 0, 72]
+    assert per_case["c3"]["pred_tumor_components"] == 1 and per_case["c1"]["spacing"] == list(SPACING)
     assert summary["size_bins"]["0-5"] == {"n": 2, "detected": 2, "sensitivity": 1.0}
     assert summary["size_bins"]["5-10"] == {"n": 1, "detected": 0, "sensitivity": 0.0}
     assert summary["size_bins"]["20+"] == {"n": 0, "detected": 0, "sensitivity": None}
@@ -101,16 +106,22 @@ def test_evaluate_folder_summary_equals_hand_computed_values(tiny):
     assert per_case["c3"]["false_positives"][0]["volume_mm3"] == 96.0
 
     age, sex = summary["demographics"]["age"], summary["demographics"]["sex"]
-    assert age["<50"] == {"n": 1, "tumor_dsc": 1.0, "patient_sensitivity": 1.0, "patient_specificity": None}
-    assert age["50-59"] == {"n": 1, "tumor_dsc": 0.0, "patient_sensitivity": 0.0, "patient_specificity": None}
-    assert age["60-69"] == {"n": 1, "tumor_dsc": None, "patient_sensitivity": None, "patient_specificity": 0.0}
-    assert age["70+"] == {"n": 1, "tumor_dsc": None, "patient_sensitivity": None, "patient_specificity": 1.0}
-    assert sex["M"] == {"n": 2, "tumor_dsc": 1.0, "patient_sensitivity": 1.0, "patient_specificity": 0.0}
-    assert sex["F"] == {"n": 2, "tumor_dsc": 0.0, "patient_sensitivity": 0.0, "patient_specificity": 1.0}
+    def group(n, dsc, tumor_sens, n_lesions, patient_sens, patient_spec):
+        return {"n": n, "tumor_dsc": dsc, "tumor_sensitivity": tumor_sens, "n_lesions": n_lesions,
+                "patient_sensitivity": patient_sens, "patient_specificity": patient_spec}
+
+    assert age["<50"] == group(1, 1.0, 1.0, 1, 0.0, None)  # lesion hit, patient call negative (64 mm^3)
+    assert age["50-59"] == group(1, 0.0, 0.0, 1, 0.0, None)
+    assert age["60-69"] == group(1, None, None, 0, None, 1.0)
+    assert age["70+"] == group(1, None, None, 0, None, 1.0)
+    assert sex["M"] == group(2, 1.0, 1.0, 1, 0.0, 1.0)
+    assert sex["F"] == group(2, 0.0, 0.0, 1, 0.0, 1.0)
 
     flat = flat_metrics(summary)
     assert flat["sens_0_5"] == 1.0 and flat["sens_5_10"] == 0.0 and "sens_20_inf" not in flat
     assert flat["tumor_dsc_age_lt50"] == 1.0 and flat["sensitivity_sex_F"] == 0.0
+    # tumor-wise, as the report's Fig 14: c1's lesion is hit although its patient call is negative
+    assert flat["sensitivity_age_lt50"] == 1.0 and flat["sensitivity_sex_M"] == 1.0
 
 
 def test_evaluate_folder_subset_output_path_and_workers(tiny, tmp_path):
@@ -122,7 +133,8 @@ def test_evaluate_folder_subset_output_path_and_workers(tiny, tmp_path):
                                workers=2)
     assert parallel == summary and (tmp_path / "p.json").is_file()
     assert summary["mean"]["tumor_dsc"] is None and summary["early_sensitivity"] is None
-    assert summary["patient"]["sensitivity"] is None and summary["patient"]["specificity"] == 0.5
+    assert summary["patient"]["sensitivity"] is None and summary["patient"]["specificity"] == 1.0  # c3: 16 mm^3
+    assert (out / "per_case.csv").read_text().splitlines()[0].startswith("case_id,age,sex,has_tumor,pred_has_tumor")
 
 
 def test_missing_prediction_names_the_file_and_writes_nothing(tiny):

@@ -131,16 +131,22 @@ def test_fused_blend_equals_texture_times_scipy_blur(at_edge, exophytic):
     bands = tuple((b.starts, b.weights, b.widths) for b in (gaussian_band(n, s) for n, s in zip(shape, sigma)))
     out = ct.copy()
     reference = np.float32(40.0)
-    blend_box(out, organ, tumor, lo, lo + np.asarray(tumor_core.shape), bands, texture, gain, difference, exophytic,
+    # exophytic: the region of synthesis.exophytic (1 organ, 2 replaceable tissue, 0 bone/gas/other organ)
+    replaceable = ~organ & (rng.random(shape) > 0.2) if exophytic else np.zeros(shape, bool)
+    region = (organ.astype(np.uint8) + 2 * replaceable.astype(np.uint8)) if exophytic else organ
+    blend_box(out, region, tumor, lo, lo + np.asarray(tumor_core.shape), bands, texture, gain, difference, exophytic,
               reference)
     blur = ndimage.gaussian_filter(tumor.astype(np.float64), sigma)  # mode reflect, truncate 4
     value = np.clip(texture * gain, 0, 1)
     expected = np.where(organ, ct - value * blur * difference, ct)
     if exophytic:  # outside the organ: blend towards tumor tissue (reference HU darkened by the texture)
-        expected = np.where(~organ, ct + blur * (reference - value * difference - ct), expected)
+        expected = np.where(replaceable, ct + blur * (reference - value * difference - ct), expected)
     np.testing.assert_allclose(out, expected, atol=2e-4)
-    untouched = organ | (blur > 0) if exophytic else organ
+    untouched = organ | (replaceable & (blur > 0))
     assert (out[~untouched] == ct[~untouched]).all()
+    if exophytic:  # voxels that may not be replaced are not, however close to the tumor
+        spared = ~organ & ~replaceable & (blur > 0.5)
+        assert spared.any() and (out[spared] == ct[spared]).all()
 
 
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.8, 1.2, 2.5)])

@@ -64,3 +64,46 @@ def test_atomic_outputs_follow_the_umask_not_private_temp_modes(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
     assert stat.S_IMODE((tmp_path / "p.json").stat().st_mode) == 0o644
+
+
+def _record_fsyncs_and_renames(monkeypatch):
+    """Events ('fsync', path) / ('replace', target) in the order the io module makes them."""
+    import os
+
+    import tumorbench_common.io as io_mod
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", str(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(io_mod.os, "fsync", fsync)
+    monkeypatch.setattr(io_mod.os, "replace", replace)
+    return events
+
+
+def test_atomic_file_write_fsyncs_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    events = _record_fsyncs_and_renames(monkeypatch)
+    write_json_atomic(tmp_path / "out.json", {"a": 1})
+    renamed = events.index(("replace", str(tmp_path / "out.json")))
+    synced_files = [p for kind, p in events[:renamed] if kind == "fsync"]
+    assert len(synced_files) == 1 and synced_files[0].startswith(str(tmp_path / ".out.json.tmp-"))
+    assert ("fsync", str(tmp_path)) in events[renamed + 1:]
+
+
+def test_atomic_dir_fsyncs_every_file_before_the_rename_and_the_parent_after(tmp_path, monkeypatch):
+    events = _record_fsyncs_and_renames(monkeypatch)
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "sub").mkdir()
+        (tmp / "a.txt").write_text("a")
+        (tmp / "sub" / "b.txt").write_text("b")
+    renamed = events.index(("replace", str(tmp_path / "out")))
+    synced = {p.rsplit("/", 1)[-1] for kind, p in events[:renamed] if kind == "fsync"}
+    assert {"a.txt", "b.txt", "sub"} <= synced
+    assert ("fsync", str(tmp_path)) in events[renamed + 1:]

@@ -105,13 +105,13 @@ def test_detect_lesions_volumes_bins_detection_and_false_positives():
     ref = box_mask(shape, (2, 2, 2), (3, 3, 4))  # 36 vox = 288 mm^3, r 4.10 -> 0-5, hit
     ref |= box_mask(shape, (10, 2, 2), (6, 6, 6))  # 216 vox = 1728 mm^3, r 7.44 -> 5-10, missed
     ref |= box_mask(shape, (20, 20, 10), (10, 10, 10))  # 8000 mm^3, r 12.41 -> 10-15, hit
-    ref |= box_mask(shape, (2, 30, 2), (2, 2, 1))  # 4 voxels < min_voxels: ignored
+    ref |= box_mask(shape, (2, 30, 2), (2, 2, 1))  # 4 voxels = 32 mm^3 < 64 mm^3: ignored
     pred = box_mask(shape, (3, 3, 3), (1, 1, 3))  # 3 voxels overlapping lesion 1...
     pred |= box_mask(shape, (4, 3, 3), (2, 2, 2))  # ...connected to 8 more -> 11-voxel component
     pred |= box_mask(shape, (25, 25, 15), (10, 10, 10))  # overlaps lesion 3
     pred |= box_mask(shape, (2, 30, 20), (2, 2, 3))  # 12 voxels away from everything: FP
-    pred |= box_mask(shape, (35, 2, 2), (1, 1, 2))  # 2-voxel speck: ignored
-    found = detect_lesions(pred, ref, spacing, min_voxels=8)
+    pred |= box_mask(shape, (35, 2, 2), (1, 1, 2))  # 2-voxel speck (16 mm^3): ignored
+    found = detect_lesions(pred, ref, spacing, min_lesion_mm3=64.0)  # 8 voxels of 8 mm^3
     lesions = found["lesions"]
     assert [les["volume_mm3"] for les in lesions] == [288.0, 1728.0, 8000.0]
     for les in lesions:
@@ -125,19 +125,19 @@ def test_detect_lesions_volumes_bins_detection_and_false_positives():
     assert found["n_pred_components"] == 3
 
 
-def test_lesions_use_26_connectivity_and_min_voxels():
+def test_lesions_use_26_connectivity_and_min_lesion_mm3():
     ref = np.zeros((10, 10, 10), dtype=bool)
     ref[1:3, 1:3, 1:3] = True
     ref[3:5, 3:5, 3:5] = True  # touches the first block only at a corner
-    found = detect_lesions(np.zeros_like(ref), ref, (1, 1, 1), min_voxels=1)
+    found = detect_lesions(np.zeros_like(ref), ref, (1, 1, 1), min_lesion_mm3=1.0)
     assert len(found["lesions"]) == 1 and found["lesions"][0]["volume_mm3"] == 16.0
     assert not found["lesions"][0]["detected"]
-    assert detect_lesions(np.zeros_like(ref), ref, (1, 1, 1), min_voxels=17)["lesions"] == []
+    assert detect_lesions(np.zeros_like(ref), ref, (1, 1, 1), min_lesion_mm3=17.0)["lesions"] == []
 
 
 def test_tiny_prediction_overlap_does_not_count_as_detection():
     ref = box_mask((10, 10, 10), (2, 2, 2), (3, 3, 3))
-    pred = box_mask((10, 10, 10), (3, 3, 3), (1, 1, 1))  # 1 voxel, under min_voxels
-    found = detect_lesions(pred, ref, (1, 1, 1), min_voxels=8)
+    pred = box_mask((10, 10, 10), (3, 3, 3), (1, 1, 1))  # 1 voxel = 1 mm^3, under 8 mm^3
+    found = detect_lesions(pred, ref, (1, 1, 1), min_lesion_mm3=8.0)
     assert not found["lesions"][0]["detected"] and found["false_positives"] == []
-    assert detect_lesions(pred, ref, (1, 1, 1), min_voxels=1)["lesions"][0]["detected"]
+    assert detect_lesions(pred, ref, (1, 1, 1), min_lesion_mm3=1.0)["lesions"][0]["detected"]

@@ -45,9 +45,12 @@ def test_paper_grid_has_135_main_and_180_cross_organ_cells(paper):
     assert {c.regime for c in cross} == {"hu", "difftumor"}
     assert Counter((c.synth_source, c.organ) for c in cross) == {
         (s, t): 30 for s in ("liver", "pancreas", "kidney") for t in ("liver", "pancreas", "kidney") if s != t}
-    pancreas_from_liver = next(c for c in cross if c.organ == "pancreas" and c.synth_source == "liver"
-                               and c.regime == "difftumor")
-    assert pancreas_from_liver.generator_config()["checkpoint"].endswith("checkpoints/difftumor/liver")
+    pancreas_from_liver = [c for c in cross if c.organ == "pancreas" and c.synth_source == "liver"
+                           and c.regime == "difftumor" and c.backbone == "unet"]
+    # the source organ's checkpoint of the cell's own fold
+    assert {c.fold: c.generator_config()["checkpoint"][-len("liver/fold_0"):] for c in pancreas_from_liver} == {
+        k: f"liver/fold_{k}" for k in range(5)}
+    pancreas_from_liver = pancreas_from_liver[0]
     assert pancreas_from_liver.training_roles() == ("healthy",)
 
 
@@ -75,4 +78,5 @@ def test_paper_settings_reach_each_regimes_train_config(paper):
         assert config.window == (-175.0, 250.0) and config.crop_size == (96, 96, 96)
         assert (config.rot90_prob, config.shift_prob, config.pos_fraction) == (0.2, 0.15, 0.5)
     assert grid.evaluate["overlap"] == 0.75 and grid.evaluate["organ_postprocess"] is True
+    assert grid.evaluate["organ_filter"] == "reference" and grid.evaluate["patient_threshold_mm3"] == 70.0
     assert "Tables 1-3" not in grid.source

@@ -73,14 +73,21 @@ def test_no_test_fold_case_reaches_training_or_checkpoint_selection(ran):
         test = set(split["val"])
         assert used["test"][organ] == split["val"]  # reported on the test fold ...
         assert not test & (set(items["train"]) | set(items["val"]))  # ... which nothing else saw
-        assert items["val"] == split["inner_val"] and set(items["val"]) <= set(split["train"])
+        # default: the final checkpoint of a model trained on all its training folds (no inner split)
+        assert items["val"] == [] and used["selection"] == "final"
+        roles = set(used["roles"])
+        cases = Dataset.open(datasets[organ]).cases
+        assert items["train"] == [c for c in split["train"] if cases.loc[c, "role"] in roles]
 
 
 def test_cross_organ_cell_uses_the_source_generator_and_target_masks(ran):
     cells, datasets = ran
     generator = lambda key: json.loads((cells[key][1] / "train" / "generator.json").read_text())  # noqa: E731
-    assert generator(("pancreas", "hu", "liver"))["organ"] == "liver"  # pancreas target, liver's generator
+    # pancreas target: the pancreas geometry with the liver generator's weights/parameters
+    assert generator(("pancreas", "hu", "liver"))["organ"] == "pancreas"
+    assert generator(("pancreas", "hu", "liver"))["model_organ"] == "liver"
     assert generator(("pancreas", "hu", "pancreas"))["organ"] == "pancreas"
+    assert "model_organ" not in generator(("pancreas", "hu", "pancreas"))
     real_liver = cells[("liver", "real", "liver")][1]
     masks = json.loads((real_liver / "predictions" / "pancreas" / "organ_masks.json").read_text())
     pancreas = Dataset.open(datasets["pancreas"])

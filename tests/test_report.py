@@ -167,8 +167,9 @@ def _summary(grid, key, artifact="summary.json"):
 
 
 def test_paired_statistics_pool_folds(report):
-    """Δ, Wilcoxon p and CI come from per-case DSC of both test folds (recomputed here with scipy)."""
-    from scipy.stats import wilcoxon
+    """Δ, Wilcoxon p and CI come from per-case DSC of both test folds (recomputed here with scipy called
+    with the report's options: Pratt zeros, exact sign-flip distribution); Holm within organ × metric."""
+    from scipy.stats import PermutationMethod, wilcoxon
 
     grid = report["grid"]
     per_case = {r: {c["case_id"]: 100 * c["tumor_dsc"] for f in (0, 1)
@@ -181,11 +182,15 @@ def test_paired_statistics_pool_folds(report):
     row = [r for r in read_csv(report, "paired") if r["Organ"] == "liver" and r["Metric"] == "DSC"][0]
     assert (row["A"], row["B"], int(row["n cases"]), int(row["folds"])) == ("real", "difftumor", 4, 2)
     assert float(row["Δ B−A"]) == pytest.approx(diffs.mean())
-    assert float(row["Wilcoxon p"]) == pytest.approx(wilcoxon(a, b).pvalue)
+    exact = wilcoxon(a, b, zero_method="pratt", method=PermutationMethod(n_resamples=np.inf)).pvalue
+    assert float(row["Wilcoxon p"]) == pytest.approx(exact) and row["test"] == "exact"
     lo, hi = float(row["95% CI of Δ_lo"]), float(row["95% CI of Δ_hi"])
-    assert diffs.min() - 1e-9 <= lo <= diffs.mean() <= hi <= diffs.max() + 1e-9
-    family = [float(r["Wilcoxon p"]) for r in read_csv(report, "paired") if r["Wilcoxon p"]]
-    assert float(row["Holm p"]) == pytest.approx(min(1.0, len(family) * float(row["Wilcoxon p"])))
+    assert lo <= diffs.mean() <= hi
+    # one comparison per organ × metric family here (one backbone, one pair): Holm p = raw p, not
+    # multiplied by the 4 rows of the whole table
+    family = [r for r in read_csv(report, "paired") if r["Holm family"] == "liver · DSC" and r["Wilcoxon p"]]
+    assert len(family) == 1 and float(row["Holm p"]) == pytest.approx(float(row["Wilcoxon p"]))
+    assert "Holm families (Holm within each family organ × metric" in report["html"]
 
 
 def test_no_per_fold_only_comparison(report):
@@ -194,7 +199,7 @@ def test_no_per_fold_only_comparison(report):
 
     assert not hasattr(reports.tables, "table7") and "table7" not in report["tables"]
     with_p = [k for k, t in report["tables"].items() if any(h.endswith(" p") or h.startswith("p ") for h in t["head"])]
-    assert with_p == ["paired"]
+    assert with_p == ["paired", "detection_paired"]
     assert all("Fold" not in report["tables"][k]["head"] for k in with_p)
 
 
@@ -246,12 +251,12 @@ def test_detection_counts_pool_summaries(report):
     # real-regime models miss tumors in even-numbered cases and flag a false positive in c5
     tumor_cases = [c for f in CASES.values() for c in f if c not in ("c2", "c5")]
     missed = [c for c in tumor_cases if int(c[1:]) % 2 == 0]
-    assert float(rows[0]["TP/(TP+FN)_k"]) == len(tumor_cases) - len(missed)
-    assert int(rows[0]["TP/(TP+FN)_n"]) == len(tumor_cases)
+    assert float(rows[0]["TP/(TP+FN), rule call_k"]) == len(tumor_cases) - len(missed)
+    assert int(rows[0]["TP/(TP+FN), rule call_n"]) == len(tumor_cases)
     assert (float(rows[0]["TN/(TN+FP)_k"]), int(rows[0]["TN/(TN+FP)_n"])) == (1, 2)
-    assert float(rows[0]["sensitivity"]) == pytest.approx(100 * 2 / 4)
+    assert float(rows[0]["sensitivity, rule call"]) == pytest.approx(100 * 2 / 4)
     diff = [r for r in read_csv(report, "fig10_patient") if r["Organ"] == "liver" and r["Regime"] == "difftumor"][0]
-    assert (float(diff["TN/(TN+FP)_k"]), float(diff["specificity"])) == (2.0, 100.0)  # no false positive
+    assert (float(diff["TN/(TN+FP)_k"]), float(diff["specificity, rule call"])) == (2.0, 100.0)  # no false positive
     bins = {r["Radius (mm)"]: r for r in read_csv(report, "fig10_size_bins")
             if r["Organ"] == "liver" and r["Regime"] == "difftumor"}
     assert int(bins["0-5"]["hits/n_n"]) + int(bins["5-10"]["hits/n_n"]) == int(bins["all"]["hits/n_n"]) == len(tumor_cases)
@@ -302,6 +307,28 @@ def test_tables_written_as_csv_and_latex(report):
     assert r"\textit{62.3}" in (folder / "table4_liver.tex").read_text()
 
 
+def test_latex_captions_and_header_name_every_test(report):
+    """Every .tex is a table float with its caption; the paired tables' captions define the tests and
+    the Holm families are printed under them (text, not % comments); the header states the plan."""
+    from reports import plan
+
+    folder = report["index"].parent / "tables"
+    for key in report["tables"]:
+        tex = (folder / f"{key}.tex").read_text()
+        assert r"\caption{" in tex and tex.index(r"\caption{") < tex.index(r"\begin{tabular}"), key
+    paired = (folder / "paired.tex").read_text()
+    caption = paired[paired.index(r"\caption{"):paired.index(r"\label")]
+    for words in ("Wilcoxon signed-rank", "Pratt's zero method", "exact null distribution", "studentized",
+                  "10,000", "Holm within each family organ"):
+        assert words in caption, words
+    assert "Holm families (" in paired and "% Holm" not in paired
+    detection = (folder / "detection_paired.tex").read_text()
+    assert "exact McNemar" in detection[:detection.index(r"\label")] and "Holm families (" in detection
+    html = report["html"]
+    assert html.count("Holm families (") == 2  # under both tables that adjust
+    assert plan.PLAN_LINE in html and plan.seeds_sentence(2) in html  # pancreas real has 2 seeds
+
+
 def test_cli_errors_write_nothing(report, tmp_path, capsys):
     from benchmark.cli import main
 
@@ -315,6 +342,8 @@ def test_cli_errors_write_nothing(report, tmp_path, capsys):
     assert not (tmp_path / "y").exists()
     assert main(["report", "--tracking-uri", uri, "--realism", str(tmp_path / "nope"), "--out", str(tmp_path / "z")]) == 2
     assert "folder not found" in capsys.readouterr().err and not (tmp_path / "z").exists()
+    assert main(["report", "--tracking-uri", uri, "--n-boot", "50", "--out", str(tmp_path / "b")]) == 2
+    assert "--n-boot 50: expected at least 1000" in capsys.readouterr().err and not (tmp_path / "b").exists()
 
 
 def test_atomic_output_keeps_old_report_on_failure(report, tmp_path, monkeypatch):

@@ -10,8 +10,8 @@ from reports.palette import PALETTE, fmt_ci, fmt_p, fmt_pct, fmt_range, fmt_rati
 from reports.paper import load_paper_results
 from reports.provenance import grid_axes
 from reports.qualitative import best_slice, disagreement
-from reports.stats import (bootstrap_mean_ci, holm, mean_sd, paired_comparison, rank_stability, wilcoxon_p,
-                           wilson_ci)
+from reports.bootstrap import paired_difference, rank_stability
+from reports.stats import holm, holm_by_family, mean_sd, wilcoxon_signed_rank, wilson_ci
 from reports.table_model import Column, ReportTable
 
 
@@ -76,33 +76,24 @@ def test_mean_sd_sample_sd():
     assert math.isnan(mean_sd([5.0])[1]) and all(math.isnan(v) for v in mean_sd([]))
 
 
-def test_paired_comparison_matches_hand_computation():
-    from scipy.stats import wilcoxon
-
-    a = {"c1": 50.0, "c2": 60.0, "c3": 70.0, "c4": 40.0, "c5": 55.0, "only_a": 1.0}
-    b = {"c1": 58.0, "c2": 61.0, "c3": 79.0, "c4": 48.0, "c5": 54.0, "only_b": 99.0}
-    cmp = paired_comparison(a, b, np.random.default_rng(0), n_boot=500)
+def test_paired_difference_matches_hand_computation():
+    a = np.array([50.0, 60.0, 70.0, 40.0, 55.0])
+    b = np.array([58.0, 61.0, 79.0, 48.0, 54.0])
+    cmp = paired_difference(a, b, np.random.default_rng(0), n_boot=500)
     assert cmp.n == 5 and cmp.mean_diff == pytest.approx((8 + 1 + 9 + 8 - 1) / 5)
-    assert cmp.p_value == pytest.approx(wilcoxon([50, 60, 70, 40, 55], [58, 61, 79, 48, 54]).pvalue)
-    assert -1.0 <= cmp.ci[0] <= cmp.mean_diff <= cmp.ci[1] <= 9.0
-    again = paired_comparison(a, b, np.random.default_rng(0), n_boot=500)
+    # diffs 8, 1, 9, 8, -1: Pratt ranks (no zeros) 3.5, 1.5, 5, 3.5, 1.5; T- = 1.5 -> P(T- <= 1.5) = 3/32
+    assert cmp.p_value == pytest.approx(6 / 32) and cmp.test == "exact"
+    assert cmp.ci[0] <= cmp.mean_diff <= cmp.ci[1]
+    again = paired_difference(a, b, np.random.default_rng(0), n_boot=500)
     assert again.ci == cmp.ci  # seeded
 
 
-def test_paired_bootstrap_ci_and_wilcoxon_by_hand():
-    """diffs 0,0,0,0,10,10,10,10: a bootstrap mean is 10·Binomial(8, 1/2)/8, with P(<= 0) = 1/256 <
-    2.5 % < P(<= 10/8) = 9/256, so the 95 % percentile CI is [10/8, 70/8] (a 90 % CI would start at
-    20/8). Wilcoxon: 4 non-zero diffs, all positive -> exact two-sided p = 2/2^4 = 0.125."""
-    a = {f"c{i}": v for i, v in enumerate([50.0, 60.0, 70.0, 40.0, 30.0, 20.0, 10.0, 80.0])}
-    b = {k: v + (10.0 if i >= 4 else 0.0) for i, (k, v) in enumerate(a.items())}
-    cmp = paired_comparison(a, b, np.random.default_rng(1), n_boot=20000)
-    assert cmp.n == 8 and cmp.mean_diff == pytest.approx(5.0)
-    assert cmp.ci == pytest.approx((10 / 8, 70 / 8))
-    assert cmp.p_value == pytest.approx(0.125)
-    # diffs 1..5 and -6: W- = 6; subsets of {1..6} with rank sum <= 6: 14 of 64 -> p = 2 * 14 / 64
-    assert wilcoxon_p(np.zeros(6), np.array([1.0, 2, 3, 4, 5, -6])) == pytest.approx(28 / 64)
-    # five pairs all in one direction: the smallest two-sided p there is (the issue's per-fold floor)
-    assert wilcoxon_p(np.zeros(5), np.arange(1.0, 6.0)) == pytest.approx(2 / 32)
+def test_wilcoxon_exact_p_values_by_hand():
+    """Exact sign-flip p-values (Pratt): 4 zeros + 4 equal positive diffs -> 2/2^4; diffs 1..5 and -6:
+    W- = 6, subsets of {1..6} with rank sum <= 6: 14 of 64; five pairs one way: the 2/32 floor."""
+    assert wilcoxon_signed_rank([0, 0, 0, 0, 10, 10, 10, 10]).p_value == pytest.approx(0.125)
+    assert wilcoxon_signed_rank([1.0, 2, 3, 4, 5, -6]).p_value == pytest.approx(28 / 64)
+    assert wilcoxon_signed_rank(np.arange(1.0, 6.0)).p_value == pytest.approx(2 / 32)
 
 
 def test_holm_on_a_known_vector():
@@ -139,9 +130,9 @@ def test_rank_stability_counts_bootstrap_winners():
 
 
 def test_stats_undefined_cases_are_nan():
-    assert math.isnan(wilcoxon_p(np.array([1.0, 2.0]), np.array([1.0, 2.0])))
-    assert all(math.isnan(v) for v in bootstrap_mean_ci(np.array([3.0]), np.random.default_rng(0)))
-    assert paired_comparison({"a": 1.0}, {"b": 2.0}, np.random.default_rng(0)).n == 0
+    assert math.isnan(wilcoxon_signed_rank([0.0, 0.0]).p_value)
+    assert all(math.isnan(v) for v in paired_difference([1.0], [4.0], np.random.default_rng(0)).ci)
+    assert paired_difference(np.zeros((1, 0)), np.zeros((1, 0)), np.random.default_rng(0)).n == 0
 
 
 def test_table_csv_latex_and_missing():
@@ -184,8 +175,8 @@ def test_disagreement_ranks_detection_splits_highest():
 
 
 def test_paired_table_every_pair_any_regime_names_seeds_averaged():
-    """3 regimes (one a plug-in name) x 2 organs x 2 metrics -> 12 comparisons, one Holm family;
-    a case's two seeds are averaged before pairing (no pseudo-replication)."""
+    """3 regimes (one a plug-in name) x 2 organs x 2 metrics -> 12 comparisons, Holm within organ x
+    metric (4 families of 3); a case's two seeds are averaged before pairing (no pseudo-replication)."""
     import pandas as pd
 
     from reports.inference import paired_table
@@ -205,8 +196,12 @@ def test_paired_table_every_pair_any_regime_names_seeds_averaged():
     table = paired_table(frame, seed=0, n_boot=200)
     assert len(table.rows) == 12
     assert {(r[3], r[4]) for r in table.rows} == {("real", "hu"), ("real", "my_generator"), ("hu", "my_generator")}
-    assert [r[10] for r in table.rows] == pytest.approx(holm([r[9] for r in table.rows]))
+    assert [r[11] for r in table.rows[:3]] == ["liver · DSC"] * 3
+    assert [r[12] for r in table.rows] == pytest.approx(holm_by_family([r[9] for r in table.rows],
+                                                                       [r[11] for r in table.rows]))
+    assert table.rows[0][12] == pytest.approx(holm([r[9] for r in table.rows[:3]])[0])
     row = next(r for r in table.rows if r[:5] == ["liver", "unet", "DSC", "real", "my_generator"])
     mine = frame[(frame.organ == "liver") & (frame.regime == "my_generator")].groupby("case_id").tumor_dsc.mean()
     real = frame[(frame.organ == "liver") & (frame.regime == "real")].set_index("case_id").tumor_dsc
-    assert row[7] == pytest.approx(100 * (mine - real).mean()) and row[11] == 8 and row[12] == 2
+    assert row[7] == pytest.approx(100 * (mine - real).mean()) and row[13] == 8 and row[14] == 2
+    assert row[15] == "1/2" and "Holm families (" in " ".join(table.notes) and "liver · DSC: 3 tests" in " ".join(table.notes)

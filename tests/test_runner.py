@@ -204,32 +204,32 @@ def test_slurm_parameters_reach_the_sbatch_script(tmp_path, monkeypatch):
     assert ex._executor.parameters["array_parallelism"] == 3
 
 
-def test_difftumor_auto_checkpoints_are_trained_once_per_organ(setup, monkeypatch):
+def test_difftumor_auto_checkpoints_are_trained_per_organ_and_fold(setup, monkeypatch):
+    """Each fold's cells get generators (autoencoder included) trained on that fold only."""
     import sys
     import types
 
     grid, uri, tmp = setup
     calls = []
 
-    def fake_tiny_autoencoder(dataset_dir, out_dir, *, device="cpu", progress=True):
-        calls.append(("autoencoder", Path(dataset_dir).name))
-        return Path(out_dir) / "autoencoder.pt"
-
-    def fake_train_tiny_generators(dataset_dir, out_dir, organ=None, device="cpu", *, progress=True,
+    def fake_train_tiny_generators(dataset_dir, out_dir, organ=None, device="cpu", *, fold=None, progress=True,
                                    autoencoder=None):
-        calls.append((Path(dataset_dir).name, organ, Path(autoencoder).parent.name))
+        calls.append((Path(dataset_dir).name, organ, fold, autoencoder))
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         return Path(out_dir)
 
     monkeypatch.setitem(sys.modules, "benchmark.generators", types.SimpleNamespace(
-        train_tiny_generators=fake_train_tiny_generators, tiny_autoencoder=fake_tiny_autoencoder))
+        train_tiny_generators=fake_train_tiny_generators))
     text = grid.read_text().replace('regimes = ["real", "hu"]', 'regimes = ["difftumor"]')
     grid.write_text(text + '\n[generators.difftumor]\ncheckpoints = "auto"\n')
     outcomes = _run(grid, uri)  # two folds, one organ
-    assert [o.status for o in outcomes] == ["finished", "finished"] and calls == [("autoencoder", "liver"),
-                                                                                ("liver", "liver", "shared")]
-    used = json.loads(next((tmp / "results").glob("liver/unet/difftumor/fold_0__*/train/generator.json")).read_text())
-    assert used["name"] == "difftumor" and used["checkpoint"] == str(tmp / "results" / "generators" / "liver")
+    assert [o.status for o in outcomes] == ["finished", "finished"]
+    assert calls == [("liver", "liver", 0, None), ("liver", "liver", 1, None)]  # own autoencoder per fold
+    for fold in (0, 1):
+        folder = next((tmp / "results").glob(f"liver/unet/difftumor/fold_{fold}__*"))
+        used = json.loads((folder / "train" / "generator.json").read_text())
+        assert used["name"] == "difftumor"
+        assert used["checkpoint"] == str(tmp / "results" / "generators" / "liver" / f"fold_{fold}")
     assert cell_runs(uri, "exp")["params.generator.checkpoint"].tolist() == ["auto", "auto"]
 
 

@@ -49,7 +49,7 @@ def val_dsc(lr: float, epoch: int) -> float:
 
 
 def fake_train(config, train_items, val_items, out_dir, *, generator=None, device="cpu",
-               report=None, log_metrics=None, progress=True, cache_dir=None):
+               report=None, log_metrics=None, progress=True, cache_dir=None, before_write=None):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     last = out_dir / "last.pt"
@@ -67,6 +67,8 @@ def fake_train(config, train_items, val_items, out_dir, *, generator=None, devic
         dsc = val_dsc(config.lr, epoch)
         if log_metrics:
             log_metrics({"train_loss": 1 - dsc, "val_tumor_dsc": dsc, "val_organ_dsc": 0.9, "lr": config.lr}, epoch)
+        if before_write:
+            before_write()
         last.write_text(json.dumps({"epoch": epoch, "n_train": len(train_items)}))
         if report:
             report(epoch, dsc)
@@ -75,7 +77,7 @@ def fake_train(config, train_items, val_items, out_dir, *, generator=None, devic
 
 
 def fake_predict(ckpt_path, items, out_dir, *, device="cpu", overlap=0.75, organ_postprocess=True, organ_masks=None,
-                 progress=True):
+                 margin_mm=0.0, progress=True):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -86,7 +88,8 @@ def fake_predict(ckpt_path, items, out_dir, *, device="cpu", overlap=0.75, organ
     return paths
 
 
-def fake_evaluate(pred_dir, dataset, case_ids=None, out=None, progress=True):
+def fake_evaluate(pred_dir, dataset, case_ids=None, out=None, progress=True, min_lesion_mm3=8.0,
+                  patient_threshold_mm3=70.0):
     """Summary in the contract's shape; sensitivity = n cases / (n cases + 1)."""
     n = len(case_ids)
     files = sorted(p.name for p in Path(pred_dir).glob("*.nii.gz"))

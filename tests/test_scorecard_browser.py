@@ -38,6 +38,9 @@ def test_pages_load_without_errors_and_images_load(cards_dir, browser, page):
     assert [src for src, ok in images if not ok] == []
     if page.startswith("hu/"):
         assert [src for src, _ in images] == ["img/fidelity.png"]
+        row = browser.js("Array.prototype.map.call(document.querySelector('table[data-table=\"downstream\"]')"
+                         ".tBodies[0].rows[0].cells, function (td) { return td.textContent; })")
+        assert row[:6] == ["unet", "DSC", "60.0", "62.5", "+2.5", "[-1.0, +6.0]"] and "liver × DSC" in row
     assert browser.js("Array.prototype.every.call(document.querySelectorAll('table.sortable thead th'),"
                       "function (th) { return th.querySelector('button.sort') !== null; })")
 

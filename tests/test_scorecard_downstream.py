@@ -22,11 +22,13 @@ def test_downstream_is_the_reports_paired_comparison_real_vs_generator(fake_grid
     experiment, per_case = load_per_case(grid["experiment"], grid["uri"])
     assert experiment == "fake_grid"
     section = downstream_section(per_case, experiment, "difftumor", "liver", seed=0, n_boot=200)
-    report_rows = [r for r in paired_table(per_case, 0, 200).rows if r[0] == "liver" and r[4] == "difftumor"]
+    table = paired_table(per_case, 0, 200)
+    names = [c.name for c in table.columns]
+    report_rows = [dict(zip(names, r)) for r in table.rows if r[0] == "liver" and r[4] == "difftumor"]
     assert [(r["metric"], r["a"], r["b"]) for r in section["rows"]] == [("DSC", "real", "difftumor"),
                                                                         ("NSD", "real", "difftumor")]
     for row, expected in zip(section["rows"], report_rows):
-        assert row["delta"] == pytest.approx(expected[7]) and row["p_holm"] == pytest.approx(expected[10])
+        assert row["delta"] == pytest.approx(expected["Δ B−A"]) and row["p_holm"] == pytest.approx(expected["Holm p"])
         assert row["delta"] == pytest.approx(row["mean_b"] - row["mean_a"]) and row["n_cases"] > 0
         assert row["ci"][0] <= row["delta"] <= row["ci"][1]
     missing = downstream_section(per_case, experiment, "hu", "liver", n_boot=200)

@@ -118,23 +118,92 @@ def _job_of(results: Path, timeout=300) -> str:
     raise AssertionError("the cell never started training")
 
 
+def _signal_steps(task: str) -> None:
+    """What Slurm does ``signal_delay_s`` before the time limit (``--signal=USR2@N``, no ``B:``) and
+    on preemption: USR2 to every process of the task's job steps, not to the batch shell."""
+    subprocess.run(["scancel", "--signal=USR2", task], check=True)
+
+
+def _signal_each_cell_once(roots: list[Path], n_cells: int, timeout=600) -> int:
+    """Signal each cell's array task once, when the cell trained past epoch 1 and its task runs
+    (the fake trainer writes its task id); returns how many were signalled."""
+    signalled: set[Path] = set()
+    start = time.monotonic()
+    while len(signalled) < n_cells and time.monotonic() - start < timeout:
+        for train in (t for root in roots for t in (root / "results").rglob("train") if t not in signalled):
+            last, task = train / "last.pt", train / "task.txt"
+            if not (last.is_file() and last.stat().st_size and task.is_file()):
+                continue
+            state = subprocess.run(["squeue", "-h", "-j", task.read_text(), "-o", "%T"], capture_output=True,
+                                   text=True).stdout.strip()
+            if json.loads(last.read_text())["epoch"] >= 1 and state == "RUNNING":
+                _signal_steps(task.read_text())
+                signalled.add(train)
+        time.sleep(0.2)
+    return len(signalled)
+
+
 @pytest.mark.slurm
-def test_job_signalled_at_time_limit_is_requeued_into_the_same_run(slurm_cluster, tmp_path):
-    epochs = 8
-    grid, uri = _grid(tmp_path, epochs=epochs, folds="[0]"), fresh_tracking_uri(tmp_path)
-    grid.write_text(grid.read_text().replace('regimes = ["real", "hu"]', 'regimes = ["hu"]'))
-    driver = _drive(grid, uri, "slurm", SLOW_EPOCH_S="1.0")
-    job = _job_of(tmp_path / "results")
-    # what Slurm sends signal_delay_s before the time limit (and on preemption): USR2 to the step
-    subprocess.run(["scancel", "--signal=USR2", job], check=True)
+def test_array_tasks_signalled_at_time_limit_are_requeued_into_the_same_runs_every_time(slurm_cluster, tmp_path):
+    """The time-limit scenario three times over, at once: three drivers, each a 2-cell array
+    (oversubscribed on this 2-CPU node so the six tasks run together); every task gets the signal
+    mid-cell. Each driver (polling squeue every 2 s, so a brief absence around the requeue is seen)
+    waits for its requeued tasks and exits 0; each cell finishes in its one MLflow run, resumed
+    once, every epoch logged once."""
+    epochs, roots, drivers, uris = 8, [tmp_path / f"repeat{i}" for i in range(3)], [], []
+    for root in roots:
+        grid, uri = _grid(root, epochs=epochs, folds="[0]"), fresh_tracking_uri(root)
+        grid.write_text(grid.read_text() + "additional_parameters = {oversubscribe = true}\n")
+        drivers.append(_drive(grid, uri, "slurm", SLOW_EPOCH_S="1.0", TUMORBENCH_SQUEUE_EVERY_S="2"))
+        uris.append(uri)
+    assert _signal_each_cell_once(roots, 6) == 6
+    for root, driver, uri in zip(roots, drivers, uris):
+        statuses, err = _finish(driver)
+        assert statuses == ["finished"] * 2, (root.name, err[-2000:])
+        runs = cell_runs(uri, "exp")
+        assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}, root.name  # no duplicate run
+        assert list(runs["tags.resumed"]) == ["1", "1"], root.name
+        for starts in _starts(root / "results").values():
+            assert len(starts) == 2 and 0 < starts[1] < epochs, (root.name, starts)  # resumed mid-cell
+        for run_id in runs["run_id"]:
+            _epochs_once(uri, run_id, epochs)  # no epoch lost, none twice
+
+
+@pytest.mark.slurm
+def test_real_trainer_with_dataloader_workers_is_requeued_once_and_finishes(slurm_cluster, tmp_path):
+    """The real trainer (tiny preset, a phantom liver, num_workers = 2) signalled mid-training the
+    way Slurm does: only the training process handles the signal (one "Caught signal", one requeue;
+    the workers ignore it), the cell resumes in its one MLflow run and logs every epoch once."""
+    from benchmark.data import generate_phantom_dataset
+    from test_runner_fakes import write_grid
+
+    epochs = 6
+    data = tmp_path / "phantom" / "liver"
+    generate_phantom_dataset(data, "liver", n_cases=10, seed=3, shape=(64, 56, 40), progress=False)
+    grid = write_grid(tmp_path / "grid.toml", {"liver": data}, "exp", tmp_path / "results", regimes='["real"]',
+                      extra="\n[evaluate]\noverlap = 0.25\npreviews = 0\ncross_organ = false\n" + SLURM_TABLE)
+    grid.write_text(grid.read_text().replace("epochs = 3", f"epochs = {epochs}\niters_per_epoch = 2\nval_every = 3\n"
+                                             "batch_size = 1\nnum_workers = 2").replace("[16, 16, 16]", "[32, 32, 32]"))
+    uri = fresh_tracking_uri(tmp_path)
+    driver = _drive(grid, uri, "slurm", CLUSTER_STAGES="real", TUMORBENCH_SQUEUE_EVERY_S="2")
+    last = tmp_path / "results"
+    start = time.monotonic()
+    while not any(last.rglob("train/last.pt")):  # epoch 1 done: mid-training with 5 epochs to go
+        assert time.monotonic() - start < 600 and driver.poll() is None, "the cell never trained an epoch"
+        time.sleep(0.2)
+    job = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i"], capture_output=True, text=True).stdout.split()[0]
+    _signal_steps(job)
     statuses, _ = _finish(driver)
     assert statuses == ["finished"]
+    log = (tmp_path / "results" / ".submitit" / f"{job}_0_log.out").read_text()  # submitit logs all levels here
+    assert log.count("Caught signal SIGUSR2") == 1 and log.count("Requeued job") == 1, log[-3000:]
+    assert "DataLoader worker" not in log
     runs = cell_runs(uri, "exp")
-    assert len(runs) == 1 and runs["status"][0] == "FINISHED"  # no duplicate run
-    assert runs["tags.resumed"][0] == "1"
-    starts = next(iter(_starts(tmp_path / "results").values()))
-    assert len(starts) == 2 and 0 < starts[1] < epochs  # resumed mid-cell from its checkpoint
-    _epochs_once(uri, runs["run_id"][0], epochs)  # no epoch lost, none twice
+    assert len(runs) == 1 and runs["status"][0] == "FINISHED" and runs["tags.resumed"][0] == "1"
+    from benchmark import tracking
+
+    steps = Counter(m.step for m in tracking.client_for(uri).get_metric_history(runs["run_id"][0], "train_loss"))
+    assert sorted(steps.items()) == [(e, 1) for e in range(1, epochs + 1)], steps  # every epoch once
 
 
 @pytest.mark.slurm

@@ -208,3 +208,91 @@ def test_hu_generator_plugs_into_the_pipeline(items):
     low, high = cfg.window
     before = np.clip((plan.ct_hu[tumor] - low) / (high - low), 0, 1)
     assert batch["image"][:, 0].numpy()[tumor].mean() < before.mean()  # hypo-attenuating
+
+
+def test_best_is_written_after_the_metrics_and_last(items, tmp_path, monkeypatch):
+    import os
+
+    train_items, val_items = items
+    events = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if str(dst).endswith(".pt"):
+            events.append(os.path.basename(dst))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    train(_config(epochs=2, val_every=2), train_items, val_items, tmp_path, progress=False,
+          log_metrics=lambda m, e: events.append(f"log {e}"))
+    # epoch 2 validates and is the best: metrics, then last.pt (its predecessor kept), then best.pt
+    assert events == ["log 1", "last.pt", "log 2", "last.prev.pt", "last.pt", "best.pt"]
+    assert torch.load(tmp_path / "last.prev.pt", weights_only=True)["epoch"] == 1
+
+
+def test_truncated_last_falls_back_to_its_predecessor(items, tmp_path):
+    train_items, val_items = items
+    full = train(_config(), train_items, val_items, tmp_path / "full", progress=False)
+    with pytest.raises(Killed):
+        train(_config(), train_items, val_items, tmp_path / "crashed", log_metrics=kill_at(3), progress=False)
+    last = tmp_path / "crashed" / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a node crash mid-write
+    with pytest.warns(RuntimeWarning, match=r"last\.pt: cannot read checkpoint.*predecessor .*last\.prev\.pt \(epoch 1\)"):
+        resumed = train(_config(), train_items, val_items, tmp_path / "crashed", progress=False)
+    assert resumed.resumed_from_epoch == 1 and resumed.history == full.history
+    # the broken file is set aside, so the predecessor kept now is a good one (epoch 2), not it
+    assert torch.load(tmp_path / "crashed" / "last.prev.pt", weights_only=True)["epoch"] == 2
+    assert (tmp_path / "crashed" / "last.corrupt.pt").is_file()
+    full_w, resumed_w = _weights(full.last_ckpt), _weights(resumed.last_ckpt)
+    assert all(torch.equal(full_w[k], resumed_w[k]) for k in full_w)
+
+
+def test_crash_before_best_is_written_is_repaired_from_last(items, tmp_path, monkeypatch):
+    import models.trainer as trainer
+
+    train_items, val_items = items
+    real_copy = trainer.copy_atomic
+
+    def crash_on_best(source, target):
+        if str(target).endswith("best.pt"):
+            raise Killed("node crash before best.pt")
+        return real_copy(source, target)
+
+    monkeypatch.setattr(trainer, "copy_atomic", crash_on_best)
+    with pytest.raises(Killed):
+        train(_config(epochs=2, val_every=2), train_items, val_items, tmp_path, progress=False)
+    assert not (tmp_path / "best.pt").exists()
+    monkeypatch.undo()
+    with pytest.warns(RuntimeWarning, match="restored from .*last.pt"):
+        result = train(_config(epochs=2, val_every=2), train_items, val_items, tmp_path, progress=False)
+    best = torch.load(result.best_ckpt, weights_only=True)
+    assert best["epoch"] == best["best"]["epoch"] == 2
+    assert all(torch.equal(v, _weights(result.last_ckpt)[k]) for k, v in best["model"].items())
+
+
+def test_unreadable_last_and_predecessor_give_one_error_naming_both(tmp_path):
+    from models.checkpoint import load_latest
+
+    assert load_latest(tmp_path / "last.pt") is None  # nothing to resume
+    (tmp_path / "last.pt").write_bytes(b"PK\x03\x04 torn")
+    (tmp_path / "last.prev.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"last\.pt: cannot read checkpoint.*last\.prev\.pt: cannot read checkpoint"
+                                         r".*delete them to start over"):
+        load_latest(tmp_path / "last.pt")
+
+
+def test_before_write_stops_training_before_the_next_checkpoint(items, tmp_path):
+    """The runner's lease check: once it raises (the cell was taken over while epoch 2 was being
+    logged), neither last.pt nor best.pt of epoch 2 is written."""
+    train_items, val_items = items
+    lost = []
+
+    def before_write():
+        if lost:
+            raise Killed("lease lost")
+
+    with pytest.raises(Killed):
+        train(_config(epochs=2, val_every=1), train_items, val_items, tmp_path, progress=False,
+              before_write=before_write, log_metrics=lambda m, e: lost.append(e) if e == 2 else None)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["epoch"] == 1

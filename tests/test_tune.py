@@ -54,7 +54,8 @@ def test_three_trials_prune_and_log_nested_runs(grid, tmp_path):
     assert sorted(trials["status"]) == ["FINISHED", "FINISHED", "KILLED"]
     assert set(trials[trials["status"] == "KILLED"]["tags.stopped"]) == {"TrialPruned"}
     snippet = (result.folder / "best_params.toml").read_text()
-    assert "[train]\nlr = 0.001\n" in snippet and "[generators.hu]\nsize_probs = [0.5, 0.5, 0.0, 0.0]" in snippet
+    assert ('[tuned."organ=liver,backbone=unet,regime=hu,fold=0"]\nlr = 0.001\n'
+            '"generator.size_probs" = [0.5, 0.5, 0.0, 0.0]\n') in snippet
     assert (result.folder / "history.png").is_file() and (result.folder / "trials.csv").is_file()
     # nothing to do when the study already holds its trials: no new runs
     _tune(grid, tmp_path, 3)

@@ -1,7 +1,10 @@
 """Atomic file writing and NIfTI reading with clear errors (nothing half-written).
 
 The one home of atomic writes for every layer (synthesis, models, reports, benchmark): a writer
-fills a temp file/folder next to the target, which is renamed onto it only on success.
+fills a temp file/folder next to the target, which is renamed onto it only on success. Durable
+across a node crash: the temp file (every file of a temp folder) is fsynced before the rename and
+the parent folder after it, so after a power loss the target is the old or the complete new one,
+never a renamed but empty/truncated file (what ext4/XFS/NFS may otherwise leave).
 """
 from __future__ import annotations
 
@@ -27,6 +30,26 @@ def _apply_umask(path: Path, mode: int) -> None:
     os.chmod(path, mode & ~_umask())
 
 
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a file's data (or a folder's entries) to stable storage."""
+    is_dir = Path(path).is_dir()
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if is_dir else 0))
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not is_dir:  # some filesystems refuse fsync on folders (EINVAL): nothing more to do there
+            raise
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for folder, _, files in os.walk(root):
+        for name in files:
+            fsync_path(Path(folder) / name)
+        fsync_path(folder)
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temp folder next to ``target``; on success it replaces ``target``.
@@ -42,6 +65,7 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _fsync_tree(tmp)
     if target.exists():
         backup = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, backup)
@@ -49,6 +73,7 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(backup, ignore_errors=True)
     else:
         os.replace(tmp, target)
+    fsync_path(target.parent)
 
 
 @contextlib.contextmanager
@@ -70,7 +95,9 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    fsync_path(tmp)
     os.replace(tmp, target)
+    fsync_path(target.parent)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:

@@ -90,6 +90,11 @@ def _add_import(inner) -> None:
     sub.add_argument("--max-cases", type=int, metavar="N",
                      help="import a seeded random subset of N cases (e.g. the paper's healthy-CT counts)")
     sub.add_argument("--seed", type=int, default=0, help="seed of the --max-cases subset (default 0)")
+    sub.add_argument("--assume-healthy", action="store_true",
+                     help="atlas: accept CTs without a lesion mask file as healthy (default: an error)")
+    sub.add_argument("--against", nargs="+", default=[], metavar="DATASET",
+                     help="more imported datasets whose labeled CTs no healthy CT may be (the datasets next to "
+                          "--out are always checked); see docs/data.md, 'The healthy pool'")
     sub.set_defaults(func=import_entry)
 
 
@@ -106,7 +111,8 @@ def import_entry(args) -> int:
 
     print(import_with_summary(args.fmt, args.src, args.organ, args.out, spacing=args.spacing,
                               demographics=args.demographics, append=args.append, name=args.name,
-                              max_cases=args.max_cases, seed=args.seed))
+                              max_cases=args.max_cases, seed=args.seed, assume_healthy=args.assume_healthy,
+                              against=tuple(args.against)))
     return 0
 
 

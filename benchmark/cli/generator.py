@@ -77,7 +77,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=("tiny", "paper"), default="tiny", help="model/crop sizes (default tiny)")
     parser.add_argument("--steps", type=int, help="training steps (default: the preset's)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    parser.add_argument("--fold", type=int, help="train only on this fold's training cases (default: all cases)")
+    parser.add_argument("--fold", type=int, help="train only on this fold's training cases (default: all cases); the "
+                                                 "JSON records the case ids, and a grid refuses weights trained on a "
+                                                 "test case of a cell's fold")
     parser.add_argument("--arch", choices=("monai", "official"), default="monai",
                         help="monai: our VQGAN / MONAI U-Net sized by --preset; official: the published DiffTumor "
                              "architecture (--preset then sets only the training) (default monai)")

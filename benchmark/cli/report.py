@@ -31,8 +31,10 @@ def register(subparsers) -> None:
                         "(default %(default)s)")
     parser.add_argument("--cases", type=int, default=3, help="qualitative cases per organ (default %(default)s)")
     parser.add_argument("--hardest", type=int, default=10, help="rows in the hardest-cases table (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed of the paired-test CIs and the "
-                        "ranking (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed of the paired-test intervals, the "
+                        "ranking and the patient-clustered lesion intervals (default %(default)s)")
+    parser.add_argument("--n-boot", type=int, default=10_000, help="bootstrap resamples per interval and ranking "
+                        "(default %(default)s; docs/statistics.md)")
     parser.add_argument("--no-mlflow-log", action="store_true", help="do not log per_case.csv / per_lesion.csv "
                         "as a tumorbench.kind=report run in the grid's experiment")
     parser.add_argument("--open", action="store_true", help="open index.html in the default browser")
@@ -49,7 +51,7 @@ def report_entry(args) -> int:
 
     options = ReportOptions(experiment=args.experiment, tracking_uri=args.tracking_uri, realism_dir=args.realism,
                             ui_url=args.ui_url, qualitative_cases=args.cases, hardest_cases=args.hardest,
-                            seed=args.seed, log_to_mlflow=not args.no_mlflow_log)
+                            seed=args.seed, n_boot=args.n_boot, log_to_mlflow=not args.no_mlflow_log)
     index = build_report(args.out, options, open_browser=args.open, progress=not args.no_progress)
     print(index)
     return 0

@@ -33,6 +33,10 @@ def register(subparsers) -> None:
                         help="run a subset, keys organ|backbone|fold|regime|synth_source|seed; a repeated key or "
                              "VAL1|VAL2 matches any (e.g. organ=liver,regime=hu|real)")
     parser.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI (server or database)")
+    parser.add_argument("--allow-local-store", action="store_true",
+                        help="with --executor slurm: accept a sqlite/file MLflow store (refused by default: many "
+                             "jobs writing one sqlite file on a shared filesystem lose runs; see the server "
+                             "recipe in docs/runner.md). Only when every job runs on this machine's disk")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run_entry)
 
@@ -41,7 +45,8 @@ def run_entry(args) -> int:
     from benchmark.runner import run_grid
 
     outcomes = run_grid(args.grid, executor=args.executor, max_parallel=args.max_parallel, only=args.only,
-                        dry_run=args.dry_run, tracking_uri=args.tracking_uri, progress=not args.no_progress)
+                        dry_run=args.dry_run, tracking_uri=args.tracking_uri, progress=not args.no_progress,
+                        allow_local_store=args.allow_local_store)
     failed = [o for o in outcomes if o.status == "failed"]
     for outcome in failed:
         print(f"FAILED {outcome.cell.run_name} ({outcome.results_dir}): {outcome.error}")

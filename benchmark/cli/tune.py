@@ -35,6 +35,9 @@ def register(subparsers) -> None:
     parser.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking URI")
     parser.add_argument("--heartbeat", type=int, default=60, metavar="S",
                         help="trial heartbeat interval in seconds (stale after 2x; default 60)")
+    parser.add_argument("--allow-local-store", action="store_true",
+                        help="inside a Slurm job: accept a sqlite Optuna storage / sqlite or file MLflow store "
+                             "(refused by default; see the server recipe in docs/runner.md)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=tune_entry)
 
@@ -44,7 +47,7 @@ def tune_entry(args) -> int:
 
     result = tune_cell(args.grid, args.cell, args.trials, storage=args.storage, study_name=args.study_name,
                        tracking_uri=args.tracking_uri, progress=not args.no_progress,
-                       heartbeat_interval=args.heartbeat)
+                       heartbeat_interval=args.heartbeat, allow_local_store=args.allow_local_store)
     print(f"study {result.study_name}: {result.n_complete} complete, {result.n_pruned} pruned trials")
     if result.best_value is not None:
         print(f"best val_tumor_dsc {result.best_value:.4f} with {result.best_params}")

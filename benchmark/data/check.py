@@ -121,7 +121,20 @@ def check_case(ds: Dataset, case_id: str) -> list[str]:
         if diff > AFFINE_TOL_MM:
             problems.append(f"{labels_path}: affine differs from the CT affine of {ct_path} by up to {diff:.4g} mm "
                             f"(tolerance {AFFINE_TOL_MM} mm)")
-    return problems + _label_problems(ds, case_id, labels_path, labels)
+    return problems + _label_problems(ds, case_id, labels_path, labels) + _native_problems(ds, case_id)
+
+
+def _native_problems(ds: Dataset, case_id: str) -> list[str]:
+    """The original-grid labels a case is scored on (when import kept them): readable 0/1/2."""
+    path = ds.native_labels_path(case_id)
+    if path == ds.labels_path(case_id):
+        return []
+    try:
+        native, _, _ = read_nifti_array(path, "original-grid labels (expected uint8 0/1/2 mask)")
+    except InputError as exc:
+        return [str(exc)]
+    extra = sorted({int(v) for v in np.unique(native)} - {0, 1, 2})
+    return [f"{path}: label values {extra} not allowed, expected 0/1/2"] if extra else []
 
 
 def _ct_problems(ds: Dataset, path: Path, ct: np.ndarray, affine: np.ndarray) -> list[str]:

@@ -40,7 +40,8 @@ def splits_report(path, n_folds: int, seed: int, force: bool, official=None) -> 
 
         split_path, counts = write_official_splits(path, official, force=force, seed=seed)
         note = (f"; official folds of {official}: {counts['matched']} of {counts['listed']} listed val cases "
-                f"matched ({counts['unmatched']} not in this dataset)")
+                f"matched ({counts['unmatched']} not in this dataset); {counts['excluded']} cases of this dataset in "
+                "no official list are excluded from every fold")
     else:
         split_path = make_splits(path, n_folds=n_folds, seed=seed, force=force)
     ds = Dataset.open(path)

@@ -6,7 +6,8 @@
 - ``kits``: KiTS19/21/23: case_XXXXX/imaging.nii.gz + segmentation.nii.gz (KiTS21 also
   aggregated_MAJ_seg.nii.gz); 1 kidney, 2 tumor, 3 cyst (KiTS21/23) -> cyst counts as kidney.
 - ``atlas``: AbdomenAtlas-style healthy CTs: BDMAP_*/ct.nii.gz + segmentations/<organ>.nii.gz
-  (kidney = kidney_left + kidney_right); cases with a non-empty lesion mask are skipped.
+  (kidney = kidney_left + kidney_right); cases with a non-empty lesion mask are skipped, and a
+  case without any lesion mask file is an error unless ``assume_healthy``.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ class SourceCase:
     lesion_masks: tuple[Path, ...] = field(default=())  # atlas: must be empty for a healthy case
 
 
-def find_cases(fmt: str, src: Path, organ: str) -> list[SourceCase]:
+def find_cases(fmt: str, src: Path, organ: str, assume_healthy: bool = False) -> list[SourceCase]:
     """Cases of ``src`` in format ``fmt``, sorted by case id; InputError if none / wrong organ."""
     if fmt not in FORMAT_ORGANS:
         raise InputError(f"--format {fmt!r}: expected one of {', '.join(FORMAT_ORGANS)}")
@@ -49,6 +50,12 @@ def find_cases(fmt: str, src: Path, organ: str) -> list[SourceCase]:
     if not src.is_dir():
         raise InputError(f"{src}: source folder not found")
     cases = {"msd": _msd, "lits": _lits, "kits": _kits, "atlas": _atlas}[fmt](src, organ)
+    unverified = [c for c in cases if c.role == "healthy" and not c.lesion_masks]
+    if unverified and not assume_healthy:
+        names = ", ".join(f"{n}.nii.gz" for n in ATLAS_LESION_FILES[organ])
+        raise InputError(f"{unverified[0].image.parent / 'segmentations'}: no lesion mask ({names}) for "
+                         f"{len(unverified)} CT(s) (first {unverified[0].case_id}): nothing shows they are healthy; "
+                         "add the lesion masks or pass --assume-healthy")
     if not cases:
         raise InputError(f"{src}: no {fmt} cases found (see `tumorbench data import --help` for the layout)")
     ids = [c.case_id for c in cases]

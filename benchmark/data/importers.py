@@ -2,10 +2,13 @@
 
 Every case is reoriented to RAS (``nib.as_closest_canonical``), resampled to the target
 spacing (CT trilinear, labels nearest), its labels mapped to 0/1/2 and its CT stored as
-int16 HU (clipped to -1024..3071). A new dataset is written to a temp folder and renamed;
+int16 HU (clipped to -1024..3071). When resampling changed the grid, the labels on the original
+grid are kept as ``labels_native.nii.gz``: cases are scored there (docs/metrics.md). A new dataset is written to a temp folder and renamed;
 ``append=True`` adds cases to an existing dataset of the same organ and spacing (e.g. MSD
 labeled + AbdomenAtlas healthy) and rebuilds its splits (the old file is kept as
-splits.before-append.json). Nothing is half-written when a case fails.
+splits.before-append.json). Nothing is half-written when a case fails. Every CT's content
+fingerprint goes to ``fingerprints.json``; a healthy CT that is the same scan as a labeled CT of
+this or a neighbouring dataset is refused (`benchmark.data.healthy_pool`).
 """
 from __future__ import annotations
 
@@ -17,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.data.healthy_pool import check_healthy_pool, content_fingerprint, known_scans, read_fingerprints, \
+    write_fingerprints
 from benchmark.data.import_sources import SourceCase, find_cases, kits_demographics
-from benchmark.data.layout import Dataset
+from benchmark.data.layout import NATIVE_LABELS, Dataset
 from benchmark.data.nifti import save_nifti_reproducible
 from benchmark.data.resample import resample_to_spacing, to_ras
 from benchmark.data.splits import make_splits
@@ -82,18 +87,23 @@ def _has_lesion(case: SourceCase) -> bool:
     return any(np.any(_load_canonical(p, "lesion mask")[0] > 0) for p in case.lesion_masks)
 
 
-def convert_case(case: SourceCase, out_dir: Path, spacing) -> bool:
-    """Write ``out_dir/<case_id>/{ct,labels}.nii.gz``; returns has_tumor."""
+def convert_case(case: SourceCase, out_dir: Path, spacing) -> tuple[bool, str]:
+    """Write ``out_dir/<case_id>/{ct,labels}.nii.gz``; returns (has_tumor, content fingerprint)."""
     ct, affine = _load_canonical(case.image, "CT image")
+    fingerprint = content_fingerprint(ct)
     labels = _case_labels(case, ct.shape, affine)
     ct, new_affine = resample_to_spacing(ct, affine, spacing, order=1)
+    native_labels = labels
     labels, _ = resample_to_spacing(labels, affine, spacing, order=0)
     if not np.any(labels == 1):
         raise InputError(f"{case.labels[0]}: no organ voxels (label 1) after resampling to {list(spacing)} mm")
     ct16 = np.clip(np.rint(ct), -1024, 3071).astype(np.int16)
     save_nifti_reproducible(out_dir / case.case_id / "ct.nii.gz", ct16, new_affine)
     save_nifti_reproducible(out_dir / case.case_id / "labels.nii.gz", labels, new_affine)
-    return bool(np.any(labels == 2))
+    if labels.shape != native_labels.shape or not np.allclose(new_affine, affine, atol=AFFINE_TOL_MM):
+        # the original grid (RAS-oriented) is what the case is scored on (docs/metrics.md)
+        save_nifti_reproducible(out_dir / case.case_id / NATIVE_LABELS, native_labels, affine)
+    return bool(np.any(labels == 2)), fingerprint
 
 
 def read_demographics(path: Path | None) -> dict[str, dict]:
@@ -118,7 +128,8 @@ def read_demographics(path: Path | None) -> dict[str, dict]:
 
 def import_dataset(fmt: str, src, organ: str, out, spacing=(1.0, 1.0, 1.0), demographics=None,
                    append: bool = False, name: str | None = None, progress: bool = True,
-                   max_cases: int | None = None, seed: int = 0) -> Path:
+                   max_cases: int | None = None, seed: int = 0, assume_healthy: bool = False,
+                   against: tuple = ()) -> Path:
     """Import ``src`` (format msd|lits|kits|atlas) into the canonical dataset ``out``.
 
     Args:
@@ -127,6 +138,9 @@ def import_dataset(fmt: str, src, organ: str, out, spacing=(1.0, 1.0, 1.0), demo
         append: add to an existing dataset at ``out`` instead of requiring a new folder.
         max_cases / seed: import only a seeded random subset of ``max_cases`` cases (e.g. the
             paper's 116 / 104 / 120 healthy CTs from AbdomenAtlas); the same seed picks the same cases.
+        assume_healthy: accept atlas CTs that have no lesion mask file (default: an error).
+        against: more dataset folders whose labeled CTs no healthy CT may be (besides ``out``
+            and the dataset folders next to it).
 
     Returns:
         The dataset folder.
@@ -135,15 +149,18 @@ def import_dataset(fmt: str, src, organ: str, out, spacing=(1.0, 1.0, 1.0), demo
     spacing = tuple(float(s) for s in spacing)
     if len(spacing) != 3 or min(spacing) <= 0:
         raise InputError(f"--spacing {spacing}: expected three positive numbers (mm)")
-    cases = subsample(find_cases(fmt, src, organ), max_cases, seed)
+    cases = subsample(find_cases(fmt, src, organ, assume_healthy=assume_healthy), max_cases, seed)
     demo = {**(kits_demographics(src) if fmt == "kits" else {}), **read_demographics(demographics)}
+    known = known_scans(out, against)
     if append and (out / "dataset.json").is_file():
-        return _append(fmt, cases, out, organ, spacing, demo, progress)
+        return _append(fmt, cases, out, organ, spacing, demo, progress, known)
     if out.exists() and any(out.iterdir()):
         raise InputError(f"{out}: already exists and is not empty; use --append to add cases to a dataset")
     with atomic_dir(out) as tmp:
         rows = _convert_all(cases, tmp / "cases", spacing, demo, progress)
-        write_cases_csv(tmp, rows)
+        check_healthy_pool(rows, known, out)
+        write_fingerprints(tmp, rows)
+        write_cases_csv(tmp, _without_fingerprints(rows))
         write_dataset_json(tmp, name=name or f"{fmt}_{organ}", organ=organ, spacing=spacing,
                            source_format=fmt, num_cases=len(rows))
         _try_splits(tmp)
@@ -180,16 +197,20 @@ def _convert_all(cases: list[SourceCase], case_root: Path, spacing, demo, progre
             print(f"tumorbench: skipping {case.image}: its lesion mask is not empty (not a healthy CT)",
                   file=sys.stderr)
             continue
-        has_tumor = convert_case(case, case_root, spacing)
+        has_tumor, fingerprint = convert_case(case, case_root, spacing)
         info = demo.get(case.case_id, {})
         rows.append({"case_id": case.case_id, "age": info.get("age"), "sex": info.get("sex"),
-                     "has_tumor": has_tumor, "role": case.role, "source": case.source})
+                     "has_tumor": has_tumor, "role": case.role, "source": case.source, "fingerprint": fingerprint})
     if not rows:
         raise InputError(f"{cases[0].image.parent.parent}: every case was skipped, nothing to import")
     return rows
 
 
-def _append(fmt, cases, out: Path, organ, spacing, demo, progress) -> Path:
+def _without_fingerprints(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "fingerprint"} for row in rows]
+
+
+def _append(fmt, cases, out: Path, organ, spacing, demo, progress, known) -> Path:
     """Add ``cases`` to the dataset at ``out`` (same organ and spacing), then rebuild the splits."""
     ds = Dataset.open(out)
     if ds.organ != organ:
@@ -202,6 +223,7 @@ def _append(fmt, cases, out: Path, organ, spacing, demo, progress) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=".import-staging-", dir=out))
     try:
         rows = _convert_all(cases, staging, spacing, demo, progress)
+        check_healthy_pool(rows, known, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -210,7 +232,8 @@ def _append(fmt, cases, out: Path, organ, spacing, demo, progress) -> Path:
         os.replace(staging / row["case_id"], out / "cases" / row["case_id"])
     shutil.rmtree(staging, ignore_errors=True)
     old_rows = [{k: (None if v != v else v) for k, v in r.items()} for r in ds.cases.to_dict("records")]
-    write_cases_csv(out, old_rows + rows)
+    write_fingerprints(out, rows, keep=read_fingerprints(out))
+    write_cases_csv(out, old_rows + _without_fingerprints(rows))
     formats = sorted((set(str(ds.meta.get("source_format", "")).split("+")) | {fmt}) - {""})
     meta = {k: v for k, v in ds.meta.items() if k not in ("name", "organ", "spacing", "source_format", "num_cases", "labels")}
     write_dataset_json(out, name=ds.name, organ=organ, spacing=spacing, source_format="+".join(formats),

@@ -17,6 +17,7 @@ ORGANS = ("liver", "pancreas", "kidney")
 LABELS = {"background": 0, "organ": 1, "tumor": 2}
 CASE_COLUMNS = ["case_id", "age", "sex", "has_tumor", "role", "source"]
 ROLES = ("labeled", "healthy")
+NATIVE_LABELS = "labels_native.nii.gz"  # written by import when it resamples a case
 
 
 @dataclass
@@ -90,6 +91,13 @@ class Dataset:
 
     def labels_path(self, case_id: str) -> Path:
         return self.case_dir(case_id) / "labels.nii.gz"
+
+    def native_labels_path(self, case_id: str) -> Path:
+        """The case's labels on its original (scanner) grid, RAS-oriented: what it is scored
+        against. ``labels_native.nii.gz`` when import resampled the case, else ``labels.nii.gz``
+        (phantoms and imports at the native spacing are already on it)."""
+        native = self.case_dir(case_id) / NATIVE_LABELS
+        return native if native.is_file() else self.labels_path(case_id)
 
     def case_ids(self, role: str | None = None) -> list[str]:
         frame = self.cases if role is None else self.cases[self.cases["role"] == role]

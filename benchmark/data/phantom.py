@@ -73,6 +73,16 @@ def _scanner(hu: np.ndarray, grid: Grid, rng: np.random.Generator) -> np.ndarray
     return np.clip(np.rint(blurred + noise), -1024, 3071).astype(np.int16)
 
 
+def anatomy_ct(spacing, seed: int, sex: str = "M") -> tuple[np.ndarray, np.ndarray]:
+    """(CT int16 HU, structure id per voxel: ``phantom_anatomy`` AIR ... BONE) of one phantom
+    without tumors on the default field of view at ``spacing``; every structure keeps its label
+    (datasets keep only the organ's). The same seed gives the same anatomy in mm at any spacing."""
+    grid = phantom_grid(None, spacing)
+    rng = np.random.default_rng(seed)
+    canvas = build_anatomy(grid, rng, sex)
+    return _scanner(canvas.hu, grid, rng), canvas.owner
+
+
 def phantom_grid(shape=None, spacing=None) -> Grid:
     """Grid from optional shape/spacing; the missing one keeps the default field of view."""
     spacing = tuple(float(s) for s in (spacing or DEFAULT_SPACING))

@@ -159,10 +159,12 @@ def splits_problems(ds: Dataset) -> list[str]:
             problems.append(f"{path}: fold {k}: inner_val case {case} is not in train")
         for case in fold["val"]:
             seen.setdefault(case, []).append(k)
-    # Official DiffTumor folds keep the healthy CTs in every train list and in no val list.
+    # Official DiffTumor folds keep the healthy CTs in every train list and in no val list, and
+    # leave out ("excluded" in every fold) the cases the paper's lists do not name.
     always_train = set.intersection(*(set(f["train"]) for f in folds)) if folds else set()
+    never_used = set.intersection(*(set(f.get("excluded", ())) for f in folds)) if folds else set()
     for case in sorted(known):
-        if len(seen.get(case, [])) != 1 and not (case in always_train and not seen.get(case)):
+        if len(seen.get(case, [])) != 1 and not ((case in always_train or case in never_used) and not seen.get(case)):
             problems.append(f"{path}: case {case} is in the val set of folds {seen.get(case, [])}, expected exactly one"
                             " (run `tumorbench data splits --force` after adding cases)")
     return problems

@@ -2,8 +2,8 @@
 
 The comparison is the report's (reports.inference.paired_table): per-case tumor DSC / NSD of test
 cases with a tumor, pooled over folds (seeds averaged per case), Δ = generator regime − real on the
-cases both evaluated, percentile bootstrap 95 % CI, two-sided Wilcoxon signed-rank p, Holm-adjusted
-over the report's whole family of regime pairs. Cells missing from the grid are named, never trained
+cases both evaluated, bootstrap 95 % CI, the report's paired test and its Holm adjustment (family
+named in each row's ``holm_family``). Cells missing from the grid are named, never trained
 here: run the grid (`tumorbench run GRID`) first; the runner reuses finished cells.
 """
 from __future__ import annotations
@@ -14,8 +14,10 @@ from typing import Any
 from benchmark.errors import InputError
 
 REAL = "real"
-PAIRED_KEYS = ("organ", "backbone", "metric", "a", "b", "mean_a", "mean_b", "delta", "ci", "p_wilcoxon",
-               "p_holm", "n_cases", "folds")
+# the report table's column names -> the card's keys (other columns keep their names)
+PAIRED_KEYS = {"Organ": "organ", "Backbone": "backbone", "Metric": "metric", "A": "a", "B": "b", "mean A": "mean_a",
+               "mean B": "mean_b", "Δ B−A": "delta", "95% CI of Δ": "ci", "Wilcoxon p": "p_wilcoxon",
+               "Holm p": "p_holm", "Holm family": "holm_family", "n cases": "n_cases", "folds": "folds"}
 
 
 def grid_experiment(grid: str) -> str:
@@ -48,9 +50,11 @@ def downstream_section(per_case: Any, experiment: str, generator: str, organ: st
 
     table = paired_table(per_case, seed, n_boot)
     # the report orders regimes real first (reports.palette.sort_regimes): Δ = generator − real
-    rows = [dict(zip(PAIRED_KEYS, r)) for r in table.rows if r[0] == organ and (r[3], r[4]) == (REAL, generator)]
+    keys = [PAIRED_KEYS.get(c.name, c.name) for c in table.columns]
+    rows = [row for row in (dict(zip(keys, r)) for r in table.rows)
+            if row["organ"] == organ and (row["a"], row["b"]) == (REAL, generator)]
     for row in rows:
-        row["ci"] = [None if v != v else v for v in row["ci"]]
+        row["ci"] = [None if v is None or v != v else v for v in row["ci"]]
     out: dict[str, Any] = {"experiment": experiment, "rows": rows, "notes": table.notes}
     if not rows:
         from reports.palette import sort_regimes

@@ -2,12 +2,13 @@
 
 Layout of the study folder ``DIR``::
 
-    DIR/reader/index.html        the page to send to readers (open from file://, no server)
+    DIR/reader/index.html        the page: served by `reader-study serve` (reports.reader_study.server),
+                                 or opened from file:// as the fallback (answers in localStorage)
     DIR/reader/cases/<id>.js     one case each: int16 HU axial slices, base64
     DIR/key.csv                  the answer key (NOT inside reader/, never linked from the page)
     DIR/study.json               task, seed, number of cases (no answers)
 
-Only ``DIR/reader/`` goes to readers.
+Only ``DIR/reader/`` goes to readers (or, served, only its URL).
 """
 from __future__ import annotations
 

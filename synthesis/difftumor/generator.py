@@ -5,8 +5,12 @@ from the shared geometry module (``difftumor`` preset: 1-3 early ellipsoids, one
 large semi-axes 24-64 mm), take a window of the model's crop size in mm around the mask (edge-padded
 when the crop is smaller), resample it to the checkpoint's spacing when the CT's differs, inpaint
 all windows of one stage in batched pipeline calls and paste the change back (resampled to the
-CT's grid). Tumor parts outside the window (large tumors wider than the model crop) are not
-generated and are dropped from the returned mask.
+CT's grid). The ellipsoids of one tumor are placed independently in the organ, so on a full CT
+they can lie farther apart than one model crop (e.g. one in each kidney): they are grouped into
+as few windows as hold them, and each window is inpainted (the first with the tumor's seed, the
+others with seeds derived from it). Only the part of an ellipsoid wider than the model crop
+(large tumors) is not generated; it is dropped from the returned mask, and ``empty`` in the
+params says whether anything was generated.
 
 Every tumor has its own seed (its noise comes from a generator seeded with it), so a tumor does
 not depend on its batch: ``replay(ct, organ, params)`` redraws it from its params dict.
@@ -39,20 +43,27 @@ class TumorPlan:
     size_type: str
     geometry: geometry.TumorGeometry
     spacing: tuple[float, float, float]
-    window_start: tuple[int, int, int]
+    window_starts: tuple[tuple[int, int, int], ...]
     blur_sigma_mm: float
     seed: int
-    mask: np.ndarray
+    mask: np.ndarray  # the tumor voxels the windows generate (the returned mask)
 
     @property
     def stage(self) -> str:
         return SIZE_STAGE[self.size_type]
 
+    def window_seed(self, index: int) -> int:
+        """Noise seed of window ``index``: the tumor's own for the first (a one-window tumor is
+        drawn as before windows were grouped), derived from it for the others."""
+        if index == 0:
+            return self.seed
+        return int(np.random.SeedSequence([self.seed, index]).generate_state(1, np.uint64)[0] % 2 ** 62)
+
     def to_params(self) -> dict[str, Any]:
         return {"method": "difftumor", "size_type": self.size_type, "stage": self.stage,
                 "geometry": self.geometry.to_dict(), "spacing": list(self.spacing),
-                "window_start": list(self.window_start), "blur_sigma_mm": self.blur_sigma_mm, "seed": self.seed,
-                "empty": not bool(self.mask.any())}
+                "window_start": list(self.window_starts[0]), "window_starts": [list(s) for s in self.window_starts],
+                "blur_sigma_mm": self.blur_sigma_mm, "seed": self.seed, "empty": not bool(self.mask.any())}
 
 
 class DiffTumorGenerator:
@@ -120,7 +131,7 @@ class DiffTumorGenerator:
         """Re-generate one tumor from its params dict (as in ``SynthesisOutput.params``) on an
         (X, Y, Z) CT: the same output as when it was drawn, whatever batch it was drawn in."""
         organ = np.asarray(organ_mask, dtype=bool)
-        plan = _plan_from_params(organ, params)
+        plan = _plan_from_params(organ, params, self._window_size)
         ct = np.asarray(ct_hu, dtype=np.float32)[None]
         out_ct, out_mask = ct.copy(), np.zeros(ct.shape, dtype=bool)
         self._generate(ct, organ[None], [plan], out_ct, out_mask)
@@ -130,15 +141,15 @@ class DiffTumorGenerator:
         size_type, geom = geometry.sample_with_size_fallback(
             rng, self.size_probs, lambda size: geometry.sample_geometry(
                 organ, spacing, size, self.organ, rng, ranges=self.geometry_preset))
-        mask = np.asarray(geometry.render_tumor_mask(organ, spacing, geom), dtype=bool)
-        start = window_start(mask, self._window_size(spacing))
+        mask, starts = render_in_windows(organ, spacing, geom, self._window_size(spacing))
         blur = float(rng.uniform(*self.blur_sigma_mm))
-        return TumorPlan(size_type, geom, tuple(float(s) for s in spacing), start, blur,
+        return TumorPlan(size_type, geom, tuple(float(s) for s in spacing), starts, blur,
                          seed=int(rng.integers(2 ** 62)), mask=mask)
 
     def _generate(self, ct, organs, plans, out_ct, out_mask) -> None:
         for stage, pipeline in self.pipelines.items():
-            todo = [b for b, plan in enumerate(plans) if plan.stage == stage and plan.mask.any()]
+            todo = [(b, k) for b, plan in enumerate(plans) if plan.stage == stage and plan.mask.any()
+                    for k in range(len(plan.window_starts))]
             batch = 1 if self.device.type == "cpu" else self.max_batch
             for start in range(0, len(todo), batch):
                 self._run(pipeline, todo[start:start + batch], plans, ct, organs, out_ct, out_mask)
@@ -154,10 +165,10 @@ class DiffTumorGenerator:
 
     def _run(self, pipeline, batch, plans, ct, organs, out_ct, out_mask) -> None:
         native, model_in, sigmas = [], [], []
-        for b in batch:
+        for b, k in batch:
             plan = plans[b]
             size, resample = self._window_size(plan.spacing), self._resamples(plan.spacing)
-            windows = [take_window(a, plan.window_start, size) for a in (ct[b], organs[b], plan.mask)]
+            windows = [take_window(a, plan.window_starts[k], size) for a in (ct[b], organs[b], plan.mask)]
             native.append((windows[0], windows[2]))
             if resample:  # CT linear; masks linear then >= 0.5 (nearest drops thin parts)
                 windows = [zoom_to(w.astype(np.float32), self.crop_size, 1) for w in windows]
@@ -165,15 +176,19 @@ class DiffTumorGenerator:
             model_in.append(windows)
             sigmas.append(tuple(plan.blur_sigma_mm / s for s in (self.model_spacing if resample else plan.spacing)))
         ct_m, organ_m, mask_m = (np.stack(part) for part in zip(*model_in))
-        generators = [torch.Generator(device=self.device).manual_seed(plans[b].seed) for b in batch]
+        generators = [torch.Generator(device=self.device).manual_seed(plans[b].window_seed(k)) for b, k in batch]
         result = pipeline(ct_m, organ_m, mask_m, generators, blur_sigmas=sigmas)
-        for index, b in enumerate(batch):
+        for index, (b, k) in enumerate(batch):
             ct_w, mask_w = native[index]
             change = result[index] - ct_m[index]
             if change.shape != ct_w.shape:  # back to the CT's grid; zero change stays exactly zero
                 change = zoom_to(change, ct_w.shape, 1)
-            put_window(out_ct[b], plans[b].window_start, ct_w + change)
-            put_window(out_mask[b], plans[b].window_start, mask_w)
+            start = plans[b].window_starts[k]
+            current = take_window(out_ct[b], start, ct_w.shape)
+            larger = np.abs(change) > np.abs(current - ct_w)  # overlapping windows: the larger change wins
+            current[larger] = ct_w[larger] + change[larger]
+            put_window(out_ct[b], start, current)
+            put_window(out_mask[b], start, mask_w | take_window(out_mask[b], start, mask_w.shape))
 
 
 def zoom_to(array: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
@@ -182,27 +197,63 @@ def zoom_to(array: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
     return ndimage.zoom(array, factors, order=order, mode="nearest").astype(array.dtype, copy=False)
 
 
-def _plan_from_params(organ: np.ndarray, params: Mapping[str, Any]) -> TumorPlan:
+def _plan_from_params(organ: np.ndarray, params: Mapping[str, Any], window_size) -> TumorPlan:
+    """The plan of a params dict; ``window_size(spacing)`` gives the model window in voxels."""
     try:
         geom = geometry.TumorGeometry.from_dict(params["geometry"])
         spacing = tuple(float(s) for s in params["spacing"])
-        plan = TumorPlan(str(params["size_type"]), geom, spacing, tuple(int(v) for v in params["window_start"]),
-                         float(params["blur_sigma_mm"]), int(params["seed"]), mask=np.zeros(0, bool))
+        plan = TumorPlan(str(params["size_type"]), geom, spacing, (), float(params["blur_sigma_mm"]),
+                         int(params["seed"]), mask=np.zeros(0, bool))
     except (KeyError, TypeError, ValueError) as exc:
         raise SynthesisInputError(f"difftumor params: missing or invalid field ({exc!r})") from exc
     if plan.size_type not in SIZE_STAGE:
         raise SynthesisInputError(f"difftumor params: size_type {plan.size_type!r}, expected one of {list(SIZE_STAGE)}")
-    mask = np.asarray(geometry.render_tumor_mask(organ, spacing, geom), dtype=bool)
-    return dataclasses.replace(plan, mask=mask)
+    mask, starts = render_in_windows(organ, spacing, geom, window_size(spacing))
+    return dataclasses.replace(plan, mask=mask, window_starts=starts)
+
+
+def render_in_windows(organ: np.ndarray, spacing: Sequence[float], geom: geometry.TumorGeometry,
+                      size: Sequence[int]) -> tuple[np.ndarray, tuple[tuple[int, int, int], ...]]:
+    """(tumor mask the windows cover, window starts): the ellipsoids are grouped greedily, in
+    their order, into groups whose bounding box fits one ``size`` window; each group gets the
+    window centred on its box. Deterministic from the geometry (replay recomputes it)."""
+    parts = geometry.render_tumor_parts(organ, spacing, geom)
+    groups: list[list[np.ndarray]] = []  # [lo, hi) of each group's box
+    for box, _ in parts:
+        lo, hi = np.asarray([s.start for s in box]), np.asarray([s.stop for s in box])
+        for group in groups:
+            joint_lo, joint_hi = np.minimum(group[0], lo), np.maximum(group[1], hi)
+            if np.all(joint_hi - joint_lo <= np.asarray(size)):
+                group[:] = [joint_lo, joint_hi]
+                break
+        else:
+            groups.append([lo, hi])
+    full = np.zeros(organ.shape, bool)
+    for box, part in parts:
+        full[box] |= part
+    if not groups:
+        return full, (window_start(full, size),)
+    starts = tuple(_box_window_start(lo, hi, size, organ.shape) for lo, hi in groups)
+    covered = np.zeros(organ.shape, bool)
+    for start in starts:
+        put_window(covered, start, np.ones(tuple(size), bool))
+    return full & covered, starts
 
 
 def window_start(mask: np.ndarray, size: Sequence[int]) -> tuple[int, ...]:
     """Start voxel of the ``size`` window centred on the mask's bounding box, kept inside the
     volume where it fits (negative where the volume is smaller: that part is padded)."""
     coords = np.argwhere(mask)
-    center = (coords.min(0) + coords.max(0) + 1) // 2 if len(coords) else np.array(mask.shape) // 2
+    if not len(coords):
+        return _box_window_start(np.zeros(3, int), np.asarray(mask.shape), size, mask.shape)
+    return _box_window_start(coords.min(0), coords.max(0) + 1, size, mask.shape)
+
+
+def _box_window_start(lo, hi, size: Sequence[int], shape: Sequence[int]) -> tuple[int, ...]:
+    """``window_start`` for the box [lo, hi)."""
+    center = (np.asarray(lo) + np.asarray(hi)) // 2
     starts = []
-    for c, s, extent in zip(center, size, mask.shape):
+    for c, s, extent in zip(center, size, shape):
         start = int(c) - s // 2
         starts.append(min(max(start, 0), extent - s) if extent >= s else (extent - s) // 2)
     return tuple(starts)
