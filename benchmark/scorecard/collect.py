@@ -39,7 +39,7 @@ def real_rows(view: Any, progress: bool = True) -> Any:
         ct, labels = load_case(view, case_id)
         rows += [{"source": "real", "case": case_id, **r} for r in measure_case(ct, labels, view.spacing)]
     if not rows:
-        raise InputError(f"{view.root}: no real tumor (label 2, >= 8 voxels) in the labeled training cases")
+        raise InputError(f"{view.root}: no real tumor (label 2, >= 8 mm³) in the labeled training cases")
     return pd.DataFrame(rows)
 
 

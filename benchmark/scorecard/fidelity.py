@@ -2,7 +2,7 @@
 
 Every quantity is measured the same way on real and synthetic tumors, from the CT and the label map
 a segmentation net would train on (organ 1, tumor 2; a synthetic tumor painted as 2 over the healthy
-case's labels). Units are mm and HU, never voxels. Tumors are 26-connected components of >= 8 voxels
+case's labels). Units are mm and HU, never voxels. Tumors are 26-connected components of >= 8 mm³
 (benchmark/lesions.py). Definitions:
 
 - ``radius_mm``: equivalent-sphere radius; ``lesions_per_case`` is a per-case quantity (components
@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from benchmark.lesions import DEFAULT_MIN_VOXELS, equivalent_radius_mm, label_components
+from benchmark.lesions import DEFAULT_MIN_LESION_MM3, equivalent_radius_mm, label_components
 
 RING_MM = 5.0
 TUMOR_QUANTITIES = {  # column -> (label, unit)
@@ -96,8 +96,10 @@ def measure_tumor(ct: np.ndarray, labels: np.ndarray, tumor: np.ndarray, spacing
 
 
 def measure_case(ct: np.ndarray, labels: np.ndarray, spacing: Sequence[float], given_organ: np.ndarray | None = None,
-                 min_voxels: int = DEFAULT_MIN_VOXELS) -> list[dict[str, float]]:
-    """One row per tumor component (label 2, >= ``min_voxels``) of a case, each with the case's lesion count."""
+                 min_lesion_mm3: float = DEFAULT_MIN_LESION_MM3) -> list[dict[str, float]]:
+    """One row per tumor component (label 2, >= ``min_lesion_mm3`` as the evaluation's lesions) of a
+    case, each with the case's lesion count."""
+    min_voxels = min_lesion_mm3 / float(np.prod(spacing)) * (1 - 1e-9)  # exactly min_lesion_mm3 counts
     component_labels, comps = label_components(labels == 2, min_voxels)
     rows = [measure_tumor(ct, labels, component_labels == index, spacing, given_organ) for index, _, _ in comps]
     for row in rows:
