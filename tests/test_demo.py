@@ -90,7 +90,7 @@ def test_run_demo_makes_checked_phantoms_then_runs_grid_contrast_and_report(tmp_
     # the three generators' quick cards, with the downstream value of the grid just run, before the report
     assert calls[4][1:] == (("hu", "difftumor", "cellular"), ["liver", "pancreas", "kidney"], True,
                             demo.DEMO_EXPERIMENT, demo.DEMO_EXPERIMENT,
-                            str(tmp_path / "out" / "results" / "generators" / "kidney"))
+                            str(tmp_path / "out" / "results" / "generators" / "kidney" / "fold_0"))
     assert calls[0][1:] == (tmp_path / "out" / "demo_grid.toml", uri, 3)  # three cells at a time on 2 cores (DemoSettings.max_parallel)
     assert calls[-1][2] == demo.DEMO_EXPERIMENT
     # other data than the shipped weights were trained on: the runner trains generators ("auto")
