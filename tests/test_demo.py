@@ -76,7 +76,7 @@ def test_run_demo_makes_checked_phantoms_then_runs_grid_contrast_and_report(tmp_
     def fake_scorecards(generators, datasets, out, *, generator_kwargs, settings, downstream, tracking_uri,
                         experiment, progress):
         calls.append(("scorecards", tuple(generators), [Path(d).name for d in datasets], settings.quick, downstream,
-                      experiment, generator_kwargs["difftumor"]["kidney"]["checkpoint"]))
+                      experiment, generator_kwargs["difftumor"]["liver"]["checkpoint"]))
         return SimpleNamespace(out=Path(out))
 
     monkeypatch.setattr(benchmark.runner, "run_grid", fake_run_grid)
@@ -88,9 +88,8 @@ def test_run_demo_makes_checked_phantoms_then_runs_grid_contrast_and_report(tmp_
     result = demo.run_demo(tmp_path / "out", settings, tracking_uri=uri, progress=False)
     assert [c[0] for c in calls] == ["grid", "contrast", "contrast", "contrast", "scorecards", "report"]
     # the three generators' quick cards, with the downstream value of the grid just run, before the report
-    assert calls[4][1:] == (("hu", "difftumor", "cellular"), ["liver", "pancreas", "kidney"], True,
-                            demo.DEMO_EXPERIMENT, demo.DEMO_EXPERIMENT,
-                            str(tmp_path / "out" / "results" / "generators" / "kidney" / "fold_0"))
+    assert calls[4][1:] == (("hu", "difftumor", "cellular"), ["liver"], True, demo.DEMO_EXPERIMENT,
+                            demo.DEMO_EXPERIMENT, str(tmp_path / "out" / "results" / "generators" / "liver" / "fold_0"))
     assert calls[0][1:] == (tmp_path / "out" / "demo_grid.toml", uri, 3)  # three cells at a time on 2 cores (DemoSettings.max_parallel)
     assert calls[-1][2] == demo.DEMO_EXPERIMENT
     # other data than the shipped weights were trained on: the runner trains generators ("auto")
