@@ -19,6 +19,9 @@ from pathlib import Path
 from benchmark.data.layout import ORGANS
 
 DEMO_EXPERIMENT = "tumorbench-demo"
+DEMO_SCORECARD_GENERATORS = ("hu", "difftumor", "cellular")
+# one organ: the engineering section alone takes ~30 s per card on the phantom (the demo is at its time edge)
+DEMO_SCORECARD_ORGANS = ("liver",)
 # DiffTumor blends its output through a mask blurred by U(0, 4) voxels at 1 mm: keep it 0-4 mm
 OFFICIAL_BLUR_MM = 4.0
 
@@ -38,6 +41,7 @@ class DemoSettings:
     # cells at once, one torch thread each (tiny nets scale badly in threads): 3 on 2 cores leaves no
     # core idle while the last of the 9 cells runs (9 = 3 x 3)
     max_parallel: int = 3
+    scorecards: bool = True  # the generators' quick scorecards (linked from the report)
 
     def data_key(self) -> tuple:
         """The fields that decide the phantom data (and so whether the shipped generators fit)."""
@@ -57,6 +61,7 @@ class DemoResult:
     contrasts: list = field(default_factory=list)
     generators: str = ""
     dataset_summaries: list[str] = field(default_factory=list)
+    scorecards: Path | None = None  # the leaderboard of the generators' quick scorecards
 
 
 @contextmanager
@@ -198,11 +203,29 @@ def run_demo(out: str | Path = "demo_out", settings: DemoSettings = DemoSettings
         result.contrasts = [c for organ in ORGANS for c in early_contrasts(
             out / "phantom" / organ, generator_kwargs(ckpt or _auto_dir(out, organ), settings), seed=settings.seed)]
         write_json_atomic(out / "early_contrast.json", [vars(c) for c in result.contrasts])
+    if settings.scorecards:
+        with _timed(result.seconds, "scorecards (quick)"):
+            result.scorecards = demo_scorecards(out, settings, checkpoint, result.tracking_uri, progress)
     with _timed(result.seconds, "report"):
         result.report_index = build_report(out / "report", ReportOptions(experiment=DEMO_EXPERIMENT,
                                                                          tracking_uri=result.tracking_uri),
                                            progress=progress)
     return result
+
+
+def demo_scorecards(out: Path, settings: DemoSettings, checkpoint: str, tracking_uri: str,
+                    progress: bool = True) -> Path:
+    """Quick-profile scorecards of hu, difftumor and cellular on the liver phantom, with the downstream
+    value of the grid just run, logged into the demo experiment (the report links them)."""
+    from benchmark.scorecard.run import ScorecardSettings, run_scorecards
+
+    kwargs = {"difftumor": {organ: generator_kwargs(checkpoint if checkpoint != "auto" else _auto_dir(out, organ),
+                                                    settings) for organ in DEMO_SCORECARD_ORGANS}}
+    result = run_scorecards(DEMO_SCORECARD_GENERATORS, [out / "phantom" / organ for organ in DEMO_SCORECARD_ORGANS],
+                            out / "scorecards", generator_kwargs=kwargs,
+                            settings=ScorecardSettings.quick_profile(seed=settings.seed), downstream=DEMO_EXPERIMENT,
+                            tracking_uri=tracking_uri, experiment=DEMO_EXPERIMENT, progress=progress)
+    return result.out / "leaderboard.html"
 
 
 def _auto_dir(out: Path, organ: str) -> Path:
@@ -237,6 +260,7 @@ def format_demo_result(result: DemoResult) -> str:
               f"  results:      {result.out / 'results'}",
               f"  MLflow store: {result.tracking_uri}",
               f"  report:       {result.report_index}",
+              f"  scorecards:   {result.scorecards}",
               f"  browse runs:  tumorbench ui --tracking-uri {result.tracking_uri}",
               "  (published numbers in the report come from patient CTs and 96^3 models, not from this demo)"]
     return "\n".join(lines)

@@ -119,6 +119,18 @@ def synthesize_on_case(generator: Any, ct: np.ndarray, labels: np.ndarray, spaci
     return ct_out, tumor
 
 
+def size_probs_for(name: str, size_type: str) -> dict[str, float] | None:
+    """All mass on ``size_type``; None (its own sizes) for a plug-in that takes no ``size_probs``."""
+    from synthesis.registry import factory_kwargs, get_entry
+
+    probs = {t: float(t == size_type) for t in SIZE_TYPES}
+    try:
+        accepted = factory_kwargs(get_entry(name).load())
+    except SynthesisInputError:  # not registered: make_generator says so when it builds it
+        return probs
+    return probs if "size_probs" in accepted or "**" in accepted else None
+
+
 def collect_synthetic(dataset: Any, name: str, size_types: Sequence[str], rng: np.random.Generator,
                       out: Path, settings: CropSettings, generator_kwargs: dict[str, Any],
                       progress: bool = True) -> list[dict[str, Any]]:
@@ -138,8 +150,8 @@ def collect_synthetic(dataset: Any, name: str, size_types: Sequence[str], rng: n
         if loaded[0] != case_id:
             loaded = (case_id, load_case(dataset, case_id))
         if size_type not in generators:
-            probs = {t: float(t == size_type) for t in SIZE_TYPES}
-            generators[size_type] = make_generator(name, dataset.organ, size_probs=probs, **generator_kwargs)
+            generators[size_type] = make_generator(name, dataset.organ, size_probs=size_probs_for(name, size_type),
+                                                   **generator_kwargs)
         try:
             ct, tumor = synthesize_on_case(generators[size_type], *loaded[1], dataset.spacing, rng)
         except SynthesisInputError as exc:  # e.g. organ too thin for this size type: skip, say so

@@ -102,14 +102,14 @@ def log_realism_run(out: Path, summary: dict[str, Any], config: dict[str, Any], 
         return run.info.run_id
 
 
-def _start_run(name: str, experiment: str | None):
-    """An MLflow run nested under the active one, else a new run in ``experiment`` (created with
-    a local artifact root when no tracking URI is configured)."""
+def _start_run(name: str, experiment: str | None, tracking_uri: str | None = None):
+    """An MLflow run nested under the active one, else a new run in ``experiment`` of ``tracking_uri``
+    (default: the configured store; created with a local artifact root when no tracking URI is configured)."""
     import mlflow
 
     nested = mlflow.active_run() is not None
     if not nested:
-        mlflow.set_tracking_uri(resolve_tracking_uri())
+        mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
         if mlflow.get_experiment_by_name(experiment) is None:
             location = None
             if not os.environ.get("MLFLOW_TRACKING_URI"):

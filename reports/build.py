@@ -21,6 +21,7 @@ from reports.palette import regime_colors
 from reports.paper import load_paper_results
 from reports.realism_report import realism_section
 from reports.run_scope import describe_run
+from reports.scorecard_report import scorecard_section
 
 DEFAULT_UI = "http://127.0.0.1:5000"
 MIN_BOOT = 1000
@@ -178,11 +179,12 @@ def build_report(out: str | Path, options: ReportOptions = ReportOptions(), open
         sections += _case_sections(grid, options, img)
         steps.update()
         realism = realism_section(grid, options.realism_dir, tmp)
+        extra = [s for s in (realism, scorecard_section(grid, tmp)) if s]
         prov_section, prov = _provenance_section(grid, expected, options, grid_files)
         prov["report_run"] = run_id
         prov["scope"] = describe_run(grid) + [plan.PLAN_LINE, plan.seeds_sentence(
             inference.max_seeds(per_case))]  # what was run and how it is tested, shown at the top
-        _write(tmp, sections + ([realism] if realism else []) + [prov_section], prov, len(grid.cells),
+        _write(tmp, sections + extra + [prov_section], prov, len(grid.cells),
                (per_case, per_lesion), sorted(set(grid.values("regime")) | set(per_case.regime)))
         _log_artifacts(grid, run_id, tmp)
         steps.update()

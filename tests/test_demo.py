@@ -54,6 +54,7 @@ def _fake_outcomes(tmp_path):
 def test_run_demo_makes_checked_phantoms_then_runs_grid_contrast_and_report(tmp_path, monkeypatch):
     import benchmark.demo_contrast
     import benchmark.runner
+    import benchmark.scorecard.run
     import reports.build
     from benchmark.demo_contrast import Contrast
 
@@ -72,13 +73,23 @@ def test_run_demo_makes_checked_phantoms_then_runs_grid_contrast_and_report(tmp_
         calls.append(("report", Path(out), options.experiment))
         return Path(out) / "index.html"
 
+    def fake_scorecards(generators, datasets, out, *, generator_kwargs, settings, downstream, tracking_uri,
+                        experiment, progress):
+        calls.append(("scorecards", tuple(generators), [Path(d).name for d in datasets], settings.quick, downstream,
+                      experiment, generator_kwargs["difftumor"]["liver"]["checkpoint"]))
+        return SimpleNamespace(out=Path(out))
+
     monkeypatch.setattr(benchmark.runner, "run_grid", fake_run_grid)
     monkeypatch.setattr(benchmark.demo_contrast, "early_contrasts", fake_contrasts)
+    monkeypatch.setattr(benchmark.scorecard.run, "run_scorecards", fake_scorecards)
     monkeypatch.setattr(reports.build, "build_report", fake_build_report)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     settings = demo.DemoSettings(cases=10)
     result = demo.run_demo(tmp_path / "out", settings, tracking_uri=uri, progress=False)
-    assert [c[0] for c in calls] == ["grid", "contrast", "contrast", "contrast", "report"]
+    assert [c[0] for c in calls] == ["grid", "contrast", "contrast", "contrast", "scorecards", "report"]
+    # the three generators' quick cards, with the downstream value of the grid just run, before the report
+    assert calls[4][1:] == (("hu", "difftumor", "cellular"), ["liver"], True, demo.DEMO_EXPERIMENT,
+                            demo.DEMO_EXPERIMENT, str(tmp_path / "out" / "results" / "generators" / "liver" / "fold_0"))
     assert calls[0][1:] == (tmp_path / "out" / "demo_grid.toml", uri, 3)  # three cells at a time on 2 cores (DemoSettings.max_parallel)
     assert calls[-1][2] == demo.DEMO_EXPERIMENT
     # other data than the shipped weights were trained on: the runner trains generators ("auto")
@@ -89,7 +100,9 @@ def test_run_demo_makes_checked_phantoms_then_runs_grid_contrast_and_report(tmp_
         assert (tmp_path / "out" / "phantom" / organ / ".tumorbench_check.json").is_file()  # checked
         assert json.loads((tmp_path / "out" / "phantom" / organ / "dataset.json").read_text())["spacing"] == [3.0] * 3
     assert any("phantom_kidney" in s and "5 folds" in s for s in result.dataset_summaries)
-    assert set(result.seconds) == {"phantom data", "grid (9 cells)", "early-tumor contrast", "report"}
+    assert set(result.seconds) == {"phantom data", "grid (9 cells)", "early-tumor contrast", "scorecards (quick)",
+                                   "report"}
+    assert result.scorecards == tmp_path / "out" / "scorecards" / "leaderboard.html"
     text = demo.format_demo_result(result)
     assert "2 finished, 0 skipped, 1 failed" in text and str(result.report_index) in text and uri in text
     lines = text.splitlines()

@@ -15,7 +15,7 @@ from importlib import import_module
 # (subcommand module, one-line help); modules live in benchmark/cli/<module>.py
 SUBCOMMANDS = [
     "data", "synthesize", "generator", "run", "tune", "evaluate", "report", "ui",
-    "radiomics", "reader_study", "perf", "demo", "generators",
+    "radiomics", "reader_study", "perf", "demo", "generators", "scorecard",
 ]
 
 

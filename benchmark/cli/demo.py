@@ -26,6 +26,8 @@ def register(subparsers) -> None:
                         help=f"cells trained at once (default: {d.max_parallel})")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
+    parser.add_argument("--no-scorecards", action="store_true",
+                        help="skip the generators' quick scorecards (docs/scorecard.md) and the report's links to them")
     parser.add_argument("--make-generators", metavar="DIR", default=None,
                         help="only make the demo phantom (under --out) and train the tiny DiffTumor generators on "
                         "its fold-0 training cases into DIR: the command that wrote benchmark/demo_weights")
@@ -44,7 +46,8 @@ def demo_entry(args) -> int:
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected an integer >= 1")
     settings = DemoSettings(cases=args.cases, seed=args.seed, epochs=args.epochs,
-                            iters_per_epoch=args.iters_per_epoch, max_parallel=args.max_parallel)
+                            iters_per_epoch=args.iters_per_epoch, max_parallel=args.max_parallel,
+                            scorecards=not args.no_scorecards)
     if args.make_generators:
         from benchmark.demo_generators import train_demo_generators
 
