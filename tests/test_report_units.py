@@ -62,7 +62,8 @@ def test_wcag_contrast_of_palette_and_text():
     import reports
 
     assert min(_contrast(c, "#ffffff") for c in PALETTE) >= 3.0
-    css = (Path(reports.__file__).parent / "templates" / "report.html.j2").read_text()
+    templates = Path(reports.__file__).parent / "templates"  # the report's CSS is shared with the scorecards
+    css = "".join((templates / name).read_text() for name in ("report.html.j2", "_style.css.j2"))
     pairs = [("#5f6673", "#ffffff"), ("#4a5263", "#fafbfc"), ("#5b3f8c", "#f3eefb"), ("#0b57d0", "#eef1f6"),
              ("#7a4b00", "#fff6e0"), ("#3d4452", "#fafbfc"), ("#c7cede", "#1d2330")]
     for fg, bg in pairs:
