@@ -15,6 +15,9 @@ replace bone, gas or another organ. So the outer part may only replace voxels th
 from __future__ import annotations
 
 import numpy as np
+
+from synthesis.errors import SynthesisInputError
+
 SOFT_TISSUE_HU = (-200.0, 150.0)  # fat ... enhanced soft tissue; outside: gas/air, bone, dense contrast
 ORGAN, REPLACEABLE = 1, 2  # values of the region array (0: left as it is)
 
@@ -46,3 +49,15 @@ def organ_reference_hu(ct_hu: np.ndarray, organ_mask: np.ndarray, boxes) -> floa
     if not values.size:
         values = ct_hu[organ_mask != 0]
     return float(np.median(values)) if values.size else 0.0
+
+
+def per_crop_other_organs(name: str, ct_hu: np.ndarray, organ_mask: np.ndarray,
+                          other_organs: np.ndarray | None) -> list[np.ndarray | None]:
+    """The ``other_organs`` of each crop of a (B, X, Y, Z) batch (None each when not given), after
+    checking that CT, organ mask and other organs share one (B, X, Y, Z) shape."""
+    if np.ndim(ct_hu) != 4 or np.shape(organ_mask) != np.shape(ct_hu) or (
+            other_organs is not None and np.shape(other_organs) != np.shape(ct_hu)):
+        raise SynthesisInputError(f"{name}: expected (B, X, Y, Z) ct_hu, organ_mask (and other_organs) of one "
+                                  f"shape, got {np.shape(ct_hu)}, {np.shape(organ_mask)}"
+                                  + ("" if other_organs is None else f", {np.shape(other_organs)}"))
+    return [None] * len(ct_hu) if other_organs is None else list(np.asarray(other_organs, dtype=bool))

@@ -23,7 +23,7 @@ import numpy as np
 from synthesis import kernels
 from synthesis.banded import gaussian_band
 from synthesis.errors import SynthesisInputError
-from synthesis.exophytic import exophytic_region, organ_reference_hu
+from synthesis.exophytic import exophytic_region, organ_reference_hu, per_crop_other_organs
 from synthesis.geometry import (
     HU2023_SIZE_PROBS, PreparedOrgan, TumorGeometry, normalise_size_probs, prepare_organ, render_tumor_parts,
     resolve_mix_counts, sample_geometry, sample_size_type, sample_with_size_fallback,
@@ -298,12 +298,7 @@ class HuGenerator:
                  rng: np.random.Generator, other_organs: np.ndarray | None = None) -> SynthesisOutput:
         """(B, X, Y, Z) crops in HU + organ masks -> SynthesisOutput (one tumor per crop);
         ``other_organs`` (B, X, Y, Z), optional: other labelled structures, never replaced."""
-        if ct_hu.ndim != 4 or ct_hu.shape != organ_mask.shape or (
-                other_organs is not None and np.shape(other_organs) != ct_hu.shape):
-            raise SynthesisInputError(f"expected (B, X, Y, Z) CT, organ mask (and other organs) of equal shape, "
-                                      f"got {ct_hu.shape}, {organ_mask.shape}"
-                                      + ("" if other_organs is None else f", {np.shape(other_organs)}"))
-        others = [None] * len(ct_hu) if other_organs is None else other_organs
+        others = per_crop_other_organs(self.name, ct_hu, organ_mask, other_organs)
         results = [self._one(ct, organ, spacing, rng, other) for ct, organ, other in zip(ct_hu, organ_mask, others)]
         return SynthesisOutput(
             ct_hu=np.stack([r[0] for r in results]), tumor_mask=np.stack([r[1] for r in results]),

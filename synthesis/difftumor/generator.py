@@ -34,7 +34,7 @@ from synthesis.difftumor.denoiser import build_scheduler
 from synthesis.difftumor.pipeline import DiffTumorPipeline
 from synthesis.difftumor.windows import put_window, render_in_windows, take_window, zoom_to
 from synthesis.errors import SynthesisInputError
-from synthesis.exophytic import exophytic_region
+from synthesis.exophytic import exophytic_region, per_crop_other_organs
 from synthesis.protocol import SynthesisOutput
 
 SIZE_STAGE = {"tiny": "early", "small": "early", "medium": "nonearly", "large": "nonearly"}
@@ -124,12 +124,7 @@ class DiffTumorGenerator:
         ``other_organs`` (B, X, Y, Z), optional: other labelled structures, never replaced."""
         ct = np.asarray(ct_hu, dtype=np.float32)
         organs = np.asarray(organ_mask, dtype=bool)
-        if ct.ndim != 4 or organs.shape != ct.shape or (
-                other_organs is not None and np.shape(other_organs) != ct.shape):
-            raise SynthesisInputError(f"difftumor: expected (B, X, Y, Z) ct_hu, organ_mask (and other_organs) of one "
-                                      f"shape, got {ct.shape}, {organs.shape}"
-                                      + ("" if other_organs is None else f", {np.shape(other_organs)}"))
-        others = [None] * len(ct) if other_organs is None else list(np.asarray(other_organs, dtype=bool))
+        others = per_crop_other_organs("difftumor", ct, organs, other_organs)
         plans = [outer_part_restricted(self._plan(organs[b], spacing, rng), ct[b], organs[b], others[b])
                  for b in range(len(ct))]
         out_ct, out_mask = ct.copy(), np.zeros(ct.shape, dtype=bool)
