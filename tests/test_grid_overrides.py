@@ -126,3 +126,24 @@ def test_dry_run_lists_the_overridden_cells(grid_file, capsys):
     assert plain == {c.regime: c.hash for c in cells_from_grid(load_grid(grid_file), missing)}
     assert overridden == {c.regime: c.hash for c in cells_from_grid(load_grid(grid_file, ["train.epochs=5"]), missing)}
     assert set(plain) == {"real", "hu"} and all(plain[r] != overridden[r] for r in plain)
+
+
+def test_a_run_logs_the_overridden_params_and_grid_toml(tmp_path):
+    """Through the runner (fake stages, real MLflow store): the cell's params hold the override and
+    the grid run's grid.toml artifact is the grid as run (the report reads its axes)."""
+    import mlflow
+
+    from test_runner_fakes import FAKE_STAGES, cell_runs, fresh_tracking_uri, make_fake_dataset, write_grid
+    from benchmark.runner import run_grid
+
+    data = make_fake_dataset(tmp_path / "ds" / "liver", "liver")
+    path = write_grid(tmp_path / "grid.toml", {"liver": data}, "exp", tmp_path / "results")
+    uri = fresh_tracking_uri(tmp_path)
+    grid = load_grid(path, ["train.epochs=2", 'regimes=["real"]'])
+    assert [o.status for o in run_grid(grid, tracking_uri=uri, stages=FAKE_STAGES, progress=False)] == ["finished"]
+    runs = cell_runs(uri, "exp")
+    assert len(runs) == 1 and runs["params.epochs"][0] == "2" and runs["params.regime"][0] == "real"
+    parent = cell_runs(uri, "exp", kind="grid")["run_id"][0]
+    logged = mlflow.MlflowClient(uri).download_artifacts(parent, "grid.toml", str(tmp_path / "got"))
+    text = open(logged).read()
+    assert "#   --set train.epochs=2" in text and tomllib.loads(text)["regimes"] == ["real"]
