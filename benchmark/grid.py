@@ -132,21 +132,11 @@ def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
 
 
 def parse_grid(text: str, path: Path | None = None, overrides: Sequence[str] = ()) -> Grid:
-    where = str(path) if path else "<grid>"
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{where}: not valid TOML ({exc})") from exc
-    if overrides:  # checked below exactly as if the file said so; errors show the --set items too
-        raw = apply_overrides(raw, overrides)
-        text, where = effective_toml(raw, overrides, path), f"{where} with --set {' '.join(overrides)}"
+    raw, text, where = _read(text, path, overrides)
     known = {"name", "preset", "seed", "seeds", "device", "results_dir", "organs", "backbones", "folds",
              "regimes", "datasets", "train", "generators", "evaluate", "slurm", "mlflow", "optuna",
              "checkpoint_selection", "tuned"}
     _no_unknown(raw, known, where, "")
-    for section in ("train", "generators", "optuna"):  # the other sections check their own type
-        if not isinstance(raw.get(section, {}), dict):
-            raise InputError(f"{where}: [{section}] must be a table, got {raw[section]!r}")
     datasets = _datasets(raw, where)
     preset = _choice(raw.get("preset", "tiny"), PRESETS, where, "preset")
     organs = tuple(_str_list(raw, "organs", list(datasets), where))
@@ -174,6 +164,24 @@ def parse_grid(text: str, path: Path | None = None, overrides: Sequence[str] = (
                                      "checkpoint_selection"),
         tuned=tuned_tables(raw.get("tuned", {}), TRAIN_KEYS, where), overrides=tuple(overrides),
     )
+
+
+def _read(text: str, path: Path | None, overrides: Sequence[str]) -> tuple[dict[str, Any], str, str]:
+    """(the parsed TOML with the ``--set`` overrides applied, the grid's text as run, the error prefix).
+
+    The overrides are checked by `parse_grid` exactly as if the file said so; errors name them too."""
+    where = str(path) if path else "<grid>"
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{where}: not valid TOML ({exc})") from exc
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+        text, where = effective_toml(raw, overrides, path), f"{where} with --set {' '.join(overrides)}"
+    for section in ("train", "generators", "optuna"):  # the other sections check their own type
+        if not isinstance(raw.get(section, {}), dict):
+            raise InputError(f"{where}: [{section}] must be a table, got {raw[section]!r}")
+    return raw, text, where
 
 
 def _no_unknown(table: dict, known, where: str, prefix: str) -> None:
