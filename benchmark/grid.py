@@ -43,12 +43,13 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from benchmark.errors import InputError
 from benchmark.grid_protocol import checkpoints_table, tuned_tables
 from benchmark.grid_schema import (EVAL_DEFAULTS, EVAL_SCHEMA, MLFLOW_SCHEMA, OPTUNA_DEFAULTS,  # noqa: F401
-                                   OPTUNA_SCHEMA, SLURM_DEFAULTS, SLURM_SCHEMA, check_table)
+                                   OPTUNA_SCHEMA, SLURM_DEFAULTS, SLURM_SCHEMA, apply_overrides, check_table,
+                                   effective_toml)
 from tumorbench_common.names import check_name
 
 ORGANS = ("liver", "pancreas", "kidney")
@@ -78,7 +79,7 @@ class Grid:
     """A validated grid (see module docstring). Build with `load_grid` / `parse_grid`."""
 
     name: str
-    source: str  # the TOML text (logged as the parent run's grid.toml)
+    source: str  # the TOML text as run, overrides applied (logged as the parent run's grid.toml)
     path: Path | None
     datasets: dict[str, Path]
     organs: tuple[str, ...]
@@ -99,6 +100,7 @@ class Grid:
     train_by_regime: dict[str, dict[str, Any]] = field(default_factory=dict)
     checkpoint_selection: str = "final"
     tuned: dict[str, dict[str, Any]] = field(default_factory=dict)  # cell selector -> overrides
+    overrides: tuple[str, ...] = ()  # command-line `--set KEY=VALUE`s applied over the file, in order
 
     def train_for(self, regime: str) -> dict[str, Any]:
         """[train] merged with its [train.<regime>] overrides (e.g. paper epochs per regime)."""
@@ -116,21 +118,21 @@ class Grid:
         return (organ, *[o for o in self.datasets if o != organ])
 
 
-def load_grid(path: str | Path) -> Grid:
-    """Read and validate a grid TOML file; InputError names the file and field on problems."""
+def load_grid(path: str | Path, overrides: Sequence[str] = ()) -> Grid:
+    """Read and validate a grid TOML file; InputError names the file and field on problems.
+
+    ``overrides``: ``KEY=VALUE`` strings (``tumorbench run --set``, see
+    `benchmark.grid_schema.apply_overrides`) set over the file before it is checked.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: grid file not found")
     text = path.read_text()
-    return parse_grid(text, path)
+    return parse_grid(text, path, overrides)
 
 
-def parse_grid(text: str, path: Path | None = None) -> Grid:
-    where = str(path) if path else "<grid>"
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{where}: not valid TOML ({exc})") from exc
+def parse_grid(text: str, path: Path | None = None, overrides: Sequence[str] = ()) -> Grid:
+    raw, text, where = _read(text, path, overrides)
     known = {"name", "preset", "seed", "seeds", "device", "results_dir", "organs", "backbones", "folds",
              "regimes", "datasets", "train", "generators", "evaluate", "slurm", "mlflow", "optuna",
              "checkpoint_selection", "tuned"}
@@ -160,8 +162,26 @@ def parse_grid(text: str, path: Path | None = None) -> Grid:
         optuna=_optuna(raw.get("optuna", {}), where),
         checkpoint_selection=_choice(raw.get("checkpoint_selection", "final"), ("final", "inner_val"), where,
                                      "checkpoint_selection"),
-        tuned=tuned_tables(raw.get("tuned", {}), TRAIN_KEYS, where),
+        tuned=tuned_tables(raw.get("tuned", {}), TRAIN_KEYS, where), overrides=tuple(overrides),
     )
+
+
+def _read(text: str, path: Path | None, overrides: Sequence[str]) -> tuple[dict[str, Any], str, str]:
+    """(the parsed TOML with the ``--set`` overrides applied, the grid's text as run, the error prefix).
+
+    The overrides are checked by `parse_grid` exactly as if the file said so; errors name them too."""
+    where = str(path) if path else "<grid>"
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{where}: not valid TOML ({exc})") from exc
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+        text, where = effective_toml(raw, overrides, path), f"{where} with --set {' '.join(overrides)}"
+    for section in ("train", "generators", "optuna"):  # the other sections check their own type
+        if not isinstance(raw.get(section, {}), dict):
+            raise InputError(f"{where}: [{section}] must be a table, got {raw[section]!r}")
+    return raw, text, where
 
 
 def _no_unknown(table: dict, known, where: str, prefix: str) -> None:

@@ -7,8 +7,10 @@ instead of one FAILED cell each. Adding a field is one line in the table's schem
 """
 from __future__ import annotations
 
+import copy
+import tomllib
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from benchmark.errors import InputError
 
@@ -104,3 +106,59 @@ OPTUNA_SCHEMA = {"pruner": Field("median", str, choices=("median", "hyperband", 
                  "n_startup_trials": Field(2, int, low=0), "n_warmup_steps": Field(1, int, low=0)}
 MLFLOW_SCHEMA = {"experiment": Field(None, str, optional=True), "tracking_uri": Field(None, str, optional=True)}
 EVAL_DEFAULTS, SLURM_DEFAULTS, OPTUNA_DEFAULTS = (defaults(s) for s in (EVAL_SCHEMA, SLURM_SCHEMA, OPTUNA_SCHEMA))
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of the parsed grid ``raw`` with each ``KEY=VALUE`` of ``overrides`` set, in order.
+
+    KEY is a TOML dotted key (``train.epochs``, ``train.real.epochs``, ``generators.hu.size_probs``);
+    VALUE a TOML value (``5``, ``[48, 48, 32]``, ``"cuda"``, ``{early = 1.0}``), or a bare word taken
+    as a string (``device=cuda``). Missing tables on the way are created and the value at KEY is
+    replaced. Nothing is checked here: the result goes through the same checks as the file, so a
+    bad key or value gives the file's error (`benchmark.grid.parse_grid`).
+    """
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        path, value = parse_override(item)
+        table = out
+        for depth, part in enumerate(path[:-1], start=1):
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise InputError(f"--set {item}: '{'.'.join(path[:depth])}' is {table!r} in the grid, not a table")
+        table[path[-1]] = value
+    return out
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``'train.crop_size=[48,48,32]'`` -> ``(['train', 'crop_size'], [48, 48, 32])``."""
+    for split in (i for i, char in enumerate(item) if char == "="):  # the first '=' outside a quoted key
+        try:
+            key = tomllib.loads(item[:split] + "= 0")
+        except tomllib.TOMLDecodeError:
+            continue
+        path = []
+        while isinstance(key, dict):
+            (name, key), = key.items()
+            path.append(name)
+        return path, _override_value(item, item[split + 1:].strip())
+    raise InputError(f"--set {item}: expected KEY=VALUE with KEY a dotted grid key, e.g. train.epochs=5")
+
+
+def _override_value(item: str, text: str) -> Any:
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError as exc:
+        if not text or text[0] in "[{\"'" or text[0].isdigit():  # meant as a TOML value: say why it is not one
+            raise InputError(f"--set {item}: {text!r} is not a TOML value ({exc}); strings may be bare words "
+                             "or quoted, lists [1, 2], tables {a = 1}") from exc
+        return text
+
+
+def effective_toml(raw: dict[str, Any], overrides: Sequence[str], path: Any) -> str:
+    """The grid as run (``raw`` with the overrides applied) as TOML text, for the runs' grid.toml:
+    the report reads the grid's axes from it, so it must hold the overridden values."""
+    import tomli_w
+
+    header = "".join(f"#   --set {item}\n" for item in overrides)
+    return (f"# {path or '<grid>'} with these command-line overrides applied (comments of the file dropped):\n"
+            f"{header}{tomli_w.dumps(raw)}")

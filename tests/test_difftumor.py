@@ -155,7 +155,7 @@ def test_ct_at_another_spacing_is_resampled_to_the_checkpoints(trained):
 
 
 def test_diffusion_checkpoint_finds_its_autoencoder_elsewhere(trained, tmp_path):
-    """train-diffusion --autoencoder AE --out DM records AE (path, sha256): DM alone loads, and a
+    """generators train diffusion --autoencoder AE --out DM records AE (path, sha256): DM alone loads, and a
     moved or changed autoencoder is a clear error."""
     import shutil
 

@@ -1,4 +1,4 @@
-"""`tumorbench generator` CLI + benchmark.generators on a small canonical dataset (2 training steps)."""
+"""`tumorbench generators train` CLI + benchmark.generators on a small canonical dataset (2 training steps)."""
 from __future__ import annotations
 
 import json
@@ -22,9 +22,9 @@ def dataset(tmp_path):
 
 def test_cli_trains_all_three_models_and_generator_uses_them(dataset, tmp_path, capsys):
     ckpt = tmp_path / "ckpt"
-    assert main(["generator", "train-autoencoder", str(dataset), "--out", str(ckpt), "--steps", "2"]) == 0
+    assert main(["generators", "train", "autoencoder", str(dataset), "--out", str(ckpt), "--steps", "2"]) == 0
     for flag in ("--early", "--non-early"):
-        assert main(["generator", "train-diffusion", str(dataset), "--autoencoder", str(ckpt / "autoencoder.pt"),
+        assert main(["generators", "train", "diffusion", str(dataset), "--autoencoder", str(ckpt / "autoencoder.pt"),
                      flag, "--out", str(ckpt), "--steps", "2"]) == 0
     meta = json.loads((ckpt / "diffusion_liver_nonearly.json").read_text())
     assert meta["scheduler"] == {"train_timesteps": 200, "sample_steps": 10, "sampler": "ddim", "schedule": "official"}
@@ -85,7 +85,7 @@ def _must_not_run(*args, **kwargs):
 
 
 def test_cli_bad_autoencoder_is_a_clear_error(dataset, tmp_path, capsys):
-    code = main(["generator", "train-diffusion", str(dataset), "--autoencoder", str(tmp_path / "missing"),
+    code = main(["generators", "train", "diffusion", str(dataset), "--autoencoder", str(tmp_path / "missing"),
                  "--early", "--out", str(tmp_path / "o"), "--steps", "1"])
     assert code == 2
     assert "checkpoint folder not found" in capsys.readouterr().err

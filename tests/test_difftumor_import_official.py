@@ -1,4 +1,4 @@
-"""`tumorbench generator import-official`, the converted folder in `synthesize`, and `--arch official`.
+"""`tumorbench generators import-official`, the converted folder in `synthesize`, and `--arch official`.
 
 Uses the golden random-weight files in the official layouts (see ``_official_golden``); the
 numbers they produce are checked in ``test_difftumor_official.py``.
@@ -28,14 +28,14 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def converted(golden, tmp_path_factory):
     out = tmp_path_factory.mktemp("conv") / "official"
-    assert main(["generator", "import-official", "--autoencoder", str(golden / "autoencoder_official_layout.ckpt"),
+    assert main(["generators", "import-official", "--autoencoder", str(golden / "autoencoder_official_layout.ckpt"),
                  "--early", str(golden / "denoiser_official_layout_early.pt"), "--organ", "liver",
                  "--out", str(out)]) == 0
     return out
 
 
 def _import(golden, out, **files):
-    args = ["generator", "import-official", "--autoencoder",
+    args = ["generators", "import-official", "--autoencoder",
             str(files.get("autoencoder", golden / "autoencoder_official_layout.ckpt")), "--organ",
             files.get("organ", "liver"), "--out", str(out)]
     for flag in ("early", "non_early"):
@@ -147,9 +147,9 @@ def test_train_official_arch_from_the_published_weights(converted, tmp_path, cap
     """`--arch official --init DIR` fine-tunes the converted weights (2 steps each) into a usable folder."""
     data = write_dataset(tmp_path / "liver", shape=(40, 40, 40))
     out = tmp_path / "tuned"
-    assert main(["generator", "train-autoencoder", str(data), "--arch", "official", "--init", str(converted),
+    assert main(["generators", "train", "autoencoder", str(data), "--arch", "official", "--init", str(converted),
                  "--steps", "2", "--out", str(out)]) == 0
-    assert main(["generator", "train-diffusion", str(data), "--autoencoder", str(out), "--arch", "official",
+    assert main(["generators", "train", "diffusion", str(data), "--autoencoder", str(out), "--arch", "official",
                  "--init", str(converted), "--early", "--steps", "2", "--out", str(out)]) == 0
     start = torch.load(converted / "diffusion_liver_early.pt", weights_only=True)
     tuned = torch.load(out / "diffusion_liver_early.pt", weights_only=True)
@@ -162,7 +162,7 @@ def test_train_official_arch_from_the_published_weights(converted, tmp_path, cap
     meta = json.loads((out / "autoencoder.json").read_text())
     assert meta["arch"] == "official" and "init_sha256" in meta
     capsys.readouterr()
-    assert main(["generator", "train-autoencoder", str(data), "--init", str(converted), "--steps", "1",
+    assert main(["generators", "train", "autoencoder", str(data), "--init", str(converted), "--steps", "1",
                  "--out", str(tmp_path / "mixed")]) == 2
     assert "another architecture" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "mixed", ignore_errors=True)

@@ -76,6 +76,13 @@ def test_example_plugin_is_discovered_after_install(plugin):
     assert set(info["kwargs"]) == {"radius_mm", "contrast_hu"}
 
 
+def test_top_help_names_an_installed_plugin_regime(plugin):
+    from benchmark.cli import build_parser
+
+    text = " ".join(build_parser().format_help().split())
+    assert "plug-in generators installed here: sphere (from tumorbench-sphere)" in text
+
+
 def test_example_plugin_is_absent_without_install():
     assert "sphere" not in registry.registered_names()
 

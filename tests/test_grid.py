@@ -107,3 +107,11 @@ def test_example_grids_parse():
     for path in sorted(root.glob("*.toml")):
         grid = load_grid(path)
         assert cells_from_grid(grid, {o: "x" for o in grid.datasets}), path
+
+
+def test_grid_backbones_are_the_models_registry():
+    """The grid's allowed backbones (checked at load, without torch) are exactly models.backbones'."""
+    from benchmark.grid import BACKBONES
+    from models.backbones import BACKBONES as REGISTRY
+
+    assert set(BACKBONES) == set(REGISTRY) and len(BACKBONES) == len(REGISTRY)

@@ -135,8 +135,9 @@ def test_busy_cells_make_the_command_fail_and_say_where_they_run(monkeypatch, ca
     outcomes = [CellOutcome(cell, "finished", "r1", "/res/a"),
                 CellOutcome(cell, "busy", None, "/res/b", error="leased by host7 pid 42 (Slurm job 9_1)")]
     monkeypatch.setattr(runner, "run_grid", lambda *a, **k: outcomes)
+    monkeypatch.setattr("benchmark.grid.load_grid", lambda path, overrides: path)
     args = Namespace(grid="g.toml", executor="local", max_parallel=None, only=None, dry_run=False, tracking_uri=None,
-                     no_progress=True, gpus=None, allow_local_store=False)
+                     no_progress=True, gpus=None, allow_local_store=False, overrides=[])
     assert run_entry(args) == 1
     out = capsys.readouterr().out
     assert "BUSY liver·unet·real·f0 (/res/b): leased by host7 pid 42 (Slurm job 9_1)" in out

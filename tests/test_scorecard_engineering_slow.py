@@ -74,9 +74,9 @@ def tiny_kidney_checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("difftumor_kidney")
     data, ckpt = str(root / "data"), str(root / "ckpt")
     assert main(["data", "phantom", "--out", data, "--organ", "kidney", "--cases", "5"]) == 0
-    assert main(["generator", "train-autoencoder", data, "--out", ckpt, "--preset", "tiny", "--steps", "2"]) == 0
+    assert main(["generators", "train", "autoencoder", data, "--out", ckpt, "--preset", "tiny", "--steps", "2"]) == 0
     for flag in ("--early", "--non-early"):
-        assert main(["generator", "train-diffusion", data, "--autoencoder", ckpt, flag, "--out", ckpt,
+        assert main(["generators", "train", "diffusion", data, "--autoencoder", ckpt, flag, "--out", ckpt,
                      "--steps", "2"]) == 0
     return ckpt
 

@@ -9,7 +9,7 @@ from benchmark.perf import PERF_MODULES
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "perf",
-        help="run a performance benchmark (hu, nsd, sampling, train, cellular, data)",
+        help=f"run a performance benchmark ({', '.join(PERF_MODULES)})",
         description="Performance benchmarks. Each prints a table with a baseline measured in the same run.",
     )
     inner = parser.add_subparsers(dest="perf_what", metavar="<what>")

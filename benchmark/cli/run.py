@@ -10,6 +10,7 @@ EPILOG = """examples:
   tumorbench run grids/paper.toml --gpus 0,1            # one cell per GPU, each worker sees its own
   tumorbench run grids/paper.toml --executor slurm      # one Slurm job array ([slurm] section)
   tumorbench run grids/demo.toml --only organ=liver,regime=hu
+  tumorbench run grids/demo.toml --set train.epochs=5 --set evaluate.overlap=0.25 --dry-run
 
 Rerunning is safe: finished cells are skipped, killed ones resume from their last checkpoint
 in the same MLflow run, failed ones are retried. Exit code 1 when a cell failed or is being trained by another
@@ -34,6 +35,7 @@ def register(subparsers) -> None:
     parser.add_argument("--only", metavar="KEY=VAL,...",
                         help="run a subset, keys organ|backbone|fold|regime|synth_source|seed; a repeated key or "
                              "VAL1|VAL2 matches any (e.g. organ=liver,regime=hu|real)")
+    add_set_argument(parser)
     parser.add_argument("--gpus", type=_gpu_list, metavar="0,1,...",
                         help="local executor with device cuda: GPUs to use, one cell per GPU at a time, each worker "
                              "process seeing only its own GPU (default: all visible)")
@@ -46,6 +48,14 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run_entry)
 
 
+def add_set_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a grid value, checked like the file (repeatable, later wins): KEY is dotted "
+                             "(train.epochs, train.real.epochs, evaluate.overlap, generators.hu.size_probs), VALUE "
+                             "a TOML value (5, [48,48,32], \"cuda\"; a bare word is a string). Training values "
+                             "change the cell hash; the runs' grid.toml holds the grid as run")
+
+
 def _gpu_list(text: str) -> list[str]:
     ids = [part.strip() for part in text.split(",")]
     if not ids or not all(part.isdigit() for part in ids) or len(set(ids)) != len(ids):
@@ -54,11 +64,12 @@ def _gpu_list(text: str) -> list[str]:
 
 
 def run_entry(args) -> int:
+    from benchmark.grid import load_grid
     from benchmark.runner import run_grid
 
-    outcomes = run_grid(args.grid, executor=args.executor, max_parallel=args.max_parallel, only=args.only,
-                        dry_run=args.dry_run, tracking_uri=args.tracking_uri, progress=not args.no_progress,
-                        allow_local_store=args.allow_local_store, gpus=args.gpus)
+    outcomes = run_grid(load_grid(args.grid, args.overrides), executor=args.executor, max_parallel=args.max_parallel,
+                        only=args.only, dry_run=args.dry_run, tracking_uri=args.tracking_uri,
+                        progress=not args.no_progress, allow_local_store=args.allow_local_store, gpus=args.gpus)
     failed = [o for o in outcomes if o.status == "failed"]
     busy = [o for o in outcomes if o.status == "busy"]
     for outcome in failed:

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import argparse
 
+from benchmark.cli.run import add_set_argument
+
 EPILOG = """examples:
   tumorbench tune grids/demo.toml --cell organ=liver,backbone=unet,regime=hu,fold=0 --trials 20
+  tumorbench tune grids/demo.toml --cell organ=liver,backbone=unet,regime=hu,fold=0 --set train.epochs=4
   # several workers (machines) on one study: same --storage and --study-name everywhere
   tumorbench tune grids/paper.toml --cell organ=liver,backbone=unet,regime=hu,fold=0 --trials 50 \\
       --storage postgresql://user@db-host/optuna --study-name liver-unet-hu
@@ -29,6 +32,7 @@ def register(subparsers) -> None:
                              "pick a cross-organ cell / another seed)")
     parser.add_argument("--trials", type=int, default=20, metavar="N",
                         help="complete + pruned trials the study should hold (default 20)")
+    add_set_argument(parser)
     parser.add_argument("--storage", metavar="URL",
                         help="Optuna RDB URL (default sqlite under results/tune/<study>/optuna.db)")
     parser.add_argument("--study-name", help="default <grid>__<organ>_<backbone>_<regime>_f<fold>")
@@ -43,10 +47,11 @@ def register(subparsers) -> None:
 
 
 def tune_entry(args) -> int:
+    from benchmark.grid import load_grid
     from benchmark.tune import tune_cell
 
-    result = tune_cell(args.grid, args.cell, args.trials, storage=args.storage, study_name=args.study_name,
-                       tracking_uri=args.tracking_uri, progress=not args.no_progress,
+    result = tune_cell(load_grid(args.grid, args.overrides), args.cell, args.trials, storage=args.storage,
+                       study_name=args.study_name, tracking_uri=args.tracking_uri, progress=not args.no_progress,
                        heartbeat_interval=args.heartbeat, allow_local_store=args.allow_local_store)
     print(f"study {result.study_name}: {result.n_complete} complete, {result.n_pruned} pruned trials")
     if result.best_value is not None:
