@@ -80,7 +80,8 @@ def workers_per_gpu(it_per_s: float, batch_size: int, figure: dict, crop: Sequen
         return None, f"measured at crop {figure['crop']}, the cell crops {list(crop)}"
     need = it_per_s * batch_size
     rate = float(figure["crops_per_s_per_core"])
-    return math.ceil(need / rate), f"{need:g} crops/s / {rate:g} per core"
+    where = ", ".join(str(figure[k]) for k in ("cpu", "date") if figure.get(k))
+    return math.ceil(need / rate), f"{need:g} crops/s / {rate:g} per core" + (f" on {where}" if where else "")
 
 
 def _open(path):
