@@ -8,6 +8,8 @@ import re
 import time
 from pathlib import Path
 
+import pytest
+
 from test_runner_fakes import FAKE_STAGES, fake_train, fresh_tracking_uri, make_fake_dataset, write_grid
 
 SEEN = "PROGRESS_TEST_SEEN"  # folder where the test marks the cells whose epoch the bar showed
@@ -27,13 +29,17 @@ def waiting_train(config, train_items, val_items, out_dir, *, log_metrics=None, 
     return fake_train(config, train_items, val_items, out_dir, log_metrics=logged, **kwargs)
 
 
-def test_parallel_cells_bar_shows_each_running_cells_epoch(tmp_path, monkeypatch, capfd):
+@pytest.mark.parametrize("executor", ["local", "submitit-local"])
+def test_parallel_cells_bar_shows_each_running_cells_epoch(tmp_path, monkeypatch, capfd, executor):
+    """Pool workers (local) and submitit jobs (the Slurm executor's polling path, run locally)."""
     from benchmark import executors
     from benchmark.runner import run_grid
 
     seen = tmp_path / "seen"
     seen.mkdir()
     monkeypatch.setenv(SEEN, str(seen))
+    tests = Path(__file__).resolve().parent
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tests.parent), str(tests)]))  # for submitit's jobs
     monkeypatch.setattr(executors, "POLL_S", 0.1)
     texts: list[str] = []
     show = executors._Progress._show
@@ -48,7 +54,7 @@ def test_parallel_cells_bar_shows_each_running_cells_epoch(tmp_path, monkeypatch
     monkeypatch.setattr(executors._Progress, "_show", recording_show)
     ds = make_fake_dataset(tmp_path / "ds" / "liver", "liver")
     grid = write_grid(tmp_path / "grid.toml", {"liver": ds}, "exp", tmp_path / "results")
-    outcomes = run_grid(grid, tracking_uri=fresh_tracking_uri(tmp_path), max_parallel=2,
+    outcomes = run_grid(grid, executor=executor, tracking_uri=fresh_tracking_uri(tmp_path), max_parallel=2,
                         stages=dataclasses.replace(FAKE_STAGES, train=waiting_train), progress=True)
     assert [o.status for o in outcomes] == ["finished", "finished"]
     for name in ("liver·unet·real·f0", "liver·unet·hu·f0"):
