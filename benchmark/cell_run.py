@@ -119,7 +119,9 @@ def _run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True
         _log_scoring_params(client, run_id, task)
     buffer = tracking.MetricBuffer(client, run_id, spool=task.results_dir / SPOOL_NAME)
     try:
-        summaries = run_pipeline(task, stages, log_metrics=_also(buffer.log_epoch, on_epoch), report=report,
+        log_epoch = buffer.log_epoch if on_epoch is None else (
+            lambda metrics, step: (buffer.log_epoch(metrics, step), on_epoch(step)))
+        summaries = run_pipeline(task, stages, log_metrics=log_epoch, report=report,
                                  progress=progress, train_only=train_only, before_write=owner_check)
         owner_check()
         metrics = _log_results(client, buffer, run_id, task, summaries)
@@ -145,17 +147,6 @@ def _run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True
 
 def _always_owner() -> None:
     pass
-
-
-def _also(log_epoch, on_epoch):
-    """``log_epoch`` followed by ``on_epoch(step)`` (when given)."""
-    if on_epoch is None:
-        return log_epoch
-
-    def both(metrics, step: int) -> None:
-        log_epoch(metrics, step)
-        on_epoch(step)
-    return both
 
 
 def _log_scoring_params(client, run_id: str, task: CellTask) -> None:
