@@ -76,7 +76,9 @@ def run_cell(task: CellTask, stages=None, **kwargs) -> CellOutcome:
               f"{lease.holder}; skipped", file=sys.stderr, flush=True)
         return CellOutcome(task.cell, "busy", None, str(task.results_dir), error=f"leased by {lease.holder}")
     try:
-        return _run_cell(task, stages, owner_check=lease.check, **kwargs)
+        epochs = task.cell.hp().get("epochs")  # None: the preset's default (the bar shows the epoch alone)
+        return _run_cell(task, stages, owner_check=lease.check, on_epoch=lambda e: lease.note_epoch(e, epochs),
+                         **kwargs)
     except LeaseLost as exc:
         print(f"tumorbench: cell {task.cell.run_name} ({task.cell.hash}) stopped: {exc}", file=sys.stderr, flush=True)
         return CellOutcome(task.cell, "busy", None, str(task.results_dir), error=f"lost lease: {exc}")
@@ -86,7 +88,7 @@ def run_cell(task: CellTask, stages=None, **kwargs) -> CellOutcome:
 
 def _run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True,
               train_only: bool = False, stop_exceptions: tuple = (),
-              raise_errors: bool = False, owner_check=None) -> CellOutcome:
+              raise_errors: bool = False, owner_check=None, on_epoch=None) -> CellOutcome:
     """Run one cell inside its MLflow run (new, or the unfinished one of the same hash).
 
     Args:
@@ -98,6 +100,7 @@ def _run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True
         owner_check: raises `benchmark.lease.LeaseLost` when this process no longer holds the
             cell; called before every checkpoint and the final MLflow writes (and before a failure
             is recorded: a process that lost its cell writes nothing into the new holder's run).
+        on_epoch: ``on_epoch(epoch)`` after each epoch's metrics (the lease's progress note).
     """
     from benchmark.lease import LeaseLost
     from benchmark.cell_pipeline import run_pipeline
@@ -116,7 +119,9 @@ def _run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True
         _log_scoring_params(client, run_id, task)
     buffer = tracking.MetricBuffer(client, run_id, spool=task.results_dir / SPOOL_NAME)
     try:
-        summaries = run_pipeline(task, stages, log_metrics=buffer.log_epoch, report=report,
+        log_epoch = buffer.log_epoch if on_epoch is None else (
+            lambda metrics, step: (buffer.log_epoch(metrics, step), on_epoch(step)))
+        summaries = run_pipeline(task, stages, log_metrics=log_epoch, report=report,
                                  progress=progress, train_only=train_only, before_write=owner_check)
         owner_check()
         metrics = _log_results(client, buffer, run_id, task, summaries)

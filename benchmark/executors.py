@@ -2,7 +2,8 @@
 
 Every executor calls the same `run_cell_job(task, stages)`; cells already FINISHED in
 MLflow are answered here without dispatching anything. A progress bar counts cells
-done / running / failed / left. Slurm specifics (sbatch options, requeue on time limit /
+done / running / failed / left and, when cells run in other processes (pool workers, submitit
+jobs), shows each running cell's epoch from its lease's progress note (`benchmark.lease.read_epoch`). Slurm specifics (sbatch options, requeue on time limit /
 preemption, jobs that vanish, Ctrl-C) are in `benchmark.slurm`.
 """
 from __future__ import annotations
@@ -16,6 +17,8 @@ from benchmark.errors import InputError
 from benchmark.slurm import submitit_executor
 
 EXECUTORS = ("local", "slurm", "submitit-local")
+POLL_S = 1.0  # how often the cells bar re-reads the running cells' epochs
+SHOWN_CELLS = 4  # running cells named in the bar; the others are counted
 WORKER_GPU_ENV = "TUMORBENCH_WORKER_GPU"  # the physical GPU a local worker process was given
 
 
@@ -68,9 +71,9 @@ def execute(tasks: Sequence, *, executor: str, max_parallel: int, stages, slurm:
     view = _Progress(len(tasks), sum(o is not None for o in outcomes), progress)
     if executor == "local" and max_parallel == 1 and not gpus:
         for i in todo:
-            view.started()
+            view.started(tasks[i])
             outcomes[i] = run_cell_job(tasks[i], stages, progress=progress)
-            view.ended(outcomes[i].status)
+            view.ended(tasks[i], outcomes[i].status)
     elif executor == "local":
         _run_pool(tasks, longest_first(tasks, todo), outcomes, stages, len(gpus or ()) or max_parallel, view, gpus)
     else:
@@ -162,13 +165,14 @@ def _run_pool(tasks, todo, outcomes, stages, max_parallel: int, view, gpus: Sequ
         pending = {}
         for i in todo:
             pending[pool.submit(run_cell_job, tasks[i], stages)] = i
-            view.started()
+            view.started(tasks[i])
         while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            finished, _ = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
             for future in finished:
                 i = pending.pop(future)
                 outcomes[i] = _result_or_failure(tasks[i], future.result)
-                view.ended(outcomes[i].status)
+                view.ended(tasks[i], outcomes[i].status)
+            view.poll()
 
 
 def _run_submitit(tasks, todo, outcomes, stages, slurm: Mapping[str, Any], folder: Path,
@@ -191,7 +195,7 @@ def _run_submitit(tasks, todo, outcomes, stages, slurm: Mapping[str, Any], folde
             while queue and len(running) < max_parallel:
                 i = queue.pop(0)
                 running[ex.submit(run_cell_job, tasks[i], stages)] = i
-                view.started()
+                view.started(tasks[i])
             _collect(running, tasks, outcomes, view, started_all=False, first_only=True)
     except KeyboardInterrupt:
         cancel_jobs(list(running), cluster)
@@ -207,19 +211,20 @@ def _collect(jobs: dict, tasks, outcomes, view, *, started_all: bool, first_only
     from benchmark.slurm import QueueWatch
 
     if started_all:
-        for _ in jobs:
-            view.started()
+        for i in jobs.values():
+            view.started(tasks[i])
     watch = QueueWatch() if slurm else None
     while jobs:
         done = [job for job in jobs if job.done() and (not slurm or job.paths.result_pickle.exists())]
         for job in done:
             i = jobs.pop(job)
             outcomes[i] = _result_or_failure(tasks[i], job.result)
-            view.ended(outcomes[i].status)
+            view.ended(tasks[i], outcomes[i].status)
         for job, why in (watch.vanished(jobs) if watch else []):
             i = jobs.pop(job)
             outcomes[i] = _vanished(tasks[i], job, why)
-            view.ended("failed")
+            view.ended(tasks[i], "failed")
+        view.poll()
         if done and first_only:
             return
         if not done:
@@ -250,28 +255,54 @@ def _failure(task, exc: BaseException, prefix: str = ""):
 
 
 class _Progress:
-    """tqdm bar over cells with done / running / failed counts in its postfix."""
+    """tqdm bar over cells: done / running / failed counts in its postfix, then each running cell's
+    epoch (``liver·unet·hu·f0 e12/50``) as its lease notes it (`poll`); a running cell that has
+    noted no epoch yet (queued Slurm job, preprocessing) is counted but not named."""
 
     def __init__(self, total: int, skipped: int, enabled: bool):
         from tqdm.auto import tqdm
 
         self.counts = {"done": 0, "skipped": skipped, "failed": 0, "busy": 0, "running": 0}
         self.bar = tqdm(total=total, initial=skipped, desc="cells", unit="cell", disable=not enabled)
+        self.running: dict[int, Any] = {}  # id(task) -> task
+        self.epochs: dict[int, str] = {}  # id(task) -> "e12/50"
+        self._polled = 0.0
         self._show()
 
-    def started(self) -> None:
+    def started(self, task) -> None:
         self.counts["running"] += 1
+        self.running[id(task)] = task
         self._show()
 
-    def ended(self, status: str) -> None:
+    def ended(self, task, status: str) -> None:
         self.counts["running"] -= 1
+        self.running.pop(id(task), None)
+        self.epochs.pop(id(task), None)
         self.counts[status if status in ("failed", "skipped", "busy") else "done"] += 1
         self.bar.update(1)
         self._show()
 
+    def poll(self) -> None:
+        """Re-read the running cells' epochs, at most every `POLL_S` (two small files per cell)."""
+        from benchmark.lease import read_epoch
+
+        if self.bar.disable or time.monotonic() - self._polled < POLL_S:
+            return
+        self._polled = time.monotonic()
+        for key, task in self.running.items():
+            note = read_epoch(task.results_dir)
+            if note is not None:
+                self.epochs[key] = f"e{note[0]}" + (f"/{note[1]}" if note[1] else "")
+        self._show()
+
     def _show(self) -> None:
         left = self.bar.total - sum(v for k, v in self.counts.items() if k != "running") - self.counts["running"]
-        self.bar.set_postfix(**self.counts, left=left, refresh=True)
+        text = ", ".join(f"{k}={v}" for k, v in {**self.counts, "left": left}.items())
+        named = [f"{self.running[k].cell.run_name} {e}" for k, e in self.epochs.items() if k in self.running]
+        if named:
+            more = len(named) - SHOWN_CELLS
+            text += " | " + ", ".join(named[:SHOWN_CELLS]) + (f" +{more} more" if more > 0 else "")
+        self.bar.set_postfix_str(text, refresh=True)
 
     def close(self) -> None:
         self.bar.close()

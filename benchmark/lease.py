@@ -23,6 +23,10 @@ checkpoint and the final MLflow write: a process whose lease was taken over rais
 there and stops writing. Transient filesystem errors (ESTALE, a rename by another process) are
 logged and retried with backoff; they never end the heartbeat.
 
+Beside it, ``.lease.progress`` says how far the holder's training got (`CellLease.note_epoch`, written
+each epoch) so the grid's cells bar can show every running cell's epoch, local workers and Slurm jobs
+alike (`read_epoch`: only a note carrying the live lease's token counts).
+
 Works on a shared filesystem (O_EXCL create; a stale lease is moved aside by rename, and the
 mover checks it moved the stale one before creating its own).
 """
@@ -40,6 +44,7 @@ from pathlib import Path
 STALE_S = float(os.environ.get("TUMORBENCH_LEASE_STALE_S", 300))
 HEARTBEAT_S = float(os.environ.get("TUMORBENCH_LEASE_HEARTBEAT_S", 30))
 LEASE_NAME = ".lease"
+PROGRESS_NAME = ".lease.progress"
 _MISSING_GRACE_S = 2.0  # a lease file absent this long (not a rename in flight) is gone
 log = logging.getLogger(__name__)
 
@@ -86,6 +91,17 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def read_epoch(folder: str | os.PathLike) -> tuple[int, int | None] | None:
+    """(epoch, epochs) the live holder of the cell in ``folder`` last noted; None when nobody holds
+    it, it has noted no epoch yet, or the note is an earlier holder's (two small reads, no lock)."""
+    try:
+        holder = json.loads((Path(folder) / LEASE_NAME).read_text() or "{}")
+        note = json.loads((Path(folder) / PROGRESS_NAME).read_text())
+        return (int(note["epoch"]), note.get("epochs")) if note.get("token") == holder.get("token") else None
+    except (OSError, ValueError, KeyError, TypeError):  # absent, or being replaced right now
+        return None
 
 
 def describe(holder: dict) -> str:
@@ -169,6 +185,16 @@ class CellLease:
             waited, delay = waited + delay, delay * 2
         self._confirm(holder)
 
+    def note_epoch(self, epoch: int, epochs: int | None) -> None:
+        """Note how far training got (`read_epoch`); a failed write is logged, never raised."""
+        from tumorbench_common.io import write_json_atomic
+
+        try:
+            write_json_atomic(self.path.with_name(PROGRESS_NAME), {"epoch": int(epoch), "epochs": epochs,
+                                                                   "token": self.me["token"]})
+        except OSError as exc:
+            log.warning("cannot note the epoch of %s (%s)", self.path.parent, exc)
+
     def release(self) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -178,6 +204,7 @@ class CellLease:
         except OSError:
             return
         if other.get("token") == self.me["token"]:
+            self.path.with_name(PROGRESS_NAME).unlink(missing_ok=True)
             self.path.unlink(missing_ok=True)
 
     def __enter__(self):
