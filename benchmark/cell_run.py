@@ -16,6 +16,7 @@ from benchmark.errors import InputError
 from benchmark.eval_summary import flat_metrics
 from benchmark.grid import EVAL_DEFAULTS, Grid
 from benchmark.io import write_json_atomic
+from tumorbench_common import mlflow_tags as T
 
 SPOOL_NAME = "mlflow_spool.json"  # metrics not yet in MLflow (server unreachable), see MetricBuffer
 
@@ -37,6 +38,7 @@ class CellTask:
     kind: str = "cell"
     run_name: str | None = None
     source_dataset_dir: str = ""  # the synth_source organ's dataset (where its generator was trained)
+    log_checkpoints: bool = False  # [mlflow] log_checkpoints: the evaluated checkpoint as an artifact
 
     @property
     def results_dir(self) -> Path:
@@ -124,10 +126,10 @@ def _run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True
     except LeaseLost:
         raise
     except stop_exceptions as exc:
-        _end_noting(exc, client, buffer, run_id, "KILLED", {"stopped": type(exc).__name__})
+        _end_noting(exc, client, buffer, run_id, "KILLED", {T.STOPPED: type(exc).__name__})
         raise
     except KeyboardInterrupt as exc:
-        _end_noting(exc, client, buffer, run_id, "KILLED", {"stopped": "KeyboardInterrupt"})
+        _end_noting(exc, client, buffer, run_id, "KILLED", {T.STOPPED: "KeyboardInterrupt"})
         raise
     except Exception as exc:
         owner_check()
@@ -154,12 +156,9 @@ def _log_scoring_params(client, run_id: str, task: CellTask) -> None:
 
 
 def _tags(task: CellTask) -> dict[str, str]:
-    cell = task.cell
-    return {"organ": cell.organ, "backbone": cell.backbone, "fold": str(cell.fold),
-            "regime": cell.regime, "synth_source": cell.synth_source, "seed": str(cell.seed),
-            "preset": cell.preset, "results_dir": str(task.results_dir),
-            "dataset_dir": str(Path(task.dataset_dir).resolve()), "git_commit": tracking.git_commit(),
-            "device": task.device}
+    """Where the cell's files are and what ran it; the cell's own fields are params (`Cell.params`)."""
+    return {T.RESULTS_DIR: str(task.results_dir), T.DATASET_DIR: str(Path(task.dataset_dir).resolve()),
+            T.DEVICE: task.device}
 
 
 def _note(task: CellTask) -> str:
@@ -181,7 +180,19 @@ def _log_results(client, buffer, run_id: str, task: CellTask, summaries: Mapping
     buffer.log(metrics)
     buffer.flush()
     _log_artifacts(client, run_id, task.results_dir)
+    _log_checkpoint(client, run_id, task)
     return metrics
+
+
+def _log_checkpoint(client, run_id: str, task: CellTask) -> None:
+    """Tag the evaluated checkpoint's path relative to the cell folder (the store and the results may
+    move); with ``[mlflow] log_checkpoints = true`` also log it as artifact ``checkpoint/<name>``."""
+    from benchmark.cell_pipeline import evaluated_checkpoint
+
+    path = evaluated_checkpoint(task.results_dir / "train", task.cell.selection)
+    client.set_tag(run_id, T.CHECKPOINT, path.relative_to(task.results_dir).as_posix())
+    if task.log_checkpoints:
+        client.log_artifact(run_id, str(path), artifact_path="checkpoint")
 
 
 def _final_metrics(client, run_id: str, task: CellTask, summaries: Mapping[str, dict]) -> dict[str, float]:
@@ -222,7 +233,7 @@ def _record_failure(client, buffer, run_id: str, exc: BaseException) -> None:
     server down too) cannot hide the first: it is added to ``exc`` as a note."""
     text = "".join(traceback.format_exception(exc))
     steps = [lambda: client.log_text(run_id, text, "error.txt")]
-    _end_noting(exc, client, buffer, run_id, "FAILED", {"error": one_line(exc)[:4000]}, steps)
+    _end_noting(exc, client, buffer, run_id, "FAILED", {T.ERROR: one_line(exc)[:4000]}, steps)
 
 
 def _end_noting(first: BaseException, client, buffer, run_id: str, status: str, tags: Mapping[str, str],
@@ -290,4 +301,5 @@ def make_task(grid: Grid, cell: Cell, uri: str, experiment_id: str, parent: str 
         results_root=str(grid.results_dir), device=grid.device, tracking_uri=uri,
         experiment_id=experiment_id, parent_run_id=parent,
         evaluate=tuple(sorted(grid.evaluate.items())), generator_checkpoint=checkpoint,
-        source_dataset_dir=str(grid.datasets[cell.synth_source]))
+        source_dataset_dir=str(grid.datasets[cell.synth_source]),
+        log_checkpoints=bool(grid.mlflow.get("log_checkpoints")))

@@ -12,16 +12,15 @@ import re
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Mapping
 
-KIND_TAG = "tumorbench.kind"
-PARENT_TAG = "mlflow.parentRunId"
-NOTE_TAG = "mlflow.note.content"
-
 from benchmark.io import write_json_atomic  # noqa: E402
 from benchmark.tracking_retry import RetryingClient, is_transient, quiet_mlflow_retries, retry_call  # noqa: E402
+from tumorbench_common import mlflow_tags as T  # noqa: E402
 from tumorbench_common.tracking_uri import resolve_tracking_uri  # noqa: E402,F401  (its one home)
+
 
 
 def local_artifact_root(uri: str) -> Path | None:
@@ -58,31 +57,68 @@ def ensure_experiment(client, name: str, uri: str) -> str:
         return exp.experiment_id
 
 
-def git_commit() -> str:
-    """HEAD of the source tree this code runs from ("unknown" outside git)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-                             capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
+def grid_experiment(grid) -> str:
+    """The MLflow experiment of ``grid``: its ``[mlflow] experiment``, default its ``name``
+    (docs/runner.md: a different experiment is allowed; grids sharing one are reported together)."""
+    return grid.mlflow.get("experiment") or grid.name
 
 
 def start_parent_run(client, experiment_id: str, *, name: str, kind: str, note: str,
                      tags: Mapping[str, str] | None = None) -> str:
     run = client.create_run(experiment_id, run_name=name, tags={
-        KIND_TAG: kind, NOTE_TAG: note, "git_commit": git_commit(), **(tags or {})})
+        T.KIND: kind, T.NOTE: note, **T.source_tags(), **(tags or {})})
     return run.info.run_id
 
 
+def finished_runs(client, experiment_id: str) -> list:
+    """Every FINISHED run of the experiment (all pages)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string="attributes.status = 'FINISHED'",
+                                  max_results=5000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def open_grid_run(client, experiment_id: str, grid, cells, kind: str = "cell") -> tuple[str, bool]:
+    """(parent run id, reused): the grid invocation's parent run. When every cell already has a
+    FINISHED run (a rerun that trains nothing) the parent of an earlier invocation of the same cells
+    (tag ``tumorbench.grid_hash``) is reused, so reruns add no runs; otherwise a new one is created."""
+    import hashlib
+
+    grid_hash = hashlib.sha256(",".join(sorted(c.hash for c in cells)).encode()).hexdigest()[:12]
+    done = {T.read_tag(r.data.tags, T.CELL_HASH) for r in finished_runs(client, experiment_id)
+            if r.data.tags.get(T.KIND) == kind}
+    if all(c.hash in done for c in cells):
+        earlier = find_tagged(client, experiment_id, T.GRID_HASH, grid_hash, "grid")
+        if earlier:
+            return earlier[0].info.run_id, True
+    parent = start_parent_run(
+        client, experiment_id, name=f"grid {grid.name}", kind="grid",
+        note=f"{len(cells)} cells of grid `{grid.path}`; results under `{grid.results_dir}`.",
+        tags={T.GRID: grid.name, T.GRID_HASH: grid_hash, T.RESULTS_DIR: str(grid.results_dir)})
+    client.log_text(parent, grid.source, "grid.toml")
+    return parent, False
+
+
+def find_tagged(client, experiment_id: str, key: str, value: str, kind: str) -> list:
+    """Runs of ``kind`` whose tag ``key`` is ``value``, newest first (the tag's pre-namespace name
+    too, `tumorbench_common.mlflow_tags.read_tag`, when none has the new one)."""
+    for name in dict.fromkeys((key, key.removeprefix(T.PREFIX))):
+        runs = client.search_runs([experiment_id], filter_string=f"tags.`{name}` = '{value}' and "
+                                  f"tags.`{T.KIND}` = '{kind}'", order_by=["attributes.start_time DESC"], max_results=5)
+        if runs:
+            return list(runs)
+    return []
+
+
 def find_run(client, experiment_id: str, cell_hash: str, kind: str):
-    """The newest run tagged with ``cell_hash`` and ``kind`` (None if there is none)."""
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.cell_hash = '{cell_hash}' and tags.`{KIND_TAG}` = '{kind}'",
-        order_by=["attributes.start_time DESC"], max_results=5)
+    """The newest FINISHED run tagged with ``cell_hash`` and ``kind``, else the newest (None if none)."""
+    runs = find_tagged(client, experiment_id, T.CELL_HASH, cell_hash, kind)
     finished = [r for r in runs if r.info.status == "FINISHED"]
-    return (finished or list(runs) or [None])[0]
+    return (finished or runs or [None])[0]
 
 
 def open_cell_run(client, experiment_id: str, *, cell, tags: Mapping[str, str], kind: str,
@@ -102,18 +138,67 @@ def open_cell_run(client, experiment_id: str, *, cell, tags: Mapping[str, str], 
         client.update_run(existing.info.run_id, status="RUNNING")
         for key, value in job_tags().items():  # the requeued / rerun job's own log
             client.set_tag(existing.info.run_id, key, value)
-        for stale in ("error", "stopped"):  # from the attempt that is now retried
+        for stale in (T.ERROR, T.STOPPED):  # from the attempt that is now retried
             if stale in existing.data.tags:
                 client.delete_tag(existing.info.run_id, stale)
-        client.set_tag(existing.info.run_id, "resumed", str(int(existing.data.tags.get("resumed", "0")) + 1))
+        resumed = int(T.read_tag(existing.data.tags, T.RESUMED, "0")) + 1
+        client.set_tag(existing.info.run_id, T.RESUMED, str(resumed))
         return existing.info.run_id, True
-    all_tags = {KIND_TAG: kind, NOTE_TAG: note, "cell_hash": cell.hash, **tags, **job_tags()}
+    all_tags = {T.KIND: kind, T.NOTE: note, T.CELL_HASH: cell.hash, **T.source_tags(), **tags, **job_tags()}
     if parent_run_id:
-        all_tags[PARENT_TAG] = parent_run_id
+        all_tags[T.PARENT_RUN] = parent_run_id
     run = client.create_run(experiment_id, run_name=run_name or cell.run_name, tags=all_tags)
     params = [Param(k, v[:6000]) for k, v in cell.params().items()]
     client.log_batch(run.info.run_id, params=params)
     return run.info.run_id, False
+
+
+def active_fluent_run():
+    """The run a caller opened with ``mlflow.start_run()`` around our API, else None (mlflow is only
+    imported when someone already imported it, so no run can exist otherwise). TumorBench itself
+    only uses the client: this is how its runs nest under a user's."""
+    if "mlflow" not in sys.modules:
+        return None
+    import mlflow
+
+    return mlflow.active_run()
+
+
+@contextmanager
+def logged_run(kind: str, experiment: str | None, tracking_uri: str | None = None, *,
+               tags: Mapping[str, str] | None = None, name: str | None = None):
+    """``(client, run_id)`` of a new run of ``kind`` (run name ``name`` or ``kind``): a child of the
+    caller's active MLflow run if there is one (`active_fluent_run`), else a run in ``experiment``
+    of ``tracking_uri`` (default: the configured store). FINISHED on exit, FAILED on an error."""
+    active = active_fluent_run()
+    if active is not None:
+        import mlflow
+
+        client, experiment_id = client_for(mlflow.get_tracking_uri()), active.info.experiment_id
+        tags = {**(tags or {}), T.PARENT_RUN: active.info.run_id}
+    else:
+        uri = resolve_tracking_uri(tracking_uri)
+        client = client_for(uri)
+        experiment_id = ensure_experiment(client, experiment, uri)
+    run_id = client.create_run(experiment_id, run_name=name or kind,
+                               tags={T.KIND: kind, **T.source_tags(), **(tags or {})}).info.run_id
+    try:
+        yield client, run_id
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+
+
+def log_values(client, run_id: str, params: Mapping[str, Any] = {}, metrics: Mapping[str, Any] = {}) -> None:
+    """Params and step-0 metrics in one request each (`MetricBuffer` for the metrics)."""
+    from mlflow.entities import Param
+
+    if params:
+        client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+    buffer = MetricBuffer(client, run_id)
+    buffer.log(metrics)
+    buffer.flush()
 
 
 class MetricBuffer:

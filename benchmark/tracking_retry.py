@@ -20,8 +20,9 @@ import uuid
 from time import monotonic as _clock, sleep as _sleep  # module names: tests replace them
 from typing import Any, Callable
 
+from tumorbench_common.mlflow_tags import CREATE_TOKEN
+
 RETRY_ENV = "TUMORBENCH_TRACKING_RETRY_S"
-CREATE_TOKEN_TAG = "tumorbench.create_token"
 _STATUS = re.compile(r"too many (\d{3}) error responses")
 _NETWORK_WORDS = ("connection refused", "connection reset", "connection aborted", "remotedisconnected",
                   "max retries exceeded", "timed out", "timeout", "broken pipe", "newconnectionerror")
@@ -118,11 +119,11 @@ class RetryingClient:
     def create_run(self, experiment_id: str, run_name: str | None = None, tags: dict | None = None, **kwargs):
         """One run even when an answer is lost: a retry first looks for the token's run."""
         token = uuid.uuid4().hex
-        tags = {**(tags or {}), CREATE_TOKEN_TAG: token}
+        tags = {**(tags or {}), CREATE_TOKEN: token}
 
         def attempt(n: int):
             if n:
-                found = self.raw.search_runs([experiment_id], filter_string=f"tags.`{CREATE_TOKEN_TAG}` = '{token}'",
+                found = self.raw.search_runs([experiment_id], filter_string=f"tags.`{CREATE_TOKEN}` = '{token}'",
                                              max_results=1)
                 if found:
                     return found[0]
