@@ -88,10 +88,14 @@ def test_a_rerun_that_trains_nothing_adds_no_runs(setup):
     grid = _grid(tmp, datasets)
     assert {o.status for o in _run(grid, uri)} == {"finished"}
     first = sorted(r.info.run_id for r in _runs(uri))
+    parent = _runs(uri, kind="grid")[0]
     assert {o.status for o in _run(grid, uri)} == {"skipped"}
     assert {o.status for o in _run(grid, uri)} == {"skipped"}
     assert sorted(r.info.run_id for r in _runs(uri)) == first and len(first) == 3  # 2 cells + 1 parent
-    assert _runs(uri, kind="grid")[0].info.status == "FINISHED"
+    again = _runs(uri, kind="grid")[0]  # untouched: same end time, same one value per summary metric
+    assert again.info.status == "FINISHED" and again.info.end_time == parent.info.end_time
+    history = MlflowClient(tracking_uri=uri).get_metric_history(parent.info.run_id, "cells_finished")
+    assert [m.value for m in history] == [2.0]
 
 
 def test_a_rebuilt_report_of_the_same_inputs_reuses_its_run(setup):
