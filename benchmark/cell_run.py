@@ -179,20 +179,8 @@ def _log_results(client, buffer, run_id: str, task: CellTask, summaries: Mapping
     metrics = _final_metrics(client, run_id, task, summaries)
     buffer.log(metrics)
     buffer.flush()
-    _log_artifacts(client, run_id, task.results_dir)
-    _log_checkpoint(client, run_id, task)
+    _log_artifacts(client, run_id, task)
     return metrics
-
-
-def _log_checkpoint(client, run_id: str, task: CellTask) -> None:
-    """Tag the evaluated checkpoint's path relative to the cell folder (the store and the results may
-    move); with ``[mlflow] log_checkpoints = true`` also log it as artifact ``checkpoint/<name>``."""
-    from benchmark.cell_pipeline import evaluated_checkpoint
-
-    path = evaluated_checkpoint(task.results_dir / "train", task.cell.selection)
-    client.set_tag(run_id, T.CHECKPOINT, path.relative_to(task.results_dir).as_posix())
-    if task.log_checkpoints:
-        client.log_artifact(run_id, str(path), artifact_path="checkpoint")
 
 
 def _final_metrics(client, run_id: str, task: CellTask, summaries: Mapping[str, dict]) -> dict[str, float]:
@@ -219,13 +207,22 @@ def training_set_sizes(results_dir: Path) -> dict[str, float]:
     return {key: float(used[key]) for key in keys if key in used}
 
 
-def _log_artifacts(client, run_id: str, results_dir: Path) -> None:
+def _log_artifacts(client, run_id: str, task: CellTask) -> None:
+    """The result files, and the evaluated checkpoint's path relative to the cell folder as a tag (the
+    results may move); with ``[mlflow] log_checkpoints = true`` the checkpoint as ``checkpoint/<name>``."""
+    from benchmark.cell_pipeline import evaluated_checkpoint
+
+    results_dir = task.results_dir
     for name in ("summary.json", "per_case.csv", "per_lesion.csv", "cell.json", "train_config.json", "cases_used.json"):
         if (results_dir / name).is_file():
             client.log_artifact(run_id, str(results_dir / name))
     for sub in ("cross_organ", "previews"):
         if (results_dir / sub).is_dir():
             client.log_artifacts(run_id, str(results_dir / sub), artifact_path=sub)
+    checkpoint = evaluated_checkpoint(results_dir / "train", task.cell.selection)
+    client.set_tag(run_id, T.CHECKPOINT, checkpoint.relative_to(results_dir).as_posix())
+    if task.log_checkpoints:
+        client.log_artifact(run_id, str(checkpoint), artifact_path="checkpoint")
 
 
 def _record_failure(client, buffer, run_id: str, exc: BaseException) -> None:

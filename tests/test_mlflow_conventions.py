@@ -67,6 +67,7 @@ def test_git_commit_is_the_code_checkouts_head_and_left_out_outside_git(tmp_path
     assert T.git_commit(plain) is None
     monkeypatch.setattr(T, "git_commit", lambda where=None: None)
     assert T.GIT_COMMIT not in T.source_tags("tumorbench run") and T.source_tags("x")[T.SOURCE_NAME] == "x"
+    assert T.command_name(["/venv/bin/tumorbench", "run", "grids/demo.toml"]) == "tumorbench run"  # the UI's Source
 
 
 def test_tags_are_namespaced_and_cell_fields_are_params_only(setup):

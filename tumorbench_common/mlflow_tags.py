@@ -69,10 +69,20 @@ def git_commit(where: Path = Path(__file__).parent) -> str | None:
     return commit if out.returncode == 0 and commit else None
 
 
+def command_name(argv: list[str] | None = None) -> str:
+    """``tumorbench run`` for ``tumorbench run grid.toml`` (also via ``python -m benchmark``), else the
+    program and its first argument."""
+    argv = sys.argv if argv is None else argv
+    program = Path(argv[0]).name if argv and argv[0] else "python"
+    program = "tumorbench" if program in ("tumorbench", "__main__.py") else program
+    first = argv[1] if len(argv) > 1 and not argv[1].startswith("-") else ""
+    return f"{program} {Path(first).name}".strip()
+
+
 def source_tags(entry: str | None = None) -> dict[str, str]:
     """The UI's Source (``mlflow.source.name``/``type``) and Version (git commit, when the code is a
     git checkout) of a run started by ``entry`` (default: the command line's program)."""
-    tags = {SOURCE_NAME: entry or Path(sys.argv[0]).name or "python", SOURCE_TYPE: "LOCAL"}
+    tags = {SOURCE_NAME: entry or command_name(), SOURCE_TYPE: "LOCAL"}
     commit = git_commit()
     if commit:
         tags[GIT_COMMIT] = commit
