@@ -39,11 +39,7 @@ def mlflow_logger() -> Callable[[dict[str, float], int], None] | None:
     from benchmark import tracking
 
     active = tracking.active_fluent_run()
-    if active is None:
-        return None
-    import mlflow
-
-    return tracking.MetricBuffer(tracking.client_for(mlflow.get_tracking_uri()), active.info.run_id).log_epoch
+    return None if active is None else tracking.MetricBuffer(active[0], active[1].info.run_id).log_epoch
 
 
 def _meta(dataset: Any, preset: str, fold: int | None, items: list[dict[str, Any]],

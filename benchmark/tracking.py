@@ -150,14 +150,15 @@ def open_cell_run(client, experiment_id: str, *, cell, tags: Mapping[str, str], 
 
 
 def active_fluent_run():
-    """The run a caller opened with ``mlflow.start_run()`` around our API, else None (mlflow is only
-    imported when someone already imported it, so no run can exist otherwise). TumorBench itself
-    only uses the client: this is how its runs nest under a user's."""
+    """``(client, run)`` of the run a caller opened with ``mlflow.start_run()`` around our API, else
+    None (mlflow is only imported when someone already imported it, so no run can exist otherwise).
+    TumorBench itself only uses the client: this is how its runs nest under a user's."""
     if "mlflow" not in sys.modules:
         return None
     import mlflow
 
-    return mlflow.active_run()
+    run = mlflow.active_run()
+    return None if run is None else (client_for(mlflow.get_tracking_uri()), run)
 
 
 @contextmanager
@@ -168,10 +169,8 @@ def logged_run(kind: str, experiment: str | None, tracking_uri: str | None = Non
     of ``tracking_uri`` (default: the configured store). FINISHED on exit, FAILED on an error."""
     active = active_fluent_run()
     if active is not None:
-        import mlflow
-
-        client, experiment_id = client_for(mlflow.get_tracking_uri()), active.info.experiment_id
-        tags = {**(tags or {}), T.PARENT_RUN: active.info.run_id}
+        client, experiment_id = active[0], active[1].info.experiment_id
+        tags = {**(tags or {}), T.PARENT_RUN: active[1].info.run_id}
     else:
         uri = resolve_tracking_uri(tracking_uri)
         client = client_for(uri)

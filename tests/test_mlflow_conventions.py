@@ -149,3 +149,21 @@ def test_old_stores_are_read_through_the_pre_namespace_names():
     assert T.read_tag(old, T.RESULTS_DIR) == "/r" and T.read_tag(old, T.GIT_COMMIT) == "abc"
     assert T.read_tag({T.RESULTS_DIR: "/new", "results_dir": "/r"}, T.RESULTS_DIR) == "/new"
     assert T.read_tag({}, T.DEVICE, "—") == "—"
+
+
+def test_runs_nest_under_a_callers_active_run_through_the_client(tmp_path):
+    import mlflow
+
+    uri = fresh_tracking_uri(tmp_path)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("user")
+    try:
+        with mlflow.start_run() as outer:
+            with tracking.logged_run("realism", None, tags={T.GENERATORS: "hu"}) as (client, run_id):
+                tracking.log_values(client, run_id, params={"n": 3}, metrics={"n_tumors": 3})
+    finally:
+        mlflow.set_tracking_uri(None)
+    run = MlflowClient(tracking_uri=uri).get_run(run_id)
+    assert run.data.tags[T.PARENT_RUN] == outer.info.run_id and run.info.experiment_id == outer.info.experiment_id
+    assert run.info.status == "FINISHED" and run.data.params == {"n": "3"} and run.data.metrics == {"n_tumors": 3.0}
+    assert run.data.tags[T.KIND] == "realism" and run.info.run_name == "realism"
