@@ -1,10 +1,10 @@
 """Run a grid: expand it into cells, skip finished ones, execute the rest, track in MLflow.
 
-Idempotent and resumable, keyed by the cell hash (MLflow tag ``cell_hash``):
-- a cell whose run FINISHED is skipped (no new run);
+Idempotent and resumable, keyed by the cell hash (MLflow tag ``tumorbench.cell_hash``):
+- a cell whose run FINISHED is skipped (no new run; when all are, no new parent run either);
 - a cell whose run is RUNNING/KILLED/FAILED (process killed, node lost, error) is reopened
   in the SAME run and its training resumes from ``train/last.pt``;
-- a failing cell is recorded FAILED (tag ``error`` + artifact ``error.txt``) and the grid
+- a failing cell is recorded FAILED (tag ``tumorbench.error`` + artifact ``error.txt``) and the grid
   goes on.
 """
 from __future__ import annotations

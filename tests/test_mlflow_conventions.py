@@ -167,3 +167,15 @@ def test_runs_nest_under_a_callers_active_run_through_the_client(tmp_path):
     assert run.data.tags[T.PARENT_RUN] == outer.info.run_id and run.info.experiment_id == outer.info.experiment_id
     assert run.info.status == "FINISHED" and run.data.params == {"n": "3"} and run.data.metrics == {"n_tumors": 3.0}
     assert run.data.tags[T.KIND] == "realism" and run.info.run_name == "realism"
+
+
+def test_finished_cells_of_an_old_store_are_not_retrained(setup):
+    datasets, uri, tmp = setup
+    grid = _grid(tmp, datasets)
+    _run(grid, uri)
+    client = MlflowClient(tracking_uri=uri)
+    for run in _runs(uri, kind="cell"):  # as written before the tumorbench.* namespace
+        client.set_tag(run.info.run_id, "cell_hash", run.data.tags[T.CELL_HASH])
+        client.delete_tag(run.info.run_id, T.CELL_HASH)
+    before = len(_runs(uri))
+    assert {o.status for o in _run(grid, uri)} == {"skipped"} and len(_runs(uri)) == before
