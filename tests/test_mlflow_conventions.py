@@ -179,3 +179,8 @@ def test_finished_cells_of_an_old_store_are_not_retrained(setup):
         client.delete_tag(run.info.run_id, T.CELL_HASH)
     before = len(_runs(uri))
     assert {o.status for o in _run(grid, uri)} == {"skipped"} and len(_runs(uri)) == before
+    killed = _runs(uri, kind="cell")[0].info.run_id  # an old store's unfinished cell resumes in its run
+    client.update_run(killed, status="KILLED")
+    outcomes = {o.run_id: o.status for o in _run(grid, uri)}
+    assert outcomes[killed] == "finished" and sorted(outcomes.values()) == ["finished", "skipped"]
+    assert len(_runs(uri, kind="cell")) == 2 and len(_runs(uri, kind="grid")) == 2  # a new parent: it trained
