@@ -56,7 +56,7 @@ def run_pipeline(task, stages: Stages, *, log_metrics, report=None, progress: bo
     if train_only:
         return {}
     check = before_write or _no_check
-    ckpt = _checkpoint(out / "train", cell.selection)
+    ckpt = evaluated_checkpoint(out / "train", cell.selection)
     summaries = {}
     for organ, target in targets:
         check()  # a process that lost its cell writes no predictions or summaries either
@@ -175,7 +175,8 @@ def _generator_record(task, dataset) -> dict | None:
     return generator_provenance(config, checkpoint, cell.synth_source)
 
 
-def _checkpoint(train_dir: Path, selection: str = "final") -> Path:
+def evaluated_checkpoint(train_dir: Path, selection: str = "final") -> Path:
+    """The checkpoint a cell is evaluated with: ``last.pt`` (final), or ``best.pt`` (inner_val)."""
     names = ("last.pt",) if selection == "final" else ("best.pt", "last.pt")
     for name in names:
         if (train_dir / name).is_file():

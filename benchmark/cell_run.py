@@ -16,6 +16,7 @@ from benchmark.errors import InputError
 from benchmark.eval_summary import flat_metrics
 from benchmark.grid import EVAL_DEFAULTS, Grid
 from benchmark.io import write_json_atomic
+from tumorbench_common import mlflow_tags as T
 
 SPOOL_NAME = "mlflow_spool.json"  # metrics not yet in MLflow (server unreachable), see MetricBuffer
 
@@ -37,6 +38,7 @@ class CellTask:
     kind: str = "cell"
     run_name: str | None = None
     source_dataset_dir: str = ""  # the synth_source organ's dataset (where its generator was trained)
+    log_checkpoints: bool = False  # [mlflow] log_checkpoints: the evaluated checkpoint as an artifact
 
     @property
     def results_dir(self) -> Path:
@@ -129,10 +131,10 @@ def _run_cell(task: CellTask, stages=None, *, report=None, progress: bool = True
     except LeaseLost:
         raise
     except stop_exceptions as exc:
-        _end_noting(exc, client, buffer, run_id, "KILLED", {"stopped": type(exc).__name__})
+        _end_noting(exc, client, buffer, run_id, "KILLED", {T.STOPPED: type(exc).__name__})
         raise
     except KeyboardInterrupt as exc:
-        _end_noting(exc, client, buffer, run_id, "KILLED", {"stopped": "KeyboardInterrupt"})
+        _end_noting(exc, client, buffer, run_id, "KILLED", {T.STOPPED: "KeyboardInterrupt"})
         raise
     except Exception as exc:
         owner_check()
@@ -159,12 +161,9 @@ def _log_scoring_params(client, run_id: str, task: CellTask) -> None:
 
 
 def _tags(task: CellTask) -> dict[str, str]:
-    cell = task.cell
-    return {"organ": cell.organ, "backbone": cell.backbone, "fold": str(cell.fold),
-            "regime": cell.regime, "synth_source": cell.synth_source, "seed": str(cell.seed),
-            "preset": cell.preset, "results_dir": str(task.results_dir),
-            "dataset_dir": str(Path(task.dataset_dir).resolve()), "git_commit": tracking.git_commit(),
-            "device": task.device}
+    """Where the cell's files are and what ran it; the cell's own fields are params (`Cell.params`)."""
+    return {T.RESULTS_DIR: str(task.results_dir), T.DATASET_DIR: str(Path(task.dataset_dir).resolve()),
+            T.DEVICE: task.device}
 
 
 def _note(task: CellTask) -> str:
@@ -185,7 +184,7 @@ def _log_results(client, buffer, run_id: str, task: CellTask, summaries: Mapping
     metrics = _final_metrics(client, run_id, task, summaries)
     buffer.log(metrics)
     buffer.flush()
-    _log_artifacts(client, run_id, task.results_dir)
+    _log_artifacts(client, run_id, task)
     return metrics
 
 
@@ -213,13 +212,22 @@ def training_set_sizes(results_dir: Path) -> dict[str, float]:
     return {key: float(used[key]) for key in keys if key in used}
 
 
-def _log_artifacts(client, run_id: str, results_dir: Path) -> None:
+def _log_artifacts(client, run_id: str, task: CellTask) -> None:
+    """The result files, and the evaluated checkpoint's path relative to the cell folder as a tag (the
+    results may move); with ``[mlflow] log_checkpoints = true`` the checkpoint as ``checkpoint/<name>``."""
+    from benchmark.cell_pipeline import evaluated_checkpoint
+
+    results_dir = task.results_dir
     for name in ("summary.json", "per_case.csv", "per_lesion.csv", "cell.json", "train_config.json", "cases_used.json"):
         if (results_dir / name).is_file():
             client.log_artifact(run_id, str(results_dir / name))
     for sub in ("cross_organ", "previews"):
         if (results_dir / sub).is_dir():
             client.log_artifacts(run_id, str(results_dir / sub), artifact_path=sub)
+    checkpoint = evaluated_checkpoint(results_dir / "train", task.cell.selection)
+    client.set_tag(run_id, T.CHECKPOINT, checkpoint.relative_to(results_dir).as_posix())
+    if task.log_checkpoints:
+        client.log_artifact(run_id, str(checkpoint), artifact_path="checkpoint")
 
 
 def _record_failure(client, buffer, run_id: str, exc: BaseException) -> None:
@@ -227,7 +235,7 @@ def _record_failure(client, buffer, run_id: str, exc: BaseException) -> None:
     server down too) cannot hide the first: it is added to ``exc`` as a note."""
     text = "".join(traceback.format_exception(exc))
     steps = [lambda: client.log_text(run_id, text, "error.txt")]
-    _end_noting(exc, client, buffer, run_id, "FAILED", {"error": one_line(exc)[:4000]}, steps)
+    _end_noting(exc, client, buffer, run_id, "FAILED", {T.ERROR: one_line(exc)[:4000]}, steps)
 
 
 def _end_noting(first: BaseException, client, buffer, run_id: str, status: str, tags: Mapping[str, str],
@@ -295,4 +303,5 @@ def make_task(grid: Grid, cell: Cell, uri: str, experiment_id: str, parent: str 
         results_root=str(grid.results_dir), device=grid.device, tracking_uri=uri,
         experiment_id=experiment_id, parent_run_id=parent,
         evaluate=tuple(sorted(grid.evaluate.items())), generator_checkpoint=checkpoint,
-        source_dataset_dir=str(grid.datasets[cell.synth_source]))
+        source_dataset_dir=str(grid.datasets[cell.synth_source]),
+        log_checkpoints=bool(grid.mlflow.get("log_checkpoints")))

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from benchmark.errors import InputError
 from benchmark.slurm import submitit_executor
+from tumorbench_common.mlflow_tags import CELL_HASH, KIND, read_tag
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 POLL_S = 1.0  # how often the cells bar re-reads the running cells' epochs
@@ -103,8 +104,8 @@ def _skip_finished(tasks: Sequence, outcomes: list) -> list[int]:
 
     finished: dict[tuple[str, str, str], Any] = {}
     for uri, exp in {(t.tracking_uri, t.experiment_id) for t in tasks}:
-        for run in _finished_runs(tracking.client_for(uri), exp):
-            key = (uri, run.data.tags.get("cell_hash", ""), run.data.tags.get(tracking.KIND_TAG, ""))
+        for run in tracking.finished_runs(tracking.client_for(uri), exp):
+            key = (uri, read_tag(run.data.tags, CELL_HASH, ""), run.data.tags.get(KIND, ""))
             finished.setdefault(key, run)
     todo = []
     for i, task in enumerate(tasks):
@@ -115,18 +116,6 @@ def _skip_finished(tasks: Sequence, outcomes: list) -> list[int]:
             outcomes[i] = CellOutcome(task.cell, "skipped", run.info.run_id, str(task.results_dir),
                                       dict(run.data.metrics))
     return todo
-
-
-def _finished_runs(client, experiment_id: str) -> list:
-    """Every FINISHED run of the experiment (all pages)."""
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string="attributes.status = 'FINISHED'",
-                                  max_results=5000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
 
 
 def limit_torch_threads(threads: int) -> None:

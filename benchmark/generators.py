@@ -6,7 +6,6 @@ synthesis.difftumor, logging losses to MLflow when a run is active.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,15 +34,12 @@ def _items(dataset_dir: str | Path, labeled_only: bool, fold: int | None) -> tup
 
 
 def mlflow_logger() -> Callable[[dict[str, float], int], None] | None:
-    """``log_metrics(dict, step)`` into the active MLflow run, or None when no run is active
-    (mlflow is only imported when someone already imported it, so no run can exist otherwise)."""
-    if "mlflow" not in sys.modules:
-        return None
-    import mlflow
+    """``log_metrics(dict, step)`` into the caller's active MLflow run (through the client, one request
+    per step), or None when no run is active."""
+    from benchmark import tracking
 
-    if mlflow.active_run() is None:
-        return None
-    return lambda metrics, step: mlflow.log_metrics(metrics, step=step)
+    active = tracking.active_fluent_run()
+    return None if active is None else tracking.MetricBuffer(active[0], active[1].info.run_id).log_epoch
 
 
 def _meta(dataset: Any, preset: str, fold: int | None, items: list[dict[str, Any]],

@@ -104,7 +104,8 @@ SLURM_SCHEMA = {
 }
 OPTUNA_SCHEMA = {"pruner": Field("median", str, choices=("median", "hyperband", "none")),
                  "n_startup_trials": Field(2, int, low=0), "n_warmup_steps": Field(1, int, low=0)}
-MLFLOW_SCHEMA = {"experiment": Field(None, str, optional=True), "tracking_uri": Field(None, str, optional=True)}
+MLFLOW_SCHEMA = {"experiment": Field(None, str, optional=True), "tracking_uri": Field(None, str, optional=True),
+                 "log_checkpoints": Field(False, bool)}
 EVAL_DEFAULTS, SLURM_DEFAULTS, OPTUNA_DEFAULTS = (defaults(s) for s in (EVAL_SCHEMA, SLURM_SCHEMA, OPTUNA_SCHEMA))
 
 

@@ -6,7 +6,6 @@ computed from the saved crops lives in reports/ (radiomics, statistics, plots, r
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,7 +14,8 @@ import numpy as np
 from benchmark.errors import InputError
 from benchmark.io import atomic_dir, write_json_atomic
 from benchmark.realism_collect import collect_tumors, with_absolute_paths
-from tumorbench_common.tracking_uri import resolve_tracking_uri
+from benchmark import tracking
+from tumorbench_common import mlflow_tags as T
 
 
 
@@ -59,7 +59,7 @@ def run_radiomics(dataset_paths: Sequence[str | Path], generators: Sequence[str]
                         "generators": list(generators), "n": n, "seed": seed, "early_only": early_only,
                         "status_counts": table["status"].value_counts().to_dict()})
         write_json_atomic(tmp / "summary.json", summary)
-    if experiment or _mlflow_run_active():
+    if experiment or tracking.active_fluent_run():
         summary["mlflow_run_id"] = log_realism_run(out, summary, config.to_dict(), experiment)
     return summary
 
@@ -72,74 +72,42 @@ def dataset_fingerprints(dataset_paths: Sequence[str | Path]) -> dict[str, str]:
     return {(ds := Dataset.open(p)).organ: ds.fingerprint() for p in dataset_paths}
 
 
-def _mlflow_run_active() -> bool:
-    import sys
-
-    if "mlflow" not in sys.modules:  # nothing can be active if mlflow was never imported
-        return False
-    import mlflow
-
-    return mlflow.active_run() is not None
-
-
 def log_realism_run(out: Path, summary: dict[str, Any], config: dict[str, Any], experiment: str | None) -> str:
     """Log ``out``'s tables/figures as an MLflow run tagged ``tumorbench.kind=realism``.
 
     Nested under the active run if there is one, else a new run in ``experiment``. Log into the
     grid's experiment (``--experiment GRID``) for `tumorbench report` to show it with that grid.
     """
-    import mlflow
-
-    with _start_run("realism", experiment) as run:
-        mlflow.set_tags({"tumorbench.kind": "realism", "results_dir": str(out.resolve()),
-                         "generators": ",".join(summary["generators"]),
-                         "dataset_fingerprints": json.dumps(summary["dataset_fingerprints"], sort_keys=True)})
-        mlflow.log_params({"n": summary["n"], "seed": summary["seed"], "bin_width": config["bin_width"],
-                           "resample_mm": config["resample_mm"], "n_features": summary["n_features"],
-                           "n_perm": summary["n_perm"], "n_repeats": summary["n_repeats"]})
-        mlflow.log_metrics(_realism_metrics(summary))
-        _log_artifacts(out)
-        return run.info.run_id
-
-
-def _start_run(name: str, experiment: str | None, tracking_uri: str | None = None):
-    """An MLflow run nested under the active one, else a new run in ``experiment`` of ``tracking_uri``
-    (default: the configured store; created with a local artifact root when no tracking URI is configured)."""
-    import mlflow
-
-    nested = mlflow.active_run() is not None
-    if not nested:
-        mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
-        if mlflow.get_experiment_by_name(experiment) is None:
-            location = None
-            if not os.environ.get("MLFLOW_TRACKING_URI"):
-                location = Path("mlruns/artifacts").resolve().as_uri()
-            mlflow.create_experiment(experiment, artifact_location=location)
-        mlflow.set_experiment(experiment)
-    return mlflow.start_run(run_name=name, nested=nested)
+    tags = {T.RESULTS_DIR: str(out.resolve()), T.GENERATORS: ",".join(summary["generators"]),
+            T.DATASET_FINGERPRINTS: json.dumps(summary["dataset_fingerprints"], sort_keys=True)}
+    with tracking.logged_run("realism", experiment, tags=tags) as (client, run_id):
+        tracking.log_values(client, run_id, params={
+            "n": summary["n"], "seed": summary["seed"], "bin_width": config["bin_width"],
+            "resample_mm": config["resample_mm"], "n_features": summary["n_features"],
+            "n_perm": summary["n_perm"], "n_repeats": summary["n_repeats"]}, metrics=_realism_metrics(summary))
+        _log_artifacts(client, run_id, out)
+        return run_id
 
 
 FULL_TABLES = ("features.csv", "effect_sizes.csv", "tumors.csv")
 
 
-def _log_artifacts(out: Path) -> None:
+def _log_artifacts(client, run_id: str, out: Path) -> None:
     """Summary tables and figures at the artifact root (what the report shows); the per-tumor and
     per-feature tables gzipped under ``full/`` (hundreds of rows, for download, not display)."""
     import gzip
     import tempfile
 
-    import mlflow
-
     for path in sorted(out.iterdir()):
         if not path.is_file() or path.suffix not in (".csv", ".png", ".json"):
             continue
         if path.name not in FULL_TABLES:
-            mlflow.log_artifact(str(path))
+            client.log_artifact(run_id, str(path))
             continue
         with tempfile.TemporaryDirectory() as tmp:
             packed = Path(tmp) / f"{path.name}.gz"
             packed.write_bytes(gzip.compress(path.read_bytes()))
-            mlflow.log_artifact(str(packed), artifact_path="full")
+            client.log_artifact(run_id, str(packed), artifact_path="full")
 
 
 def _realism_metrics(summary: dict[str, Any]) -> dict[str, float]:
@@ -249,18 +217,16 @@ def score_reader_study(study_dir: str | Path, answers: Sequence[str | Path], out
         table = score_files(study_dir, answers, out_dir, seed=seed)
     except AnswerSheetError as exc:
         raise InputError(str(exc)) from exc
-    if experiment or _mlflow_run_active():
-        import mlflow
-
+    if experiment or tracking.active_fluent_run():
         study = json.loads((Path(study_dir) / "study.json").read_text())
-        with _start_run("reader_study", experiment):
-            mlflow.set_tags({"tumorbench.kind": "reader_study", "study_id": study["study_id"], "task": study["task"],
-                             "dataset_fingerprints": json.dumps(study.get("dataset_fingerprints", {}), sort_keys=True)})
+        tags = {T.STUDY_ID: study["study_id"], T.TASK: study["task"],
+                T.DATASET_FINGERPRINTS: json.dumps(study.get("dataset_fingerprints", {}), sort_keys=True)}
+        with tracking.logged_run("reader_study", experiment, tags=tags) as (client, run_id):
             readers = table.loc[table["reader"] != "pooled", "reader"].nunique()
-            mlflow.log_params({"n_cases": study["n_cases"], "n_readers": int(readers)})
+            tracking.log_values(client, run_id, params={"n_cases": study["n_cases"], "n_readers": int(readers)})
             for name in ("scores.csv", "agreement.csv", "confusion.csv", "scores.png", "scores_by_group.png",
-                         "cases_by_source.png"):
-                if (out_dir / name).is_file():
-                    mlflow.log_artifact(str(out_dir / name))
-            mlflow.log_artifact(str(Path(study_dir) / "study.json"))
+                         "cases_by_source.png", "study.json"):
+                folder = Path(study_dir) if name == "study.json" else out_dir
+                if (folder / name).is_file():
+                    client.log_artifact(run_id, str(folder / name))
     return table

@@ -1,10 +1,10 @@
 """Run a grid: expand it into cells, skip finished ones, execute the rest, track in MLflow.
 
-Idempotent and resumable, keyed by the cell hash (MLflow tag ``cell_hash``):
-- a cell whose run FINISHED is skipped (no new run);
+Idempotent and resumable, keyed by the cell hash (MLflow tag ``tumorbench.cell_hash``):
+- a cell whose run FINISHED is skipped (no new run; when all are, no new parent run either);
 - a cell whose run is RUNNING/KILLED/FAILED (process killed, node lost, error) is reopened
   in the SAME run and its training resumes from ``train/last.pt``;
-- a failing cell is recorded FAILED (tag ``error`` + artifact ``error.txt``) and the grid
+- a failing cell is recorded FAILED (tag ``tumorbench.error`` + artifact ``error.txt``) and the grid
   goes on.
 """
 from __future__ import annotations
@@ -58,17 +58,22 @@ def run_grid(grid: Grid | str | Path, executor: str = "local", max_parallel: int
 
         refuse_local_stores({"MLflow tracking URI": uri}, allowed=allow_local_store, where="--executor slurm")
     _preflight(grid, cells, stages, executor, gpus)
-    client, uri, experiment_id, parent = _open_grid_run(grid, len(cells), uri)
+    client = tracking.client_for(uri)
+    experiment_id = tracking.ensure_experiment(client, tracking.grid_experiment(grid), uri)
+    parent, reused = tracking.open_grid_run(client, experiment_id, grid, cells)
     checkpoints = _difftumor_checkpoints(grid, cells, progress)
     tasks = [make_task(grid, cell, uri, experiment_id, parent, checkpoints.get((cell.synth_source, cell.fold)))
              for cell in cells]
     try:
         outcomes = execute(tasks, executor=executor, max_parallel=max_parallel, stages=stages, gpus=gpus,
                            slurm=grid.slurm, folder=grid.results_dir / ".submitit", progress=progress)
-    except BaseException:  # Ctrl-C, or an error outside any cell: close the grid's run
-        client.set_terminated(parent, "KILLED")
+    except BaseException:  # Ctrl-C, or an error outside any cell: close the grid's run (not an earlier one)
+        if not reused:
+            client.set_terminated(parent, "KILLED")
         raise
     counts = {s: sum(o.status == s for o in outcomes) for s in ("finished", "skipped", "failed", "busy")}
+    if reused and counts["skipped"] == len(outcomes):  # nothing ran: the earlier parent stays as it was
+        return outcomes
     summary = tracking.MetricBuffer(client, parent)
     summary.log({f"cells_{k}": v for k, v in counts.items()})
     summary.flush()
@@ -131,19 +136,6 @@ def local_gpus(grid: Grid, executor: str, max_parallel: int | None,
         raise InputError(f"--gpus {','.join(gpus)}: only {len(physical)} GPUs visible (CUDA_VISIBLE_DEVICES={visible})")
     chosen = [physical[int(g)] if physical else str(g) for g in gpus][:max_parallel or len(gpus)]
     return len(chosen), chosen
-
-
-def _open_grid_run(grid: Grid, n_cells: int, tracking_uri: str | None):
-    """(client, uri, experiment id, parent run id) of this invocation, grid.toml logged."""
-    uri = grid_tracking_uri(grid, tracking_uri)
-    client = tracking.client_for(uri)
-    experiment_id = tracking.ensure_experiment(client, grid.mlflow.get("experiment", grid.name), uri)
-    parent = tracking.start_parent_run(
-        client, experiment_id, name=f"grid {grid.name}", kind="grid",
-        note=f"{n_cells} cells of grid `{grid.path}`; results under `{grid.results_dir}`.",
-        tags={"results_root": str(grid.results_dir)})
-    client.log_text(parent, grid.source, "grid.toml")
-    return client, uri, experiment_id, parent
 
 
 def _difftumor_checkpoints(grid: Grid, cells: Sequence[Cell], progress: bool) -> dict[tuple[str, int], str]:

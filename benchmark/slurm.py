@@ -170,13 +170,15 @@ def cancel_jobs(jobs: list, cluster: str) -> None:
 
 
 def job_tags() -> dict[str, str]:
-    """``slurm_job_id`` and ``slurm_log`` (submitit's stdout file) inside a Slurm job, else {}."""
+    """``tumorbench.slurm_job_id`` and ``tumorbench.slurm_log`` (submitit's stdout file) inside a Slurm job, else {}."""
+    from tumorbench_common import mlflow_tags as T
+
     if os.environ.get("SUBMITIT_EXECUTOR") != "slurm" or "SLURM_JOB_ID" not in os.environ:
         return {}
     try:
         import submitit
 
         env = submitit.JobEnvironment()
-        return {"slurm_job_id": str(env.job_id), "slurm_log": str(env.paths.stdout)}
+        return {T.SLURM_JOB_ID: str(env.job_id), T.SLURM_LOG: str(env.paths.stdout)}
     except Exception:  # not a submitit job after all
-        return {"slurm_job_id": os.environ["SLURM_JOB_ID"]}
+        return {T.SLURM_JOB_ID: os.environ["SLURM_JOB_ID"]}

@@ -194,11 +194,15 @@ def _objective(grid: Grid, base, context: dict, stages):
 
 
 def _mlflow_context(grid: Grid, base, study_name: str, storage: str, tracking_uri: str | None) -> dict:
+    from mlflow.entities import Param
+
+    from tumorbench_common import mlflow_tags as T
+
     uri = grid_tracking_uri(grid, tracking_uri)
     client = tracking.client_for(uri)
-    experiment_id = tracking.ensure_experiment(client, grid.mlflow.get("experiment", grid.name), uri)
+    experiment_id = tracking.ensure_experiment(client, tracking.grid_experiment(grid), uri)
     runs = client.search_runs([experiment_id], filter_string=(
-        f"tags.study_name = '{study_name}' and tags.`{tracking.KIND_TAG}` = 'study'"), max_results=1)
+        f"tags.`{T.STUDY_NAME}` = '{study_name}' and tags.`{T.KIND}` = 'study'"), max_results=1)
     if runs:
         run_id = runs[0].info.run_id
         client.update_run(run_id, status="RUNNING")
@@ -206,8 +210,8 @@ def _mlflow_context(grid: Grid, base, study_name: str, storage: str, tracking_ur
         run_id = tracking.start_parent_run(
             client, experiment_id, name=f"tune {base.run_name}", kind="study",
             note=f"Optuna study `{study_name}` ({storage}) tuning {base.run_name}; one nested run per trial.",
-            tags={"study_name": study_name, "optuna_storage": storage, "organ": base.organ,
-                  "backbone": base.backbone, "regime": base.regime, "fold": str(base.fold)})
+            tags={T.STUDY_NAME: study_name, T.OPTUNA_STORAGE: storage})
+        client.log_batch(run_id, params=[Param(k, str(getattr(base, k))) for k in ("organ", "backbone", "regime", "fold")])
         client.log_text(run_id, grid.source, "grid.toml")
     return {"uri": uri, "client": client, "experiment_id": experiment_id, "run_id": run_id}
 

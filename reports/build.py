@@ -22,6 +22,7 @@ from reports.paper import load_paper_results
 from reports.realism_report import realism_section
 from reports.run_scope import describe_run
 from reports.scorecard_report import scorecard_section
+from tumorbench_common import mlflow_tags as T
 
 DEFAULT_UI = "http://127.0.0.1:5000"
 MIN_BOOT = 1000
@@ -121,22 +122,41 @@ def _write(folder: Path, sections: list[Section], prov: dict, n_cells: int, fram
     render_index(folder, sections, prov, n_cells, regimes)
 
 
+def report_inputs_hash(grid: GridData, opts: ReportOptions) -> str:
+    """What the report is computed from: the runs it reads and the options (not where it is written)."""
+    import hashlib
+    import json
+
+    runs = sorted(r.run_id for r in [*grid.runs.values(), *grid.parents])
+    options = {k: str(v) for k, v in sorted(vars(opts).items()) if k not in ("log_to_mlflow", "tracking_uri")}
+    return hashlib.sha256(json.dumps([runs, options]).encode()).hexdigest()[:12]
+
+
 @contextmanager
 def _report_run(grid: GridData, opts: ReportOptions):
-    """A ``tumorbench.kind=report`` run in the grid's experiment (None when logging is off)."""
+    """A ``tumorbench.kind=report`` run in the grid's experiment (None when logging is off). A report of
+    the same inputs (`report_inputs_hash`) reuses that run and overwrites its artifacts: rebuilding a
+    report adds no run."""
     if not opts.log_to_mlflow:
         yield None
         return
-    client = grid.client()
-    run = client.create_run(grid.experiment_id, run_name="report", tags={"tumorbench.kind": "report"})
+    client, inputs = grid.client(), report_inputs_hash(grid, opts)
+    same = client.search_runs([grid.experiment_id], max_results=1, filter_string=(
+        f"tags.`{T.KIND}` = 'report' and tags.`{T.INPUTS_HASH}` = '{inputs}'"))
+    if same:
+        run_id = same[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+    else:
+        run_id = client.create_run(grid.experiment_id, run_name="report", tags={
+            T.KIND: "report", T.INPUTS_HASH: inputs, **T.source_tags()}).info.run_id
+        client.log_param(run_id, "bootstrap_seed", opts.seed)
+        client.log_param(run_id, "n_boot", opts.n_boot)
     try:
-        client.log_param(run.info.run_id, "bootstrap_seed", opts.seed)
-        client.log_param(run.info.run_id, "n_boot", opts.n_boot)
-        yield run.info.run_id
+        yield run_id
     except BaseException:
-        client.set_terminated(run.info.run_id, "FAILED")
+        client.set_terminated(run_id, "FAILED")
         raise
-    client.set_terminated(run.info.run_id, "FINISHED")
+    client.set_terminated(run_id, "FINISHED")
 
 
 def _log_artifacts(grid: GridData, run_id: str | None, folder: Path) -> None:

@@ -1,8 +1,10 @@
 """Read a finished (or partial) grid from MLflow: cell runs, parent runs, summary.json artifacts.
 
-Follows docs/contracts.md (Runner / MLflow): cell runs carry tag ``tumorbench.kind=cell`` and tags
-``organ, backbone, fold, regime, results_dir, dataset_dir, ...``; the parent run of a grid
-invocation has ``tumorbench.kind=grid`` and artifact ``grid.toml``.
+Follows docs/contracts.md (Runner / MLflow): cell runs carry tag ``tumorbench.kind=cell``, params
+``organ, backbone, fold, regime, seed, ...`` (the Cell's fields) and tags ``tumorbench.results_dir``,
+``tumorbench.dataset_dir``, ...; the parent run of a grid invocation has ``tumorbench.kind=grid``
+and artifact ``grid.toml``. Runs of stores written before the ``tumorbench.`` namespace (cell fields
+as tags, bare tag names) are read too (`RunInfo.tag`, `Cell._field`).
 """
 from __future__ import annotations
 
@@ -14,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from tumorbench_common.errors import InputError
+from tumorbench_common.mlflow_tags import KIND, RESULTS_DIR, RUN_NAME, read_tag
 from tumorbench_common.tracking_uri import resolve_tracking_uri
 
-KIND_TAG = "tumorbench.kind"
 REQUIRED_TAGS = ("organ", "backbone", "regime", "fold")
 
 
@@ -34,25 +36,33 @@ class RunInfo:
     params: dict[str, str]
     metrics: dict[str, float]
 
+    def tag(self, key: str, default: str = "") -> str:
+        """Tag ``key`` (a `tumorbench_common.mlflow_tags` name), or its pre-namespace name."""
+        return read_tag(self.tags, key, default)
+
 
 @dataclass
 class Cell(RunInfo):
     """A grid cell run (organ x backbone x regime x fold)."""
 
+    def _field(self, name: str, default: str = "?") -> str:
+        """A Cell field: a param (older stores: also a tag)."""
+        return self.params.get(name, self.tags.get(name, default))
+
     @property
     def organ(self) -> str:
-        return self.tags.get("organ", self.params.get("organ", "?"))
+        return self._field("organ")
 
     @property
     def backbone(self) -> str:
-        return self.tags.get("backbone", self.params.get("backbone", "?"))
+        return self._field("backbone")
 
     @property
     def regime(self) -> str:
-        return self.tags.get("regime", self.params.get("regime", "?"))
+        return self._field("regime")
 
     def _integer(self, name: str, default: str) -> int:
-        value = self.tags.get(name, self.params.get(name, default))
+        value = self._field(name, default)
         try:
             return int(value)
         except ValueError:
@@ -70,7 +80,7 @@ class Cell(RunInfo):
     @property
     def source_organ(self) -> str:
         """Organ whose generator made the training tumors (param ``synth_source``; default: own organ)."""
-        return self.params.get("synth_source") or self.tags.get("synth_source") or self.organ
+        return self._field("synth_source", "") or self.organ
 
     def is_complete(self) -> bool:
         """True when the run names its organ, backbone, regime and fold (tags or params)."""
@@ -150,8 +160,8 @@ class GridData:
         cache_key = ("summary", cell.run_id, rel)
         if cache_key not in self._cache:
             local = self.artifact_path(cell.run_id, rel)
-            if local is None and cell.tags.get("results_dir"):
-                candidate = Path(cell.tags["results_dir"]) / rel
+            if local is None and cell.tag(RESULTS_DIR):
+                candidate = Path(cell.tag(RESULTS_DIR)) / rel
                 local = candidate if candidate.is_file() else None
             self._cache[cache_key] = _read_summary(local) if local else None
         return self._cache[cache_key]
@@ -176,7 +186,7 @@ def _read_summary(path: Path) -> dict | None:
 def _to_info(run, cls=RunInfo) -> RunInfo:
     tags = dict(run.data.tags)
     return cls(run_id=run.info.run_id, experiment_id=run.info.experiment_id,
-               name=tags.get("mlflow.runName", run.info.run_name or run.info.run_id),
+               name=tags.get(RUN_NAME, run.info.run_name or run.info.run_id),
                status=run.info.status, start_time=run.info.start_time, end_time=run.info.end_time,
                tags=tags, params=dict(run.data.params), metrics=dict(run.data.metrics))
 
@@ -184,7 +194,7 @@ def _to_info(run, cls=RunInfo) -> RunInfo:
 def _search(client, experiment_ids: list[str], kind: str) -> list:
     runs, token = [], None
     while True:
-        page = client.search_runs(experiment_ids, filter_string=f"tags.`{KIND_TAG}` = '{kind}'",
+        page = client.search_runs(experiment_ids, filter_string=f"tags.`{KIND}` = '{kind}'",
                                   max_results=5000, order_by=["attributes.start_time DESC"],
                                   page_token=token)
         runs.extend(page)
@@ -202,7 +212,7 @@ def _pick_experiment(client, name: str | None, uri: str):
         return exp
     candidates = [e for e in client.search_experiments() if _search(client, [e.experiment_id], "cell")]
     if not candidates:
-        raise InputError(f"{uri}: no experiment with runs tagged {KIND_TAG}=cell "
+        raise InputError(f"{uri}: no experiment with runs tagged {KIND}=cell "
                          "(run `tumorbench run` first or pass --tracking-uri)")
     candidates.sort(key=lambda e: e.last_update_time or 0, reverse=True)
     if len(candidates) > 1:

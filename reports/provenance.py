@@ -8,6 +8,7 @@ from importlib import metadata
 from typing import Any
 
 from reports.loader import GridData, RunInfo
+from tumorbench_common import mlflow_tags as T
 
 AXIS_ALIASES = {"organs": ("organs", "organ"), "backbones": ("backbones", "backbone"),
                 "regimes": ("regimes", "regime"), "folds": ("folds", "fold")}
@@ -106,9 +107,9 @@ def cell_rows(grid: GridData, ui_base: str) -> list[dict[str, str]]:
         rows.append({"cell": cell.label, "status": cell.status, "run_id": cell.run_id,
                      "url": run_ui_url(ui_base, cell.experiment_id, cell.run_id),
                      "runs_uri": f"runs:/{cell.run_id}",
-                     "git_commit": cell.tags.get("git_commit", cell.tags.get("mlflow.source.git.commit", "—")),
-                     "device": cell.tags.get("device", "—"), "preset": cell.tags.get("preset", "—"),
-                     "cell_hash": cell.tags.get("cell_hash", "—"), "started": fmt_time(cell.start_time),
+                     "git_commit": cell.tag(T.GIT_COMMIT, "—"), "device": cell.tag(T.DEVICE, "—"),
+                     "preset": cell._field("preset", "—"), "cell_hash": cell.tag(T.CELL_HASH, "—"),
+                     "started": fmt_time(cell.start_time),
                      "duration": fmt_duration(cell)})
     return rows
 
@@ -117,7 +118,7 @@ def summarize(grid: GridData, ui_base: str) -> dict[str, Any]:
     """All provenance facts the HTML template shows."""
     cells = list(grid.runs.values())
     commits = sorted({r["git_commit"] for r in cell_rows(grid, ui_base)})
-    devices = sorted({c.tags.get("device", "—") for c in cells})
+    devices = sorted({c.tag(T.DEVICE, "—") for c in cells})
     starts = [c.start_time for c in cells if c.start_time]
     ends = [c.end_time for c in cells if c.end_time]
     return {"experiment": grid.experiment_name, "experiment_id": grid.experiment_id,

@@ -14,6 +14,7 @@ from reports.detection import case_outcomes, missed
 from reports.loader import Cell, GridData
 from reports.palette import GT_COLOR, backbone_label, regime_colors, regime_label, sort_regimes
 from reports.plots import Figure, _plt, save_figure
+from tumorbench_common.mlflow_tags import DATASET_DIR, RESULTS_DIR
 
 WINDOW = (40.0, 400.0)  # level, width (HU)
 TUMOR = 2
@@ -52,11 +53,11 @@ def choose_cases(grid: GridData, organ: str, n_cases: int = 3) -> list[tuple[str
 
 
 def _pred_path(cell: Cell, organ: str, case_id: str) -> Path:
-    return Path(cell.tags.get("results_dir", "")) / "predictions" / organ / f"{case_id}.nii.gz"
+    return Path(cell.tag(RESULTS_DIR)) / "predictions" / organ / f"{case_id}.nii.gz"
 
 
 def _case_paths(cell: Cell, case_id: str) -> tuple[Path, Path]:
-    root = Path(cell.tags.get("dataset_dir", "")) / "cases" / case_id
+    root = Path(cell.tag(DATASET_DIR)) / "cases" / case_id
     return root / "ct.nii.gz", root / "labels.nii.gz"
 
 

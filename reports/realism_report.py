@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from reports.html import Section, realism_html
+from tumorbench_common import mlflow_tags as T
 from reports.plots import Figure
 
-KIND_TAG = "tumorbench.kind"
 SCORE_METRICS = ("frechet_pca", "frechet", "c2st_auc")
 
 
@@ -32,7 +32,7 @@ def grid_fingerprints(grid: Any) -> dict[str, set[str]]:
 def same_data(run_tags: dict[str, str], grid_prints: dict[str, set[str]]) -> bool:
     """False when the run names a fingerprint for an organ the grid trained on different data."""
     try:
-        prints = json.loads(run_tags.get("dataset_fingerprints") or "{}")
+        prints = json.loads(T.read_tag(run_tags, T.DATASET_FINGERPRINTS) or "{}")
     except json.JSONDecodeError:
         return False
     return all(prints[o] in grid_prints[o] for o in set(prints) & set(grid_prints))
@@ -41,7 +41,7 @@ def same_data(run_tags: dict[str, str], grid_prints: dict[str, set[str]]) -> boo
 def grid_runs(grid: Any, kind: str) -> list[Any]:
     """Finished runs of ``kind`` in the grid's experiment on the grid's data, newest first."""
     client = grid.client()
-    runs = client.search_runs([grid.experiment_id], filter_string=f"tags.`{KIND_TAG}` = '{kind}'",
+    runs = client.search_runs([grid.experiment_id], filter_string=f"tags.`{T.KIND}` = '{kind}'",
                               order_by=["attributes.start_time DESC"], max_results=200)
     prints = grid_fingerprints(grid)
     return [r for r in runs if r.info.status == "FINISHED" and same_data(r.data.tags, prints)]
@@ -124,7 +124,7 @@ def _reader_part(grid: Any, run: Any, dest: Path) -> tuple[list[Path], list[Figu
         return [], [], f"Reader-study run {run.info.run_id} has no scores.csv."
     copies = _copy(folder, dest, "reader")
     scores = pd.read_csv(copies["scores.csv"], dtype={"level": str})
-    source = f"MLflow run {run.info.run_id}, study {run.data.tags.get('study_id', '?')} ({run.data.tags.get('task', '?')})"
+    source = f"MLflow run {run.info.run_id}, study {T.read_tag(run.data.tags, T.STUDY_ID, '?')} ({T.read_tag(run.data.tags, T.TASK, '?')})"
     csvs = [dest / "table1_readers.csv", dest / "table1_groups.csv"]
     table1(scores).to_csv(csvs[0], index=False)
     if (scores["group"] != "all").any():

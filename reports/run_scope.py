@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tumorbench_common.mlflow_tags import DATASET_DIR, read_tag
+
 TINY_DIFFTUMOR_NOTE = ("The DiffTumor cells use the tiny generator preset, whose autoencoder keeps little of an "
                        "early tumor's contrast: the early tumors they train on are dark blobs from a sampler bias, "
                        "not learned tumor appearance (docs/difftumor.md, \"What the tiny early models paint\").")
@@ -82,7 +84,7 @@ def describe_run(grid) -> list[str]:
     for organ in sorted({c.organ for c in cells}):
         first = next(c for c in cells if c.organ == organ)
         folds = sorted({c.fold for c in cells if c.organ == organ})
-        lines.append(f"{organ}: {_dataset_line(first.tags.get('dataset_dir', ''))}; test cases in fold "
+        lines.append(f"{organ}: {_dataset_line(read_tag(first.tags, DATASET_DIR, ''))}; test cases in fold "
                      f"{folds[0]}: {_test_cases(grid.summary(first))}" + (f" (folds {folds})" if len(folds) > 1 else ""))
     params = cells[0].params
     presets = sorted({c.params.get("preset", "?") for c in cells})

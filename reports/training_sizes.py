@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
+from tumorbench_common.mlflow_tags import RESULTS_DIR, read_tag
+
 # CTs in the official DiffTumor fold-0 training lists (cross_eval/<organ>_aug_data_fold/
 # real_tumor_train_0.txt; ../shared/reference/notes/difftumor_official.md, section 3.1): real-tumor
 # scans and healthy scans. The real regime trains on the tumor scans, hu/difftumor on both, a
@@ -59,8 +61,8 @@ def training_size_line(runs: Iterable[Any]) -> str | None:
 def _cases_used(grid, run) -> dict | None:
     fetch = getattr(grid, "artifact_path", None)
     local = fetch(run.run_id, "cases_used.json") if fetch and hasattr(run, "run_id") else None
-    if local is None and run.tags.get("results_dir"):
-        candidate = Path(run.tags["results_dir"]) / "cases_used.json"
+    if local is None and read_tag(run.tags, RESULTS_DIR):
+        candidate = Path(read_tag(run.tags, RESULTS_DIR)) / "cases_used.json"
         local = candidate if candidate.is_file() else None
     try:
         return json.loads(Path(local).read_text()) if local else None

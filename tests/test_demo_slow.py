@@ -32,16 +32,16 @@ def test_demo_grid_meets_the_thresholds(tmp_path):
 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(demo.DEMO_EXPERIMENT)
-    runs = [r for r in client.search_runs([experiment.experiment_id]) if "regime" in r.data.tags]
+    runs = [r for r in client.search_runs([experiment.experiment_id]) if "regime" in r.data.params]
     assert len(runs) == 9
     for run in runs:
-        tags, metrics = run.data.tags, run.data.metrics
-        cell = f"{tags['organ']}/{tags['regime']}"
+        params, metrics = run.data.params, run.data.metrics
+        cell = f"{params['organ']}/{params['regime']}"
         assert metrics["organ_dsc"] >= 0.85, cell
-        if tags["regime"] == "real":
+        if params["regime"] == "real":
             assert metrics["tumor_dsc"] >= 0.5, cell
             assert metrics["patient_specificity"] >= 0.5, cell
-        patient = json.loads((Path(tags["results_dir"]) / "summary.json").read_text())["patient"]
+        patient = json.loads((Path(run.data.tags["tumorbench.results_dir"]) / "summary.json").read_text())["patient"]
         assert patient["tp"] + patient["fn"] >= 10 and patient["tn"] + patient["fp"] >= 5, cell
 
     real = {c.organ: c for c in result.contrasts if c.source == "real"}

@@ -199,7 +199,7 @@ def test_plugin_as_the_regime_of_a_one_cell_grid(plugin, tmp_path, monkeypatch):
     outcomes = run_grid(grid, tracking_uri=uri, progress=False)
     assert [o.status for o in outcomes] == ["finished"], [o.error for o in outcomes]
     runs = cell_runs(uri, "plug")
-    assert list(runs["tags.regime"]) == ["sphere"]
+    assert list(runs["params.regime"]) == ["sphere"]
     assert json.loads(runs["params.generator.radius_mm"].iloc[0]) == [3.0, 5.0]
     assert 0 <= runs["metrics.organ_dsc"].iloc[0] <= 1
     assert calls and all(radius == (3.0, 5.0) and tumors for radius, _, tumors in calls)

@@ -124,7 +124,7 @@ def _check_store(url: str) -> None:
     from mlflow import MlflowClient
 
     runs = cell_runs(url, "exp")
-    assert len(runs) == 4 and set(runs["status"]) == {"FINISHED"} and runs["tags.cell_hash"].nunique() == 4
+    assert len(runs) == 4 and set(runs["status"]) == {"FINISHED"} and runs["tags.tumorbench.cell_hash"].nunique() == 4
     client = MlflowClient(url)
     for run_id in runs["run_id"]:
         for key in ("train_loss", "val_tumor_dsc"):

@@ -87,7 +87,7 @@ def test_training_set_sizes_in_cases_used_and_mlflow(tmp_path):
                                                                     else used["train"])
         assert used["n_train_tumor_cases"] == sum(bool(cases.loc[c, "has_tumor"]) for c in used["train"])
         assert used["n_train_healthy_cases"] == sum(cases.loc[c, "role"] == "healthy" for c in used["train"])
-        run = runs[runs["tags.results_dir"] == str(folder)].iloc[0]
+        run = runs[runs["tags.tumorbench.results_dir"] == str(folder)].iloc[0]
         assert run["metrics.n_train_cases"] == used["n_train_cases"]
         assert run["metrics.n_train_tumor_cases"] == used["n_train_tumor_cases"]
     liver = Dataset.open(datasets["liver"])

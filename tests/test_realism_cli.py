@@ -43,10 +43,11 @@ def test_radiomics_command_writes_scores_tables_and_plots(datasets, tmp_path, to
     # the MLflow run is tagged for the reports helper and carries the tables
     import mlflow
 
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")  # another test may have set another one
     runs = mlflow.search_runs(experiment_names=["realism-test"], output_format="list")
     assert len(runs) == 1 and runs[0].data.tags["tumorbench.kind"] == "realism"
     assert {"c2st_auc_liver_sphere", "c2st_auc_p_liver_sphere", "frechet_pca_floor_liver_sphere"} <= set(runs[0].data.metrics)
-    assert json.loads(runs[0].data.tags["dataset_fingerprints"]) == summary["dataset_fingerprints"]
+    assert json.loads(runs[0].data.tags["tumorbench.dataset_fingerprints"]) == summary["dataset_fingerprints"]
     client = mlflow.MlflowClient()
     artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
     assert {"realism_scores.csv", "embedding.png", "effect_sizes_top.csv", "full"} <= artifacts
@@ -75,10 +76,11 @@ def test_reader_study_make_and_score_round_trip(datasets, tmp_path, toy_generato
     import mlflow
 
     study = json.loads((out / "study.json").read_text())
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     runs = mlflow.search_runs(experiment_names=["grid-x"], output_format="list")
     assert len(runs) == 1 and runs[0].data.tags["tumorbench.kind"] == "reader_study"
-    assert runs[0].data.tags["study_id"] == study["study_id"]
-    assert json.loads(runs[0].data.tags["dataset_fingerprints"]) == study["dataset_fingerprints"] != {}
+    assert runs[0].data.tags["tumorbench.study_id"] == study["study_id"]
+    assert json.loads(runs[0].data.tags["tumorbench.dataset_fingerprints"]) == study["dataset_fingerprints"] != {}
 
 
 def test_organ_task_uses_early_real_tumors_only(datasets, tmp_path):

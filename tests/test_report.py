@@ -110,7 +110,7 @@ def test_fold_tables_equal_mlflow_metrics(report):
     finished = runs[runs.status == "FINISHED"]
     assert len(finished) == 7
     for _, run in finished.iterrows():
-        organ, regime, fold = run["tags.organ"], run["tags.regime"], run["tags.fold"]
+        organ, regime, fold = run["params.organ"], run["params.regime"], run["params.fold"]
         key = "table4_liver" if organ == "liver" else "table5_pancreas"
         for metric, label in (("tumor_dsc", "DSC"), ("tumor_nsd", "NSD")):
             expected = 100 * run[f"metrics.{metric}"]
@@ -122,7 +122,7 @@ def test_fold_tables_equal_mlflow_metrics(report):
 
 def test_fold_table_mean_and_sd(report):
     runs = mlflow_runs(report["grid"]["uri"])
-    sel = runs[(runs["tags.organ"] == "liver") & (runs["tags.regime"] == "real")]
+    sel = runs[(runs["params.organ"] == "liver") & (runs["params.regime"] == "real")]
     values = 100 * sel["metrics.tumor_dsc"].to_numpy()
     row = html_row(report["tables"]["table4_liver"], Regime="real", Metric="DSC")
     assert row["mean"] == f"{values.mean():.1f}" and row["sd"] == f"{values.std(ddof=1):.1f}"

@@ -40,12 +40,13 @@ def test_grid_logs_contract_params_tags_metrics_and_files(setup):
     parent = cell_runs(uri, "exp", kind="grid")
     assert len(parent) == 1 and set(runs["tags.mlflow.parentRunId"]) == {parent["run_id"][0]}
     row = runs[runs["tags.mlflow.runName"] == "liver·unet·hu·f1"].iloc[0]
-    results = Path(row["tags.results_dir"])
+    results = Path(row["tags.tumorbench.results_dir"])
     assert results.parent == tmp / "results" / "liver" / "unet" / "hu"
-    assert results.name == f"fold_1__{row['tags.cell_hash']}"
-    for tag, value in {"organ": "liver", "backbone": "unet", "fold": "1", "regime": "hu", "preset": "tiny",
-                       "dataset_dir": str(tmp / "ds" / "liver"), "device": "cpu"}.items():
-        assert row[f"tags.{tag}"] == value
+    assert results.name == f"fold_1__{row['tags.tumorbench.cell_hash']}"
+    for param, value in {"organ": "liver", "backbone": "unet", "fold": "1", "regime": "hu", "preset": "tiny"}.items():
+        assert row[f"params.{param}"] == value
+    for tag, value in {"dataset_dir": str(tmp / "ds" / "liver"), "device": "cpu"}.items():
+        assert row[f"tags.tumorbench.{tag}"] == value
     assert row["tags.mlflow.note.content"].startswith("unet (tiny) trained on liver fold 1")
     assert row["params.generator.name"] == "hu" and row["params.lr"] == "0.001"
     assert row["params.crop_size"] == "[16, 16, 16]" and row["params.fold"] == "1"
@@ -59,7 +60,7 @@ def test_grid_logs_contract_params_tags_metrics_and_files(setup):
     assert "metrics.patient_specificity" not in runs or runs["metrics.patient_specificity"].isna().all()  # null
     for name in ("summary.json", "cell.json", "train_config.json", "cases_used.json", "DONE"):
         assert (results / name).is_file(), name
-    real_results = Path(real["tags.results_dir"])
+    real_results = Path(real["tags.tumorbench.results_dir"])
     assert (real_results / "cross_organ" / "pancreas" / "summary.json").is_file()
     assert json.loads((results / "cell.json").read_text())["regime"] == "hu"
     assert json.loads((results / "train" / "generator.json").read_text())["name"] == "hu"
@@ -105,7 +106,7 @@ def test_killed_cell_resumes_in_the_same_run(setup, monkeypatch):
     from mlflow import MlflowClient
 
     steps = [m.step for m in MlflowClient(tracking_uri=uri).get_metric_history(killed_id, "val_tumor_dsc")]
-    assert steps == [0, 1, 2] and runs["tags.resumed"][0] == "1"
+    assert steps == [0, 1, 2] and runs["tags.tumorbench.resumed"][0] == "1"
 
 
 def test_failing_cell_is_recorded_and_others_finish(setup, monkeypatch):
@@ -115,8 +116,8 @@ def test_failing_cell_is_recorded_and_others_finish(setup, monkeypatch):
     assert sorted(o.status for o in outcomes) == ["failed", "failed", "finished", "finished"]
     runs = cell_runs(uri, "exp")
     failed = runs[runs["status"] == "FAILED"]
-    assert set(failed["tags.regime"]) == {"hu"} and len(failed) == 2
-    assert set(failed["tags.error"]) == {"ValueError: fake training diverged"}
+    assert set(failed["params.regime"]) == {"hu"} and len(failed) == 2
+    assert set(failed["tags.tumorbench.error"]) == {"ValueError: fake training diverged"}
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
@@ -127,7 +128,7 @@ def test_failing_cell_is_recorded_and_others_finish(setup, monkeypatch):
     _run(grid, uri)  # the fix: failed cells are retried in their own runs
     runs = cell_runs(uri, "exp")
     assert len(runs) == 4 and set(runs["status"]) == {"FINISHED"}
-    assert runs["tags.error"].isna().all() if "tags.error" in runs else True
+    assert runs["tags.tumorbench.error"].isna().all() if "tags.tumorbench.error" in runs else True
 
 
 def test_dry_run_prints_table_and_touches_nothing(setup, capsys):
@@ -147,7 +148,7 @@ def test_submitit_local_executor_runs_a_cell(setup, monkeypatch):
     assert [o.status for o in outcomes] == ["finished"], [o.error for o in outcomes]
     runs = cell_runs(uri, "exp")
     assert len(runs) == 1 and runs["status"][0] == "FINISHED"
-    assert Path(runs["tags.results_dir"][0], "DONE").is_file()
+    assert Path(runs["tags.tumorbench.results_dir"][0], "DONE").is_file()
     assert list((tmp / "results" / ".submitit").glob("*_result.pkl"))  # it ran as a submitit job
 
 

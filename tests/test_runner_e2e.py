@@ -61,7 +61,7 @@ def test_tiny_phantom_grid_end_to_end(phantoms, tmp_path):
     outcomes = run_grid(grid, tracking_uri=uri, progress=False)
     assert [o.status for o in outcomes] == ["finished", "finished"], [o.error for o in outcomes]
     runs = cell_runs(uri, "e2e")
-    assert sorted(runs["tags.regime"]) == ["hu", "real"] and set(runs["status"]) == {"FINISHED"}
+    assert sorted(runs["params.regime"]) == ["hu", "real"] and set(runs["status"]) == {"FINISHED"}
     for metric in ("organ_dsc", "patient_sensitivity"):
         assert runs[f"metrics.{metric}"].between(0, 1).all(), metric
     # final checkpoint on all training folds (no inner validation): no val DSC, n training cases logged
@@ -82,6 +82,6 @@ def test_tiny_phantom_grid_end_to_end(phantoms, tmp_path):
         pred = nib.load(folder / "predictions" / "liver" / f"{val_ids[0]}.nii.gz")
         assert pred.shape == nib.load(liver.ct_path(val_ids[0])).shape
         assert set(np.unique(np.asarray(pred.dataobj))) <= {0, 1, 2}
-    hu_run = runs[runs["tags.regime"] == "hu"].iloc[0]
+    hu_run = runs[runs["params.regime"] == "hu"].iloc[0]
     assert hu_run["params.generator.name"] == "hu"
     assert [o.status for o in run_grid(grid, tracking_uri=uri, progress=False)] == ["skipped", "skipped"]

@@ -148,7 +148,7 @@ def test_leaderboard_json_and_mlflow_run(sphere_cards):
     assert run.data.tags["tumorbench.kind"] == "scorecard"
     assert run.data.metrics["c2st_auc_matched_liver_sphere"] == pytest.approx(
         cards["sphere"]["headline"]["c2st_auc_matched"])
-    assert run.data.metrics["refused_liver_hu"] == 1.0 and run.data.tags["refused"] == "hu/liver"
+    assert run.data.metrics["refused_liver_hu"] == 1.0 and run.data.tags["tumorbench.refused"] == "hu/liver"
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"leaderboard.html", "scorecards.json", "sphere", "hu"} <= names
     assert {a.path for a in client.list_artifacts(run.info.run_id, "sphere/liver")} >= {

@@ -100,9 +100,9 @@ def test_slurm_job_array_lands_four_finished_runs(slurm_cluster, tmp_path):
     assert statuses == ["finished"] * 4
     runs = cell_runs(uri, "exp")
     assert len(runs) == 4 and set(runs["status"]) == {"FINISHED"}
-    for log in runs["tags.slurm_log"]:  # each cell's Slurm log, as an MLflow tag
+    for log in runs["tags.tumorbench.slurm_log"]:  # each cell's Slurm log, as an MLflow tag
         assert Path(log).is_file() and "_" in Path(log).name
-    assert len({log.split("/")[-1].split("_")[0] for log in runs["tags.slurm_log"]}) == 1  # one array
+    assert len({log.split("/")[-1].split("_")[0] for log in runs["tags.tumorbench.slurm_log"]}) == 1  # one array
 
 
 def _job_of(results: Path, timeout=300) -> str:
@@ -162,7 +162,7 @@ def test_array_tasks_signalled_at_time_limit_are_requeued_into_the_same_runs_eve
         assert statuses == ["finished"] * 2, (root.name, err[-2000:])
         runs = cell_runs(uri, "exp")
         assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}, root.name  # no duplicate run
-        assert list(runs["tags.resumed"]) == ["1", "1"], root.name
+        assert list(runs["tags.tumorbench.resumed"]) == ["1", "1"], root.name
         for starts in _starts(root / "results").values():
             assert len(starts) == 2 and 0 < starts[1] < epochs, (root.name, starts)  # resumed mid-cell
         for run_id in runs["run_id"]:
@@ -199,7 +199,7 @@ def test_real_trainer_with_dataloader_workers_is_requeued_once_and_finishes(slur
     assert log.count("Caught signal SIGUSR2") == 1 and log.count("Requeued job") == 1, log[-3000:]
     assert "DataLoader worker" not in log
     runs = cell_runs(uri, "exp")
-    assert len(runs) == 1 and runs["status"][0] == "FINISHED" and runs["tags.resumed"][0] == "1"
+    assert len(runs) == 1 and runs["status"][0] == "FINISHED" and runs["tags.tumorbench.resumed"][0] == "1"
     from benchmark import tracking
 
     steps = Counter(m.step for m in tracking.client_for(uri).get_metric_history(runs["run_id"][0], "train_loss"))

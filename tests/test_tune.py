@@ -52,7 +52,7 @@ def test_three_trials_prune_and_log_nested_runs(grid, tmp_path):
     assert len(parent) == 1 and len(trials) == 3
     assert set(trials["tags.mlflow.parentRunId"]) == {parent["run_id"][0]}
     assert sorted(trials["status"]) == ["FINISHED", "FINISHED", "KILLED"]
-    assert set(trials[trials["status"] == "KILLED"]["tags.stopped"]) == {"TrialPruned"}
+    assert set(trials[trials["status"] == "KILLED"]["tags.tumorbench.stopped"]) == {"TrialPruned"}
     snippet = (result.folder / "best_params.toml").read_text()
     assert ('[tuned."organ=liver,backbone=unet,regime=hu,fold=0"]\nlr = 0.001\n'
             '"generator.size_probs" = [0.5, 0.5, 0.0, 0.0]\n') in snippet
@@ -80,8 +80,8 @@ def test_killed_trial_is_requeued_and_resumes_its_run(grid, tmp_path, monkeypatc
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     runs = cell_runs(uri, "tuning", "trial")
     assert len(runs) == 2  # the killed trial's run was reopened, not duplicated
-    killed = runs[runs["tags.cell_hash"] == trials[0].user_attrs["cell_hash"]]
-    assert killed["tags.resumed"].iloc[0] == "1" and killed["status"].iloc[0] == "FINISHED"
+    killed = runs[runs["tags.tumorbench.cell_hash"] == trials[0].user_attrs["cell_hash"]]
+    assert killed["tags.tumorbench.resumed"].iloc[0] == "1" and killed["status"].iloc[0] == "FINISHED"
     trial_dirs = tmp_path / "results" / "tune" / "s" / "trials"
     train = next(trial_dirs.glob(f"liver/unet/hu/fold_0__{trials[0].user_attrs['cell_hash']}/train"))
     assert train.joinpath("starts.txt").read_text() == "0\n1\n"  # resumed from its checkpoint

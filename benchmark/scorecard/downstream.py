@@ -28,8 +28,9 @@ def grid_experiment(grid: str) -> str:
             raise InputError(f"--downstream {grid}: grid file not found")
         from benchmark.grid import load_grid
 
-        spec = load_grid(path)
-        return str(spec.mlflow.get("experiment") or spec.name)
+        from benchmark.tracking import grid_experiment
+
+        return grid_experiment(load_grid(path))
     return grid
 
 

@@ -27,25 +27,19 @@ def _metrics(cards: list[dict[str, Any]]) -> dict[str, float]:
 
 def log_scorecard_run(result: Any, experiment: str, tracking_uri: str | None = None) -> str:
     """Log ``result.out`` (a ScorecardResult) into ``experiment``; return the run id."""
-    import mlflow
-
-    from benchmark.realism_run import _start_run  # one home for "nested run or new run in an experiment"
+    from benchmark import tracking
+    from tumorbench_common import mlflow_tags as T
 
     cards = result.cards
-    with _start_run("scorecard", experiment, tracking_uri) as run:
-        mlflow.set_tags({"tumorbench.kind": "scorecard", "results_dir": str(result.out.resolve()),
-                         "generators": ",".join(sorted({c["generator"] for c in cards})),
-                         "organs": ",".join(sorted({c["organ"] for c in cards})),
-                         "refused": ",".join(sorted(result.refused)),
-                         "dataset_fingerprints": json.dumps({c["organ"]: c["dataset_fingerprint"] for c in cards},
-                                                            sort_keys=True)})
-        if cards:
-            mlflow.log_params({"fold": cards[0]["fold"], "seed": cards[0]["seed"],
-                               "quick": cards[0]["settings"]["quick"]})
-        mlflow.log_metrics(_metrics(cards))
+    tags = {T.RESULTS_DIR: str(result.out.resolve()), T.GENERATORS: ",".join(sorted({c["generator"] for c in cards})),
+            T.ORGANS: ",".join(sorted({c["organ"] for c in cards})), T.REFUSED: ",".join(sorted(result.refused)),
+            T.DATASET_FINGERPRINTS: json.dumps({c["organ"]: c["dataset_fingerprint"] for c in cards}, sort_keys=True)}
+    with tracking.logged_run("scorecard", experiment, tracking_uri, tags=tags) as (client, run_id):
+        params = {"fold": cards[0]["fold"], "seed": cards[0]["seed"], "quick": cards[0]["settings"]["quick"]} if cards else {}
+        tracking.log_values(client, run_id, params=params, metrics=_metrics(cards))
         for name in ("leaderboard.html", "scorecards.json"):
-            mlflow.log_artifact(str(result.out / name))
+            client.log_artifact(run_id, str(result.out / name))
         for card in cards:
             rel = f"{card['generator']}/{card['organ']}"
-            mlflow.log_artifacts(str(result.out / rel), artifact_path=rel)
-        return run.info.run_id
+            client.log_artifacts(run_id, str(result.out / rel), artifact_path=rel)
+        return run_id
