@@ -129,11 +129,11 @@ def _combine(ct: np.ndarray, out: np.ndarray, tumor: np.ndarray, drawn) -> None:
     """Fold one tumor (a ``LocalTumor`` drawn on ``ct``) into ``out`` and ``tumor`` in place, on
     its box only: each voxel keeps the larger change from ``ct`` (no double darkening where
     tumors overlap; outside the box the tumor changes nothing)."""
-    for box, local in drawn.part_boxes():  # the parts hold every change: the rest is skipped
-        base, current, new = ct[box], out[box], drawn.ct_hu[local]
+    for box, new, mask in drawn.pieces:  # the pieces hold every change: the rest is skipped
+        base, current = ct[box], out[box]
         larger = np.abs(new - base) > np.abs(current - base)
         current[larger] = new[larger]
-        tumor[box] |= drawn.tumor_mask[local]
+        tumor[box] |= mask
 
 
 def other_organs_kwargs(method, others: np.ndarray | None, batch: bool) -> dict[str, Any]:
@@ -155,6 +155,8 @@ def _generate(generator, ct, organ, spacing, count: int, seed: int, progress: bo
 
     rng = np.random.default_rng(seed)
     out, tumor = ct.copy(), np.zeros(organ.shape, bool)
+    organ = organ.copy()
+    organ.flags.writeable = False  # read-only: a generator may scan it once for all N tumors
     tumors = []
     method = getattr(generator, "local", None) or generator.__call__
     extra = other_organs_kwargs(method, others, batch=True)

@@ -27,7 +27,7 @@ from synthesis.geometry import (
     resolve_mix_counts, sample_geometry, sample_size_type, sample_with_size_fallback,
 )
 from synthesis.hu_blend import BLUR_TRUNCATE, apply_tumor_, tumor_on_box  # noqa: F401 (public here)
-from synthesis.protocol import LocalTumor, SynthesisOutput
+from synthesis.protocol import LocalTumor, Piece, SynthesisOutput
 
 
 @dataclass(frozen=True)
@@ -171,6 +171,7 @@ class HuGenerator:
             resolve_mix_counts(self.ranges.geometry)  # fail now, not at the first mix draw
         self.axial_axis = axial_axis
         self._warm = False  # compiled kernels loaded in this process (warm_up)
+        self._organ_memo = None  # (owner array, key, PreparedOrgan) of the last read-only organ mask
         del checkpoint  # model-based: no weights
 
     def sample(self, organ_mask: np.ndarray, spacing: Sequence[float], rng: np.random.Generator) -> TumorParams:
@@ -191,13 +192,29 @@ class HuGenerator:
              np.random.default_rng(0))
         self._warm = True
 
+    def _prepared(self, organ_mask: np.ndarray):
+        """``prepare_organ`` (a scan of the whole mask), once for a read-only mask that comes
+        again (`synthesize --count N` on one CT): a read-only array, down to the array that owns
+        the memory, is taken not to change; the memo holds that owner, so the memory is not reused."""
+        owner, chain_read_only = organ_mask, not organ_mask.flags.writeable
+        while isinstance(owner.base, np.ndarray):
+            owner = owner.base
+            chain_read_only &= not owner.flags.writeable
+        if not chain_read_only or owner.base is not None:
+            return prepare_organ(organ_mask)
+        key = (organ_mask.__array_interface__["data"][0], organ_mask.shape, organ_mask.strides, organ_mask.dtype.str)
+        if self._organ_memo is None or self._organ_memo[1] != key or self._organ_memo[0] is not owner:
+            self._organ_memo = (owner, key, prepare_organ(organ_mask))
+        return self._organ_memo[2]
+
     def _one(self, ct, organ_mask, spacing, rng, other) -> LocalTumor:
-        organ_mask = prepare_organ(organ_mask)  # one scan of the mask for all draws
+        organ_mask = self._prepared(organ_mask)  # one scan of the mask for all draws
         for _ in range(self.MAX_EMPTY_RETRIES):
             params = self.sample(organ_mask, spacing, rng)
-            box, ct_box, mask, parts = tumor_on_box(ct, organ_mask, params, other_organs=other)
-            if mask.any():  # a deformation can, rarely, push a tiny clipped tumor out of the organ
-                return LocalTumor(box, ct_box, mask, {"method": self.name, **params.to_dict()}, parts)
+            pieces = tumor_on_box(ct, organ_mask, params, other_organs=other)
+            if any(mask.any() for _, _, mask in pieces):  # a deformation can, rarely, push a tiny
+                # clipped tumor out of the organ
+                return LocalTumor(tuple(Piece(*p) for p in pieces), {"method": self.name, **params.to_dict()})
         raise SynthesisInputError(f"organ mask: no tumor voxel inside the {self.organ} after "
                                   f"{self.MAX_EMPTY_RETRIES} draws (organ too thin?)")
 
@@ -224,5 +241,5 @@ class HuGenerator:
         """``replay`` on the tumor's box only (``ct_hu`` and the rest of the CT untouched)."""
         tumor = TumorParams.from_dict(params)
         _check_inputs(ct_hu, np.asarray(organ_mask), tumor)
-        box, ct_box, mask, parts = tumor_on_box(ct_hu, organ_mask, tumor, other_organs=other_organs)
-        return LocalTumor(box, ct_box, mask, dict(params), parts)
+        pieces = tumor_on_box(ct_hu, organ_mask, tumor, other_organs=other_organs)
+        return LocalTumor(tuple(Piece(*p) for p in pieces), dict(params))

@@ -86,18 +86,22 @@ def _tumor_groups(organ_mask: np.ndarray, params, shape: Sequence[int]):
     return sigma_vox, boxes, tumors
 
 
-def _blend_groups(ct_hu, organ_mask, params, sigma_vox, boxes, tumors, other_organs, reference) -> None:
-    """Darken each blend box of ``ct_hu`` in place (boxes in ``ct_hu``'s frame)."""
+def _blend_groups(cts, organs, others, params, sigma_vox, tumors, reference) -> None:
+    """Darken each group's blend box in place: ``cts`` / ``organs`` / ``others`` hold, per group,
+    the CT (written), the organ mask and the other organs (or None) on its box."""
     spacing = np.asarray(params.spacing, float)
     fields, gain = texture_strip([t.shape for t, _ in tumors], spacing, params.sigma_a_mm, params.sigma_b_mm,
                                  params.scale, params.base, params.u0, np.random.default_rng(params.texture_seed))
     exophytic = not params.geometry.clip_to_organ
-    for box, (tumor, inner), field in zip(boxes, tumors, fields):
-        region = organ_mask[box]
+    for ct_box, region, other, (tumor, inner), field in zip(cts, organs, others, tumors, fields):
         if exophytic:  # read before this box is changed: the tissue the tumor would replace
-            region = exophytic_region(ct_hu, organ_mask, other_organs, box)
+            region = exophytic_region(ct_box, region, other)
             tumor &= region != 0
-        _darken_group(ct_hu[box], region, tumor, inner, field, gain, params, sigma_vox, reference)
+        _darken_group(ct_box, region, tumor, inner, field, gain, params, sigma_vox, reference)
+
+
+def _on_boxes(array, boxes) -> list:
+    return [None if array is None else array[box] for box in boxes]
 
 
 def apply_tumor_(ct_hu: np.ndarray, organ_mask: np.ndarray, params,
@@ -117,39 +121,28 @@ def apply_tumor_(ct_hu: np.ndarray, organ_mask: np.ndarray, params,
     if not boxes:
         return []
     reference = organ_reference_hu(ct_hu, organ_mask, boxes) if not params.geometry.clip_to_organ else 0.0
-    _blend_groups(ct_hu, organ_mask, params, sigma_vox, boxes, tumors, other_organs, reference)
+    _blend_groups(_on_boxes(ct_hu, boxes), _on_boxes(organ_mask, boxes), _on_boxes(other_organs, boxes), params,
+                  sigma_vox, tumors, reference)
     return [(box, tumor) for box, (tumor, _) in zip(boxes, tumors)]
 
 
 def tumor_on_box(ct_hu: np.ndarray, organ_mask: np.ndarray, params, other_organs: np.ndarray | None = None
-                 ) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray, tuple[tuple[slice, ...], ...]]:
-    """The tumor on the union of its blend boxes; ``ct_hu`` is not modified.
+                 ) -> list[tuple[tuple[slice, ...], np.ndarray, np.ndarray]]:
+    """The tumor on its blend boxes; ``ct_hu`` is not modified.
 
     Returns:
-        (box, ct, tumor, parts): slices of the union box, the float32 CT on it with the tumor, the
-        bool tumor mask on it, and the blend boxes relative to it (only they change). The CT
-        outside ``box`` is unchanged by this tumor (zero-size box if it has no voxel).
+        [(box, ct, tumor)] per blend box (they do not overlap): its slices, the float32 CT on it
+        with the tumor and the bool tumor mask on it. Outside the boxes the tumor changes nothing.
     """
     organ_mask = organ_mask.mask if isinstance(organ_mask, PreparedOrgan) else organ_mask
     sigma_vox, boxes, tumors = _tumor_groups(organ_mask, params, ct_hu.shape)
-    if not boxes:
-        empty = (slice(0, 0),) * 3
-        return empty, np.zeros((0, 0, 0), np.float32), np.zeros((0, 0, 0), bool), ()
-    lo = [min(b[axis].start for b in boxes) for axis in range(3)]
-    hi = [max(b[axis].stop for b in boxes) for axis in range(3)]
-    union = tuple(slice(a, b) for a, b in zip(lo, hi))
-    local = np.array(ct_hu[union], dtype=np.float32, copy=True)
-    local_boxes = [tuple(slice(s.start - a, s.stop - a) for s, a in zip(box, lo)) for box in boxes]
-    organ_local = organ_mask[union]
+    cts = [np.array(ct_hu[box], dtype=np.float32, copy=True) for box in boxes]
+    organs = _on_boxes(organ_mask, boxes)
     reference = 0.0
-    if not params.geometry.clip_to_organ:
+    if boxes and not params.geometry.clip_to_organ:
         # as apply_tumor_ on a float32 copy: the organ's HU in the boxes, else in the whole organ
-        in_boxes = any(organ_local[b].any() for b in local_boxes)
-        reference = (organ_reference_hu(local, organ_local, local_boxes) if in_boxes else
+        values = np.concatenate([c[o != 0] for c, o in zip(cts, organs)])
+        reference = (float(np.median(values)) if values.size else
                      organ_reference_hu(np.asarray(ct_hu, np.float32), organ_mask, boxes))
-    others_local = None if other_organs is None else other_organs[union]
-    _blend_groups(local, organ_local, params, sigma_vox, local_boxes, tumors, others_local, reference)
-    mask = np.zeros(local.shape, bool)
-    for box, (tumor, _) in zip(local_boxes, tumors):
-        mask[box] |= tumor
-    return union, local, mask, tuple(local_boxes)
+    _blend_groups(cts, organs, _on_boxes(other_organs, boxes), params, sigma_vox, tumors, reference)
+    return [(box, ct, tumor) for box, ct, (tumor, _) in zip(boxes, cts, tumors)]

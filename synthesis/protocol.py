@@ -14,43 +14,48 @@ box-local methods where it has them and cut the box out of the full output where
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Mapping, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 Box = tuple[slice, slice, slice]
 
 
-@dataclass(frozen=True)
-class LocalTumor:
-    """One crop's tumor on its box: outside ``box`` the crop is unchanged and holds no tumor.
-
-    Attributes:
-        box: slices of the crop (X, Y, Z) that hold every changed voxel and every tumor voxel.
-        ct_hu: float32 CT in HU on ``box`` (with the tumor).
-        tumor_mask: bool tumor voxels on ``box``.
-        params: the tumor's params dict (as ``SynthesisOutput.params``).
-        parts: optional boxes inside ``box`` (relative to it) that hold every changed and tumor
-            voxel (a tumor of scattered nodules has a wide box but small parts); None: all of it.
-    """
+class Piece(NamedTuple):
+    """A box of a crop and the crop's new float32 CT (HU) and bool tumor mask on it."""
 
     box: Box
     ct_hu: np.ndarray
     tumor_mask: np.ndarray
-    params: dict[str, Any]
-    parts: tuple[Box, ...] | None = None
 
-    def part_boxes(self) -> list[tuple[Box, Box]]:
-        """[(box in the crop, same box in ``ct_hu``)] of the parts (the whole box without parts)."""
-        whole = tuple(slice(0, n) for n in self.ct_hu.shape)
-        return [(tuple(slice(b.start + p.start, b.start + p.stop) for b, p in zip(self.box, part)), part)
-                for part in (self.parts if self.parts is not None else (whole,))]
+
+@dataclass(frozen=True)
+class LocalTumor:
+    """One crop's tumor on its boxes: outside them the crop is unchanged and holds no tumor.
+
+    Attributes:
+        pieces: non-overlapping ``Piece`` s (a tumor of scattered nodules has one per nodule group,
+            so its cost follows the nodules, not the box that spans them).
+        params: the tumor's params dict (as ``SynthesisOutput.params``).
+    """
+
+    pieces: tuple[Piece, ...]
+    params: dict[str, Any]
+
+    @property
+    def box(self) -> Box:
+        """The union box of the pieces (zero-size when there are none)."""
+        if not self.pieces:
+            return (slice(0, 0),) * 3
+        return tuple(slice(min(p.box[a].start for p in self.pieces), max(p.box[a].stop for p in self.pieces))
+                     for a in range(3))
 
     def paste(self, ct_hu: np.ndarray, tumor_mask: np.ndarray | None = None) -> None:
         """Write this tumor into a (X, Y, Z) CT (and OR it into ``tumor_mask``) in place."""
-        ct_hu[self.box] = self.ct_hu
-        if tumor_mask is not None:
-            tumor_mask[self.box] |= self.tumor_mask
+        for piece in self.pieces:
+            ct_hu[piece.box] = piece.ct_hu
+            if tumor_mask is not None:
+                tumor_mask[piece.box] |= piece.tumor_mask
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,7 @@ def changed_box(before: np.ndarray, after: np.ndarray, tumor_mask: np.ndarray) -
 def _cut(ct_crop: np.ndarray, out_crop: np.ndarray, mask: np.ndarray, box: Box | None,
          params: dict[str, Any]) -> LocalTumor:
     box = changed_box(ct_crop, out_crop, mask) if box is None else box
-    return LocalTumor(box, np.asarray(out_crop[box], np.float32), np.asarray(mask[box], bool), params)
+    return LocalTumor((Piece(box, np.asarray(out_crop[box], np.float32), np.asarray(mask[box], bool)),), params)
 
 
 def local_tumors(generator, ct_hu: np.ndarray, organ_mask: np.ndarray, spacing: Sequence[float],

@@ -10,7 +10,7 @@ import pytest
 from benchmark.synthesize import _generate, _replay
 from synthesis.cellular.generator import CellularGenerator
 from synthesis.hu import HuGenerator
-from synthesis.protocol import LocalTumor, SynthesisOutput, changed_box, local_tumors, replay_tumor
+from synthesis.protocol import LocalTumor, Piece, SynthesisOutput, changed_box, local_tumors, replay_tumor
 
 # sha256[:16] of (ct_hu, tumor_mask) of one generator call on `phantom()` with rng seed 7, recorded
 # with the whole-CT code of main before the box-local path existed (commit df542af)
@@ -18,6 +18,8 @@ GOLDEN = {
     ("hu", "liver", "small"): "07c54bcc87cdc11a",
     ("hu", "liver", "mix"): "e8493b009b5fc0bb",
     ("hu", "kidney", "medium"): "7ca7c4f51cb1182b",
+    ("hu", "kidney", "medium", 3): "9c761ffae3274331",  # rng seed 3: an exophytic tumor
+    ("hu", "kidney", "medium", 10): "98d58756e63d2a36",  # exophytic
     ("hu", "pancreas", "tiny"): "1f3868bd09d63698",
     ("cellular", "liver", "tiny"): "8f6372d84308fddd",
     ("cellular", "liver", "small"): "732314805e563fc3",
@@ -49,7 +51,7 @@ def digest(*arrays) -> str:
     return h.hexdigest()[:16]
 
 
-def make(method, organ, size):
+def make(method, organ, size, *_):
     cls = HuGenerator if method == "hu" else CellularGenerator
     return cls(organ, size_probs={size: 1.0})
 
@@ -63,11 +65,13 @@ def test_generator_output_equals_the_recorded_whole_ct_output(key):
     ct, organ, others = phantom()
     gen = make(*key)
     extra = {k: v[None] for k, v in others_kwargs(key[0], others).items()}
-    out = gen(ct[None], organ[None], (1.0, 1.0, 1.0), np.random.default_rng(7), **extra)
+    out = gen(ct[None], organ[None], (1.0, 1.0, 1.0), np.random.default_rng(key[3] if len(key) > 3 else 7), **extra)
+    assert out.boxes[0] == local_tumors(gen, ct[None], organ[None], (1.0, 1.0, 1.0),
+                                        np.random.default_rng(key[3] if len(key) > 3 else 7), **extra)[0].box
     assert digest(out.ct_hu, out.tumor_mask) == GOLDEN[key]
 
 
-@pytest.mark.parametrize("key", sorted(GOLDEN))
+@pytest.mark.parametrize("key", sorted(k for k in GOLDEN if len(k) == 3))
 def test_box_local_tumor_pasted_equals_the_whole_ct_replay_and_outside_is_untouched(key):
     ct, organ, others = phantom()
     healthy = ct.copy()
@@ -85,13 +89,17 @@ def test_box_local_tumor_pasted_equals_the_whole_ct_replay_and_outside_is_untouc
         outside = np.ones(ct.shape, bool)
         outside[tumor.box] = False
         assert np.array_equal(full_ct[outside], ct[outside]) and not full_mask[outside].any()
-        for box, _ in tumor.part_boxes():  # the parts hold every change
-            outside[box] = True
+        for piece in tumor.pieces:  # the pieces hold every change
+            outside[piece.box] = True
         assert np.array_equal(full_ct[~outside], ct[~outside])
-        again = replay_tumor(gen, ct, organ, tumor.params, **extra)
-        assert again.box == tumor.box and np.array_equal(again.ct_hu, tumor.ct_hu)
-        assert np.array_equal(again.tumor_mask, tumor.tumor_mask)
+        assert_same_pieces(replay_tumor(gen, ct, organ, tumor.params, **extra), tumor)
         assert np.array_equal(ct, healthy)  # the input is never written
+
+
+def assert_same_pieces(a: LocalTumor, b: LocalTumor) -> None:
+    assert len(a.pieces) == len(b.pieces)
+    for x, y in zip(a.pieces, b.pieces):
+        assert x.box == y.box and np.array_equal(x.ct_hu, y.ct_hu) and np.array_equal(x.tumor_mask, y.tumor_mask)
 
 
 def _whole_ct_count(gen, ct, organ, count, seed, extra):
@@ -146,8 +154,7 @@ def test_a_plugin_without_local_methods_gets_the_tight_changed_box():
     for axis in range(3):  # tight: the box's faces each hold a changed voxel
         touched = np.flatnonzero(changed.any(axis=tuple(a for a in range(3) if a != axis)))
         assert (tumor.box[axis].start, tumor.box[axis].stop) == (touched[0], touched[-1] + 1)
-    replayed = replay_tumor(plugin, ct, organ, tumor.params)
-    assert replayed.box == tumor.box and np.array_equal(replayed.ct_hu, tumor.ct_hu)
+    assert_same_pieces(replay_tumor(plugin, ct, organ, tumor.params), tumor)
     _generate(plugin, ct, organ, (1.0, 1.0, 1.0), 2, 0, False)  # the CLI path takes it too
 
 
@@ -155,7 +162,30 @@ def test_changed_box_of_nothing_is_empty_and_pastes_nothing():
     a = np.zeros((5, 6, 7), np.float32)
     box = changed_box(a, a, np.zeros(a.shape, bool))
     assert all(s.stop - s.start == 0 for s in box)
-    tumor = LocalTumor(box, a[box], np.zeros(a[box].shape, bool), {})
+    tumor = LocalTumor((Piece(box, a[box], np.zeros(a[box].shape, bool)),), {})
     b = a.copy()
     tumor.paste(b)
     assert np.array_equal(a, b)
+
+
+def test_the_organ_scan_is_reused_only_for_a_read_only_mask():
+    """HuGenerator scans a read-only organ mask once for many tumors; a writable mask may change
+    between calls, and another read-only mask is another organ: both are scanned again."""
+    ct, organ, _ = phantom()
+    spacing = (1.0, 1.0, 1.0)
+
+    def fresh(mask, seed):
+        return HuGenerator("liver", size_probs={"tiny": 1.0}).local(ct[None], mask[None], spacing,
+                                                                    np.random.default_rng(seed))[0]
+
+    gen = HuGenerator("liver", size_probs={"tiny": 1.0})
+    mask = organ.copy()
+    gen.local(ct[None], mask[None], spacing, np.random.default_rng(1))
+    mask[:, :, 32:] = False  # the same (writable) array, another organ
+    assert_same_pieces(gen.local(ct[None], mask[None], spacing, np.random.default_rng(2))[0], fresh(mask, 2))
+    first, second = organ.copy(), mask.copy()
+    for array in (first, second):
+        array.flags.writeable = False
+    gen.local(ct[None], first[None], spacing, np.random.default_rng(3))
+    assert_same_pieces(gen.local(ct[None], second[None], spacing, np.random.default_rng(4))[0], fresh(second, 4))
+    assert_same_pieces(gen.local(ct[None], first[None], spacing, np.random.default_rng(5))[0], fresh(first, 5))

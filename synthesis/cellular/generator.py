@@ -20,7 +20,7 @@ from synthesis.cellular.params import (
 )
 from synthesis.errors import SynthesisInputError
 from synthesis.geometry import organ_bbox
-from synthesis.protocol import LocalTumor, SynthesisOutput
+from synthesis.protocol import LocalTumor, Piece, SynthesisOutput
 
 GATES = {"paper": automaton.GATE_PAPER, "released": automaton.GATE_RELEASED}
 
@@ -198,7 +198,7 @@ class CellularGenerator:
         organ = np.asarray(organ, bool)
         params, seeded = sample(ct, organ, spacing, rng, organ_name=self.organ, variant=self.variant,
                                 size_probs=self.size_probs)
-        return LocalTumor(*tumor_on_box(ct, organ, params, seeded), params.to_dict())
+        return LocalTumor((Piece(*tumor_on_box(ct, organ, params, seeded)),), params.to_dict())
 
     def local(self, ct_hu: np.ndarray, organ_mask: np.ndarray, spacing: Sequence[float],
               rng: np.random.Generator) -> list[LocalTumor]:
@@ -221,4 +221,5 @@ class CellularGenerator:
     def replay_local(self, ct_hu: np.ndarray, organ_mask: np.ndarray, params: Mapping[str, Any]) -> LocalTumor:
         """``replay`` on the tumor's organ box only (``ct_hu`` untouched)."""
         _check_shapes(ct_hu, organ_mask)
-        return LocalTumor(*tumor_on_box(ct_hu, organ_mask, CellularParams.from_dict(params)), dict(params))
+        return LocalTumor((Piece(*tumor_on_box(ct_hu, organ_mask, CellularParams.from_dict(params))),),
+                          dict(params))
