@@ -131,8 +131,10 @@ def _combine(ct: np.ndarray, out: np.ndarray, tumor: np.ndarray, drawn) -> None:
     tumors overlap; outside the box the tumor changes nothing)."""
     for box, new, mask in drawn.pieces:  # the pieces hold every change: the rest is skipped
         base, current = ct[box], out[box]
-        larger = np.abs(new - base) > np.abs(current - base)
-        current[larger] = new[larger]
+        change, kept = np.subtract(new, base), np.subtract(current, base)  # no other temporaries
+        np.abs(change, out=change)
+        np.abs(kept, out=kept)
+        np.copyto(current, new, where=change > kept)
         tumor[box] |= mask
 
 
