@@ -45,3 +45,50 @@ def deform_volume_reference(volume: np.ndarray, fields: list[np.ndarray]) -> np.
         out = ndimage.map_coordinates(out.astype(np.float32), [np.rint(g) for g in grid],
                                       order=0, mode="constant", cval=0.0) > 0.5
     return out
+
+
+class _WholeCrop:
+    """A generator's ``__call__`` as it was before box-local synthesis (issue 30): per crop, the
+    tumor drawn on a whole-crop copy, the crops stacked. The in-run baseline of
+    `tumorbench perf data --regime hu|cellular`; same draws, same output as the generator."""
+
+    def __init__(self, generator):
+        self.generator, self.name, self.organ, self.device = generator, generator.name, generator.organ, "cpu"
+
+    def warm_up(self) -> None:
+        self.generator.warm_up()
+
+    def __call__(self, ct_hu, organ_mask, spacing, rng, **kwargs):
+        from synthesis.protocol import SynthesisOutput
+
+        results = [self._one(np.asarray(c, np.float32), o, spacing, rng) for c, o in zip(ct_hu, organ_mask)]
+        return SynthesisOutput(ct_hu=np.stack([r[0] for r in results]), tumor_mask=np.stack([r[1] for r in results]),
+                               params=tuple(r[2] for r in results))
+
+
+class WholeCropHu(_WholeCrop):
+    def _one(self, ct, organ, spacing, rng):
+        from synthesis.geometry import prepare_organ
+        from synthesis.hu import synthesize
+
+        organ = prepare_organ(organ)
+        for _ in range(self.generator.MAX_EMPTY_RETRIES):
+            params = self.generator.sample(organ, spacing, rng)
+            out, mask = synthesize(ct, organ, params)
+            if mask.any():
+                return out, mask, {"method": self.name, **params.to_dict()}
+        raise RuntimeError("no tumor voxel")
+
+
+class WholeCropCellular(_WholeCrop):
+    def _one(self, ct, organ, spacing, rng):
+        from synthesis.cellular.generator import _with_tumor, sample
+
+        gen = self.generator
+        organ = np.asarray(organ, bool)
+        params, seeded = sample(ct, organ, spacing, rng, organ_name=gen.organ, variant=gen.variant,
+                                size_probs=gen.size_probs)
+        return (*_with_tumor(ct, organ, params, seeded), params.to_dict())
+
+
+WHOLE_CROP_BASELINES = {"hu": WholeCropHu, "cellular": WholeCropCellular}
