@@ -9,8 +9,9 @@ one thread, as in a worker): crops per CPU-second = crops per second per worker 
 the baseline and the current path are interleaved; medians. Synthetic regimes train on healthy
 cases only (their tumors are synthetic): their rounds draw from the healthy cases.
 
-Baseline (hu, cellular): the generator as it was before box-local synthesis (issue 30), kept in
-``benchmark.perf.reference_impls`` (whole-crop copies per tumor). The figures go to a JSON table
+Baseline: the data path before issue 30, kept in ``benchmark.perf.reference_impls``: Fortran-order
+float32 crops reordered while stacking, whole-crop synthesis output copied into the batch, and for
+hu and cellular the generators' whole-crop copies per tumor. The figures go to a JSON table
 (``DATA_RATES``, one entry per regime) that the estimates read.
 """
 from __future__ import annotations
@@ -54,11 +55,13 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _time_batches(volumes, cfg, generator, batches: int, round_index: int) -> tuple[float, int, int]:
+def _time_batches(volumes, cfg, generator, batches: int, round_index: int, baseline: bool) -> tuple[float, int, int]:
     """(CPU seconds, crops, synthetic tumors) of ``batches`` worker batches (after one untimed)."""
+    from benchmark.perf.reference_impls import whole_crop_batches
     from models.data import RunBatches
 
-    dataset = RunBatches(volumes, cfg, round_index, round_index + 1, batches + 1, generator, True)
+    make = whole_crop_batches if baseline else lambda *a: RunBatches(*a, True)
+    dataset = make(volumes, cfg, round_index, round_index + 1, batches + 1, generator)
     dataset[0]  # first batch untimed: lazy imports, compiled kernels, page cache of the memmaps
     crops = synth = 0
     t0 = time.process_time()
@@ -72,15 +75,13 @@ def _time_batches(volumes, cfg, generator, batches: int, round_index: int) -> tu
 def _generators(regime: str, organ: str, baseline: bool) -> dict:
     from synthesis.registry import make_generator
 
-    if regime == "real":
-        return {"current": None}
-    current = make_generator(regime, organ)
+    current = None if regime == "real" else make_generator(regime, organ)
     out = {"current": current}
-    if baseline:
+    if baseline:  # the data path before issue 30; a generator of its time where we changed it
         from benchmark.perf.reference_impls import WHOLE_CROP_BASELINES
 
-        if regime in WHOLE_CROP_BASELINES:
-            out = {"baseline": WHOLE_CROP_BASELINES[regime](current), **out}
+        before = WHOLE_CROP_BASELINES[regime](current) if regime in WHOLE_CROP_BASELINES else current
+        out = {"baseline": before, **out}
     for gen in out.values():
         if callable(getattr(gen, "warm_up", None)):
             gen.warm_up()
@@ -94,7 +95,7 @@ def measure(volumes, cfg, generators: dict, batches: int, rounds: int) -> dict[s
     crops = {name: 0 for name in generators}
     for round_index in range(rounds):
         for name, gen in generators.items():
-            seconds, n, s = _time_batches(volumes, cfg, gen, batches, round_index)
+            seconds, n, s = _time_batches(volumes, cfg, gen, batches, round_index, name == "baseline")
             samples[name].append(n / seconds)
             crops[name] += n
             synth[name] += s

@@ -92,3 +92,60 @@ class WholeCropCellular(_WholeCrop):
 
 
 WHOLE_CROP_BASELINES = {"hu": WholeCropHu, "cellular": WholeCropCellular}
+
+
+class FortranCropVolume:
+    """A cached ``Volume`` whose ``ct_crop`` is the pre-issue-30 one: the float32 crop keeps the
+    cache's Fortran order (``plan_batch`` then reorders it while stacking)."""
+
+    def __init__(self, volume):
+        self._volume = volume
+
+    def __getattr__(self, name):
+        return getattr(self._volume, name)
+
+    def ct_crop(self, start, crop):
+        from models.volumes import AIR_HU
+
+        return self._volume._read(self._volume.ct_hu, start, crop, AIR_HU).astype(np.float32)
+
+
+def finish_batch_whole_crop(plan, cfg, generator, rng) -> dict:
+    """``models.data.finish_batch`` before issue 30: the generator's full crops are copied in."""
+    import torch
+
+    from models.data import _apply
+    from monai.transforms import ShiftIntensity
+
+    ct, label = plan.ct_hu.copy(), plan.label.copy()
+    n_synth = int(plan.synth.sum())
+    if n_synth:
+        out = generator(ct[plan.synth], label[plan.synth] >= 1, cfg.spacing, rng)
+        ct[plan.synth] = out.ct_hu
+        sub = label[plan.synth]
+        sub[np.asarray(out.tumor_mask, dtype=bool)] = 2
+        label[plan.synth] = sub
+    low, high = cfg.window
+    image = np.clip((ct - low) / (high - low), 0.0, 1.0)
+    for i in np.flatnonzero(plan.shift):
+        image[i] = _apply(ShiftIntensity(float(plan.shift[i])), image[i])
+    return {"image": torch.from_numpy(image.astype(np.float32)[:, None]),
+            "label": torch.from_numpy(label.astype(np.int64)[:, None]), "n_synth": n_synth,
+            "case_ids": list(plan.case_ids)}
+
+
+def whole_crop_batches(volumes, cfg, first_epoch, last_epoch, n_batches, generator):
+    """``models.data.RunBatches`` (in-worker synthesis) with the pre-issue-30 crop and finish steps."""
+    from models.config import STREAM_DATA, STREAM_SYNTHESIS, child_rng
+    from models.data import RunBatches, plan_batch
+
+    class _Batches(RunBatches):
+        def __getitem__(self, index):
+            epoch, b = self.first_epoch + index // self.n_batches, index % self.n_batches
+            indices = self.order(epoch)[b * cfg.batch_size: (b + 1) * cfg.batch_size]
+            plan = plan_batch(self.volumes, indices, cfg, self.generator is not None,
+                              child_rng(cfg.seed, STREAM_DATA, epoch, b))
+            return epoch, b, finish_batch_whole_crop(plan, cfg, self.generator,
+                                                     child_rng(cfg.seed, STREAM_SYNTHESIS, epoch, b))
+
+    return _Batches([FortranCropVolume(v) for v in volumes], cfg, first_epoch, last_epoch, n_batches, generator, True)
