@@ -53,7 +53,7 @@ def test_run_regime_merges_its_entry_into_the_table(volumes, tmp_path, capsys):
     args = argparse.Namespace(out=str(tmp_path / "data"), cases=2, shape=[120, 110, 70], seed=0, crop=32,
                               batch_size=2, regime="hu", gpu_it_s=42.0, batches=2, rounds=1, no_baseline=False,
                               table=str(table))
-    assert run_regime(args) == 0
+    assert run_regime(args, make_dataset(tmp_path / "data", 2, (120, 110, 70), 0)) == 0
     rates = json.loads(table.read_text())
     assert rates["other"] == {"crops_per_core_s": 1.0}
     entry = rates["hu"]

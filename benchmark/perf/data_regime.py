@@ -108,18 +108,17 @@ def workers_needed(crops_per_core_s: float, gpu_it_s: float, batch_size: int) ->
     return max(1, math.ceil(gpu_it_s * batch_size / crops_per_core_s))
 
 
-def _volumes(args, regime: str):
-    from benchmark.perf.data import make_dataset
+def _volumes(args, items: list[dict], regime: str):
     from models.cache import cached_volumes
 
     out = Path(args.out)
-    items = make_dataset(out, args.cases, args.shape, args.seed)
     if regime != "real":
         items = [item for item in items if item["healthy"]]
     return cached_volumes(items, str(out / "cache"), (1.0, 1.0, 1.0), (args.crop,) * 3, progress=False)
 
 
-def run_regime(args) -> int:
+def run_regime(args, items: list[dict]) -> int:
+    """``items``: the cases written by `benchmark.perf.data.make_dataset` under ``args.out``."""
     import torch
 
     from models.config import TrainConfig
@@ -127,7 +126,7 @@ def run_regime(args) -> int:
     torch.set_num_threads(1)  # one worker = one core
     cfg = TrainConfig(crop_size=(args.crop,) * 3, spacing=(1.0, 1.0, 1.0), batch_size=args.batch_size,
                       num_workers=0, seed=args.seed)
-    volumes = _volumes(args, args.regime)
+    volumes = _volumes(args, items, args.regime)
     rows = measure(volumes, cfg, _generators(args.regime, "liver", not args.no_baseline), args.batches, args.rounds)
     need = args.gpu_it_s * args.batch_size
     print(f"regime {args.regime}: crop {args.crop}^3 at 1 mm, batch {args.batch_size}, {len(volumes)} cached cases, "

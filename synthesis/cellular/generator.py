@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from synthesis.cellular import automaton
-from synthesis.cellular.mapping import map_to_hu_
+from synthesis.cellular.mapping import map_to_hu_boxes_
 from synthesis.cellular.params import (
     SEED_STATE, THRESHOLD, VARIANTS, CellularParams, OrganRules, organ_rules, sample_params,
 )
@@ -114,20 +114,22 @@ def sample(ct: np.ndarray, organ: np.ndarray, spacing: Sequence[float], rng: np.
 
 def tumor_on_box(ct: np.ndarray, organ: np.ndarray, params: CellularParams,
                  seeded: tuple[np.ndarray, np.ndarray] | None = None
-                 ) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray]:
+                 ) -> list[tuple[tuple[slice, ...], np.ndarray, np.ndarray]]:
     """Grow the tumor on its organ box (the automaton's domain); ``ct`` is not modified.
 
     Returns:
-        (box, ct_box, label): the organ box's slices, the float32 CT on it with the tumor and the
-        bool tumor label on it (the CT outside the box is unchanged by the tumor).
+        [(box, ct, label)] per focus box (disjoint; they hold every changed and tumor voxel): its
+        slices in ``ct``, the float32 CT on it with the tumor and the bool tumor label on it.
     """
     box = _box(params, ct.shape)
     ct_box = np.array(ct[box], np.float32, copy=True)
-    return box, ct_box, _grow_into_(ct_box, np.asarray(organ[box], bool), params, seeded)
+    label, foci = _grow_into_(ct_box, np.asarray(organ[box], bool), params, seeded)
+    return [(tuple(slice(b.start + f.start, b.start + f.stop) for b, f in zip(box, focus)), ct_box[focus],
+             label[focus]) for focus in foci]
 
 
-def _grow_into_(ct_box: np.ndarray, organ_box: np.ndarray, params: CellularParams, seeded) -> np.ndarray:
-    """Grow the tumor and write it into the organ box's float32 CT in place; the bool label."""
+def _grow_into_(ct_box: np.ndarray, organ_box: np.ndarray, params: CellularParams, seeded):
+    """Grow the tumor and write it into the organ box's float32 CT in place; (bool label, focus boxes)."""
     rules = organ_rules(params.organ)
     if seeded is None:
         seeded = initial_state(*to_automaton_grid(ct_box, organ_box, params.spacing), rules)
@@ -137,8 +139,8 @@ def _grow_into_(ct_box: np.ndarray, organ_box: np.ndarray, params: CellularParam
             seeded[0][seed] = SEED_STATE
     state, density = seeded
     grow(state, density, params, rules)
-    return map_to_hu_(ct_box, organ_box, to_input_grid(state, ct_box.shape, params.spacing),
-                      to_input_grid(density, ct_box.shape, params.spacing), params, rules)
+    return map_to_hu_boxes_(ct_box, organ_box, to_input_grid(state, ct_box.shape, params.spacing),
+                            to_input_grid(density, ct_box.shape, params.spacing), params, rules)
 
 
 def apply_tumor_(ct: np.ndarray, organ: np.ndarray, params: CellularParams,
@@ -149,7 +151,7 @@ def apply_tumor_(ct: np.ndarray, organ: np.ndarray, params: CellularParams,
         (box, label): the organ box's slices and the bool tumor label on it.
     """
     box = _box(params, ct.shape)
-    return box, _grow_into_(ct[box], organ[box], params, seeded)
+    return box, _grow_into_(ct[box], organ[box], params, seeded)[0]
 
 
 def _with_tumor(ct: np.ndarray, organ: np.ndarray, params: CellularParams, seeded=None) -> tuple[np.ndarray, np.ndarray]:
@@ -198,7 +200,7 @@ class CellularGenerator:
         organ = np.asarray(organ, bool)
         params, seeded = sample(ct, organ, spacing, rng, organ_name=self.organ, variant=self.variant,
                                 size_probs=self.size_probs)
-        return LocalTumor((Piece(*tumor_on_box(ct, organ, params, seeded)),), params.to_dict())
+        return LocalTumor(tuple(Piece(*p) for p in tumor_on_box(ct, organ, params, seeded)), params.to_dict())
 
     def local(self, ct_hu: np.ndarray, organ_mask: np.ndarray, spacing: Sequence[float],
               rng: np.random.Generator) -> list[LocalTumor]:
@@ -221,5 +223,5 @@ class CellularGenerator:
     def replay_local(self, ct_hu: np.ndarray, organ_mask: np.ndarray, params: Mapping[str, Any]) -> LocalTumor:
         """``replay`` on the tumor's organ box only (``ct_hu`` untouched)."""
         _check_shapes(ct_hu, organ_mask)
-        return LocalTumor((Piece(*tumor_on_box(ct_hu, organ_mask, CellularParams.from_dict(params))),),
-                          dict(params))
+        pieces = tumor_on_box(ct_hu, organ_mask, CellularParams.from_dict(params))
+        return LocalTumor(tuple(Piece(*p) for p in pieces), dict(params))
