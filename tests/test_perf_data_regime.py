@@ -52,11 +52,22 @@ def test_run_regime_merges_its_entry_into_the_table(volumes, tmp_path, capsys):
     table.write_text(json.dumps({"other": {"crops_per_core_s": 1.0}}))
     args = argparse.Namespace(out=str(tmp_path / "data"), cases=2, shape=[120, 110, 70], seed=0, crop=32,
                               batch_size=2, regime="hu", gpu_it_s=42.0, batches=2, rounds=1, no_baseline=False,
-                              table=str(table))
-    assert run_regime(args, make_dataset(tmp_path / "data", 2, (120, 110, 70), 0)) == 0
+                              table=str(table), checkpoint=None)
+    assert run_regime(args, lambda: make_dataset(tmp_path / "data", 2, (120, 110, 70), 0)) == 0
     rates = json.loads(table.read_text())
     assert rates["other"] == {"crops_per_core_s": 1.0}
     entry = rates["hu"]
     assert entry["crops_per_core_s"] > 0 and entry["baseline_crops_per_core_s"] > 0 and entry["crop"] == 32
     assert {"cpu", "date", "command", "synth_fraction"} <= set(entry)
     assert "workers for 42 it/s" in capsys.readouterr().out
+
+
+def test_an_unknown_regime_fails_before_any_case_is_written(tmp_path):
+    from synthesis.errors import SynthesisInputError
+
+    args = argparse.Namespace(out=str(tmp_path / "data"), crop=32, batch_size=2, regime="nosuch", gpu_it_s=42.0,
+                              batches=1, rounds=1, no_baseline=False, table=str(tmp_path / "t.json"), checkpoint=None,
+                              seed=0)
+    with pytest.raises(SynthesisInputError, match="nosuch"):
+        run_regime(args, lambda: pytest.fail("cases written before the regime was checked"))
+    assert not (tmp_path / "t.json").exists()

@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     if args.regime is not None:  # crops/s per worker core with synthesis (benchmark/perf/data_regime.py)
         from benchmark.perf.data_regime import run_regime
 
-        return run_regime(args, make_dataset(Path(args.out), args.cases, args.shape, args.seed))
+        return run_regime(args, lambda: make_dataset(Path(args.out), args.cases, args.shape, args.seed))
 
     out = Path(args.out)
     t0 = time.perf_counter()

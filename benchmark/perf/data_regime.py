@@ -40,7 +40,8 @@ def add_arguments(parser) -> None:
                              "figure, benchmark.estimates.IT_PER_S)")
     parser.add_argument("--batches", type=int, default=20, help="timed batches per round (default 20)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of baseline and current (median)")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the pre-change baseline (hu, cellular)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the pre-change baseline")
+    parser.add_argument("--checkpoint", default=None, help="generator weights (difftumor, weighted plug-ins)")
     parser.add_argument("--table", default=str(DATA_RATES),
                         help=f"JSON table the figures are merged into (default {DATA_RATES.name} in benchmark/perf)")
 
@@ -72,10 +73,10 @@ def _time_batches(volumes, cfg, generator, batches: int, round_index: int, basel
     return time.process_time() - t0, crops, synth
 
 
-def _generators(regime: str, organ: str, baseline: bool) -> dict:
+def _generators(regime: str, organ: str, baseline: bool, checkpoint: str | None) -> dict:
     from synthesis.registry import make_generator
 
-    current = None if regime == "real" else make_generator(regime, organ)
+    current = None if regime == "real" else make_generator(regime, organ, checkpoint=checkpoint)
     out = {"current": current}
     if baseline:  # the data path before issue 30; a generator of its time where we changed it
         from benchmark.perf.reference_impls import WHOLE_CROP_BASELINES
@@ -117,8 +118,9 @@ def _volumes(args, items: list[dict], regime: str):
     return cached_volumes(items, str(out / "cache"), (1.0, 1.0, 1.0), (args.crop,) * 3, progress=False)
 
 
-def run_regime(args, items: list[dict]) -> int:
-    """``items``: the cases written by `benchmark.perf.data.make_dataset` under ``args.out``."""
+def run_regime(args, make_items) -> int:
+    """``make_items()``: the cases written by `benchmark.perf.data.make_dataset` under ``args.out``
+    (called once the regime's generator is built)."""
     import torch
 
     from models.config import TrainConfig
@@ -126,8 +128,9 @@ def run_regime(args, items: list[dict]) -> int:
     torch.set_num_threads(1)  # one worker = one core
     cfg = TrainConfig(crop_size=(args.crop,) * 3, spacing=(1.0, 1.0, 1.0), batch_size=args.batch_size,
                       num_workers=0, seed=args.seed)
-    volumes = _volumes(args, items, args.regime)
-    rows = measure(volumes, cfg, _generators(args.regime, "liver", not args.no_baseline), args.batches, args.rounds)
+    generators = _generators(args.regime, "liver", not args.no_baseline, args.checkpoint)  # bad name: fail first
+    volumes = _volumes(args, make_items(), args.regime)
+    rows = measure(volumes, cfg, generators, args.batches, args.rounds)
     need = args.gpu_it_s * args.batch_size
     print(f"regime {args.regime}: crop {args.crop}^3 at 1 mm, batch {args.batch_size}, {len(volumes)} cached cases, "
           f"{args.rounds} rounds x {args.batches} batches, CPU time of one core ({_cpu_model()})")
