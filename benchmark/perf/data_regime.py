@@ -34,7 +34,7 @@ def add_arguments(parser) -> None:
 
     parser.add_argument("--regime", default=None,
                         help="real|hu|cellular|difftumor|<plug-in>: crops/s per worker core with on-the-fly "
-                             "synthesis and the workers a GPU needs (absent: the memory benchmark above)")
+                             "synthesis and the workers a GPU needs (absent: the memory benchmark, old vs new data path)")
     parser.add_argument("--gpu-it-s", type=float, default=IT_PER_S[("unet", "paper", "H200")],
                         help="GPU training steps per second to feed (default: the measured H200 U-Net paper "
                              "figure, benchmark.estimates.IT_PER_S)")
