@@ -125,11 +125,17 @@ def content_sha256(*arrays: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _combine(ct: np.ndarray, out: np.ndarray, tumor_ct: np.ndarray) -> None:
-    """Fold one tumor's CT (drawn on ``ct``) into ``out`` in place: each voxel keeps the larger
-    change from ``ct`` (no double darkening where tumors overlap)."""
-    larger = np.abs(tumor_ct - ct) > np.abs(out - ct)
-    out[larger] = tumor_ct[larger]
+def _combine(ct: np.ndarray, out: np.ndarray, tumor: np.ndarray, drawn) -> None:
+    """Fold one tumor (a ``LocalTumor`` drawn on ``ct``) into ``out`` and ``tumor`` in place, on
+    its box only: each voxel keeps the larger change from ``ct`` (no double darkening where
+    tumors overlap; outside the box the tumor changes nothing)."""
+    for box, new, mask in drawn.pieces:  # the pieces hold every change: the rest is skipped
+        base, current = ct[box], out[box]
+        change, kept = np.subtract(new, base), np.subtract(current, base)  # no other temporaries
+        np.abs(change, out=change)
+        np.abs(kept, out=kept)
+        np.copyto(current, new, where=change > kept)
+        tumor[box] |= mask
 
 
 def other_organs_kwargs(method, others: np.ndarray | None, batch: bool) -> dict[str, Any]:
@@ -143,29 +149,35 @@ def other_organs_kwargs(method, others: np.ndarray | None, batch: bool) -> dict[
 
 
 def _generate(generator, ct, organ, spacing, count: int, seed: int, progress: bool, others=None):
+    """``count`` tumors drawn on ``ct``, each on its box (``local_tumors``): the work per tumor
+    follows the tumor's box, not the CT."""
     from tqdm import tqdm
+
+    from synthesis.protocol import local_tumors
 
     rng = np.random.default_rng(seed)
     out, tumor = ct.copy(), np.zeros(organ.shape, bool)
+    organ = organ.copy()
+    organ.flags.writeable = False  # read-only: a generator may scan it once for all N tumors
     tumors = []
-    extra = other_organs_kwargs(generator.__call__, others, batch=True)
+    method = getattr(generator, "local", None) or generator.__call__
+    extra = other_organs_kwargs(method, others, batch=True)
     for _ in tqdm(range(count), desc="tumors", disable=not progress or count == 1):
-        drawn = generator(ct[None], organ[None], spacing, rng, **extra)
-        _combine(ct, out, drawn.ct_hu[0])
-        tumor |= drawn.tumor_mask[0]
-        tumors.append(drawn.params[0])
+        drawn = local_tumors(generator, ct[None], organ[None], spacing, rng, **extra)[0]
+        _combine(ct, out, tumor, drawn)
+        tumors.append(drawn.params)
     return out, tumor, tumors
 
 
 def _replay(generator, ct, organ, tumors: Sequence[Mapping[str, Any]], replay_path: Path, others=None):
+    from synthesis.protocol import replay_tumor
+
     if not hasattr(generator, "replay"):
         raise InputError(f"{replay_path}: method {generator.name!r} cannot replay tumors from params")
     out, tumor = ct.copy(), np.zeros(organ.shape, bool)
-    extra = other_organs_kwargs(generator.replay, others, batch=False)
+    extra = other_organs_kwargs(getattr(generator, "replay_local", None) or generator.replay, others, batch=False)
     for params in tumors:
-        tumor_ct, mask = generator.replay(ct, organ, params, **extra)
-        _combine(ct, out, tumor_ct)
-        tumor |= mask
+        _combine(ct, out, tumor, replay_tumor(generator, ct, organ, params, **extra))
     return out, tumor
 
 

@@ -30,6 +30,7 @@ from monai.utils import convert_to_numpy
 
 from models.config import STREAM_DATA, STREAM_SYNTHESIS, TrainConfig, child_rng
 from models.volumes import Volume
+from synthesis.protocol import local_tumors
 
 _MAX_SELECT_TRIES = 10
 
@@ -148,18 +149,20 @@ def finish_batch(plan: CropPlan, cfg: TrainConfig, generator, rng: np.random.Gen
     """
     ct, label = plan.ct_hu.copy(), plan.label.copy()
     n_synth = int(plan.synth.sum())
-    if n_synth:
-        out = generator(ct[plan.synth], label[plan.synth] >= 1, cfg.spacing, rng)
-        ct[plan.synth] = out.ct_hu
-        sub = label[plan.synth]
-        sub[np.asarray(out.tumor_mask, dtype=bool)] = 2
-        label[plan.synth] = sub
-    low, high = cfg.window
-    image = np.clip((ct - low) / (high - low), 0.0, 1.0)
+    if n_synth:  # each tumor pasted on its boxes (``local_tumors``): no whole-crop copies per tumor
+        tumors = local_tumors(generator, ct[plan.synth], label[plan.synth] >= 1, cfg.spacing, rng)
+        for i, tumor in zip(np.flatnonzero(plan.synth), tumors):
+            tumor.paste(ct[i])
+            for piece in tumor.pieces:
+                label[i][piece.box][piece.tumor_mask] = 2
+    low, high = (float(v) for v in cfg.window)
+    # in place on our float32 copy: the same float32 operations as clip((ct - low) / (high - low)),
+    # without three batch-size temporaries
+    image = np.clip(np.divide(np.subtract(ct, low, out=ct), high - low, out=ct), 0.0, 1.0, out=ct)
     for i in np.flatnonzero(plan.shift):  # shift 0: not drawn for this crop
         image[i] = _apply(ShiftIntensity(float(plan.shift[i])), image[i])
     return {
-        "image": torch.from_numpy(image.astype(np.float32)[:, None]),
+        "image": torch.from_numpy(image[:, None]),
         "label": torch.from_numpy(label.astype(np.int64)[:, None]),
         "n_synth": n_synth,
         "case_ids": list(plan.case_ids),

@@ -79,8 +79,10 @@ class Volume:
         return out
 
     def ct_crop(self, start: Sequence[int], crop: Sequence[int]) -> np.ndarray:
-        """float32 HU of the padded region ``start : start + crop``."""
-        return self._read(self.ct_hu, start, crop, AIR_HU).astype(np.float32)
+        """float32 HU of the padded region ``start : start + crop``, C order (the cache keeps
+        NIfTI's Fortran order: converting and reordering in one pass costs 0.7 ms a 96^3 crop,
+        reordering the float32 crop afterwards 3.8 ms, `tumorbench perf data --regime`)."""
+        return self._read(self.ct_hu, start, crop, AIR_HU).astype(np.float32, order="C")
 
     def label_crop(self, start: Sequence[int], crop: Sequence[int]) -> np.ndarray:
         return self._read(self.label, start, crop, 0).astype(np.uint8, copy=False)

@@ -20,18 +20,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from synthesis import kernels
-from synthesis.banded import gaussian_band
 from synthesis.errors import SynthesisInputError
-from synthesis.exophytic import exophytic_region, organ_reference_hu, per_crop_other_organs
+from synthesis.exophytic import per_crop_other_organs
 from synthesis.geometry import (
-    HU2023_SIZE_PROBS, PreparedOrgan, TumorGeometry, normalise_size_probs, prepare_organ, render_tumor_parts,
+    HU2023_SIZE_PROBS, PreparedOrgan, TumorGeometry, normalise_size_probs, prepare_organ,
     resolve_mix_counts, sample_geometry, sample_size_type, sample_with_size_fallback,
 )
-from synthesis.protocol import SynthesisOutput
-from synthesis.texture import texture_strip
-
-BLUR_TRUNCATE = 4.0  # scipy's default: the blur is exactly 0 farther than int(4 sigma + 0.5) voxels
+from synthesis.hu_blend import BLUR_TRUNCATE, apply_tumor_, tumor_on_box  # noqa: F401 (public here)
+from synthesis.protocol import LocalTumor, Piece, SynthesisOutput
 
 
 @dataclass(frozen=True)
@@ -120,95 +116,6 @@ def sample_params(organ_mask: np.ndarray, spacing: Sequence[float], rng: np.rand
     )
 
 
-def _blend_boxes(parts, margin: np.ndarray, shape: Sequence[int]) -> list[tuple[list[int], list[int], list[int]]]:
-    """Group the ellipsoids whose blend boxes (tumor box + blur margin) overlap.
-
-    Returns:
-        (lo, hi, part indices) per group; the groups' boxes do not overlap, so each is blended
-        on its own (the reference blends the union on the whole organ box: same voxels).
-        Plain ints: a tumor has up to ten parts, numpy's per-call cost would dominate.
-    """
-    margin, shape = [int(m) for m in margin], [int(n) for n in shape]
-    groups = [([max(s.start - m, 0) for s, m in zip(box, margin)],
-               [min(s.stop + m, n) for s, m, n in zip(box, margin, shape)], [index])
-              for index, (box, _) in enumerate(parts)]
-    merged = True
-    while merged:
-        merged = False
-        for a in range(len(groups)):
-            for b in range(a + 1, len(groups)):
-                (lo_a, hi_a, ia), (lo_b, hi_b, ib) = groups[a], groups[b]
-                if all(x < y for x, y in zip(lo_a, hi_b)) and all(x < y for x, y in zip(lo_b, hi_a)):
-                    groups[a] = ([min(x, y) for x, y in zip(lo_a, lo_b)], [max(x, y) for x, y in zip(hi_a, hi_b)],
-                                 ia + ib)
-                    del groups[b]
-                    merged = True
-                    break
-            if merged:
-                break
-    return groups
-
-
-def _group_tumor(parts, lo, hi) -> tuple[np.ndarray, tuple[slice, ...]]:
-    """The union of a group's ellipsoid masks on the group's blend box, and the union's own box
-    within it (the parts' boxes are tight, so no scan is needed)."""
-    tumor = np.zeros(tuple(int(b - a) for a, b in zip(lo, hi)), bool)
-    inner_lo, inner_hi = list(tumor.shape), [0, 0, 0]
-    for part_box, mask in parts:
-        local = tuple(slice(s.start - int(a), s.stop - int(a)) for s, a in zip(part_box, lo))
-        tumor[local] |= mask
-        inner_lo = [min(x, s.start) for x, s in zip(inner_lo, local)]
-        inner_hi = [max(x, s.stop) for x, s in zip(inner_hi, local)]
-    return tumor, tuple(slice(a, b) for a, b in zip(inner_lo, inner_hi))
-
-
-def _darken_group(ct_box, organ_box, tumor, inner, field, gain, params, sigma_vox, reference_hu) -> None:
-    """Darken one blend box of the CT (a view, in place) by texture * blurred mask * difference
-    (outside the organ of an exophytic tumor: blend towards tumor tissue, see ``kernels.blend_box``);
-    the blur reads the tumor's own box ``inner`` only (the rest is zero)."""
-    bands = tuple((b.starts, b.weights, b.widths) for b in
-                  (gaussian_band(n, s, BLUR_TRUNCATE) for n, s in zip(tumor.shape, sigma_vox)))
-    kernels.blend_box(ct_box, organ_box, tumor, np.asarray([s.start for s in inner]),
-                      np.asarray([s.stop for s in inner]), bands, field, np.float32(gain),
-                      np.float32(params.difference_hu), not params.geometry.clip_to_organ, np.float32(reference_hu))
-
-
-def apply_tumor_(ct_hu: np.ndarray, organ_mask: np.ndarray, params: TumorParams,
-                 other_organs: np.ndarray | None = None) -> list[tuple[tuple[slice, ...], np.ndarray]]:
-    """Add the tumor to ``ct_hu`` IN PLACE (float array), touching only its blend boxes.
-
-    Each group of overlapping ellipsoids gets its own box (tumor + blur margin) and blur; the
-    boxes' textures are parts of one texture strip drawn from ``params.texture_seed``. An
-    exophytic tumor's outer part only covers, and its blend only changes, fat and soft tissue
-    that is not in ``other_organs`` (``synthesis.exophytic``): never bone, gas or another organ.
-
-    Returns:
-        [(box, tumor)]: slices of each blend box and the bool tumor mask on it.
-    """
-    organ_mask = organ_mask.mask if isinstance(organ_mask, PreparedOrgan) else organ_mask
-    spacing = np.asarray(params.spacing, float)
-    parts = render_tumor_parts(organ_mask, spacing, params.geometry)  # every part has a voxel
-    sigma_vox = params.edge_sigma_mm / spacing
-    # the blur's radius: it is zero beyond, and reflection at a box edge only reads the margin
-    margin = (BLUR_TRUNCATE * sigma_vox + 0.5).astype(int)
-    groups = _blend_boxes(parts, margin, ct_hu.shape)
-    if not groups:
-        return []
-    boxes = [tuple(slice(int(a), int(b)) for a, b in zip(lo, hi)) for lo, hi, _ in groups]
-    tumors = [_group_tumor([parts[i] for i in members], lo, hi) for lo, hi, members in groups]
-    fields, gain = texture_strip([t.shape for t, _ in tumors], spacing, params.sigma_a_mm, params.sigma_b_mm,
-                                 params.scale, params.base, params.u0, np.random.default_rng(params.texture_seed))
-    exophytic = not params.geometry.clip_to_organ
-    reference = organ_reference_hu(ct_hu, organ_mask, boxes) if exophytic else 0.0
-    for box, (tumor, inner), field in zip(boxes, tumors, fields):
-        region = organ_mask[box]
-        if exophytic:  # read before this box is changed: the tissue the tumor would replace
-            region = exophytic_region(ct_hu, organ_mask, other_organs, box)
-            tumor &= region != 0
-        _darken_group(ct_hu[box], region, tumor, inner, field, gain, params, sigma_vox, reference)
-    return [(box, tumor) for box, (tumor, _) in zip(boxes, tumors)]
-
-
 def _check_inputs(ct_hu: np.ndarray, organ_mask: np.ndarray, params: TumorParams) -> None:
     if ct_hu.ndim != 3 or ct_hu.shape != organ_mask.shape:
         raise SynthesisInputError(
@@ -264,6 +171,7 @@ class HuGenerator:
             resolve_mix_counts(self.ranges.geometry)  # fail now, not at the first mix draw
         self.axial_axis = axial_axis
         self._warm = False  # compiled kernels loaded in this process (warm_up)
+        self._organ_memo = None  # (owner array, key, PreparedOrgan) of the last read-only organ mask
         del checkpoint  # model-based: no weights
 
     def sample(self, organ_mask: np.ndarray, spacing: Sequence[float], rng: np.random.Generator) -> TumorParams:
@@ -284,27 +192,54 @@ class HuGenerator:
              np.random.default_rng(0))
         self._warm = True
 
-    def _one(self, ct, organ_mask, spacing, rng, other) -> tuple[np.ndarray, np.ndarray, TumorParams]:
-        organ_mask = prepare_organ(organ_mask)  # one scan of the mask for all draws
+    def _prepared(self, organ_mask: np.ndarray):
+        """``prepare_organ`` (a scan of the whole mask), once for a read-only mask that comes
+        again (`synthesize --count N` on one CT): a read-only array, down to the array that owns
+        the memory, is taken not to change; the memo holds that owner, so the memory is not reused."""
+        owner, chain_read_only = organ_mask, not organ_mask.flags.writeable
+        while isinstance(owner.base, np.ndarray):
+            owner = owner.base
+            chain_read_only &= not owner.flags.writeable
+        if not chain_read_only or owner.base is not None:
+            return prepare_organ(organ_mask)
+        key = (organ_mask.__array_interface__["data"][0], organ_mask.shape, organ_mask.strides, organ_mask.dtype.str)
+        if self._organ_memo is None or self._organ_memo[1] != key or self._organ_memo[0] is not owner:
+            self._organ_memo = (owner, key, prepare_organ(organ_mask))
+        return self._organ_memo[2]
+
+    def _one(self, ct, organ_mask, spacing, rng, other) -> LocalTumor:
+        organ_mask = self._prepared(organ_mask)  # one scan of the mask for all draws
         for _ in range(self.MAX_EMPTY_RETRIES):
             params = self.sample(organ_mask, spacing, rng)
-            ct_out, mask = synthesize(ct, organ_mask, params, other_organs=other)
-            if mask.any():  # a deformation can, rarely, push a tiny clipped tumor out of the organ
-                return ct_out, mask, params
+            pieces = tumor_on_box(ct, organ_mask, params, other_organs=other)
+            if any(mask.any() for _, _, mask in pieces):  # a deformation can, rarely, push a tiny
+                # clipped tumor out of the organ
+                return LocalTumor(tuple(Piece(*p) for p in pieces), {"method": self.name, **params.to_dict()})
         raise SynthesisInputError(f"organ mask: no tumor voxel inside the {self.organ} after "
                                   f"{self.MAX_EMPTY_RETRIES} draws (organ too thin?)")
+
+    def local(self, ct_hu: np.ndarray, organ_mask: np.ndarray, spacing: Sequence[float],
+              rng: np.random.Generator, other_organs: np.ndarray | None = None) -> list[LocalTumor]:
+        """The tumors of ``__call__`` (same rng, same draws), each on its box: no copy of the crops."""
+        others = per_crop_other_organs(self.name, ct_hu, organ_mask, other_organs)
+        return [self._one(ct, organ, spacing, rng, other) for ct, organ, other in zip(ct_hu, organ_mask, others)]
 
     def __call__(self, ct_hu: np.ndarray, organ_mask: np.ndarray, spacing: Sequence[float],
                  rng: np.random.Generator, other_organs: np.ndarray | None = None) -> SynthesisOutput:
         """(B, X, Y, Z) crops in HU + organ masks -> SynthesisOutput (one tumor per crop);
         ``other_organs`` (B, X, Y, Z), optional: other labelled structures, never replaced."""
-        others = per_crop_other_organs(self.name, ct_hu, organ_mask, other_organs)
-        results = [self._one(ct, organ, spacing, rng, other) for ct, organ, other in zip(ct_hu, organ_mask, others)]
-        return SynthesisOutput(
-            ct_hu=np.stack([r[0] for r in results]), tumor_mask=np.stack([r[1] for r in results]),
-            params=tuple({"method": self.name, **r[2].to_dict()} for r in results))
+        return SynthesisOutput.from_local(ct_hu, self.local(ct_hu, organ_mask, spacing, rng, other_organs))
 
     def replay(self, ct_hu: np.ndarray, organ_mask: np.ndarray, params: Mapping[str, Any],
                other_organs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Re-apply one tumor from its params dict (as in ``SynthesisOutput.params``)."""
+        """Re-apply one tumor from its params dict (as in ``SynthesisOutput.params``): whole-CT
+        copies (``synthesize``, the full-array path ``replay_local`` is tested against)."""
         return synthesize(ct_hu, organ_mask, TumorParams.from_dict(params), other_organs=other_organs)
+
+    def replay_local(self, ct_hu: np.ndarray, organ_mask: np.ndarray, params: Mapping[str, Any],
+                     other_organs: np.ndarray | None = None) -> LocalTumor:
+        """``replay`` on the tumor's box only (``ct_hu`` and the rest of the CT untouched)."""
+        tumor = TumorParams.from_dict(params)
+        _check_inputs(ct_hu, np.asarray(organ_mask), tumor)
+        pieces = tumor_on_box(ct_hu, organ_mask, tumor, other_organs=other_organs)
+        return LocalTumor(tuple(Piece(*p) for p in pieces), dict(params))

@@ -154,7 +154,7 @@ def test_box_blending_equals_full_volume_blur_with_unit_texture(monkeypatch, spa
     """With the texture forced to 1, the darkening is difference * gaussian_filter(whole tumor
     mask): the blend boxes, their margins and grouping lose nothing (also at the volume edge,
     where scipy reflects as the boxes do)."""
-    import synthesis.hu as hu
+    import synthesis.hu_blend as hu
 
     def unit_texture(shapes, *args, **kwargs):
         return [np.ones(tuple(shape), np.float32) for shape in shapes], 1.0

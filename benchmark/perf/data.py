@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rounds of (old, new) after the cache is built; median crops/s, max peaks")
     parser.add_argument("--paths", choices=["both", "new"], default="both",
                         help="'new' skips the in-RAM path (for datasets bigger than this machine's RAM)")
+    from benchmark.perf.data_regime import add_arguments as add_regime_arguments
+
+    add_regime_arguments(parser)
 
 
 def make_dataset(out: Path, n: int, shape, seed: int) -> list[dict]:
@@ -163,6 +166,11 @@ def _in_child(path, items, cache_dir, cfg_dict, epochs, iters) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from models.config import TrainConfig
+
+    if args.regime is not None:  # crops/s per worker core with synthesis (benchmark/perf/data_regime.py)
+        from benchmark.perf.data_regime import run_regime
+
+        return run_regime(args, lambda: make_dataset(Path(args.out), args.cases, args.shape, args.seed))
 
     out = Path(args.out)
     t0 = time.perf_counter()

@@ -34,6 +34,8 @@ def add_arguments(parser) -> None:
                         help="size preset (hu2023: 3-10 tiny/small per tumor as the reference)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the full-volume baseline")
+    parser.add_argument("--count-repeats", type=int, default=3,
+                        help="rounds of `synthesize --count 21` minus `--count 1` per size type (median; default 3)")
     parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
                         help="cpu: CPU time of this process (stable on a shared machine; run with "
                              "OMP_NUM_THREADS=1), wall: elapsed time (default cpu)")
@@ -152,6 +154,43 @@ def _time_naive(ct, healthy, organ, params_list, bank, rng):
     return _median_ms(times), identical
 
 
+def _time_count(ct, organ, size_type, rounds, rng) -> tuple[float, float]:
+    """ms per tumor as `tumorbench synthesize --count N` adds them to a whole CT ((count 21 - count 1)
+    / 20, the CT copy and file I/O cancel), and of the box-local pure API (``replay_local``: the
+    tumor on its box, the CT untouched), medians over ``rounds``."""
+    from benchmark.synthesize import _generate
+    from synthesis.hu import HuGenerator
+
+    gen = HuGenerator("liver", size_probs={size_type: 1.0})
+    per_tumor, pure = [], []
+    for seed in rng.integers(2**31 - 1, size=rounds):
+        timed = []
+        for count in (1, 21):
+            t0 = _CLOCK[0]()
+            _, _, params = _generate(gen, ct, organ, (1.0, 1.0, 1.0), count, int(seed), False)
+            timed.append(_CLOCK[0]() - t0)
+        per_tumor.append((timed[1] - timed[0]) / 20)
+        t0 = _CLOCK[0]()
+        for tumor in params[:5]:
+            gen.replay_local(ct, organ, tumor)
+        pure.append((_CLOCK[0]() - t0) / 5)
+    return _median_ms(per_tumor), _median_ms(pure)
+
+
+def _print_count(ct, organ, rows, rounds, rng) -> None:
+    """The `synthesize --count` lines (a whole CT, work on the tumor's box) next to the baseline."""
+    from synthesis.geometry import SIZE_TYPES
+
+    print(f"{'size':7} {'count ms':>9} {'box API ms':>11} {'baseline ms':>12} {'speed-up':>9}   "
+          "(`synthesize --count` use on this CT)")
+    for size_type in SIZE_TYPES:
+        count_ms, pure_ms = _time_count(ct, organ, size_type, rounds, rng)
+        naive = rows[size_type][1]
+        print(f"{size_type:7} {count_ms:9.1f} {pure_ms:11.1f} {naive:12.1f} {naive / count_ms:8.1f}x")
+    print("count ms: (synthesize --count 21 - --count 1) / 20, generator on the whole CT, per tumor; box API: "
+          "HuGenerator.replay_local (tumor on its box, no CT copy); baseline: as above, same run")
+
+
 def run(args) -> int:
     from synthesis.geometry import SIZE_TYPES
     from synthesis.hu import HuRanges, sample_params
@@ -186,6 +225,8 @@ def run(args) -> int:
         print(f"{size_type:7} {with_scan:9.1f} {reuse:9.1f} {pure:12.1f} {naive:12.1f} "
               f"{naive / with_scan:8.1f}x {REFERENCE_MS:>13} {_vs_reference(with_scan):>13}{check}")
     _print_mix(rows)
+    if args.count_repeats > 0:
+        _print_count(ct, organ, rows, args.count_repeats, rng)
     return 0
 
 

@@ -14,13 +14,13 @@ import numpy as np
 from scipy import ndimage
 
 from synthesis.cellular import automaton
-from synthesis.cellular.mapping import map_to_hu_
+from synthesis.cellular.mapping import map_to_hu_boxes_
 from synthesis.cellular.params import (
     SEED_STATE, THRESHOLD, VARIANTS, CellularParams, OrganRules, organ_rules, sample_params,
 )
 from synthesis.errors import SynthesisInputError
 from synthesis.geometry import organ_bbox
-from synthesis.protocol import SynthesisOutput
+from synthesis.protocol import LocalTumor, Piece, SynthesisOutput
 
 GATES = {"paper": automaton.GATE_PAPER, "released": automaton.GATE_RELEASED}
 
@@ -112,6 +112,37 @@ def sample(ct: np.ndarray, organ: np.ndarray, spacing: Sequence[float], rng: np.
     return params, (state, density)
 
 
+def tumor_on_box(ct: np.ndarray, organ: np.ndarray, params: CellularParams,
+                 seeded: tuple[np.ndarray, np.ndarray] | None = None
+                 ) -> list[tuple[tuple[slice, ...], np.ndarray, np.ndarray]]:
+    """Grow the tumor on its organ box (the automaton's domain); ``ct`` is not modified.
+
+    Returns:
+        [(box, ct, label)] per focus box (disjoint; they hold every changed and tumor voxel): its
+        slices in ``ct``, the float32 CT on it with the tumor and the bool tumor label on it.
+    """
+    box = _box(params, ct.shape)
+    ct_box = np.array(ct[box], np.float32, copy=True)
+    label, foci = _grow_into_(ct_box, np.asarray(organ[box], bool), params, seeded)
+    return [(tuple(slice(b.start + f.start, b.start + f.stop) for b, f in zip(box, focus)), ct_box[focus],
+             label[focus]) for focus in foci]
+
+
+def _grow_into_(ct_box: np.ndarray, organ_box: np.ndarray, params: CellularParams, seeded):
+    """Grow the tumor and write it into the organ box's float32 CT in place; (bool label, focus boxes)."""
+    rules = organ_rules(params.organ)
+    if seeded is None:
+        seeded = initial_state(*to_automaton_grid(ct_box, organ_box, params.spacing), rules)
+        for seed in params.seeds:
+            if not all(0 <= v < n for v, n in zip(seed, seeded[0].shape)):
+                raise SynthesisInputError(f"cellular params: seed {seed} outside the automaton grid {seeded[0].shape}")
+            seeded[0][seed] = SEED_STATE
+    state, density = seeded
+    grow(state, density, params, rules)
+    return map_to_hu_boxes_(ct_box, organ_box, to_input_grid(state, ct_box.shape, params.spacing),
+                            to_input_grid(density, ct_box.shape, params.spacing), params, rules)
+
+
 def apply_tumor_(ct: np.ndarray, organ: np.ndarray, params: CellularParams,
                  seeded: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[tuple[slice, ...], np.ndarray]:
     """Grow the tumor and write it into ``ct`` (float32) IN PLACE, on its organ box only.
@@ -119,20 +150,8 @@ def apply_tumor_(ct: np.ndarray, organ: np.ndarray, params: CellularParams,
     Returns:
         (box, label): the organ box's slices and the bool tumor label on it.
     """
-    rules = organ_rules(params.organ)
     box = _box(params, ct.shape)
-    if seeded is None:
-        seeded = _domain(ct, organ, box, params.spacing, rules)
-        for seed in params.seeds:
-            if not all(0 <= v < n for v, n in zip(seed, seeded[0].shape)):
-                raise SynthesisInputError(f"cellular params: seed {seed} outside the automaton grid {seeded[0].shape}")
-            seeded[0][seed] = SEED_STATE
-    state, density = seeded
-    grow(state, density, params, rules)
-    shape = tuple(s.stop - s.start for s in box)
-    label = map_to_hu_(ct[box], organ[box], to_input_grid(state, shape, params.spacing),
-                       to_input_grid(density, shape, params.spacing), params, rules)
-    return box, label
+    return box, _grow_into_(ct[box], organ[box], params, seeded)[0]
 
 
 def _with_tumor(ct: np.ndarray, organ: np.ndarray, params: CellularParams, seeded=None) -> tuple[np.ndarray, np.ndarray]:
@@ -144,11 +163,16 @@ def _with_tumor(ct: np.ndarray, organ: np.ndarray, params: CellularParams, seede
 
 
 def synthesize(ct_hu: np.ndarray, organ_mask: np.ndarray, params: CellularParams) -> tuple[np.ndarray, np.ndarray]:
-    """Pure: (new CT float32 in HU, bool tumor mask) from one tumor's params; inputs unchanged."""
+    """Pure: (new CT float32 in HU, bool tumor mask) from one tumor's params; inputs unchanged
+    (whole-CT copies: the full-array path that the box-local ``tumor_on_box`` is tested against)."""
+    _check_shapes(ct_hu, organ_mask)
+    return _with_tumor(ct_hu, np.asarray(organ_mask, bool), params)
+
+
+def _check_shapes(ct_hu, organ_mask) -> None:
     if ct_hu.ndim != 3 or ct_hu.shape != organ_mask.shape:
         raise SynthesisInputError(f"CT shape {ct_hu.shape} and organ mask shape {organ_mask.shape}: expected "
                                   "equal 3D shapes")
-    return _with_tumor(ct_hu, np.asarray(organ_mask, bool), params)
 
 
 class CellularGenerator:
@@ -172,23 +196,32 @@ class CellularGenerator:
             self._one(np.where(organ, 60.0, 0.0).astype(np.float32), organ, (1.0, 1.0, 1.0), np.random.default_rng(0))
             self._warm = True
 
-    def _one(self, ct: np.ndarray, organ: np.ndarray, spacing, rng) -> tuple[np.ndarray, np.ndarray, CellularParams]:
+    def _one(self, ct: np.ndarray, organ: np.ndarray, spacing, rng) -> LocalTumor:
         organ = np.asarray(organ, bool)
         params, seeded = sample(ct, organ, spacing, rng, organ_name=self.organ, variant=self.variant,
                                 size_probs=self.size_probs)
-        return (*_with_tumor(ct, organ, params, seeded), params)
+        return LocalTumor(tuple(Piece(*p) for p in tumor_on_box(ct, organ, params, seeded)), params.to_dict())
+
+    def local(self, ct_hu: np.ndarray, organ_mask: np.ndarray, spacing: Sequence[float],
+              rng: np.random.Generator) -> list[LocalTumor]:
+        """The tumors of ``__call__`` (same rng, same draws), each on its organ box."""
+        if ct_hu.ndim != 4 or ct_hu.shape != organ_mask.shape:
+            raise SynthesisInputError(f"expected (B, X, Y, Z) CT and organ mask of equal shape, "
+                                      f"got {ct_hu.shape} and {organ_mask.shape}")
+        return [self._one(c, o, spacing, rng) for c, o in zip(ct_hu, organ_mask)]
 
     def __call__(self, ct_hu: np.ndarray, organ_mask: np.ndarray, spacing: Sequence[float],
                  rng: np.random.Generator) -> SynthesisOutput:
         """(B, X, Y, Z) crops in HU + organ masks -> SynthesisOutput (one tumor per crop)."""
-        if ct_hu.ndim != 4 or ct_hu.shape != organ_mask.shape:
-            raise SynthesisInputError(f"expected (B, X, Y, Z) CT and organ mask of equal shape, "
-                                      f"got {ct_hu.shape} and {organ_mask.shape}")
-        results = [self._one(np.asarray(c, np.float32), o, spacing, rng) for c, o in zip(ct_hu, organ_mask)]
-        return SynthesisOutput(ct_hu=np.stack([r[0] for r in results]), tumor_mask=np.stack([r[1] for r in results]),
-                               params=tuple(r[2].to_dict() for r in results))
+        return SynthesisOutput.from_local(ct_hu, self.local(ct_hu, organ_mask, spacing, rng))
 
     def replay(self, ct_hu: np.ndarray, organ_mask: np.ndarray, params: Mapping[str, Any]
                ) -> tuple[np.ndarray, np.ndarray]:
         """Re-grow one tumor from its params dict (as in ``SynthesisOutput.params``)."""
         return synthesize(np.asarray(ct_hu, np.float32), organ_mask, CellularParams.from_dict(params))
+
+    def replay_local(self, ct_hu: np.ndarray, organ_mask: np.ndarray, params: Mapping[str, Any]) -> LocalTumor:
+        """``replay`` on the tumor's organ box only (``ct_hu`` untouched)."""
+        _check_shapes(ct_hu, organ_mask)
+        pieces = tumor_on_box(ct_hu, organ_mask, CellularParams.from_dict(params))
+        return LocalTumor(tuple(Piece(*p) for p in pieces), dict(params))

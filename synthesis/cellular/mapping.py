@@ -99,10 +99,17 @@ def map_to_hu_(ct: np.ndarray, organ: np.ndarray, state: np.ndarray, density: np
     The label is organ AND state != 0: viable and necrotic cells (the released code lost the
     necrotic ones, see docs/generators.md). Each focus box gets its part of one texture strip.
     """
+    return map_to_hu_boxes_(ct, organ, state, density, params, rules)[0]
+
+
+def map_to_hu_boxes_(ct: np.ndarray, organ: np.ndarray, state: np.ndarray, density: np.ndarray,
+                     params: CellularParams, rules: OrganRules) -> tuple[np.ndarray, list[tuple[slice, ...]]]:
+    """``map_to_hu_`` that also returns the focus boxes: they hold every tumor voxel and every
+    changed voxel (the box-local output's pieces)."""
     label, flags = _label_and_tiles(state, organ, rules.outrange, TILE)
     boxes = tumor_boxes(flags, label.shape)
     if not boxes:
-        return label
+        return label, boxes
     textures, gain = texture_strip([[s.stop - s.start for s in box] for box in boxes], params.spacing,
                                    params.sigma_a_mm, params.sigma_b_mm, params.scale, params.base, params.u0,
                                    np.random.default_rng(params.texture_seed))
@@ -111,4 +118,4 @@ def map_to_hu_(ct: np.ndarray, organ: np.ndarray, state: np.ndarray, density: np
         texture = np.clip(field * np.float32(gain), 0.0, 1.0)
         hu = _darken(ct[box], states, density[box], texture, params, rules)
         ct[box] = np.where(organ[box], hu, ct[box])
-    return label
+    return label, boxes
