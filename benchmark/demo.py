@@ -161,6 +161,55 @@ def _generators(settings: DemoSettings, progress: bool) -> tuple[str, str]:
     return "auto", f"trained by this run ({why})"
 
 
+def compile_synthesis_kernels(spacing_mm: float, crop_size: tuple[int, int, int], checkpoint: str) -> None:
+    """Compile the numba kernels Hu and DiffTumor draw with (``cache=True``: written to numba's
+    on-disk cache), so that the cells' worker processes load them (~0.5 CPU-s) instead of the first
+    three compiling them at once (~15 CPU-s a hu cell, ~11 a difftumor cell; docs/performance.md).
+    Every size type of every organ (their paths differ: kidney tumors may be exophytic) is drawn
+    once on a crop of the cells' size, dtype and spacing (an ellipsoid organ: no phantom needed, so
+    this runs beside the phantom stage); nothing here touches what the cells train on (own
+    generators, own rng). tests/test_demo_kernels.py checks that a cell then compiles nothing."""
+    import itertools
+
+    import numpy as np
+
+    from synthesis.errors import SynthesisInputError
+    from synthesis.registry import make_generator
+
+    grid = np.ogrid[tuple(slice(0, k) for k in crop_size)]
+    organ = sum(((g - k / 2) / (0.45 * k)) ** 2 for g, k in zip(grid, crop_size)) <= 1
+    ct = np.where(organ, 100.0, 0.0).astype(np.float32)[None]
+    spacing = (float(spacing_mm),) * 3
+    for name, kwargs in (("difftumor", generator_kwargs(checkpoint, DemoSettings())), ("hu", {})):
+        for organ_name, size in itertools.product(ORGANS, ("tiny", "small", "medium", "large")):
+            generator = make_generator(name, organ_name, size_probs={size: 1.0}, **kwargs)
+            try:
+                generator(ct, organ[None], spacing, np.random.default_rng(0))
+            except SynthesisInputError:  # a size this organ cannot hold: nothing more to compile
+                pass
+
+
+@contextmanager
+def _compiling_beside(settings: DemoSettings, checkpoint: str):
+    """`compile_synthesis_kernels` in a spawned process while the block runs; the block calls the
+    callable it gets to wait for it (after the grid: nothing waits on it before). It starts with the phantom stage (one core busy, the other idle)
+    and compiles DiffTumor's kernels first, which the first cells to start (the difftumor ones,
+    `benchmark.executors.longest_first`) need; a cell that starts before a kernel is cached compiles
+    it itself, as it would without this."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if checkpoint == "auto":  # the runner trains the generators first, and they compile the kernels
+        yield lambda: None
+        return
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        future = pool.submit(compile_synthesis_kernels, settings.spacing_mm, settings.crop_size, checkpoint)
+        yield lambda: (future.result(), pool.shutdown())
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
 def cell_metrics(outcomes) -> list[dict]:
     """organ, regime, status and the own-organ test metrics of every cell (from its summary.json)."""
     rows = []
@@ -187,15 +236,17 @@ def run_demo(out: str | Path = "demo_out", settings: DemoSettings = DemoSettings
     out = Path(out).resolve()
     result = DemoResult(out=out, grid_path=out / "demo_grid.toml", report_index=out / "report" / "index.html",
                         tracking_uri=tracking.resolve_tracking_uri(tracking_uri), settings=settings)
-    with _timed(result.seconds, "phantom data"):
-        result.dataset_summaries = make_phantoms(out, settings, progress)
-    if progress:
-        print("\n\n".join(result.dataset_summaries), flush=True)
     checkpoint, result.generators = _generators(settings, progress)
-    write_text_atomic(result.grid_path, demo_grid_toml(out, settings, checkpoint))
-    with _timed(result.seconds, "grid (9 cells)"):
-        outcomes = run_grid(result.grid_path, tracking_uri=result.tracking_uri, progress=progress,
-                            max_parallel=settings.max_parallel)
+    with _compiling_beside(settings, checkpoint) as compiled:
+        with _timed(result.seconds, "phantom data"):
+            result.dataset_summaries = make_phantoms(out, settings, progress)
+        if progress:
+            print("\n\n".join(result.dataset_summaries), flush=True)
+        write_text_atomic(result.grid_path, demo_grid_toml(out, settings, checkpoint))
+        with _timed(result.seconds, "grid (9 cells)"):
+            outcomes = run_grid(result.grid_path, tracking_uri=result.tracking_uri, progress=progress,
+                                max_parallel=settings.max_parallel)
+            compiled()  # reaped here: its CPU-seconds count in the grid stage it served
     result.cells = {s: sum(o.status == s for o in outcomes) for s in ("finished", "skipped", "failed")}
     result.cell_metrics = cell_metrics(outcomes)
     with _timed(result.seconds, "early-tumor contrast"):

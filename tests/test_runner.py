@@ -258,7 +258,8 @@ def test_broken_dataset_is_reported_before_any_run(setup):
 
 
 def test_local_pool_starts_the_longest_cells_first():
-    """LPT order: more iterations first, then cells with a generator (on-the-fly synthesis); stable."""
+    """LPT order: more iterations first, then cells with a generator (on-the-fly synthesis), those
+    sampling a trained model (checkpoint) first; stable."""
     from types import SimpleNamespace
 
     from benchmark.executors import longest_first
@@ -268,6 +269,7 @@ def test_local_pool_starts_the_longest_cells_first():
         return SimpleNamespace(cell=SimpleNamespace(hp=lambda: hp, generator=generator))
 
     synth = (("name", "hu"),)
-    tasks = [task(100), task(100, synth), task(200), task(100, synth), task(50, synth)]
-    assert longest_first(tasks, range(5)) == [2, 1, 3, 0, 4]
+    model = (("checkpoint", "auto"), ("name", "difftumor"))  # a trained sampler: the costliest synthesis
+    tasks = [task(100), task(100, synth), task(200), task(100, synth), task(50, synth), task(100, model)]
+    assert longest_first(tasks, range(6)) == [2, 5, 1, 3, 0, 4]
     assert longest_first(tasks, [0, 4]) == [0, 4]  # only the cells still to run
