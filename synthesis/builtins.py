@@ -34,9 +34,9 @@ def hu(organ: str, *, device: Any = "cpu", checkpoint: Any = None, size_probs: M
     display_name="DiffTumor (CVPR 2024)",
     licence="official code and weights CC BY-NC-ND 4.0 (not used); this re-implementation: Apache-2.0",
     needs_weights=True,
-    weights_source=("train them: `tumorbench generator train-autoencoder` then `train-diffusion` (or a grid with "
+    weights_source=("train them: `tumorbench generators train autoencoder` then `train diffusion` (or a grid with "
                     "checkpoints = \"auto\" trains tiny ones), or convert the published ones (links in the official "
-                    "repository's README) with `tumorbench generator import-official`; never shipped (licence)"),
+                    "repository's README) with `tumorbench generators import-official`; never shipped (licence)"),
     replayable=True, devices=("cpu", "cuda"),
     description="latent diffusion (3D VQGAN + DDPM/DDIM) inpainting tumors into masked CT crops",
     kwargs={"checkpoint": "folder with autoencoder.pt and diffusion_<organ>_<stage>.pt",

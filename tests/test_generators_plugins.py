@@ -64,7 +64,7 @@ def test_builtin_metadata_is_complete():
     rows = {row["name"]: row for row in registry.describe_all()}
     assert {"hu", "difftumor", "cellular"} <= set(rows)
     assert all("error" not in row for row in rows.values())
-    assert rows["difftumor"]["needs_weights"] and "train-autoencoder" in rows["difftumor"]["weights_source"]
+    assert rows["difftumor"]["needs_weights"] and "generators train autoencoder" in rows["difftumor"]["weights_source"]
     assert rows["cellular"]["replayable"] and rows["cellular"]["devices"] == ["cpu"]
     assert rows["cellular"]["kwargs"]["variant"]["default"] == "'paper'"
 

@@ -103,9 +103,9 @@ def load_diffusion(directory: str | os.PathLike, organ: str, stage: str, device:
         flag = "--early" if stage == "early" else "--non-early"
         official = f"{organ}_{'early' if stage == 'early' else 'noearly'}.pt"
         raise SynthesisInputError(
-            f"{json_path}: DiffTumor {stage} model for {organ} not found; train it with `tumorbench generator "
-            f"train-diffusion DATASET --autoencoder {directory} --organ {organ} {flag} --out {directory}` or "
-            f"convert the published {official} with `tumorbench generator import-official ... {flag} {official}`")
+            f"{json_path}: DiffTumor {stage} model for {organ} not found; train it with `tumorbench generators "
+            f"train diffusion DATASET --autoencoder {directory} --organ {organ} {flag} --out {directory}` or "
+            f"convert the published {official} with `tumorbench generators import-official ... {flag} {official}`")
     meta = load_json(json_path, f"DiffTumor {stage} diffusion config")
     cls = OfficialDenoiserConfig if _arch(meta, json_path) == "official" else DenoiserConfig
     denoiser = build_denoiser(from_dict(cls, meta.get("denoiser", {}), str(json_path)))
@@ -116,7 +116,7 @@ def load_diffusion(directory: str | os.PathLike, organ: str, stage: str, device:
 
 def autoencoder_dir_for(directory: str | os.PathLike, diffusion_metas: list[dict[str, Any]]) -> Path:
     """Folder of the autoencoder the diffusion models in ``directory`` were trained with: the folder
-    itself when it holds autoencoder.pt, else the path their .json records (``train-diffusion
+    itself when it holds autoencoder.pt, else the path their .json records (``train diffusion
     --autoencoder AE --out DM``). Its sha256 must match the recorded one.
 
     Raises:
@@ -135,8 +135,8 @@ def autoencoder_dir_for(directory: str | os.PathLike, diffusion_metas: list[dict
         if meta.get("autoencoder_sha256") not in (None, digest):
             raise SynthesisInputError(
                 f"{path}: not the autoencoder the diffusion models in {directory} were trained with (sha256 "
-                f"{digest}, recorded {meta['autoencoder_sha256']}); retrain them with `tumorbench generator "
-                f"train-diffusion --autoencoder {path.parent}`")
+                f"{digest}, recorded {meta['autoencoder_sha256']}); retrain them with `tumorbench generators "
+                f"train diffusion --autoencoder {path.parent}`")
     return path.parent
 
 

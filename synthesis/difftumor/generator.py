@@ -108,8 +108,8 @@ class DiffTumorGenerator:
         if pipelines is None:
             if checkpoint is None:
                 raise SynthesisInputError(
-                    "DiffTumor needs trained weights: pass checkpoint=DIR (train them with `tumorbench generator "
-                    "train-autoencoder` and `train-diffusion`, or `benchmark.generators.train_tiny_generators`)")
+                    "DiffTumor needs trained weights: pass checkpoint=DIR (train them with `tumorbench generators "
+                    "train autoencoder` and `train diffusion`, or `benchmark.generators.train_tiny_generators`)")
             pipelines, crop_size, model_spacing = _load_pipelines(
                 Path(checkpoint), model_organ or organ, needed, self.device)
         missing = sorted(needed - set(pipelines))
